@@ -1,0 +1,80 @@
+# confab: `make run-server` sets everything up and runs the server;
+# `make test` runs every test. See README.md.
+
+CARGO      ?= cargo
+LISTEN     ?= 127.0.0.1:7878
+DATA_DIR   ?= data
+DB         ?= $(DATA_DIR)/confab.db
+CERT_DIR   ?= certs
+CONFAB_USER ?= $(shell id -un)
+
+# Debian packages the build and the tools need: OpenSSL and SQLite headers
+# for native-tls and rusqlite, ALSA headers for rodio (sound), pkg-config to
+# find them, and the openssl and sqlite3 command-line tools for `make certs`
+# and `make db-shell`.
+DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlite3
+
+SERVER_BIN = target/release/confab-server
+CLIENT_BIN = target/release/confab
+
+.PHONY: all deps certs build run-server client test lint db-shell clean
+
+all: build
+
+# Installs missing system packages: with apt-get when root, otherwise
+# prints the exact command and stops.
+deps:
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+	  echo "note: not a Debian system; make sure these are installed: $(DEB_PACKAGES)"; exit 0; fi; \
+	missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "run:  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+
+# A local CA and a server certificate for localhost; kept if present.
+certs: $(CERT_DIR)/server.pem
+
+$(CERT_DIR)/server.pem:
+	@$(MAKE) --no-print-directory deps
+	sh $(CERT_DIR)/gen-certs.sh $(CERT_DIR)
+
+build: deps
+	$(CARGO) build --release --locked
+
+# Builds, makes certificates if needed, creates or migrates the database
+# (the server applies schema.sql at start) and serves on $(LISTEN).
+run-server: build certs
+	@mkdir -p $(DATA_DIR)
+	$(SERVER_BIN) --listen $(LISTEN) --data-dir $(DATA_DIR) --db $(DB) \
+	  --cert $(CERT_DIR)/server.pem --key $(CERT_DIR)/server.key
+
+# Connects to the local server as $(CONFAB_USER), trusting the local CA.
+client: build certs
+	$(CLIENT_BIN) --ca $(CERT_DIR)/ca.pem $(CONFAB_USER)@localhost:$(lastword $(subst :, ,$(LISTEN)))
+
+# Every test: unit tests and the end-to-end tests against real servers.
+test: deps
+	$(CARGO) test --locked --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# sqlite3 on the server's database (safe while the server runs: WAL mode).
+db-shell:
+	@command -v sqlite3 >/dev/null 2>&1 || $(MAKE) --no-print-directory deps
+	sqlite3 -header -column $(DB)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,63 @@
+-- confab database schema.
+--
+-- This file is the one source of the schema. The server applies it at every
+-- start (every statement is idempotent) and then runs the numbered
+-- migrations in src/store.rs for databases made by older versions;
+-- `PRAGMA user_version` records which migrations have run.
+--
+-- Times are integers: milliseconds since the Unix epoch (UTC). To read one
+-- in sqlite3: datetime(created_at / 1000, 'unixepoch').
+--
+-- Inspect a running server's data safely with `make db-shell` (sqlite3 in
+-- WAL mode reads while the server writes). README.md lists useful queries.
+
+-- Accounts. `name` is lower-case [a-z0-9_-], 3 to 32 characters.
+CREATE TABLE IF NOT EXISTS users (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    -- 'pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>'; never the password.
+    password    TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    -- Highest direct-message id handed to one of this user's sessions; DMs
+    -- above it are delivered at the user's next login.
+    dm_cursor   INTEGER NOT NULL DEFAULT 0
+);
+
+-- Rooms. `general` always exists.
+CREATE TABLE IF NOT EXISTS rooms (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    topic       TEXT    NOT NULL DEFAULT '',
+    created_by  INTEGER REFERENCES users(id),   -- NULL for built-in rooms
+    created_at  INTEGER NOT NULL
+);
+
+-- Who is in which room. Membership lasts until the user leaves, across
+-- logins and server restarts.
+CREATE TABLE IF NOT EXISTS room_members (
+    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    joined_at   INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members(user_id);
+
+-- Every chat message, room or direct. A row exists before the sender is
+-- told `ack`; `id` increases with time and is the order of history.
+-- Exactly one of room_id (room message) and recipient_id (DM) is set.
+CREATE TABLE IF NOT EXISTS messages (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id      INTEGER REFERENCES rooms(id),
+    recipient_id INTEGER REFERENCES users(id),
+    sender_id    INTEGER NOT NULL REFERENCES users(id),
+    body         TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    CHECK ((room_id IS NULL) <> (recipient_id IS NULL))
+);
+CREATE INDEX IF NOT EXISTS messages_by_room ON messages(room_id, id)
+    WHERE room_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_by_dm ON messages(recipient_id, sender_id, id)
+    WHERE recipient_id IS NOT NULL;
+
+INSERT OR IGNORE INTO rooms (name, topic, created_at)
+    VALUES ('general', 'Welcome to confab', 0);

@@ -1,0 +1,54 @@
+//! `confab-server`: parses settings, sets up logging, and runs the server.
+
+use clap::Parser;
+use confab::config::{ServerArgs, ServerConfig};
+use confab::server::Server;
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match ServerConfig::from_args(ServerArgs::parse()) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("confab-server: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::new()
+        .parse_filters(&config.log)
+        .parse_env("RUST_LOG")
+        .format_timestamp_millis()
+        .init();
+    let server = match Server::bind(&config) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("confab-server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.local_addr() {
+        Ok(addr) => {
+            // Tests and scripts wait for this exact line on stdout.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "listening on {addr}");
+            let _ = out.flush();
+            log::info!(
+                "database {}, {} session threads, PBKDF2 {} iterations",
+                config.db.display(),
+                config.max_sessions,
+                config.password_iterations
+            );
+        }
+        Err(err) => {
+            eprintln!("confab-server: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("confab-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

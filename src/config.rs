@@ -1,0 +1,248 @@
+//! Server configuration: command-line flags, environment variables, a TOML
+//! file, and defaults, in that order of precedence.
+//!
+//! Every setting has a flag (`confab-server --help` lists them), an
+//! environment variable `CONFAB_<NAME>`, and a TOML key of the same name in
+//! the file given by `--config`.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why the configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {err}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {err}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        err: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Command-line flags of `confab-server`.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "confab-server",
+    version,
+    about = "The confab secure chat server"
+)]
+pub struct ServerArgs {
+    /// TOML file with settings (flags and environment override it).
+    #[arg(long, env = "CONFAB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "CONFAB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "CONFAB_DB")]
+    pub db: Option<PathBuf>,
+    /// Directory for server data (the database by default, files later).
+    #[arg(long, env = "CONFAB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain of the server.
+    #[arg(long, env = "CONFAB_CERT")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the server (PKCS#8, "BEGIN PRIVATE KEY").
+    #[arg(long, env = "CONFAB_KEY")]
+    pub key: Option<PathBuf>,
+    /// PBKDF2 iterations for new password hashes.
+    #[arg(long, env = "CONFAB_PASSWORD_ITERATIONS")]
+    pub password_iterations: Option<u32>,
+    /// Most sessions served at once (one thread each).
+    #[arg(long, env = "CONFAB_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long, env = "CONFAB_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<u64>,
+    /// Bytes that may wait for a slow reader before it is disconnected.
+    #[arg(long, env = "CONFAB_OUTBOX_LIMIT")]
+    pub outbox_limit: Option<usize>,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, env = "CONFAB_LOG")]
+    pub log: Option<String>,
+}
+
+/// The same settings as a TOML file holds them; all optional.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    db: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    password_iterations: Option<u32>,
+    max_sessions: Option<usize>,
+    handshake_timeout: Option<u64>,
+    outbox_limit: Option<usize>,
+    log: Option<String>,
+}
+
+/// The server's resolved settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Database file.
+    pub db: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PKCS#8 PEM).
+    pub key: PathBuf,
+    /// PBKDF2 iterations for new hashes.
+    pub password_iterations: u32,
+    /// Session threads.
+    pub max_sessions: usize,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Per-session outgoing buffer limit, bytes.
+    pub outbox_limit: usize,
+    /// Log level.
+    pub log: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            db: PathBuf::from("data/confab.db"),
+            data_dir: PathBuf::from("data"),
+            cert: PathBuf::from("certs/server.pem"),
+            key: PathBuf::from("certs/server.key"),
+            password_iterations: crate::password::DEFAULT_ITERATIONS,
+            max_sessions: 256,
+            handshake_timeout: Duration::from_secs(10),
+            outbox_limit: 4 << 20,
+            log: "info".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Resolves flags (which clap has already merged with the environment)
+    /// over the config file over the defaults.
+    pub fn from_args(args: ServerArgs) -> Result<ServerConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = ServerConfig::default();
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or(d.data_dir);
+        let config = ServerConfig {
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            db: args
+                .db
+                .or(file.db)
+                .unwrap_or_else(|| data_dir.join("confab.db")),
+            data_dir,
+            cert: args.cert.or(file.cert).unwrap_or(d.cert),
+            key: args.key.or(file.key).unwrap_or(d.key),
+            password_iterations: args
+                .password_iterations
+                .or(file.password_iterations)
+                .unwrap_or(d.password_iterations),
+            max_sessions: args
+                .max_sessions
+                .or(file.max_sessions)
+                .unwrap_or(d.max_sessions),
+            handshake_timeout: args
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .map_or(d.handshake_timeout, Duration::from_secs),
+            outbox_limit: args
+                .outbox_limit
+                .or(file.outbox_limit)
+                .unwrap_or(d.outbox_limit),
+            log: args.log.or(file.log).unwrap_or(d.log),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.password_iterations == 0 {
+            return Err(ConfigError::Invalid(
+                "password_iterations must be at least 1".into(),
+            ));
+        }
+        if self.max_sessions == 0 {
+            return Err(ConfigError::Invalid(
+                "max_sessions must be at least 1".into(),
+            ));
+        }
+        if self.outbox_limit < crate::protocol::MAX_FRAME_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "outbox_limit must be at least one frame ({} bytes)",
+                crate::protocol::MAX_FRAME_LEN
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+        path: path.to_owned(),
+        err,
+    })?;
+    toml::from_str(&text).map_err(|err| ConfigError::Parse {
+        path: path.to_owned(),
+        err,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_which_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("confab-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_sessions = 7\ndata_dir = \"/srv/c\"\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(file.clone()),
+            max_sessions: Some(3),
+            ..Default::default()
+        };
+        let c = ServerConfig::from_args(args).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_sessions, 3);
+        assert_eq!(c.db, PathBuf::from("/srv/c/confab.db"));
+        assert_eq!(c.password_iterations, 600_000);
+
+        std::fs::write(&file, "bogus = 1\n").unwrap();
+        let args = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServerConfig::from_args(args),
+            Err(ConfigError::Parse { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,31 @@
+//! confab: a secure terminal chat server and its client library.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: frames and message types; pure encode/decode, no I/O.
+//! - [`validate`]: naming and size rules for users, rooms, bodies, topics.
+//! - [`connection`]: the one place where frames meet a (non-blocking) stream.
+//! - [`poller`]: sleeping in `poll(2)` on a socket and a cross-thread waker.
+//! - [`tls`]: TLS acceptor and connector set-up; certificate fingerprints.
+//! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
+//! - [`store`]: the SQLite database; all SQL lives here.
+//! - [`config`]: server settings from flags, environment and TOML.
+//! - [`server`]: accept loop, session threads, shared state, message writer.
+//! - [`client`]: the client library used by the `confab` binary, the tests
+//!   and the benchmark.
+//!
+//! `ARCHITECTURE.md` explains how these fit together; `docs/PROTOCOL.md`
+//! specifies the wire protocol.
+
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod password;
+pub mod poller;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod validate;

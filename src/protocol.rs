@@ -1,0 +1,748 @@
+//! The confab wire protocol: frames, message types, and their encoding.
+//!
+//! This module is pure: it turns bytes into typed values and back, and knows
+//! nothing of sockets, TLS, SQL or terminals. `docs/PROTOCOL.md` is the
+//! human-readable description of everything here; keep the two in step.
+//!
+//! A frame is a 5-byte header followed by a payload:
+//!
+//! ```text
+//! +----------------------+-----------+------------------------+
+//! | length: u32 big-end. | kind: u8  | payload (length bytes) |
+//! +----------------------+-----------+------------------------+
+//! ```
+//!
+//! `kind` 1 is a JSON object (UTF-8). Other kinds are reserved (binary file
+//! data will use kind 2) and are rejected by this version.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocol version this build speaks; sent in `hello` and `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Size of the frame header: a 4-byte length and a 1-byte kind.
+pub const HEADER_LEN: usize = 5;
+/// Largest payload either side may send. Server replies (history pages) are
+/// the largest frames; this bounds them.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Largest payload the server accepts from a client. Requests are small; a
+/// tighter bound caps what a hostile client can make the server buffer.
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+/// Largest message body, in bytes of UTF-8.
+pub const MAX_BODY_LEN: usize = 4096;
+/// Largest room topic, in bytes of UTF-8.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// Most messages one `history` reply carries.
+pub const HISTORY_PAGE_MAX: u32 = 100;
+/// How many recent messages a `joined` reply replays.
+pub const JOIN_REPLAY: u32 = 50;
+
+/// The kind byte of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A UTF-8 JSON object.
+    Json = 1,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// What the payload holds.
+    pub kind: FrameKind,
+    /// The payload bytes, header removed.
+    pub payload: Vec<u8>,
+}
+
+/// Why bytes could not be decoded into a frame or a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// The header announces a payload larger than the receiver accepts.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced payload length.
+        len: usize,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// The kind byte is not one this version knows.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+}
+
+/// Appends one frame to `out`.
+///
+/// Panics only if `payload` exceeds `u32::MAX` bytes, which no caller can
+/// produce since every payload is checked against [`MAX_FRAME_LEN`] first.
+pub fn encode_frame(kind: FrameKind, payload: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(payload.len()).expect("payload bounded by MAX_FRAME_LEN");
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(kind as u8);
+    out.extend_from_slice(payload);
+}
+
+/// Encodes a message as a complete JSON frame.
+pub fn encode_json<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    // Serializing our own types to a Vec cannot fail: they hold only strings,
+    // integers, booleans and vectors of those.
+    serde_json::to_writer(&mut out, msg).expect("protocol types always serialize");
+    let len = u32::try_from(out.len() - HEADER_LEN).expect("frame bounded by MAX_FRAME_LEN");
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out[4] = FrameKind::Json as u8;
+    out
+}
+
+/// Reassembles frames from a byte stream that arrives in arbitrary pieces.
+///
+/// Bytes go in with [`FrameDecoder::push`]; whole frames come out of
+/// [`FrameDecoder::next_frame`]. A header announcing more than `max_len`
+/// bytes is an error as soon as the header is seen, so a hostile peer cannot
+/// make the decoder buffer more than `max_len + HEADER_LEN` bytes at once
+/// (plus whatever one `push` hands it).
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    max_len: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder that accepts payloads up to `max_len` bytes.
+    pub fn new(max_len: usize) -> Self {
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            max_len,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        let avail = &self.buf[self.start..];
+        if avail.len() < HEADER_LEN {
+            self.compact();
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > self.max_len {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_len,
+            });
+        }
+        let kind = match avail[4] {
+            1 => FrameKind::Json,
+            other => return Err(FrameError::UnknownKind(other)),
+        };
+        if avail.len() < HEADER_LEN + len {
+            self.compact();
+            return Ok(None);
+        }
+        let payload = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
+        self.start += HEADER_LEN + len;
+        Ok(Some(Frame { kind, payload }))
+    }
+
+    /// Moves a partial frame to the front so the buffer does not grow
+    /// without bound on a long-lived connection.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+/// A frame sent by a client: an optional request id and the request itself.
+///
+/// The server copies `req` into the reply, so a client can match replies to
+/// requests while events arrive in between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Client-chosen id echoed in the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<u64>,
+    /// What the client asks for.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// Everything a client can ask of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First frame of every connection: the client's protocol version.
+    Hello {
+        /// Must equal the server's [`PROTOCOL_VERSION`].
+        version: u32,
+        /// Free-form client name and version, for logs.
+        #[serde(default)]
+        client: String,
+    },
+    /// Creates an account and logs in as it.
+    Register {
+        /// Wanted user name.
+        user: String,
+        /// Password in clear (inside TLS); hashed by the server.
+        password: String,
+    },
+    /// Logs in to an existing account.
+    Login {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// Lists all rooms.
+    Rooms,
+    /// Creates a room and joins it.
+    CreateRoom {
+        /// Room name.
+        room: String,
+        /// Initial topic.
+        #[serde(default)]
+        topic: String,
+    },
+    /// Joins a room (membership persists across logins).
+    Join {
+        /// Room name.
+        room: String,
+    },
+    /// Leaves a room.
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// Sets a room's topic.
+    Topic {
+        /// Room name.
+        room: String,
+        /// New topic.
+        topic: String,
+    },
+    /// Lists a room's members and whether each is online.
+    Who {
+        /// Room name.
+        room: String,
+    },
+    /// Sends a message to a room.
+    Say {
+        /// Room name.
+        room: String,
+        /// Message text.
+        body: String,
+    },
+    /// Sends a direct message to a user, online or not.
+    Dm {
+        /// Recipient's user name.
+        to: String,
+        /// Message text.
+        body: String,
+    },
+    /// Fetches a page of older messages of a room or of a DM conversation.
+    History {
+        /// The room, or ...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// ... the other user of a DM conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+        /// Only messages with an id below this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
+        /// Page size, at most [`HISTORY_PAGE_MAX`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Liveness check.
+    Ping,
+    /// Ends the session; the server replies `ok` and closes.
+    Quit,
+}
+
+impl Request {
+    /// Every `type` value a client may send; a frame with another one gets
+    /// `unknown_request` rather than `bad_request`.
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "register",
+        "login",
+        "rooms",
+        "create_room",
+        "join",
+        "leave",
+        "topic",
+        "who",
+        "say",
+        "dm",
+        "history",
+        "ping",
+        "quit",
+    ];
+}
+
+/// A frame sent by the server: a reply (with the request's `req`) or an
+/// event (without one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFrame {
+    /// The id of the request this answers; absent on events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<u64>,
+    /// The reply or event.
+    #[serde(flatten)]
+    pub msg: ServerMsg,
+}
+
+impl ServerFrame {
+    /// A reply to request `req`.
+    pub fn reply(req: Option<u64>, msg: ServerMsg) -> Self {
+        ServerFrame { req, msg }
+    }
+
+    /// An event, not tied to a request.
+    pub fn event(msg: ServerMsg) -> Self {
+        ServerFrame { req: None, msg }
+    }
+
+    /// An error reply.
+    pub fn error(req: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame {
+            req,
+            msg: ServerMsg::Error {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Reply to `hello`: the versions match and the session may log in.
+    Welcome {
+        /// The server's protocol version.
+        version: u32,
+        /// Server software name and version.
+        server: String,
+        /// Largest message body the server accepts.
+        max_body: usize,
+        /// Largest frame payload the server accepts from a client.
+        max_request: usize,
+    },
+    /// A request failed; the session goes on unless a `closing` follows.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// Reply to `register` and `login`.
+    LoggedIn {
+        /// The canonical (lower-case) user name.
+        user: String,
+        /// Rooms the user is a member of.
+        rooms: Vec<RoomInfo>,
+        /// Direct messages that arrived while the user was offline follow
+        /// this reply as `message` events; this is how many.
+        offline_dms: u32,
+    },
+    /// A request succeeded and has nothing else to say.
+    Ok,
+    /// A message was stored durably under `id`; it will not be lost.
+    Ack {
+        /// The message's id, its place in history.
+        id: i64,
+        /// Server time of the message, ms since the Unix epoch.
+        ts: i64,
+    },
+    /// Reply to `rooms`.
+    RoomList {
+        /// All rooms.
+        rooms: Vec<RoomInfo>,
+    },
+    /// Reply to `join` and `create_room`.
+    Joined {
+        /// The room.
+        room: RoomInfo,
+        /// Its members.
+        members: Vec<Member>,
+        /// Its latest messages, oldest first.
+        history: Vec<ChatMessage>,
+    },
+    /// Reply to `who`.
+    Users {
+        /// Room name.
+        room: String,
+        /// Its members.
+        members: Vec<Member>,
+    },
+    /// Reply to `history`.
+    History {
+        /// The room, when the request named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The DM peer, when the request named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+        /// The page, oldest first.
+        messages: Vec<ChatMessage>,
+        /// Whether older messages exist before this page.
+        more: bool,
+    },
+    /// Reply to `ping`.
+    Pong,
+    /// Event: a new message in a room you are in, or a DM to or from you.
+    Message(ChatMessage),
+    /// Event: someone joined, left, came online or went offline in a room.
+    Presence {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: String,
+        /// What happened.
+        event: PresenceEvent,
+    },
+    /// Event: a room's topic changed.
+    TopicChanged {
+        /// Room name.
+        room: String,
+        /// New topic.
+        topic: String,
+        /// Who changed it.
+        by: String,
+    },
+    /// Event: the server is closing this connection, and why.
+    Closing {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// A message type this build does not know (sent by a newer server).
+    /// Clients ignore it.
+    #[serde(other)]
+    Unknown,
+}
+
+/// A room as listed to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// Room topic, possibly empty.
+    pub topic: String,
+    /// Number of members.
+    pub members: u32,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// User name.
+    pub user: String,
+    /// Whether at least one session of the user is connected.
+    pub online: bool,
+}
+
+/// A stored chat message, as events and history carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Unique, increasing id: the order of history.
+    pub id: i64,
+    /// The room, for a room message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The recipient, for a direct message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The sender.
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// Server time, ms since the Unix epoch.
+    pub ts: i64,
+}
+
+/// What a presence event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceEvent {
+    /// The user joined the room.
+    Join,
+    /// The user left the room.
+    Leave,
+    /// The user's first session connected.
+    Online,
+    /// The user's last session disconnected.
+    Offline,
+}
+
+/// Machine-readable error reasons. Clients may show `message` to people and
+/// branch on `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The client's protocol version is not the server's.
+    VersionMismatch,
+    /// A frame could not be decoded (bad header, not JSON, too large).
+    BadFrame,
+    /// A JSON request lacks a field, has a wrong type, or is otherwise malformed.
+    BadRequest,
+    /// The request `type` is not one the server knows.
+    UnknownRequest,
+    /// The first request was not `hello`.
+    HelloRequired,
+    /// The request needs a logged-in session.
+    NotLoggedIn,
+    /// `register` or `login` on a session that is already logged in.
+    AlreadyLoggedIn,
+    /// Wrong user name or password (the same error for both).
+    AuthFailed,
+    /// The user name is taken.
+    UserExists,
+    /// The user name breaks the naming rules.
+    InvalidUsername,
+    /// The password breaks the length rules.
+    InvalidPassword,
+    /// No such room.
+    NoSuchRoom,
+    /// No such user.
+    NoSuchUser,
+    /// The room name is taken.
+    RoomExists,
+    /// The room name breaks the naming rules.
+    InvalidRoom,
+    /// The request needs membership of the room.
+    NotMember,
+    /// A body or topic is longer than allowed.
+    TooLong,
+    /// A body is empty or holds forbidden control characters.
+    InvalidBody,
+    /// The session's outgoing buffer overflowed because it read too slowly.
+    SlowConsumer,
+    /// Something failed inside the server; the request had no effect.
+    ServerError,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The serde name is the wire name; reuse it so logs match the wire.
+        let name = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
+/// Why a JSON payload is not a valid client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    /// The request id, if one could be read, so the error reply can carry it.
+    pub req: Option<u64>,
+    /// `bad_request` or `unknown_request`.
+    pub code: ErrorCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Parses a JSON payload into a client frame, or explains why not.
+pub fn parse_request(payload: &[u8]) -> Result<ClientFrame, RequestError> {
+    match serde_json::from_slice::<ClientFrame>(payload) {
+        Ok(frame) => Ok(frame),
+        Err(err) => {
+            // Read what we can of the envelope so the error reply carries
+            // the request id and says whether the type itself is unknown.
+            #[derive(Deserialize)]
+            struct Envelope {
+                req: Option<u64>,
+                #[serde(rename = "type")]
+                kind: Option<String>,
+            }
+            let env = serde_json::from_slice::<Envelope>(payload).ok();
+            let req = env.as_ref().and_then(|e| e.req);
+            match env.and_then(|e| e.kind) {
+                Some(kind) if !Request::TYPES.contains(&kind.as_str()) => Err(RequestError {
+                    req,
+                    code: ErrorCode::UnknownRequest,
+                    message: format!("unknown request type `{}`", truncate(&kind, 64)),
+                }),
+                _ => Err(RequestError {
+                    req,
+                    code: ErrorCode::BadRequest,
+                    message: format!("malformed request: {err}"),
+                }),
+            }
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, for echoing
+/// client-supplied text in error messages.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trips_through_split_input() {
+        let msg = ServerFrame::reply(Some(7), ServerMsg::Ack { id: 42, ts: 1 });
+        let bytes = encode_json(&msg);
+        let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
+        for b in &bytes[..bytes.len() - 1] {
+            dec.push(std::slice::from_ref(b));
+            assert_eq!(dec.next_frame(), Ok(None));
+        }
+        dec.push(&bytes[bytes.len() - 1..]);
+        let frame = dec.next_frame().unwrap().unwrap();
+        assert_eq!(frame.kind, FrameKind::Json);
+        let back: ServerFrame = serde_json::from_slice(&frame.payload).unwrap();
+        assert_eq!(back, msg);
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn two_frames_in_one_push_come_out_in_order() {
+        let mut bytes = Vec::new();
+        encode_frame(FrameKind::Json, b"{\"a\":1}", &mut bytes);
+        encode_frame(FrameKind::Json, b"{\"b\":2}", &mut bytes);
+        let mut dec = FrameDecoder::new(16);
+        dec.push(&bytes);
+        assert_eq!(dec.next_frame().unwrap().unwrap().payload, b"{\"a\":1}");
+        assert_eq!(dec.next_frame().unwrap().unwrap().payload, b"{\"b\":2}");
+        assert_eq!(dec.next_frame(), Ok(None));
+    }
+
+    #[test]
+    fn oversized_header_is_rejected_before_the_payload_arrives() {
+        let mut dec = FrameDecoder::new(100);
+        dec.push(&[0, 0, 0, 101, 1]);
+        assert_eq!(
+            dec.next_frame(),
+            Err(FrameError::TooLarge { len: 101, max: 100 })
+        );
+        let mut dec = FrameDecoder::new(100);
+        dec.push(&[0xff, 0xff, 0xff, 0xff, 1]);
+        assert!(matches!(dec.next_frame(), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn unknown_frame_kind_is_an_error() {
+        let mut dec = FrameDecoder::new(100);
+        dec.push(&[0, 0, 0, 0, 9]);
+        assert_eq!(dec.next_frame(), Err(FrameError::UnknownKind(9)));
+    }
+
+    #[test]
+    fn request_wire_form_is_flat_json() {
+        let frame = ClientFrame {
+            req: Some(3),
+            request: Request::Say {
+                room: "general".into(),
+                body: "hi".into(),
+            },
+        };
+        let json = serde_json::to_string(&frame).unwrap();
+        assert_eq!(
+            json,
+            r#"{"req":3,"type":"say","room":"general","body":"hi"}"#
+        );
+        assert_eq!(parse_request(json.as_bytes()).unwrap(), frame);
+        let unit = parse_request(br#"{"type":"rooms"}"#).unwrap();
+        assert_eq!(unit.request, Request::Rooms);
+        assert_eq!(unit.req, None);
+    }
+
+    #[test]
+    fn every_request_type_is_listed_in_types() {
+        let samples = [
+            r#"{"type":"hello","version":1}"#,
+            r#"{"type":"register","user":"a","password":"b"}"#,
+            r#"{"type":"login","user":"a","password":"b"}"#,
+            r#"{"type":"rooms"}"#,
+            r#"{"type":"create_room","room":"a"}"#,
+            r#"{"type":"join","room":"a"}"#,
+            r#"{"type":"leave","room":"a"}"#,
+            r#"{"type":"topic","room":"a","topic":"t"}"#,
+            r#"{"type":"who","room":"a"}"#,
+            r#"{"type":"say","room":"a","body":"b"}"#,
+            r#"{"type":"dm","to":"a","body":"b"}"#,
+            r#"{"type":"history","room":"a"}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"quit"}"#,
+        ];
+        assert_eq!(samples.len(), Request::TYPES.len());
+        for (sample, name) in samples.iter().zip(Request::TYPES) {
+            parse_request(sample.as_bytes()).unwrap();
+            assert!(sample.contains(&format!("\"{name}\"")), "{sample}");
+        }
+    }
+
+    #[test]
+    fn malformed_requests_get_typed_errors_with_their_id() {
+        let err = parse_request(br#"{"req":9,"type":"say","room":"x"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert_eq!(err.req, Some(9));
+        let err = parse_request(br#"{"req":4,"type":"launch_missiles"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownRequest);
+        assert_eq!(err.req, Some(4));
+        let err = parse_request(b"\xff\xfe not json").unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert_eq!(err.req, None);
+        let err = parse_request(br#"{"type":"say","room":7,"body":"x"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn unknown_server_messages_decode_as_unknown() {
+        let frame: ServerFrame =
+            serde_json::from_str(r#"{"type":"from_the_future","x":1}"#).unwrap();
+        assert_eq!(frame.msg, ServerMsg::Unknown);
+    }
+
+    #[test]
+    fn message_event_shape_is_stable() {
+        let ev = ServerFrame::event(ServerMsg::Message(ChatMessage {
+            id: 5,
+            room: Some("general".into()),
+            to: None,
+            from: "alice".into(),
+            body: "hi".into(),
+            ts: 10,
+        }));
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"type":"message","id":5,"room":"general","from":"alice","body":"hi","ts":10}"#
+        );
+        assert_eq!(ErrorCode::NoSuchRoom.to_string(), "no_such_room");
+    }
+}

@@ -1,0 +1,415 @@
+//! The server's shared in-memory state: who is connected, which rooms exist
+//! and who is in them, and each session's outbox.
+//!
+//! **Locking rules.** `Hub` has one `RwLock`. Fan-out takes it for reading;
+//! logins, joins and leaves take it for writing. While it is held, code only
+//! touches memory: it pushes bytes into outboxes (each behind its own short
+//! mutex) and raises wakers (a non-blocking `write(2)` to an eventfd). It is
+//! never held across socket I/O or SQL. Lock order: hub, then an outbox.
+//!
+//! The database is the truth for rooms and membership; the hub mirrors it so
+//! that fan-out needs no query. Session threads update the database first,
+//! then the hub.
+
+use crate::poller::Waker;
+use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerFrame, ServerMsg, encode_json};
+use crate::store::{RoomId, RoomRecord, UserId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+/// Identifies one connection for its lifetime.
+pub type SessionId = u64;
+
+/// Bytes waiting to be written to one session, filled by other threads.
+///
+/// Bounded: a session that reads slower than it is written to overflows,
+/// and its thread then disconnects it, so one stalled reader can never make
+/// the server buffer without limit or slow a room down.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    waker: Waker,
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding an outbox lock leaves plain bytes behind, which
+    // are still safe to use; recover rather than spread the panic.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `limit` bytes.
+    pub fn new(limit: usize) -> std::io::Result<Outbox> {
+        Ok(Outbox {
+            state: Mutex::new(OutboxState::default()),
+            waker: Waker::new()?,
+            limit,
+        })
+    }
+
+    /// Queues an encoded frame and wakes the session's thread if it may be
+    /// asleep. Returns `false` (and marks the outbox overflowed) when the
+    /// frame does not fit.
+    pub fn push(&self, frame: &[u8]) -> bool {
+        let mut st = lock(&self.state);
+        if st.overflowed {
+            return false;
+        }
+        let was_empty = st.buf.is_empty();
+        if st.buf.len() + frame.len() > self.limit {
+            st.overflowed = true;
+            st.buf.clear();
+            drop(st);
+            self.waker.wake();
+            return false;
+        }
+        st.buf.extend_from_slice(frame);
+        drop(st);
+        // The owner drains the waker before it takes the buffer, so a push
+        // onto a non-empty buffer will be picked up by a take that has not
+        // happened yet: only the empty -> non-empty edge needs a wake-up.
+        if was_empty {
+            self.waker.wake();
+        }
+        true
+    }
+
+    /// Takes everything queued, and whether the outbox overflowed.
+    pub fn take(&self) -> (Vec<u8>, bool) {
+        let mut st = lock(&self.state);
+        (std::mem::take(&mut st.buf), st.overflowed)
+    }
+
+    /// The waker the owning thread sleeps on.
+    pub fn waker(&self) -> &Waker {
+        &self.waker
+    }
+}
+
+/// One logged-in session as the hub sees it.
+#[derive(Debug, Clone)]
+struct SessionEntry {
+    user_id: UserId,
+    outbox: Arc<Outbox>,
+}
+
+/// A room in memory.
+#[derive(Debug, Clone)]
+struct Room {
+    id: RoomId,
+    name: String,
+    topic: String,
+    members: BTreeMap<UserId, String>,
+}
+
+impl Room {
+    fn info(&self) -> RoomInfo {
+        RoomInfo {
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            members: self.members.len() as u32,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    sessions: HashMap<SessionId, SessionEntry>,
+    online: HashMap<UserId, Vec<SessionId>>,
+    rooms: HashMap<String, Room>,
+}
+
+impl HubState {
+    /// Pushes `frame` to every session of `user` except `except`; returns
+    /// whether the user has any session at all.
+    fn send_to_user(&self, user: UserId, frame: &[u8], except: Option<SessionId>) -> bool {
+        let Some(sids) = self.online.get(&user) else {
+            return false;
+        };
+        for sid in sids {
+            if Some(*sid) != except
+                && let Some(s) = self.sessions.get(sid)
+            {
+                s.outbox.push(frame);
+            }
+        }
+        true
+    }
+
+    fn send_to_room(&self, room: &Room, frame: &[u8], except_user: Option<UserId>) {
+        for user in room.members.keys() {
+            if Some(*user) != except_user {
+                self.send_to_user(*user, frame, None);
+            }
+        }
+    }
+
+    fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
+        let frame = encode_json(&ServerFrame::event(ServerMsg::Presence {
+            room: room.name.clone(),
+            user: user.to_owned(),
+            event,
+        }));
+        self.send_to_room(room, &frame, Some(user_id));
+    }
+
+    fn members(&self, room: &Room) -> Vec<Member> {
+        room.members
+            .iter()
+            .map(|(id, name)| Member {
+                user: name.clone(),
+                online: self.online.contains_key(id),
+            })
+            .collect()
+    }
+}
+
+/// The shared state handle; clone the `Arc` to share it.
+#[derive(Debug, Default)]
+pub struct Hub {
+    state: RwLock<HubState>,
+}
+
+/// A room's identity, as session threads need it for SQL.
+#[derive(Debug, Clone)]
+pub struct RoomRef {
+    /// Database id.
+    pub id: RoomId,
+    /// Canonical name.
+    pub name: String,
+}
+
+impl Hub {
+    /// A hub mirroring the rooms loaded from the database.
+    pub fn new(rooms: Vec<RoomRecord>) -> Hub {
+        let hub = Hub::default();
+        {
+            let mut st = hub.write();
+            for r in rooms {
+                st.rooms.insert(
+                    r.name.clone(),
+                    Room {
+                        id: r.id,
+                        name: r.name,
+                        topic: r.topic,
+                        members: r.members.into_iter().collect(),
+                    },
+                );
+            }
+        }
+        hub
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HubState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HubState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a logged-in session. Tells the user's rooms that they came
+    /// online if this is their first session. Returns the user's rooms.
+    pub fn login(
+        &self,
+        sid: SessionId,
+        user_id: UserId,
+        user: &str,
+        outbox: Arc<Outbox>,
+    ) -> Vec<RoomInfo> {
+        let mut st = self.write();
+        st.sessions.insert(sid, SessionEntry { user_id, outbox });
+        let sids = st.online.entry(user_id).or_default();
+        sids.push(sid);
+        let first = sids.len() == 1;
+        let mut rooms = Vec::new();
+        for room in st.rooms.values() {
+            if room.members.contains_key(&user_id) {
+                rooms.push(room.info());
+                if first {
+                    st.presence(room, user, user_id, PresenceEvent::Online);
+                }
+            }
+        }
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// Removes a session; tells the user's rooms they went offline if it was
+    /// their last. Safe to call for sessions that never logged in.
+    pub fn logout(&self, sid: SessionId) {
+        let mut st = self.write();
+        let Some(entry) = st.sessions.remove(&sid) else {
+            return;
+        };
+        let user_id = entry.user_id;
+        let last = match st.online.get_mut(&user_id) {
+            Some(sids) => {
+                sids.retain(|s| *s != sid);
+                sids.is_empty()
+            }
+            None => false,
+        };
+        if last {
+            st.online.remove(&user_id);
+            for room in st.rooms.values() {
+                if let Some(name) = room.members.get(&user_id) {
+                    st.presence(room, name, user_id, PresenceEvent::Offline);
+                }
+            }
+        }
+    }
+
+    /// Looks a room up by canonical name.
+    pub fn room(&self, name: &str) -> Option<RoomRef> {
+        self.read().rooms.get(name).map(|r| RoomRef {
+            id: r.id,
+            name: r.name.clone(),
+        })
+    }
+
+    /// Whether `user` is a member of room `name`.
+    pub fn is_member(&self, name: &str, user: UserId) -> bool {
+        self.read()
+            .rooms
+            .get(name)
+            .is_some_and(|r| r.members.contains_key(&user))
+    }
+
+    /// Adds a room created in the database.
+    pub fn add_room(&self, id: RoomId, name: &str, topic: &str, creator: (UserId, &str)) {
+        self.write().rooms.insert(
+            name.to_owned(),
+            Room {
+                id,
+                name: name.to_owned(),
+                topic: topic.to_owned(),
+                members: BTreeMap::from([(creator.0, creator.1.to_owned())]),
+            },
+        );
+    }
+
+    /// Adds a member (already recorded in the database) and tells the room.
+    /// Returns the room and its members, or `None` if the room vanished.
+    pub fn join(&self, name: &str, user_id: UserId, user: &str) -> Option<(RoomInfo, Vec<Member>)> {
+        let mut st = self.write();
+        let room = st.rooms.get_mut(name)?;
+        let new = room.members.insert(user_id, user.to_owned()).is_none();
+        let room = st.rooms.get(name)?;
+        if new {
+            st.presence(room, user, user_id, PresenceEvent::Join);
+        }
+        Some((room.info(), st.members(room)))
+    }
+
+    /// Removes a member (already removed in the database) and tells the room.
+    pub fn leave(&self, name: &str, user_id: UserId, user: &str) {
+        let mut st = self.write();
+        let Some(room) = st.rooms.get_mut(name) else {
+            return;
+        };
+        if room.members.remove(&user_id).is_some() {
+            let room = &st.rooms[name];
+            st.presence(room, user, user_id, PresenceEvent::Leave);
+        }
+    }
+
+    /// Sets a room's topic (already stored) and tells its members.
+    pub fn set_topic(&self, name: &str, topic: &str, by: &str) {
+        let mut st = self.write();
+        let Some(room) = st.rooms.get_mut(name) else {
+            return;
+        };
+        room.topic = topic.to_owned();
+        let frame = encode_json(&ServerFrame::event(ServerMsg::TopicChanged {
+            room: name.to_owned(),
+            topic: topic.to_owned(),
+            by: by.to_owned(),
+        }));
+        let room = &st.rooms[name];
+        st.send_to_room(room, &frame, None);
+    }
+
+    /// A room's members and whether each is online.
+    pub fn members(&self, name: &str) -> Option<Vec<Member>> {
+        let st = self.read();
+        st.rooms.get(name).map(|r| st.members(r))
+    }
+
+    /// All rooms, by name.
+    pub fn room_list(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self.read().rooms.values().map(Room::info).collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// Delivers an encoded frame to every online member of a room, except
+    /// the session `except` (the sender, who gets an ack instead).
+    pub fn fan_out_room(&self, name: &str, frame: &[u8], except: Option<SessionId>) {
+        let st = self.read();
+        if let Some(room) = st.rooms.get(name) {
+            for user in room.members.keys() {
+                st.send_to_user(*user, frame, except);
+            }
+        }
+    }
+
+    /// Delivers an encoded frame to every session of `user` except
+    /// `except`; returns whether the user has a session.
+    pub fn send_to_user(&self, user: UserId, frame: &[u8], except: Option<SessionId>) -> bool {
+        self.read().send_to_user(user, frame, except)
+    }
+
+    /// Sessions logged in now.
+    pub fn session_count(&self) -> usize {
+        self.read().sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_bounds_its_buffer_and_reports_overflow() {
+        let out = Outbox::new(10).unwrap();
+        assert!(out.push(b"12345"));
+        assert!(out.push(b"67890"));
+        assert!(!out.push(b"x"));
+        assert!(!out.push(b"y"), "stays overflowed");
+        let (bytes, overflowed) = out.take();
+        assert!(bytes.is_empty());
+        assert!(overflowed);
+    }
+
+    #[test]
+    fn fan_out_skips_the_sender_session_and_offline_members() {
+        let hub = Hub::new(vec![RoomRecord {
+            id: 1,
+            name: "general".into(),
+            topic: String::new(),
+            members: vec![(1, "alice".into()), (2, "bob".into()), (3, "carol".into())],
+        }]);
+        let a = Arc::new(Outbox::new(1 << 20).unwrap());
+        let b = Arc::new(Outbox::new(1 << 20).unwrap());
+        hub.login(10, 1, "alice", a.clone());
+        hub.login(20, 2, "bob", b.clone());
+        a.take();
+        b.take();
+        hub.fan_out_room("general", b"msg", Some(10));
+        assert_eq!(a.take().0, b"");
+        assert_eq!(b.take().0, b"msg");
+        let members = hub.members("general").unwrap();
+        assert_eq!(members.iter().filter(|m| m.online).count(), 2);
+        hub.logout(20);
+        let (bytes, _) = a.take();
+        assert!(String::from_utf8_lossy(&bytes).contains("\"offline\""));
+    }
+}

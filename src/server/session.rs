@@ -1,0 +1,640 @@
+//! One client connection, from TLS handshake to goodbye, on its own thread.
+//!
+//! The thread owns the TLS stream; nothing else touches it (OpenSSL streams
+//! cannot be shared between threads). Its loop:
+//!
+//! 1. take whatever other threads queued in its [`Outbox`] (deliveries,
+//!    acks, presence) and write it, with its own replies, in one batch;
+//! 2. sleep in `poll(2)` on the socket and the outbox's waker: no CPU while
+//!    idle, and a delivery wakes it at once even while it waits to read;
+//! 3. read what arrived and answer each complete request.
+//!
+//! Requests that need the database (login, join, history) run here, on the
+//! session's own thread, so they delay only this client. Chat messages go to
+//! the writer thread, which stores them before anyone sees them.
+
+use super::hub::{Hub, Outbox, SessionId};
+use super::writer::{Submission, Target, WriterHandle};
+use crate::connection::{Connection, ConnectionError, ReadState};
+use crate::password;
+use crate::poller;
+use crate::protocol::{
+    self, ErrorCode, Frame, FrameKind, HISTORY_PAGE_MAX, JOIN_REPLAY, MAX_BODY_LEN,
+    MAX_REQUEST_LEN, PROTOCOL_VERSION, Request, ServerFrame, ServerMsg, encode_json,
+};
+use crate::store::{Store, StoreError, UserId};
+use crate::validate;
+use native_tls::{TlsAcceptor, TlsStream};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a closing session may take to flush its last words.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Most offline direct messages replayed at login (older ones stay in
+/// history).
+const OFFLINE_DM_REPLAY: u32 = 1000;
+
+/// What every session needs from the server; shared by all of them.
+pub struct SessionContext {
+    /// The database.
+    pub store: Store,
+    /// Shared in-memory state.
+    pub hub: Arc<Hub>,
+    /// The message writer.
+    pub writer: WriterHandle,
+    /// TLS acceptor with the server's certificate.
+    pub acceptor: TlsAcceptor,
+    /// PBKDF2 iterations for new hashes.
+    pub password_iterations: u32,
+    /// Hash verified for unknown users, so they cost as much as known ones.
+    pub dummy_hash: String,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Per-session outbox limit in bytes.
+    pub outbox_limit: usize,
+    /// Source of session ids.
+    pub next_session: AtomicU64,
+}
+
+/// Where a session is in its life.
+enum Phase {
+    /// Waiting for `hello`.
+    Hello,
+    /// Greeted; waiting for `register` or `login`.
+    Auth,
+    /// Logged in.
+    Ready {
+        /// Database id.
+        user_id: UserId,
+        /// Canonical name.
+        user: String,
+    },
+}
+
+/// Removes the session from the hub however the thread ends (tiny-http's
+/// habit: tie clean-up to `Drop`, not to every exit path).
+struct Registration<'a> {
+    hub: &'a Hub,
+    id: SessionId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.hub.logout(self.id);
+    }
+}
+
+struct Session<'a> {
+    id: SessionId,
+    ctx: &'a SessionContext,
+    outbox: Arc<Outbox>,
+    conn: Connection<TlsStream<TcpStream>>,
+    phase: Phase,
+    peer: SocketAddr,
+    /// Set when the session should end once its queued bytes are written.
+    closing: Option<Instant>,
+}
+
+/// Serves one accepted TCP connection to the end. Errors are logged here
+/// and never reach the accept loop.
+pub fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
+    let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
+    let tls = match handshake(tcp, ctx) {
+        Ok(tls) => tls,
+        Err(err) => {
+            log::debug!("session {id} from {peer}: TLS handshake failed: {err}");
+            return;
+        }
+    };
+    let outbox = match Outbox::new(ctx.outbox_limit) {
+        Ok(o) => Arc::new(o),
+        Err(err) => {
+            log::warn!("session {id} from {peer}: cannot create waker: {err}");
+            return;
+        }
+    };
+    let _registration = Registration { hub: &ctx.hub, id };
+    let mut session = Session {
+        id,
+        ctx,
+        outbox,
+        conn: Connection::new(tls, MAX_REQUEST_LEN),
+        phase: Phase::Hello,
+        peer,
+        closing: None,
+    };
+    log::debug!("session {id} from {peer}: connected");
+    match session.run() {
+        Ok(()) => log::debug!("session {id} from {peer}: closed"),
+        Err(err) => log::debug!("session {id} from {peer}: ended: {err}"),
+    }
+    let _ = session.conn.get_mut().shutdown();
+}
+
+fn handshake(tcp: TcpStream, ctx: &SessionContext) -> Result<TlsStream<TcpStream>, String> {
+    let _ = tcp.set_nodelay(true);
+    // Blocking with deadlines for the handshake, so a client that stalls
+    // mid-handshake holds only its own thread, and only for so long.
+    tcp.set_read_timeout(Some(ctx.handshake_timeout))
+        .and_then(|()| tcp.set_write_timeout(Some(ctx.handshake_timeout)))
+        .map_err(|e| e.to_string())?;
+    let tls = ctx.acceptor.accept(tcp).map_err(|e| e.to_string())?;
+    let sock = tls.get_ref();
+    sock.set_read_timeout(None)
+        .and_then(|()| sock.set_write_timeout(None))
+        .and_then(|()| sock.set_nonblocking(true))
+        .map_err(|e| e.to_string())?;
+    Ok(tls)
+}
+
+impl Session<'_> {
+    fn run(&mut self) -> Result<(), ConnectionError> {
+        let fd = self.conn.get_ref().get_ref().as_raw_fd();
+        let mut woken = true;
+        let mut read_state = ReadState::Drained;
+        loop {
+            if woken {
+                // Drain before take: see `Outbox::push`.
+                self.outbox.waker().drain();
+                let (bytes, overflowed) = self.outbox.take();
+                if overflowed {
+                    log::info!("session {}: disconnected: too slow to read", self.id);
+                    return Ok(());
+                }
+                if !bytes.is_empty() && self.closing.is_none() {
+                    self.conn.queue_vec(bytes);
+                }
+            }
+            let all_written = self.conn.flush()?;
+            let timeout = match self.closing {
+                Some(deadline) => {
+                    if all_written || Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    Some(deadline.saturating_duration_since(Instant::now()))
+                }
+                None if read_state == ReadState::More => Some(Duration::ZERO),
+                None => None,
+            };
+            let ready = poller::wait(fd, !all_written, Some(self.outbox.waker()), timeout)?;
+            woken = ready.woken;
+            if self.closing.is_some() {
+                continue;
+            }
+            if ready.socket_readable || read_state == ReadState::More {
+                read_state = self.conn.fill()?;
+                while self.closing.is_none() {
+                    match self.conn.next_frame() {
+                        Ok(Some(frame)) => self.handle_frame(frame),
+                        Ok(None) => break,
+                        Err(ConnectionError::Frame(err)) => {
+                            self.close(ErrorCode::BadFrame, err.to_string());
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                if read_state == ReadState::Closed {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &ServerFrame) {
+        self.conn.queue(&encode_json(frame));
+    }
+
+    fn reply(&mut self, req: Option<u64>, msg: ServerMsg) {
+        self.send(&ServerFrame::reply(req, msg));
+    }
+
+    fn error(&mut self, req: Option<u64>, code: ErrorCode, message: impl Into<String>) {
+        self.send(&ServerFrame::error(req, code, message));
+    }
+
+    /// Says why, then ends the session once that is written.
+    fn close(&mut self, code: ErrorCode, message: impl Into<String>) {
+        let message = message.into();
+        log::debug!("session {}: closing: {code}: {message}", self.id);
+        self.send(&ServerFrame::event(ServerMsg::Closing { code, message }));
+        self.closing = Some(Instant::now() + CLOSE_GRACE);
+    }
+
+    fn handle_frame(&mut self, frame: Frame) {
+        match frame.kind {
+            FrameKind::Json => {}
+        }
+        let parsed = match protocol::parse_request(&frame.payload) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                if matches!(self.phase, Phase::Hello) {
+                    // Without a valid hello we cannot trust anything else
+                    // this peer sends.
+                    self.close(err.code, err.message);
+                } else {
+                    self.error(err.req, err.code, err.message);
+                }
+                return;
+            }
+        };
+        let req = parsed.req;
+        let result = match (&self.phase, parsed.request) {
+            (Phase::Hello, Request::Hello { version, client }) => {
+                self.hello(req, version, &client);
+                Ok(())
+            }
+            (Phase::Hello, _) => {
+                self.close(ErrorCode::HelloRequired, "the first request must be hello");
+                Ok(())
+            }
+            (_, Request::Hello { .. }) => {
+                Err((ErrorCode::BadRequest, "hello was already sent".to_owned()))
+            }
+            (_, Request::Ping) => {
+                self.reply(req, ServerMsg::Pong);
+                Ok(())
+            }
+            (_, Request::Quit) => {
+                self.reply(req, ServerMsg::Ok);
+                self.closing = Some(Instant::now() + CLOSE_GRACE);
+                Ok(())
+            }
+            (Phase::Auth, Request::Register { user, password }) => {
+                self.register(req, &user, &password)
+            }
+            (Phase::Auth, Request::Login { user, password }) => self.login(req, &user, &password),
+            (Phase::Auth, _) => Err((
+                ErrorCode::NotLoggedIn,
+                "log in or register first".to_owned(),
+            )),
+            (Phase::Ready { .. }, Request::Register { .. } | Request::Login { .. }) => Err((
+                ErrorCode::AlreadyLoggedIn,
+                "this session is already logged in".to_owned(),
+            )),
+            (Phase::Ready { user_id, user }, request) => {
+                let (user_id, user) = (*user_id, user.clone());
+                self.logged_in_request(req, user_id, &user, request)
+            }
+        };
+        if let Err((code, message)) = result {
+            self.error(req, code, message);
+        }
+    }
+
+    fn hello(&mut self, req: Option<u64>, version: u32, client: &str) {
+        if version != PROTOCOL_VERSION {
+            self.close(
+                ErrorCode::VersionMismatch,
+                format!("this server speaks protocol version {PROTOCOL_VERSION}, the client {version}; upgrade the older side"),
+            );
+            return;
+        }
+        log::debug!(
+            "session {}: hello from {:?}",
+            self.id,
+            client.chars().take(64).collect::<String>()
+        );
+        self.phase = Phase::Auth;
+        self.reply(
+            req,
+            ServerMsg::Welcome {
+                version: PROTOCOL_VERSION,
+                server: format!("confab-server {}", env!("CARGO_PKG_VERSION")),
+                max_body: MAX_BODY_LEN,
+                max_request: MAX_REQUEST_LEN,
+            },
+        );
+    }
+
+    fn register(&mut self, req: Option<u64>, user: &str, pw: &str) -> Reply {
+        let user = validate::username(user).map_err(invalid)?;
+        validate::password(pw).map_err(invalid)?;
+        let hash = password::hash(pw, self.ctx.password_iterations)
+            .map_err(|e| (ErrorCode::ServerError, e.to_string()))?;
+        let user_id = match self.ctx.store.create_user(&user, &hash) {
+            Ok(id) => id,
+            Err(StoreError::UserExists) => {
+                return Err((ErrorCode::UserExists, format!("the name {user} is taken")));
+            }
+            Err(err) => return Err(server_error(&err)),
+        };
+        log::info!("registered {user} from {}", self.peer);
+        // The new user is in `general` in the database; mirror it.
+        self.ctx.hub.join("general", user_id, &user);
+        self.enter(req, user_id, user)
+    }
+
+    fn login(&mut self, req: Option<u64>, user: &str, pw: &str) -> Reply {
+        let failed = || {
+            (
+                ErrorCode::AuthFailed,
+                "wrong user name or password".to_owned(),
+            )
+        };
+        let record = match validate::username(user) {
+            Ok(name) => self
+                .ctx
+                .store
+                .find_user(&name)
+                .map_err(|e| server_error(&e))?,
+            Err(_) => None,
+        };
+        let stored = record
+            .as_ref()
+            .map_or(self.ctx.dummy_hash.as_str(), |r| &r.password);
+        // Verify even for unknown users so both cases cost the same.
+        let ok = password::verify(pw, stored).unwrap_or(false);
+        match record {
+            Some(r) if ok => {
+                log::info!("login {} from {}", r.name, self.peer);
+                self.enter(req, r.id, r.name)
+            }
+            _ => {
+                log::info!("failed login from {}", self.peer);
+                Err(failed())
+            }
+        }
+    }
+
+    /// Completes a login: registers with the hub, replies, and replays
+    /// direct messages that arrived while the user was away.
+    fn enter(&mut self, req: Option<u64>, user_id: UserId, user: String) -> Reply {
+        // Register first, so a DM stored from now on is delivered live; one
+        // stored in between may come twice (clients de-duplicate by id).
+        let rooms = self
+            .ctx
+            .hub
+            .login(self.id, user_id, &user, self.outbox.clone());
+        let dms = self
+            .ctx
+            .store
+            .undelivered_dms(user_id, OFFLINE_DM_REPLAY)
+            .map_err(|e| server_error(&e))?;
+        self.phase = Phase::Ready {
+            user_id,
+            user: user.clone(),
+        };
+        self.reply(
+            req,
+            ServerMsg::LoggedIn {
+                user,
+                rooms,
+                offline_dms: dms.len() as u32,
+            },
+        );
+        if let Some(last) = dms.last().map(|m| m.id) {
+            for dm in dms {
+                self.send(&ServerFrame::event(ServerMsg::Message(dm)));
+            }
+            if let Err(err) = self.ctx.store.advance_dm_cursor(user_id, last) {
+                log::warn!("advancing DM cursor failed: {err}");
+            }
+        }
+        Ok(())
+    }
+
+    fn logged_in_request(
+        &mut self,
+        req: Option<u64>,
+        user_id: UserId,
+        user: &str,
+        request: Request,
+    ) -> Reply {
+        let hub = &self.ctx.hub;
+        let store = &self.ctx.store;
+        match request {
+            Request::Rooms => {
+                let rooms = hub.room_list();
+                self.reply(req, ServerMsg::RoomList { rooms });
+            }
+            Request::CreateRoom { room, topic } => {
+                let room = validate::room(&room).map_err(invalid)?;
+                validate::topic(&topic).map_err(invalid)?;
+                let id = match store.create_room(&room, &topic, user_id) {
+                    Ok(id) => id,
+                    Err(StoreError::RoomExists) => {
+                        return Err((
+                            ErrorCode::RoomExists,
+                            format!("#{room} exists; join it instead"),
+                        ));
+                    }
+                    Err(err) => return Err(server_error(&err)),
+                };
+                hub.add_room(id, &room, &topic, (user_id, user));
+                self.joined(req, &room, user_id, user)?;
+            }
+            Request::Join { room } => {
+                let room = self.existing_room(&room)?;
+                store
+                    .add_member(room.id, user_id)
+                    .map_err(|e| server_error(&e))?;
+                self.joined(req, &room.name, user_id, user)?;
+            }
+            Request::Leave { room } => {
+                let room = self.member_room(&room, user_id)?;
+                store
+                    .remove_member(room.id, user_id)
+                    .map_err(|e| server_error(&e))?;
+                hub.leave(&room.name, user_id, user);
+                self.reply(req, ServerMsg::Ok);
+            }
+            Request::Topic { room, topic } => {
+                let room = self.member_room(&room, user_id)?;
+                validate::topic(&topic).map_err(invalid)?;
+                store
+                    .set_topic(room.id, &topic)
+                    .map_err(|e| server_error(&e))?;
+                hub.set_topic(&room.name, &topic, user);
+                self.reply(req, ServerMsg::Ok);
+            }
+            Request::Who { room } => {
+                let room = self.existing_room(&room)?;
+                let members = hub.members(&room.name).unwrap_or_default();
+                self.reply(
+                    req,
+                    ServerMsg::Users {
+                        room: room.name,
+                        members,
+                    },
+                );
+            }
+            Request::Say { room, body } => {
+                let room = self.member_room(&room, user_id)?;
+                validate::body(&body).map_err(invalid)?;
+                self.submit(
+                    req,
+                    user_id,
+                    user,
+                    Target::Room {
+                        id: room.id,
+                        name: room.name,
+                    },
+                    body,
+                )?;
+            }
+            Request::Dm { to, body } => {
+                validate::body(&body).map_err(invalid)?;
+                let peer = self.existing_user(&to)?;
+                self.submit(
+                    req,
+                    user_id,
+                    user,
+                    Target::User {
+                        id: peer.id,
+                        name: peer.name,
+                    },
+                    body,
+                )?;
+            }
+            Request::History {
+                room,
+                with,
+                before,
+                limit,
+            } => {
+                let limit = limit.unwrap_or(JOIN_REPLAY).clamp(1, HISTORY_PAGE_MAX);
+                let (messages, more, room, with) = match (room, with) {
+                    (Some(room), None) => {
+                        let room = self.member_room(&room, user_id)?;
+                        let (m, more) = store
+                            .room_history(room.id, before, limit)
+                            .map_err(|e| server_error(&e))?;
+                        (m, more, Some(room.name), None)
+                    }
+                    (None, Some(with)) => {
+                        let peer = self.existing_user(&with)?;
+                        let (m, more) = store
+                            .dm_history(user_id, peer.id, before, limit)
+                            .map_err(|e| server_error(&e))?;
+                        (m, more, None, Some(peer.name))
+                    }
+                    _ => {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            "history needs exactly one of `room` and `with`".to_owned(),
+                        ));
+                    }
+                };
+                self.reply(
+                    req,
+                    ServerMsg::History {
+                        room,
+                        with,
+                        messages,
+                        more,
+                    },
+                );
+            }
+            Request::Hello { .. }
+            | Request::Register { .. }
+            | Request::Login { .. }
+            | Request::Ping
+            | Request::Quit => {
+                // Answered in handle_frame before we get here.
+            }
+        }
+        Ok(())
+    }
+
+    fn joined(&mut self, req: Option<u64>, room: &str, user_id: UserId, user: &str) -> Reply {
+        let Some((info, members)) = self.ctx.hub.join(room, user_id, user) else {
+            return Err((ErrorCode::NoSuchRoom, format!("no room #{room}")));
+        };
+        let room_id = self.ctx.hub.room(room).map(|r| r.id);
+        let history = match room_id {
+            Some(id) => {
+                self.ctx
+                    .store
+                    .room_history(id, None, JOIN_REPLAY)
+                    .map_err(|e| server_error(&e))?
+                    .0
+            }
+            None => Vec::new(),
+        };
+        self.reply(
+            req,
+            ServerMsg::Joined {
+                room: info,
+                members,
+                history,
+            },
+        );
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        req: Option<u64>,
+        user_id: UserId,
+        user: &str,
+        target: Target,
+        body: String,
+    ) -> Reply {
+        let sub = Submission {
+            req,
+            session: self.id,
+            outbox: self.outbox.clone(),
+            sender: (user_id, user.to_owned()),
+            target,
+            body,
+        };
+        self.ctx.writer.submit(sub).map_err(|_| {
+            (
+                ErrorCode::ServerError,
+                "the message store is not running".to_owned(),
+            )
+        })
+    }
+
+    fn existing_room(&self, raw: &str) -> Result<super::hub::RoomRef, (ErrorCode, String)> {
+        let name = validate::room(raw).map_err(invalid)?;
+        self.ctx
+            .hub
+            .room(&name)
+            .ok_or_else(|| (ErrorCode::NoSuchRoom, format!("no room #{name}")))
+    }
+
+    fn member_room(
+        &self,
+        raw: &str,
+        user_id: UserId,
+    ) -> Result<super::hub::RoomRef, (ErrorCode, String)> {
+        let room = self.existing_room(raw)?;
+        if self.ctx.hub.is_member(&room.name, user_id) {
+            Ok(room)
+        } else {
+            Err((
+                ErrorCode::NotMember,
+                format!("you are not in #{}; join it first", room.name),
+            ))
+        }
+    }
+
+    fn existing_user(&self, raw: &str) -> Result<crate::store::UserRecord, (ErrorCode, String)> {
+        let name = validate::username(raw)
+            .map_err(|_| (ErrorCode::NoSuchUser, "no such user".to_owned()))?;
+        self.ctx
+            .store
+            .find_user(&name)
+            .map_err(|e| server_error(&e))?
+            .ok_or_else(|| (ErrorCode::NoSuchUser, format!("no user {name}")))
+    }
+}
+
+/// A request handler's outcome: `Err` becomes an `error` reply.
+type Reply = Result<(), (ErrorCode, String)>;
+
+fn invalid(i: validate::Invalid) -> (ErrorCode, String) {
+    (i.code, i.message)
+}
+
+fn server_error(err: &StoreError) -> (ErrorCode, String) {
+    log::error!("database: {err}");
+    (
+        ErrorCode::ServerError,
+        "internal error; the request had no effect".to_owned(),
+    )
+}

@@ -1,0 +1,498 @@
+//! The database: every SQL statement in confab lives in this module.
+//!
+//! SQLite in WAL mode behind an r2d2 pool. `schema.sql` (compiled in) is
+//! applied at open; numbered migrations in [`MIGRATIONS`] bring older
+//! databases up to date, tracked by `PRAGMA user_version`. Per-connection
+//! pragmas (foreign keys, busy timeout, synchronous) are set in the pool's
+//! init hook because SQLite keeps them per connection.
+//!
+//! Chat messages are written in batches ([`Store::insert_messages`]) by the
+//! server's single message-writer thread; everything else (accounts, rooms,
+//! membership) is written by session threads directly, which is rare enough
+//! that the busy timeout covers the contention.
+
+use crate::protocol::ChatMessage;
+use r2d2_sqlite::SqliteConnectionManager;
+use r2d2_sqlite::rusqlite::{self, OptionalExtension, params};
+use std::path::Path;
+use std::time::Duration;
+
+/// The schema, applied at every open.
+pub const SCHEMA: &str = include_str!("../schema.sql");
+
+/// Migrations for databases created by older versions: `(version, sql)`,
+/// applied in order while `user_version < version`. Version 1 is the first
+/// schema, which `SCHEMA` creates; later entries hold the ALTERs that
+/// `CREATE TABLE IF NOT EXISTS` cannot express.
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, "")];
+
+/// How long a connection waits for another writer's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A user's id in the database.
+pub type UserId = i64;
+/// A room's id in the database.
+pub type RoomId = i64;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No connection could be had from the pool in time.
+    #[error("database pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// A user with that name exists already.
+    #[error("user name is taken")]
+    UserExists,
+    /// A room with that name exists already.
+    #[error("room name is taken")]
+    RoomExists,
+    /// The database file was made by a newer confab.
+    #[error("database schema version {found} is newer than this server's {supported}")]
+    TooNew {
+        /// `user_version` in the file.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
+}
+
+/// A user row as login needs it.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// Row id.
+    pub id: UserId,
+    /// Canonical name.
+    pub name: String,
+    /// Stored password hash string.
+    pub password: String,
+}
+
+/// A room with its members, as the server loads it at start.
+#[derive(Debug, Clone)]
+pub struct RoomRecord {
+    /// Row id.
+    pub id: RoomId,
+    /// Name.
+    pub name: String,
+    /// Topic.
+    pub topic: String,
+    /// Members: id and name.
+    pub members: Vec<(UserId, String)>,
+}
+
+/// Where a new message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination {
+    /// A room.
+    Room(RoomId),
+    /// A user (direct message).
+    User(UserId),
+}
+
+/// A message to insert.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Sender's id.
+    pub sender: UserId,
+    /// Room or recipient.
+    pub to: Destination,
+    /// Text.
+    pub body: String,
+    /// Server time, ms since the epoch.
+    pub ts: i64,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn map_unique(err: rusqlite::Error, unique: StoreError) -> StoreError {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            unique
+        }
+        other => StoreError::Sqlite(other),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies the schema
+    /// and migrations, and builds a pool of `pool_size` connections.
+    pub fn open(path: &Path, pool_size: u32) -> Result<Store, StoreError> {
+        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // NORMAL in WAL mode survives a process crash (kill -9); only an
+            // OS crash can lose the last commits. FULL costs 10x in commits/s.
+            conn.execute_batch(
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(2))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        let store = Store { pool };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        if found > supported {
+            return Err(StoreError::TooNew { found, supported });
+        }
+        for (version, sql) in MIGRATIONS {
+            if *version > found {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", version)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Creates a user and makes them a member of `general`.
+    pub fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO users (name, password, created_at) VALUES (?1, ?2, ?3)",
+            params![name, password_hash, now],
+        )
+        .map_err(|e| map_unique(e, StoreError::UserExists))?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at)
+             SELECT id, ?1, ?2 FROM rooms WHERE name = 'general'",
+            params![id, now],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Looks a user up by name (case-insensitively).
+    pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, name, password FROM users WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(UserRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// All rooms with their members, for the server's in-memory view.
+    pub fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut rooms: Vec<RoomRecord> = conn
+            .prepare("SELECT id, name, topic FROM rooms ORDER BY id")?
+            .query_map([], |r| {
+                Ok(RoomRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    topic: r.get(2)?,
+                    members: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT m.room_id, u.id, u.name FROM room_members m JOIN users u ON u.id = m.user_id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let room_id: RoomId = row.get(0)?;
+            if let Some(room) = rooms.iter_mut().find(|r| r.id == room_id) {
+                room.members.push((row.get(1)?, row.get(2)?));
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// Creates a room with `creator` as its first member.
+    pub fn create_room(
+        &self,
+        name: &str,
+        topic: &str,
+        creator: UserId,
+    ) -> Result<RoomId, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO rooms (name, topic, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, topic, creator, now],
+        )
+        .map_err(|e| map_unique(e, StoreError::RoomExists))?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+            params![id, creator, now],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Records that `user` joined `room` (no-op if already a member).
+    pub fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+            params![room, user, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Records that `user` left `room`.
+    pub fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
+            params![room, user],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a room's topic.
+    pub fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "UPDATE rooms SET topic = ?2 WHERE id = ?1",
+            params![room, topic],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a batch of messages in one transaction and returns their new
+    /// ids in input order. One commit for the whole batch is what makes the
+    /// message writer fast (group commit).
+    pub fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let mut ids = Vec::with_capacity(batch.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO messages (room_id, recipient_id, sender_id, body, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for m in batch {
+                let (room, user) = match m.to {
+                    Destination::Room(r) => (Some(r), None),
+                    Destination::User(u) => (None, Some(u)),
+                };
+                stmt.execute(params![room, user, m.sender, m.body, m.ts])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Marks direct messages up to `id` as delivered to `user`.
+    pub fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "UPDATE users SET dm_cursor = max(dm_cursor, ?2) WHERE id = ?1",
+            params![user, id],
+        )?;
+        Ok(())
+    }
+
+    /// Direct messages to `user` not yet delivered to any of their
+    /// sessions, oldest first (at most `limit`).
+    pub fn undelivered_dms(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at
+             FROM messages m
+             JOIN users r ON r.id = m.recipient_id
+             JOIN users s ON s.id = m.sender_id
+             WHERE m.recipient_id = ?1
+               AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
+             ORDER BY m.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![user, limit], chat_message)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A page of a room's history: up to `limit` messages with id below
+    /// `before`, oldest first, and whether older ones exist.
+    pub fn room_history(
+        &self,
+        room: RoomId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, r.name, NULL, s.name, m.body, m.created_at
+             FROM messages m
+             JOIN rooms r ON r.id = m.room_id
+             JOIN users s ON s.id = m.sender_id
+             WHERE m.room_id = ?1 AND m.id < ?2
+             ORDER BY m.id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![room, before.unwrap_or(i64::MAX), limit + 1],
+            chat_message,
+        )?;
+        page(rows.collect::<Result<_, _>>()?, limit)
+    }
+
+    /// A page of the direct messages between `a` and `b`, like
+    /// [`Store::room_history`].
+    pub fn dm_history(
+        &self,
+        a: UserId,
+        b: UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at
+             FROM messages m
+             JOIN users r ON r.id = m.recipient_id
+             JOIN users s ON s.id = m.sender_id
+             WHERE ((m.recipient_id = ?1 AND m.sender_id = ?2)
+                 OR (m.recipient_id = ?2 AND m.sender_id = ?1))
+               AND m.id < ?3
+             ORDER BY m.id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![a, b, before.unwrap_or(i64::MAX), limit + 1],
+            chat_message,
+        )?;
+        page(rows.collect::<Result<_, _>>()?, limit)
+    }
+}
+
+/// Turns newest-first rows (one more than asked, to detect `more`) into an
+/// oldest-first page.
+fn page(mut rows: Vec<ChatMessage>, limit: u32) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    rows.reverse();
+    Ok((rows, more))
+}
+
+fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        id: r.get(0)?,
+        room: r.get(1)?,
+        to: r.get(2)?,
+        from: r.get(3)?,
+        body: r.get(4)?,
+        ts: r.get(5)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "confab-store-test-{}-{}",
+            std::process::id(),
+            now_ms() as u64 ^ rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("t.db"), 4).unwrap(), dir)
+    }
+
+    fn rand_u64() -> u64 {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn schema_applies_twice_and_general_exists_once() {
+        let (store, dir) = temp_store();
+        let again = Store::open(&dir.join("t.db"), 2).unwrap();
+        let rooms = again.load_rooms().unwrap();
+        assert_eq!(rooms.iter().filter(|r| r.name == "general").count(), 1);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn users_are_unique_case_insensitively_and_join_general() {
+        let (store, dir) = temp_store();
+        let id = store.create_user("alice", "h").unwrap();
+        assert!(matches!(
+            store.create_user("ALICE", "h"),
+            Err(StoreError::UserExists)
+        ));
+        assert_eq!(store.find_user("Alice").unwrap().unwrap().id, id);
+        let rooms = store.load_rooms().unwrap();
+        assert_eq!(rooms[0].members, vec![(id, "alice".to_string())]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn history_pages_are_oldest_first_with_more_flag() {
+        let (store, dir) = temp_store();
+        let a = store.create_user("alice", "h").unwrap();
+        let b = store.create_user("bob", "h").unwrap();
+        let general = store.load_rooms().unwrap()[0].id;
+        let batch: Vec<NewMessage> = (0..5)
+            .map(|i| NewMessage {
+                sender: a,
+                to: Destination::Room(general),
+                body: format!("m{i}"),
+                ts: i,
+            })
+            .collect();
+        let ids = store.insert_messages(&batch).unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let (page1, more) = store.room_history(general, None, 3).unwrap();
+        assert!(more);
+        let bodies: Vec<_> = page1.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["m2", "m3", "m4"]);
+        let (page2, more) = store.room_history(general, Some(page1[0].id), 3).unwrap();
+        assert!(!more);
+        assert_eq!(page2.len(), 2);
+
+        let dm = store
+            .insert_messages(&[NewMessage {
+                sender: a,
+                to: Destination::User(b),
+                body: "psst".into(),
+                ts: 9,
+            }])
+            .unwrap()[0];
+        assert_eq!(store.undelivered_dms(b, 10).unwrap().len(), 1);
+        let (dms, _) = store.dm_history(b, a, None, 10).unwrap();
+        assert_eq!(dms[0].to.as_deref(), Some("bob"));
+        store.advance_dm_cursor(b, dm).unwrap();
+        assert!(store.undelivered_dms(b, 10).unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,94 @@
+//! TLS set-up for both ends; the rest of the code only sees a stream.
+//!
+//! native-tls on Linux is OpenSSL. The server loads a PEM certificate chain
+//! and a PKCS#8 PEM key (`BEGIN PRIVATE KEY`, which `make certs` writes) and
+//! accepts TLS 1.2 and up; there is no plaintext listener. The client trusts
+//! either the system roots or one CA file (`--ca`, as `make client` does).
+
+use native_tls::{Certificate, Identity, Protocol, TlsAcceptor, TlsConnector};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// A certificate or key file could not be read.
+    #[error(
+        "cannot read {path}: {err} (run `make certs` to create a local CA and server certificate)"
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// The files were read but OpenSSL rejected them.
+    #[error("invalid TLS material in {path}: {err}")]
+    Invalid {
+        /// The file (or key) at fault.
+        path: PathBuf,
+        /// OpenSSL's complaint.
+        err: native_tls::Error,
+    },
+    /// Building the acceptor or connector failed.
+    #[error("TLS set-up failed: {0}")]
+    Build(native_tls::Error),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    std::fs::read(path).map_err(|err| TlsSetupError::Read {
+        path: path.to_owned(),
+        err,
+    })
+}
+
+/// The server's TLS acceptor from a PEM certificate (chain) and a PKCS#8
+/// PEM private key.
+pub fn server_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let identity =
+        Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|err| TlsSetupError::Invalid {
+            path: key.to_owned(),
+            err,
+        })?;
+    TlsAcceptor::builder(identity)
+        .min_protocol_version(Some(Protocol::Tlsv12))
+        .build()
+        .map_err(TlsSetupError::Build)
+}
+
+/// Which certificates a client trusts.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The operating system's root CAs.
+    SystemRoots,
+    /// Only the CA in this PEM file.
+    CaFile(PathBuf),
+}
+
+/// A client connector for `trust`.
+pub fn client_connector(trust: &Trust) -> Result<TlsConnector, TlsSetupError> {
+    let mut builder = TlsConnector::builder();
+    builder.min_protocol_version(Some(Protocol::Tlsv12));
+    if let Trust::CaFile(path) = trust {
+        let pem = read(path)?;
+        let ca = Certificate::from_pem(&pem).map_err(|err| TlsSetupError::Invalid {
+            path: path.clone(),
+            err,
+        })?;
+        builder.add_root_certificate(ca);
+        builder.disable_built_in_roots(true);
+    }
+    builder.build().map_err(TlsSetupError::Build)
+}
+
+/// SHA-256 fingerprint of a DER certificate, as `AA:BB:...` (what ssh and
+/// browsers show, and what trust-on-first-use will remember).
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

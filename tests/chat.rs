@@ -1,0 +1,221 @@
+//! End-to-end chat behaviour against a real server process: TLS on
+//! loopback, a real SQLite file, real PBKDF2.
+
+mod util;
+
+use confab::protocol::{ErrorCode, PresenceEvent, ServerMsg};
+use std::time::Duration;
+use util::{TestServer, WAIT};
+
+/// Reads events until one matches `pred`; false if none does within WAIT.
+fn wait_for(c: &mut confab::client::Client, pred: impl Fn(&ServerMsg) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    while let Some(ev) = c
+        .next_event(deadline.saturating_duration_since(std::time::Instant::now()))
+        .unwrap()
+    {
+        if pred(&ev) {
+            return true;
+        }
+    }
+    false
+}
+
+fn bodies(msgs: &[confab::protocol::ChatMessage]) -> Vec<&str> {
+    msgs.iter().map(|m| m.body.as_str()).collect()
+}
+
+#[test]
+fn two_users_exchange_messages_and_a_third_sees_history_on_join() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    alice.create_room("rust", "all things rust").unwrap();
+    let joined = bob.join("rust").unwrap();
+    assert_eq!(joined.room.topic, "all things rust");
+    assert!(joined.members.iter().any(|m| m.user == "alice" && m.online));
+
+    let (id1, _) = alice.say("rust", "hello bob").unwrap();
+    let got = bob.next_message(WAIT).unwrap().expect("bob receives");
+    assert_eq!(
+        (got.id, got.from.as_str(), got.body.as_str()),
+        (id1, "alice", "hello bob")
+    );
+    assert_eq!(got.room.as_deref(), Some("rust"));
+
+    let (id2, _) = bob.say("#rust", "hi alice").unwrap();
+    assert!(id2 > id1, "ids increase");
+    let got = alice.next_message(WAIT).unwrap().expect("alice receives");
+    assert_eq!(got.body, "hi alice");
+
+    let mut carol = server.user("carol");
+    let joined = carol.join("rust").unwrap();
+    assert_eq!(bodies(&joined.history), ["hello bob", "hi alice"]);
+}
+
+#[test]
+fn sender_gets_an_ack_not_an_echo_and_others_get_the_message_once() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    for i in 0..20 {
+        alice.say("general", &format!("m{i}")).unwrap();
+    }
+    for i in 0..20 {
+        let m = bob.next_message(WAIT).unwrap().expect("delivered");
+        assert_eq!(m.body, format!("m{i}"), "in order");
+    }
+    assert!(
+        bob.next_message(Duration::from_millis(200))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        alice
+            .next_message(Duration::from_millis(200))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn history_survives_reconnect_and_a_killed_server() {
+    let mut server = TestServer::start();
+    let mut ids = Vec::new();
+    {
+        let mut alice = server.user("alice");
+        for i in 0..120 {
+            ids.push(alice.say("general", &format!("line {i}")).unwrap().0);
+        }
+    }
+    let mut alice = server.login("alice");
+    let (page, more) = alice.room_history("general", None, 50).unwrap();
+    assert!(more);
+    assert_eq!(page.last().unwrap().id, *ids.last().unwrap());
+
+    // SIGKILL: no shutdown path runs; every acked message must still be there.
+    server.restart();
+    let mut alice = server.login("alice");
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let (page, more) = alice.room_history("general", before, 100).unwrap();
+        before = page.first().map(|m| m.id);
+        let mut page_ids: Vec<i64> = page.iter().map(|m| m.id).collect();
+        page_ids.extend(all);
+        all = page_ids;
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(all, ids, "every acked message, in order, after restart");
+}
+
+#[test]
+fn dm_to_an_offline_user_is_delivered_at_next_login() {
+    let server = TestServer::start();
+    drop(server.user("bob"));
+    let mut alice = server.user("alice");
+    let (id, _) = alice.dm("bob", "are you there?").unwrap();
+
+    let mut bob = server.client();
+    let session = bob.login("bob", util::PW).unwrap();
+    assert_eq!(session.offline_dms, 1);
+    let m = bob.next_message(WAIT).unwrap().expect("offline DM");
+    assert_eq!(
+        (m.id, m.from.as_str(), m.to.as_deref()),
+        (id, "alice", Some("bob"))
+    );
+
+    // Delivered once: the next login has nothing pending.
+    drop(bob);
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", util::PW).unwrap().offline_dms, 0);
+
+    // Online DMs arrive live, and both sides can page the conversation.
+    alice.dm("bob", "live one").unwrap();
+    assert_eq!(bob.next_message(WAIT).unwrap().unwrap().body, "live one");
+    let (conv, _) = bob.dm_history("alice", None, 10).unwrap();
+    assert_eq!(bodies(&conv), ["are you there?", "live one"]);
+}
+
+#[test]
+fn presence_and_topic_events_reach_room_members() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    alice.create_room("ops", "").unwrap();
+    let mut bob = server.user("bob");
+    bob.join("ops").unwrap();
+    // Bob's registration put him in general first; alice sees both joins.
+    let joined_ops = wait_for(&mut alice, |ev| {
+        matches!(ev, ServerMsg::Presence { room, user, event: PresenceEvent::Join }
+            if room == "ops" && user == "bob")
+    });
+    assert!(joined_ops, "alice is told bob joined #ops");
+    bob.request(confab::protocol::Request::Topic {
+        room: "ops".into(),
+        topic: "deploy at 5".into(),
+    })
+    .unwrap();
+    let saw_topic = wait_for(
+        &mut alice,
+        |ev| matches!(ev, ServerMsg::TopicChanged { topic, by, .. } if topic == "deploy at 5" && by == "bob"),
+    );
+    assert!(saw_topic, "alice is told the new topic");
+    let rooms = alice.rooms().unwrap();
+    assert!(
+        rooms
+            .iter()
+            .any(|r| r.name == "ops" && r.topic == "deploy at 5" && r.members == 2)
+    );
+
+    bob.request(confab::protocol::Request::Leave { room: "ops".into() })
+        .unwrap();
+    let members = alice.who("ops").unwrap();
+    assert_eq!(members.len(), 1);
+    let err = bob.say("ops", "still here?").unwrap_err();
+    assert!(matches!(
+        err,
+        confab::client::ClientError::Server {
+            code: ErrorCode::NotMember,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_second_session_of_the_same_user_sees_its_own_dms() {
+    let server = TestServer::start();
+    let mut laptop = server.user("alice");
+    let mut phone = server.login("alice");
+    let _bob = server.user("bob");
+    laptop.dm("bob", "from the laptop").unwrap();
+    let m = phone
+        .next_message(WAIT)
+        .unwrap()
+        .expect("other device sees it");
+    assert_eq!(m.body, "from the laptop");
+}
+
+/// Idle sessions sleep in poll(2): the server's CPU time must not grow
+/// while 50 logged-in clients say nothing. (A 20 ms read-timeout loop
+/// would burn ~100 wake-ups per second per session here.)
+#[test]
+fn idle_sessions_cost_no_cpu() {
+    let server = TestServer::start();
+    let clients: Vec<_> = (0..50).map(|i| server.user(&format!("idle{i}"))).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+        let after = stat.rsplit_once(')').unwrap().1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 here.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu() - before;
+    // Clock ticks are 10 ms; allow a little for the logger and the kernel.
+    assert!(used <= 3, "server used {used} ticks of CPU while idle");
+    drop(clients);
+}

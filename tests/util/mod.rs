@@ -1,0 +1,190 @@
+//! Helpers shared by the integration tests: a real `confab-server` process
+//! on 127.0.0.1 port 0 with a temporary database and certificates made by
+//! the same script `make certs` uses, and clients that talk TLS to it.
+
+#![allow(dead_code)]
+
+use confab::client::Client;
+use confab::tls::{Trust, client_connector};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// PBKDF2 iterations for test servers: real hashing, test-suite speed.
+pub const TEST_ITERATIONS: &str = "1000";
+/// A password that passes the rules.
+pub const PW: &str = "correct horse battery";
+
+/// Certificates made once per test binary with `certs/gen-certs.sh`.
+pub fn certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("confab-certs-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        make_certs(&dir);
+        dir
+    })
+}
+
+/// Runs the repository's certificate script into `dir`.
+pub fn make_certs(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/gen-certs.sh");
+    let status = Command::new("sh")
+        .arg(script)
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run gen-certs.sh");
+    assert!(status.success(), "gen-certs.sh failed");
+}
+
+/// A running server process and its files.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Holds the database and the log; removed on drop.
+    pub dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database.
+    pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line flags.
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("confab-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut server = TestServer {
+            child: None,
+            addr: String::new(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The database file.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("confab.db")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--db")
+            .arg(self.db())
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--cert")
+            .arg(certs().join("server.pem"))
+            .arg("--key")
+            .arg(certs().join("server.key"))
+            .args(["--password-iterations", TEST_ITERATIONS, "--log", "debug"])
+            .args(&self.extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn confab-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("server did not start; log:\n{}", self.log());
+        });
+        self.addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same database.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A connected, greeted client that trusts the test CA.
+    pub fn client(&self) -> Client {
+        let connector = client_connector(&Trust::CaFile(certs().join("ca.pem"))).unwrap();
+        Client::connect_with(&self.addr, "localhost", &connector, WAIT)
+            .unwrap_or_else(|e| panic!("connect: {e}\nserver log:\n{}", self.log()))
+    }
+
+    /// A TLS-connected client that has not sent `hello`.
+    pub fn raw_client(&self) -> Client {
+        let connector = client_connector(&Trust::CaFile(certs().join("ca.pem"))).unwrap();
+        Client::connect_unhello(&self.addr, "localhost", &connector, WAIT).expect("connect")
+    }
+
+    /// Registers `user` and returns the logged-in client.
+    pub fn user(&self, user: &str) -> Client {
+        let mut c = self.client();
+        c.register(user, PW).expect("register");
+        c
+    }
+
+    /// Logs in as an existing `user`.
+    pub fn login(&self, user: &str) -> Client {
+        let mut c = self.client();
+        c.login(user, PW).expect("login");
+        c
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
