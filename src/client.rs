@@ -122,11 +122,27 @@ impl Client {
         connector: &TlsConnector,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
+        Client::connect_with_progress(addr, server_name, connector, timeout, &mut |_| {})
+    }
+
+    /// Like [`Client::connect_with`], calling `progress` with each `queued`
+    /// and `admitted` event while the server has no free slot. Waiting in
+    /// the queue can take long: every queue event restarts the timeout.
+    pub fn connect_with_progress(
+        addr: &str,
+        server_name: &str,
+        connector: &TlsConnector,
+        timeout: Duration,
+        progress: &mut dyn FnMut(&ServerMsg),
+    ) -> Result<Client, ClientError> {
         let mut client = Client::connect_unhello(addr, server_name, connector, timeout)?;
-        match client.request(Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: format!("confab {}", env!("CARGO_PKG_VERSION")),
-        })? {
+        match client.request_with(
+            Request::Hello {
+                version: PROTOCOL_VERSION,
+                client: format!("confab {}", env!("CARGO_PKG_VERSION")),
+            },
+            progress,
+        )? {
             ServerMsg::Welcome { .. } => Ok(client),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -184,15 +200,31 @@ impl Client {
     /// Sends a request and waits for its reply. An `error` reply becomes
     /// [`ClientError::Server`].
     pub fn request(&mut self, request: Request) -> Result<ServerMsg, ClientError> {
+        self.request_with(request, &mut |_| {})
+    }
+
+    fn request_with(
+        &mut self,
+        request: Request,
+        progress: &mut dyn FnMut(&ServerMsg),
+    ) -> Result<ServerMsg, ClientError> {
         let req = self.next_req;
         self.next_req += 1;
         self.send_frame(&encode_json(&ClientFrame {
             req: Some(req),
             request,
         }))?;
-        let deadline = Instant::now() + self.timeout;
+        let mut deadline = Instant::now() + self.timeout;
         loop {
             let frame = self.recv_frame(deadline)?;
+            if matches!(
+                frame.msg,
+                ServerMsg::Queued { .. } | ServerMsg::Admitted { .. }
+            ) {
+                progress(&frame.msg);
+                deadline = Instant::now() + self.timeout;
+                continue;
+            }
             if frame.req == Some(req) {
                 return match frame.msg {
                     ServerMsg::Error { code, message } => {

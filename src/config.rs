@@ -73,6 +73,28 @@ pub struct ServerArgs {
     /// Bytes that may wait for a slow reader before it is disconnected.
     #[arg(long, env = "CONFAB_OUTBOX_LIMIT")]
     pub outbox_limit: Option<usize>,
+    /// Clients that may wait in line when every session slot is taken.
+    #[arg(long, env = "CONFAB_QUEUE_LIMIT")]
+    pub queue_limit: Option<usize>,
+    /// Seconds a client may wait in line before it is told to retry later.
+    #[arg(long, env = "CONFAB_QUEUE_TIMEOUT")]
+    pub queue_timeout: Option<u64>,
+    /// Seconds an admitted client has to log in.
+    #[arg(long, env = "CONFAB_LOGIN_TIMEOUT")]
+    pub login_timeout: Option<u64>,
+    /// Most concurrent connections from one IP address (0 = no limit).
+    #[arg(long, env = "CONFAB_MAX_PER_IP")]
+    pub max_per_ip: Option<usize>,
+    /// Messages a session may send in a burst before flood control.
+    #[arg(long, env = "CONFAB_FLOOD_BURST")]
+    pub flood_burst: Option<u32>,
+    /// Messages per second a session may sustain.
+    #[arg(long, env = "CONFAB_FLOOD_RATE")]
+    pub flood_rate: Option<f64>,
+    /// User allowed to run admin requests such as `stats` (repeatable;
+    /// comma-separated in the environment).
+    #[arg(long = "admin", env = "CONFAB_ADMINS", value_delimiter = ',')]
+    pub admins: Vec<String>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, env = "CONFAB_LOG")]
     pub log: Option<String>,
@@ -91,6 +113,13 @@ struct FileConfig {
     max_sessions: Option<usize>,
     handshake_timeout: Option<u64>,
     outbox_limit: Option<usize>,
+    queue_limit: Option<usize>,
+    queue_timeout: Option<u64>,
+    login_timeout: Option<u64>,
+    max_per_ip: Option<usize>,
+    flood_burst: Option<u32>,
+    flood_rate: Option<f64>,
+    admins: Option<Vec<String>>,
     log: Option<String>,
 }
 
@@ -115,6 +144,20 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Per-session outgoing buffer limit, bytes.
     pub outbox_limit: usize,
+    /// Waiting clients allowed in the queue.
+    pub queue_limit: usize,
+    /// Longest wait in the queue.
+    pub queue_timeout: Duration,
+    /// Deadline to log in after admission.
+    pub login_timeout: Duration,
+    /// Concurrent connections per IP address; 0 = unlimited.
+    pub max_per_ip: usize,
+    /// Flood control burst.
+    pub flood_burst: u32,
+    /// Flood control rate, messages per second.
+    pub flood_rate: f64,
+    /// User names allowed to run admin requests.
+    pub admins: Vec<String>,
     /// Log level.
     pub log: String,
 }
@@ -131,6 +174,13 @@ impl Default for ServerConfig {
             max_sessions: 256,
             handshake_timeout: Duration::from_secs(10),
             outbox_limit: 4 << 20,
+            queue_limit: 256,
+            queue_timeout: Duration::from_secs(600),
+            login_timeout: Duration::from_secs(30),
+            max_per_ip: 16,
+            flood_burst: 10,
+            flood_rate: 5.0,
+            admins: Vec::new(),
             log: "info".into(),
         }
     }
@@ -171,6 +221,32 @@ impl ServerConfig {
                 .outbox_limit
                 .or(file.outbox_limit)
                 .unwrap_or(d.outbox_limit),
+            queue_limit: args
+                .queue_limit
+                .or(file.queue_limit)
+                .unwrap_or(d.queue_limit),
+            queue_timeout: args
+                .queue_timeout
+                .or(file.queue_timeout)
+                .map_or(d.queue_timeout, Duration::from_secs),
+            login_timeout: args
+                .login_timeout
+                .or(file.login_timeout)
+                .map_or(d.login_timeout, Duration::from_secs),
+            max_per_ip: args.max_per_ip.or(file.max_per_ip).unwrap_or(d.max_per_ip),
+            flood_burst: args
+                .flood_burst
+                .or(file.flood_burst)
+                .unwrap_or(d.flood_burst),
+            flood_rate: args.flood_rate.or(file.flood_rate).unwrap_or(d.flood_rate),
+            admins: if args.admins.is_empty() {
+                file.admins.unwrap_or(d.admins)
+            } else {
+                args.admins
+            }
+            .into_iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect(),
             log: args.log.or(file.log).unwrap_or(d.log),
         };
         config.check()?;
@@ -186,6 +262,11 @@ impl ServerConfig {
         if self.max_sessions == 0 {
             return Err(ConfigError::Invalid(
                 "max_sessions must be at least 1".into(),
+            ));
+        }
+        if self.flood_burst == 0 || self.flood_rate.is_nan() || self.flood_rate <= 0.0 {
+            return Err(ConfigError::Invalid(
+                "flood_burst and flood_rate must be positive".into(),
             ));
         }
         if self.outbox_limit < crate::protocol::MAX_FRAME_LEN {

@@ -8,9 +8,11 @@
 //! - [`poller`]: sleeping in `poll(2)` on a socket and a cross-thread waker.
 //! - [`tls`]: TLS acceptor and connector set-up; certificate fingerprints.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
+//! - [`rate_limit`]: token buckets for flood control.
 //! - [`store`]: the SQLite database; all SQL lives here.
 //! - [`config`]: server settings from flags, environment and TOML.
-//! - [`server`]: accept loop, session threads, shared state, message writer.
+//! - [`server`]: accept loop, front door and wait queue, session threads,
+//!   shared state, message writer, shutdown.
 //! - [`client`]: the client library used by the `confab` binary, the tests
 //!   and the benchmark.
 //!
@@ -25,6 +27,7 @@ pub mod connection;
 pub mod password;
 pub mod poller;
 pub mod protocol;
+pub mod rate_limit;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -269,9 +269,12 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Liveness check.
+    /// Server statistics (administrators only).
+    Stats,
+    /// Liveness check; also works while queued.
     Ping,
-    /// Ends the session; the server replies `ok` and closes.
+    /// Ends the session, or leaves the wait queue; the server replies `ok`
+    /// and closes.
     Quit,
 }
 
@@ -291,6 +294,7 @@ impl Request {
         "say",
         "dm",
         "history",
+        "stats",
         "ping",
         "quit",
     ];
@@ -428,6 +432,26 @@ pub enum ServerMsg {
         /// Who changed it.
         by: String,
     },
+    /// Event: every session slot is taken; the client waits in line.
+    /// Sent on entering the queue, whenever the position changes, and
+    /// periodically as a keepalive.
+    Queued {
+        /// The client's place in line; 1 = next to be admitted.
+        position: u32,
+        /// How many clients are waiting in all.
+        length: u32,
+        /// Estimated seconds until admission, when the server can tell.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        eta_secs: Option<u64>,
+    },
+    /// Event: the client left the queue and has a session slot; the reply
+    /// to its `hello` follows.
+    Admitted {
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
+    /// Reply to `stats`.
+    Stats(ServerStats),
     /// Event: the server is closing this connection, and why.
     Closing {
         /// Machine-readable reason.
@@ -478,6 +502,27 @@ pub struct ChatMessage {
     pub body: String,
     /// Server time, ms since the Unix epoch.
     pub ts: i64,
+}
+
+/// Server counters, as the `stats` reply and the minute log line give them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Sessions holding a slot now (admitted, logged in or not).
+    pub active: u32,
+    /// Clients waiting in the queue now.
+    pub queued: u32,
+    /// Session slots in all (`max_sessions`).
+    pub max_sessions: u32,
+    /// Clients admitted to a slot since start.
+    pub admitted_total: u64,
+    /// Clients that had to wait in the queue since start.
+    pub queued_total: u64,
+    /// Clients turned away since start (queue full, per-IP limit).
+    pub rejected_total: u64,
+    /// Messages refused by flood control since start.
+    pub rate_limited_total: u64,
+    /// Sessions dropped for reading too slowly since start.
+    pub slow_consumers_total: u64,
 }
 
 /// What a presence event reports.
@@ -537,6 +582,22 @@ pub enum ErrorCode {
     InvalidBody,
     /// The session's outgoing buffer overflowed because it read too slowly.
     SlowConsumer,
+    /// Every session slot is taken and the wait queue is full.
+    ServerFull,
+    /// The client waited in the queue longer than the server allows.
+    QueueTimeout,
+    /// The request needs a session slot; the client is still queued.
+    NotAdmitted,
+    /// The client did not log in in time after being admitted.
+    LoginTimeout,
+    /// Too many connections from the client's address.
+    TooManyConnections,
+    /// Messages are coming too fast; this one was not sent.
+    SlowDown,
+    /// The client kept flooding after `slow_down` and is disconnected.
+    Flooding,
+    /// The request needs administrator rights.
+    Forbidden,
     /// Something failed inside the server; the request had no effect.
     ServerError,
     /// The server is shutting down.
@@ -697,6 +758,7 @@ mod tests {
             r#"{"type":"say","room":"a","body":"b"}"#,
             r#"{"type":"dm","to":"a","body":"b"}"#,
             r#"{"type":"history","room":"a"}"#,
+            r#"{"type":"stats"}"#,
             r#"{"type":"ping"}"#,
             r#"{"type":"quit"}"#,
         ];

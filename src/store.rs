@@ -169,6 +169,15 @@ impl Store {
         Ok(())
     }
 
+    /// Copies the write-ahead log into the database file and truncates it,
+    /// so the file is complete on its own (done at shutdown).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.pool
+            .get()?
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Creates a user and makes them a member of `general`.
     pub fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
         let mut conn = self.pool.get()?;

@@ -7,6 +7,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread starts, so that every thread inherits the mask and
+    // only the signal thread below receives SIGINT and SIGTERM.
+    if let Err(err) = confab::server::block_termination_signals() {
+        eprintln!("confab-server: cannot set up signal handling: {err}");
+        return ExitCode::FAILURE;
+    }
     let config = match ServerConfig::from_args(ServerArgs::parse()) {
         Ok(c) => c,
         Err(err) => {
@@ -43,6 +49,23 @@ fn main() -> ExitCode {
             eprintln!("confab-server: {err}");
             return ExitCode::FAILURE;
         }
+    }
+    let handle = server.shutdown_handle();
+    let signals = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = confab::server::wait_for_signal() {
+                log::info!("signal {sig} received: shutting down (again to force)");
+                handle.shutdown();
+            }
+            if confab::server::wait_for_signal().is_ok() {
+                eprintln!("confab-server: forced exit");
+                std::process::exit(130);
+            }
+        });
+    if let Err(err) = signals {
+        eprintln!("confab-server: cannot start the signal thread: {err}");
+        return ExitCode::FAILURE;
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,6 +36,16 @@ pub struct Outbox {
 struct OutboxState {
     buf: Vec<u8>,
     overflowed: bool,
+    closing: bool,
+}
+
+/// What the owner of an outbox must do besides writing its bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxFlags {
+    /// The reader was too slow: drop the connection now.
+    pub overflowed: bool,
+    /// The server asked this session to end once its bytes are written.
+    pub closing: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,7 +69,7 @@ impl Outbox {
     /// frame does not fit.
     pub fn push(&self, frame: &[u8]) -> bool {
         let mut st = lock(&self.state);
-        if st.overflowed {
+        if st.overflowed || st.closing {
             return false;
         }
         let was_empty = st.buf.is_empty();
@@ -81,10 +91,36 @@ impl Outbox {
         true
     }
 
-    /// Takes everything queued, and whether the outbox overflowed.
-    pub fn take(&self) -> (Vec<u8>, bool) {
+    /// Takes everything queued, and the flags.
+    pub fn take(&self) -> (Vec<u8>, OutboxFlags) {
         let mut st = lock(&self.state);
-        (std::mem::take(&mut st.buf), st.overflowed)
+        let flags = OutboxFlags {
+            overflowed: st.overflowed,
+            closing: st.closing,
+        };
+        (std::mem::take(&mut st.buf), flags)
+    }
+
+    /// The flags, without taking the bytes.
+    pub fn flags(&self) -> OutboxFlags {
+        let st = lock(&self.state);
+        OutboxFlags {
+            overflowed: st.overflowed,
+            closing: st.closing,
+        }
+    }
+
+    /// Queues a last frame (even past the limit: it is small) and asks the
+    /// owner to end the session once it is written. Later pushes are
+    /// dropped.
+    pub fn close_with(&self, frame: &[u8]) {
+        let mut st = lock(&self.state);
+        if !st.closing {
+            st.buf.extend_from_slice(frame);
+            st.closing = true;
+        }
+        drop(st);
+        self.waker.wake();
     }
 
     /// The waker the owning thread sleeps on.
@@ -93,10 +129,11 @@ impl Outbox {
     }
 }
 
-/// One logged-in session as the hub sees it.
+/// One session as the hub sees it.
 #[derive(Debug, Clone)]
 struct SessionEntry {
-    user_id: UserId,
+    /// Set once the session logs in.
+    user_id: Option<UserId>,
     outbox: Arc<Outbox>,
 }
 
@@ -215,17 +252,27 @@ impl Hub {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a logged-in session. Tells the user's rooms that they came
-    /// online if this is their first session. Returns the user's rooms.
-    pub fn login(
-        &self,
-        sid: SessionId,
-        user_id: UserId,
-        user: &str,
-        outbox: Arc<Outbox>,
-    ) -> Vec<RoomInfo> {
+    /// Registers a session that holds a slot, so the server can reach it
+    /// (e.g. to say it is shutting down) before it logs in.
+    pub fn attach(&self, sid: SessionId, outbox: Arc<Outbox>) {
+        self.write().sessions.insert(
+            sid,
+            SessionEntry {
+                user_id: None,
+                outbox,
+            },
+        );
+    }
+
+    /// Marks an attached session as logged in as `user`. Tells the user's
+    /// rooms that they came online if this is their first session. Returns
+    /// the user's rooms.
+    pub fn login(&self, sid: SessionId, user_id: UserId, user: &str) -> Vec<RoomInfo> {
         let mut st = self.write();
-        st.sessions.insert(sid, SessionEntry { user_id, outbox });
+        match st.sessions.get_mut(&sid) {
+            Some(entry) => entry.user_id = Some(user_id),
+            None => return Vec::new(),
+        }
         let sids = st.online.entry(user_id).or_default();
         sids.push(sid);
         let first = sids.len() == 1;
@@ -243,13 +290,15 @@ impl Hub {
     }
 
     /// Removes a session; tells the user's rooms they went offline if it was
-    /// their last. Safe to call for sessions that never logged in.
-    pub fn logout(&self, sid: SessionId) {
+    /// their last.
+    pub fn detach(&self, sid: SessionId) {
         let mut st = self.write();
         let Some(entry) = st.sessions.remove(&sid) else {
             return;
         };
-        let user_id = entry.user_id;
+        let Some(user_id) = entry.user_id else {
+            return;
+        };
         let last = match st.online.get_mut(&user_id) {
             Some(sids) => {
                 sids.retain(|s| *s != sid);
@@ -264,6 +313,13 @@ impl Hub {
                     st.presence(room, name, user_id, PresenceEvent::Offline);
                 }
             }
+        }
+    }
+
+    /// Sends `frame` to every session as its last words (server shutdown).
+    pub fn close_all(&self, frame: &[u8]) {
+        for entry in self.read().sessions.values() {
+            entry.outbox.close_with(frame);
         }
     }
 
@@ -368,8 +424,12 @@ impl Hub {
     }
 
     /// Sessions logged in now.
-    pub fn session_count(&self) -> usize {
-        self.read().sessions.len()
+    pub fn logged_in_count(&self) -> usize {
+        self.read()
+            .sessions
+            .values()
+            .filter(|s| s.user_id.is_some())
+            .count()
     }
 }
 
@@ -384,9 +444,9 @@ mod tests {
         assert!(out.push(b"67890"));
         assert!(!out.push(b"x"));
         assert!(!out.push(b"y"), "stays overflowed");
-        let (bytes, overflowed) = out.take();
+        let (bytes, flags) = out.take();
         assert!(bytes.is_empty());
-        assert!(overflowed);
+        assert!(flags.overflowed);
     }
 
     #[test]
@@ -399,8 +459,10 @@ mod tests {
         }]);
         let a = Arc::new(Outbox::new(1 << 20).unwrap());
         let b = Arc::new(Outbox::new(1 << 20).unwrap());
-        hub.login(10, 1, "alice", a.clone());
-        hub.login(20, 2, "bob", b.clone());
+        hub.attach(10, a.clone());
+        hub.attach(20, b.clone());
+        hub.login(10, 1, "alice");
+        hub.login(20, 2, "bob");
         a.take();
         b.take();
         hub.fan_out_room("general", b"msg", Some(10));
@@ -408,7 +470,7 @@ mod tests {
         assert_eq!(b.take().0, b"msg");
         let members = hub.members("general").unwrap();
         assert_eq!(members.iter().filter(|m| m.online).count(), 2);
-        hub.logout(20);
+        hub.detach(20);
         let (bytes, _) = a.take();
         assert!(String::from_utf8_lossy(&bytes).contains("\"offline\""));
     }

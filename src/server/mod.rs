@@ -1,34 +1,50 @@
-//! The confab server: an accept loop feeding a pool of session threads.
+//! The confab server: an accept loop, front-door threads, a wait queue, and
+//! a pool of session threads.
 //!
+//! - `context`: what all server threads share; counters; the per-IP limit.
+//! - `front_door`: a connection's life before it has a slot: handshake,
+//!   per-IP limit, waiting in line.
+//! - `wait_queue`: session slots and the FIFO queue (`Mutex` + `Condvar`).
+//! - `session`: an admitted connection's thread: requests and deliveries.
 //! - `hub`: shared in-memory state (sessions, rooms, outboxes) and fan-out.
-//! - `session`: one connection's thread: handshake, requests, deliveries.
 //! - `writer`: the thread that stores chat messages, then delivers them.
 //!
-//! The accept loop only accepts and hands off: the TLS handshake happens on
-//! the session's pool thread, so a client that stalls cannot block anyone
-//! else. Each session runs inside `catch_unwind` (rouille's habit), so a
-//! bug that panics costs one client, never the server.
+//! The accept loop only accepts and hands off, so a client that stalls
+//! cannot block anyone else. Every thread that serves one client runs
+//! inside `catch_unwind` (rouille's habit): a bug that panics costs that
+//! client, never the server. Shutdown is requested through a
+//! [`ShutdownHandle`] (the binary wires SIGINT and SIGTERM to it).
 
+mod context;
+mod front_door;
 mod hub;
 mod session;
+mod wait_queue;
 mod writer;
 
 pub use hub::{Hub, Outbox, SessionId};
 
 use crate::config::ServerConfig;
+use crate::protocol::{ErrorCode, ServerFrame, ServerMsg, encode_json};
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsSetupError};
-use session::SessionContext;
+use context::{Counters, Limits, PerIpLimit, ServerContext};
 use std::net::{SocketAddr, TcpListener};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
-use threadpool::ThreadPool;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wait_queue::WaitQueue;
 
 /// Stack size of session threads. Stacks are committed lazily, so this
 /// bounds virtual memory, not RSS; session code needs little stack.
 const SESSION_STACK: usize = 512 * 1024;
+/// How long shutdown waits for sessions to flush and close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// How often the server logs its counters.
+const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why the server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +70,45 @@ pub enum ServerError {
     },
 }
 
+/// Asks a running server to shut down; cheap to clone, usable from any
+/// thread (e.g. a signal-handling one).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    requested: Arc<AtomicBool>,
+    /// A duplicate of the listening socket: shutting it down wakes the
+    /// accept loop (accept() fails with EINVAL on Linux).
+    listener: Arc<TcpListener>,
+}
+
+impl ShutdownHandle {
+    /// Requests shutdown; returns at once. [`Server::run`] then stops
+    /// accepting, tells every client, stores what was sent, and returns.
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        // SAFETY: shutdown(2) on a descriptor we own (our dup); no memory
+        // is involved.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
+    }
+
+    /// Whether shutdown was requested.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+}
+
 /// A bound, ready server; [`Server::run`] serves clients.
 pub struct Server {
     /// The listening socket; bound in [`Server::bind`] so the caller can
     /// learn the real port before serving.
     listener: TcpListener,
-    /// Shared by every session thread.
-    ctx: Arc<SessionContext>,
-    /// Session threads; one per connected client, `max_sessions` at most.
-    pool: ThreadPool,
+    /// Shared by every server thread.
+    ctx: Arc<ServerContext>,
+    /// Raised by [`ShutdownHandle::shutdown`].
+    shutdown: ShutdownHandle,
+    /// The message writer thread, joined at shutdown.
+    writer_thread: JoinHandle<()>,
 }
 
 impl Server {
@@ -82,7 +128,7 @@ impl Server {
         };
         let store = Store::open(&config.db, 8).map_err(store_err)?;
         let hub = Arc::new(Hub::new(store.load_rooms().map_err(store_err)?));
-        let (writer, _writer_thread) =
+        let (writer, writer_thread) =
             writer::spawn(store.clone(), hub.clone()).map_err(|err| ServerError::Io {
                 what: "cannot start the message writer".into(),
                 err,
@@ -91,26 +137,47 @@ impl Server {
             what: format!("cannot listen on {}", config.listen),
             err,
         })?;
-        let ctx = Arc::new(SessionContext {
-            store,
-            hub,
-            writer,
-            acceptor,
-            password_iterations: config.password_iterations,
-            dummy_hash: crate::password::dummy_hash(config.password_iterations),
-            handshake_timeout: config.handshake_timeout,
-            outbox_limit: config.outbox_limit,
-            next_session: AtomicU64::new(1),
-        });
+        let dup = listener.try_clone().map_err(|err| ServerError::Io {
+            what: "cannot duplicate the listening socket".into(),
+            err,
+        })?;
         let pool = threadpool::Builder::new()
             .num_threads(config.max_sessions)
             .thread_name("session".into())
             .thread_stack_size(SESSION_STACK)
             .build();
+        let ctx = Arc::new(ServerContext {
+            store,
+            hub,
+            writer,
+            acceptor,
+            queue: WaitQueue::new(config.max_sessions, config.queue_limit),
+            pool,
+            limits: Limits {
+                password_iterations: config.password_iterations,
+                handshake_timeout: config.handshake_timeout,
+                login_timeout: config.login_timeout,
+                queue_timeout: config.queue_timeout,
+                outbox_limit: config.outbox_limit,
+                flood_burst: config.flood_burst,
+                flood_rate: config.flood_rate,
+                max_sessions: config.max_sessions,
+            },
+            admins: config.admins.clone(),
+            dummy_hash: crate::password::dummy_hash(config.password_iterations),
+            next_session: AtomicU64::new(1),
+            per_ip: PerIpLimit::new(config.max_per_ip),
+            front_door_threads: AtomicUsize::new(0),
+            counters: Counters::default(),
+        });
         Ok(Server {
             listener,
             ctx,
-            pool,
+            shutdown: ShutdownHandle {
+                requested: Arc::new(AtomicBool::new(false)),
+                listener: Arc::new(dup),
+            },
+            writer_thread,
         })
     }
 
@@ -119,25 +186,28 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Accepts clients forever. Errors on single connections are handled
-    /// (logged) in their sessions and never come back here.
+    /// A handle to stop [`Server::run`] from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Accepts clients until shutdown is requested, then shuts down
+    /// cleanly: stop accepting, turn away the queue, store every message
+    /// already sent, tell every session, let them flush, checkpoint the
+    /// database. Errors on single connections never come back here.
     pub fn run(self) -> Result<(), ServerError> {
+        let (stop_stats, stats_thread) = self.spawn_stats_logger();
         let mut backoff = Duration::from_millis(5);
-        loop {
+        while !self.shutdown.is_requested() {
             match self.listener.accept() {
                 Ok((tcp, peer)) => {
                     backoff = Duration::from_millis(5);
-                    let ctx = self.ctx.clone();
-                    self.pool.execute(move || {
-                        let served =
-                            catch_unwind(AssertUnwindSafe(|| session::serve(tcp, peer, &ctx)));
-                        if served.is_err() {
-                            log::error!(
-                                "session from {peer} panicked; other sessions are unaffected"
-                            );
-                        }
-                    });
+                    if self.shutdown.is_requested() {
+                        break;
+                    }
+                    front_door::admit(tcp, peer, &self.ctx);
                 }
+                Err(_) if self.shutdown.is_requested() => break,
                 Err(err) => {
                     // Typically EMFILE: back off instead of spinning, and
                     // keep serving the clients we have.
@@ -147,5 +217,105 @@ impl Server {
                 }
             }
         }
+        drop(stop_stats);
+        let _ = stats_thread.join();
+        self.shut_down();
+        Ok(())
+    }
+
+    fn shut_down(self) {
+        let started = Instant::now();
+        log::info!("shutting down");
+        let ctx = &self.ctx;
+        // Queued clients are told and dropped; no newcomer gets a slot.
+        ctx.queue.shut_down();
+        // Every message sent before this point is stored and its ack
+        // queued; later ones are refused with `shutting_down`.
+        ctx.writer.close();
+        let goodbye = encode_json(&ServerFrame::event(ServerMsg::Closing {
+            code: ErrorCode::ShuttingDown,
+            message: "the server is shutting down".into(),
+        }));
+        ctx.hub.close_all(&goodbye);
+        if !ctx.queue.wait_idle(Instant::now() + SHUTDOWN_GRACE) {
+            log::warn!("some sessions did not close in time");
+        }
+        if let Err(err) = ctx.store.checkpoint() {
+            log::warn!("final database checkpoint failed: {err}");
+        }
+        let Server {
+            ctx, writer_thread, ..
+        } = self;
+        drop(ctx);
+        // The writer ends when the last handle is gone; sessions that are
+        // still finishing hold one, so do not wait for it forever.
+        if writer_thread.is_finished() {
+            let _ = writer_thread.join();
+        }
+        log::info!("stopped in {:?}", started.elapsed());
+    }
+
+    fn spawn_stats_logger(&self) -> (mpsc::Sender<()>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<()>();
+        let ctx = self.ctx.clone();
+        let handle = std::thread::Builder::new()
+            .name("stats".into())
+            .spawn(move || {
+                // Sleeps until the interval passes or the sender is dropped.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(STATS_INTERVAL) {
+                    let s = ctx.stats();
+                    log::info!(
+                        "stats: {} active / {} slots, {} queued, {} logged in; totals: {} admitted, {} queued, {} rejected, {} rate-limited, {} slow consumers",
+                        s.active,
+                        s.max_sessions,
+                        s.queued,
+                        ctx.hub.logged_in_count(),
+                        s.admitted_total,
+                        s.queued_total,
+                        s.rejected_total,
+                        s.rate_limited_total,
+                        s.slow_consumers_total
+                    );
+                }
+            })
+            .expect("spawning the stats thread at start-up");
+        (tx, handle)
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread and every thread it
+/// starts afterwards, so they can be received with [`wait_for_signal`].
+/// Call it first thing in `main`, before any thread exists.
+pub fn block_termination_signals() -> std::io::Result<()> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
+    // pthread_sigmask only reads the set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM (blocked beforehand with
+/// [`block_termination_signals`]) and returns its number.
+pub fn wait_for_signal() -> std::io::Result<i32> {
+    // SAFETY: as above; sigwait writes the signal number into `sig`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig: libc::c_int = 0;
+        let rc = libc::sigwait(&set, &mut sig);
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(sig)
     }
 }

@@ -13,51 +13,37 @@
 //! session's own thread, so they delay only this client. Chat messages go to
 //! the writer thread, which stores them before anyone sees them.
 
+use super::context::{IpGuard, ServerContext};
+use super::front_door::TlsConnection;
 use super::hub::{Hub, Outbox, SessionId};
-use super::writer::{Submission, Target, WriterHandle};
-use crate::connection::{Connection, ConnectionError, ReadState};
+use super::wait_queue::Slot;
+use super::writer::{Submission, Target};
+use crate::connection::{ConnectionError, ReadState};
 use crate::password;
 use crate::poller;
 use crate::protocol::{
     self, ErrorCode, Frame, FrameKind, HISTORY_PAGE_MAX, JOIN_REPLAY, MAX_BODY_LEN,
     MAX_REQUEST_LEN, PROTOCOL_VERSION, Request, ServerFrame, ServerMsg, encode_json,
 };
-use crate::store::{Store, StoreError, UserId};
+use crate::rate_limit::{FloodControl, Verdict};
+use crate::store::{StoreError, UserId};
 use crate::validate;
-use native_tls::{TlsAcceptor, TlsStream};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a closing session may take to flush its last words.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Most offline direct messages replayed at login (older ones stay in
 /// history).
 const OFFLINE_DM_REPLAY: u32 = 1000;
-
-/// What every session needs from the server; shared by all of them.
-pub struct SessionContext {
-    /// The database.
-    pub store: Store,
-    /// Shared in-memory state.
-    pub hub: Arc<Hub>,
-    /// The message writer.
-    pub writer: WriterHandle,
-    /// TLS acceptor with the server's certificate.
-    pub acceptor: TlsAcceptor,
-    /// PBKDF2 iterations for new hashes.
-    pub password_iterations: u32,
-    /// Hash verified for unknown users, so they cost as much as known ones.
-    pub dummy_hash: String,
-    /// TLS handshake deadline.
-    pub handshake_timeout: Duration,
-    /// Per-session outbox limit in bytes.
-    pub outbox_limit: usize,
-    /// Source of session ids.
-    pub next_session: AtomicU64,
-}
+/// Outbox bytes are taken only while less than this is unsent, so a client
+/// that stops reading fills its bounded outbox rather than an unbounded
+/// connection buffer.
+const TAKE_BELOW: usize = 256 * 1024;
 
 /// Where a session is in its life.
 enum Phase {
@@ -83,104 +69,139 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.hub.logout(self.id);
+        self.hub.detach(self.id);
     }
 }
 
 struct Session<'a> {
     id: SessionId,
-    ctx: &'a SessionContext,
+    ctx: &'a ServerContext,
     outbox: Arc<Outbox>,
-    conn: Connection<TlsStream<TcpStream>>,
+    conn: TlsConnection,
     phase: Phase,
     peer: SocketAddr,
     /// Set when the session should end once its queued bytes are written.
     closing: Option<Instant>,
+    /// Until login, the session must log in by this time.
+    login_deadline: Instant,
+    flood: FloodControl,
 }
 
-/// Serves one accepted TCP connection to the end. Errors are logged here
-/// and never reach the accept loop.
-pub fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
-    let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
-    let tls = match handshake(tcp, ctx) {
-        Ok(tls) => tls,
-        Err(err) => {
-            log::debug!("session {id} from {peer}: TLS handshake failed: {err}");
-            return;
+/// Hands an admitted connection to a pool thread. The slot and the IP
+/// guard live as long as the session; `hello` is the one a queued client
+/// sent while waiting.
+pub fn start(
+    conn: TlsConnection,
+    peer: SocketAddr,
+    slot: Slot,
+    ip_guard: Option<IpGuard>,
+    hello: Option<Frame>,
+    ctx: &Arc<ServerContext>,
+) {
+    let ctx2 = ctx.clone();
+    ctx.pool.execute(move || {
+        let ctx = ctx2;
+        let served = catch_unwind(AssertUnwindSafe(|| serve(conn, peer, hello, &ctx)));
+        if served.is_err() {
+            log::error!("session from {peer} panicked; other sessions are unaffected");
         }
-    };
-    let outbox = match Outbox::new(ctx.outbox_limit) {
+        // Free the slot last, once everything of this session is gone.
+        drop(ip_guard);
+        drop(slot);
+    });
+}
+
+/// Serves one admitted connection to the end. Errors are logged here and
+/// never reach the accept loop.
+fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &ServerContext) {
+    let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
+    let outbox = match Outbox::new(ctx.limits.outbox_limit) {
         Ok(o) => Arc::new(o),
         Err(err) => {
             log::warn!("session {id} from {peer}: cannot create waker: {err}");
             return;
         }
     };
+    ctx.hub.attach(id, outbox.clone());
     let _registration = Registration { hub: &ctx.hub, id };
+    let now = Instant::now();
     let mut session = Session {
         id,
         ctx,
         outbox,
-        conn: Connection::new(tls, MAX_REQUEST_LEN),
+        conn,
         phase: Phase::Hello,
         peer,
         closing: None,
+        login_deadline: now + ctx.limits.login_timeout,
+        flood: FloodControl::new(ctx.limits.flood_burst, ctx.limits.flood_rate, now),
     };
-    log::debug!("session {id} from {peer}: connected");
+    log::debug!("session {id} from {peer}: started");
+    if let Some(frame) = hello {
+        session.handle_frame(frame);
+    }
     match session.run() {
         Ok(()) => log::debug!("session {id} from {peer}: closed"),
         Err(err) => log::debug!("session {id} from {peer}: ended: {err}"),
     }
+    let _ = session.conn.flush();
     let _ = session.conn.get_mut().shutdown();
-}
-
-fn handshake(tcp: TcpStream, ctx: &SessionContext) -> Result<TlsStream<TcpStream>, String> {
-    let _ = tcp.set_nodelay(true);
-    // Blocking with deadlines for the handshake, so a client that stalls
-    // mid-handshake holds only its own thread, and only for so long.
-    tcp.set_read_timeout(Some(ctx.handshake_timeout))
-        .and_then(|()| tcp.set_write_timeout(Some(ctx.handshake_timeout)))
-        .map_err(|e| e.to_string())?;
-    let tls = ctx.acceptor.accept(tcp).map_err(|e| e.to_string())?;
-    let sock = tls.get_ref();
-    sock.set_read_timeout(None)
-        .and_then(|()| sock.set_write_timeout(None))
-        .and_then(|()| sock.set_nonblocking(true))
-        .map_err(|e| e.to_string())?;
-    Ok(tls)
 }
 
 impl Session<'_> {
     fn run(&mut self) -> Result<(), ConnectionError> {
         let fd = self.conn.get_ref().get_ref().as_raw_fd();
-        let mut woken = true;
-        let mut read_state = ReadState::Drained;
+        let mut check_outbox = true;
+        // Read before the first sleep: the handshake may have left a
+        // decrypted record inside OpenSSL, which poll(2) cannot see.
+        let mut read_state = ReadState::More;
         loop {
-            if woken {
-                // Drain before take: see `Outbox::push`.
-                self.outbox.waker().drain();
-                let (bytes, overflowed) = self.outbox.take();
-                if overflowed {
+            if check_outbox {
+                let flags = self.outbox.flags();
+                if flags.overflowed {
+                    self.ctx
+                        .counters
+                        .slow_consumers
+                        .fetch_add(1, Ordering::Relaxed);
                     log::info!("session {}: disconnected: too slow to read", self.id);
                     return Ok(());
                 }
-                if !bytes.is_empty() && self.closing.is_none() {
-                    self.conn.queue_vec(bytes);
+                if self.conn.unsent() < TAKE_BELOW {
+                    let (bytes, flags) = self.outbox.take();
+                    if !bytes.is_empty() {
+                        self.conn.queue_vec(bytes);
+                    }
+                    if flags.closing && self.closing.is_none() {
+                        self.closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    check_outbox = false;
                 }
             }
             let all_written = self.conn.flush()?;
+            let now = Instant::now();
             let timeout = match self.closing {
                 Some(deadline) => {
-                    if all_written || Instant::now() >= deadline {
+                    if all_written || now >= deadline {
                         return Ok(());
                     }
-                    Some(deadline.saturating_duration_since(Instant::now()))
+                    Some(deadline - now)
                 }
                 None if read_state == ReadState::More => Some(Duration::ZERO),
+                None if !matches!(self.phase, Phase::Ready { .. }) => {
+                    if now >= self.login_deadline {
+                        self.close(ErrorCode::LoginTimeout, "you did not log in in time");
+                        continue;
+                    }
+                    Some(self.login_deadline - now)
+                }
                 None => None,
             };
             let ready = poller::wait(fd, !all_written, Some(self.outbox.waker()), timeout)?;
-            woken = ready.woken;
+            if ready.woken {
+                // Drain before take: see `Outbox::push`.
+                self.outbox.waker().drain();
+                check_outbox = true;
+            }
             if self.closing.is_some() {
                 continue;
             }
@@ -280,7 +301,11 @@ impl Session<'_> {
             }
         };
         if let Err((code, message)) = result {
-            self.error(req, code, message);
+            if code == ErrorCode::Flooding {
+                self.close(code, message);
+            } else {
+                self.error(req, code, message);
+            }
         }
     }
 
@@ -312,7 +337,7 @@ impl Session<'_> {
     fn register(&mut self, req: Option<u64>, user: &str, pw: &str) -> Reply {
         let user = validate::username(user).map_err(invalid)?;
         validate::password(pw).map_err(invalid)?;
-        let hash = password::hash(pw, self.ctx.password_iterations)
+        let hash = password::hash(pw, self.ctx.limits.password_iterations)
             .map_err(|e| (ErrorCode::ServerError, e.to_string()))?;
         let user_id = match self.ctx.store.create_user(&user, &hash) {
             Ok(id) => id,
@@ -364,10 +389,7 @@ impl Session<'_> {
     fn enter(&mut self, req: Option<u64>, user_id: UserId, user: String) -> Reply {
         // Register first, so a DM stored from now on is delivered live; one
         // stored in between may come twice (clients de-duplicate by id).
-        let rooms = self
-            .ctx
-            .hub
-            .login(self.id, user_id, &user, self.outbox.clone());
+        let rooms = self.ctx.hub.login(self.id, user_id, &user);
         let dms = self
             .ctx
             .store
@@ -464,6 +486,7 @@ impl Session<'_> {
             Request::Say { room, body } => {
                 let room = self.member_room(&room, user_id)?;
                 validate::body(&body).map_err(invalid)?;
+                self.flood_check()?;
                 self.submit(
                     req,
                     user_id,
@@ -478,6 +501,7 @@ impl Session<'_> {
             Request::Dm { to, body } => {
                 validate::body(&body).map_err(invalid)?;
                 let peer = self.existing_user(&to)?;
+                self.flood_check()?;
                 self.submit(
                     req,
                     user_id,
@@ -528,6 +552,16 @@ impl Session<'_> {
                     },
                 );
             }
+            Request::Stats => {
+                if !self.ctx.admins.iter().any(|a| a == user) {
+                    return Err((
+                        ErrorCode::Forbidden,
+                        "stats is for administrators".to_owned(),
+                    ));
+                }
+                let stats = self.ctx.stats();
+                self.reply(req, ServerMsg::Stats(stats));
+            }
             Request::Hello { .. }
             | Request::Register { .. }
             | Request::Login { .. }
@@ -563,6 +597,31 @@ impl Session<'_> {
             },
         );
         Ok(())
+    }
+
+    /// Applies flood control to one message. Refuses it with `slow_down`,
+    /// or with `flooding` (which ends the session) if the client keeps on.
+    fn flood_check(&mut self) -> Reply {
+        match self.flood.check(Instant::now()) {
+            Verdict::Allow => Ok(()),
+            verdict => {
+                self.ctx
+                    .counters
+                    .rate_limited
+                    .fetch_add(1, Ordering::Relaxed);
+                if verdict == Verdict::Disconnect {
+                    log::info!("session {}: disconnected for flooding", self.id);
+                    return Err((
+                        ErrorCode::Flooding,
+                        "too many messages after slow_down; disconnected".to_owned(),
+                    ));
+                }
+                Err((
+                    ErrorCode::SlowDown,
+                    "slow down: too many messages; this one was not sent".to_owned(),
+                ))
+            }
+        }
     }
 
     fn submit(

@@ -60,21 +60,40 @@ pub struct Submission {
     pub body: String,
 }
 
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+enum Job {
+    /// Store and deliver a message.
+    Message(Submission),
+    /// Shutdown: reply once everything queued before is stored and its
+    /// acks are queued; refuse every message after it.
+    Close(SyncSender<()>),
+}
+
 /// The sending side, held by session threads.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
-    tx: SyncSender<Submission>,
+    tx: SyncSender<Job>,
 }
 
 impl WriterHandle {
     /// Queues a message; blocks only while the writer is [`QUEUE_LEN`]
-    /// messages behind (back-pressure). Returns the submission if the
-    /// writer has stopped.
-    pub fn submit(&self, sub: Submission) -> Result<(), Box<Submission>> {
-        match self.tx.try_send(sub) {
+    /// messages behind (back-pressure). Fails if the writer has stopped.
+    pub fn submit(&self, sub: Submission) -> Result<(), ()> {
+        match self.tx.try_send(Job::Message(sub)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(sub)) => self.tx.send(sub).map_err(|e| Box::new(e.0)),
-            Err(TrySendError::Disconnected(sub)) => Err(Box::new(sub)),
+            Err(TrySendError::Full(job)) => self.tx.send(job).map_err(|_| ()),
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        }
+    }
+
+    /// Stores everything submitted so far, then refuses later messages
+    /// (with `shutting_down`). Returns when the earlier ones are stored and
+    /// their acks are in the senders' outboxes.
+    pub fn close(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.tx.send(Job::Close(tx)).is_ok() {
+            let _ = rx.recv();
         }
     }
 }
@@ -89,19 +108,48 @@ pub fn spawn(store: Store, hub: Arc<Hub>) -> std::io::Result<(WriterHandle, Join
     Ok((WriterHandle { tx }, handle))
 }
 
-fn run(store: &Store, hub: &Hub, rx: &Receiver<Submission>) {
+fn run(store: &Store, hub: &Hub, rx: &Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+    let mut closed = false;
+    let mut next = rx.recv().ok();
+    while let Some(job) = next.take() {
+        let mut close_reply = None;
+        match job {
+            Job::Message(sub) => batch.push(sub),
+            Job::Close(reply) => close_reply = Some(reply),
+        }
+        // Gather what else is waiting, up to a batch, stopping at a Close
+        // so that it is answered after exactly the messages before it.
+        while close_reply.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(sub) => batch.push(sub),
+                Ok(Job::Message(sub)) => batch.push(sub),
+                Ok(Job::Close(reply)) => close_reply = Some(reply),
                 Err(_) => break,
             }
         }
-        commit_and_deliver(store, hub, &mut batch);
+        if closed {
+            refuse(&mut batch);
+        } else if !batch.is_empty() {
+            commit_and_deliver(store, hub, &mut batch);
+        }
+        if let Some(reply) = close_reply {
+            closed = true;
+            let _ = reply.send(());
+        }
+        next = rx.recv().ok();
     }
     log::debug!("message writer stopped");
+}
+
+/// Answers messages that arrived after shutdown began: not stored, not sent.
+fn refuse(batch: &mut Vec<Submission>) {
+    for sub in batch.drain(..) {
+        sub.outbox.push(&encode_json(&ServerFrame::error(
+            sub.req,
+            ErrorCode::ShuttingDown,
+            "the server is shutting down; the message was not sent",
+        )));
+    }
 }
 
 fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {

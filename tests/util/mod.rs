@@ -83,6 +83,22 @@ impl TestServer {
         self.dir.path().join("confab.db")
     }
 
+    /// Most tests open many connections from 127.0.0.1 and send quickly;
+    /// they run with the per-IP limit and flood control relaxed unless they
+    /// set those flags themselves (the capacity tests do).
+    fn relaxed_limits(&self) -> Vec<&'static str> {
+        let relaxed = [
+            ("--max-per-ip", "0"),
+            ("--flood-burst", "1000000"),
+            ("--flood-rate", "1000000"),
+        ];
+        relaxed
+            .iter()
+            .filter(|(flag, _)| !self.extra.iter().any(|e| e == flag))
+            .flat_map(|(flag, value)| [*flag, *value])
+            .collect()
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -100,6 +116,7 @@ impl TestServer {
             .arg("--key")
             .arg(certs().join("server.key"))
             .args(["--password-iterations", TEST_ITERATIONS, "--log", "debug"])
+            .args(self.relaxed_limits())
             .args(&self.extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -139,6 +156,34 @@ impl TestServer {
     /// Kills the server and starts it again on the same database.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the process to exit;
+    /// returns its exit status, or `None` if it did not exit in time.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same database after it stopped.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server still running");
         self.spawn();
     }
 

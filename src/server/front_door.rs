@@ -1,0 +1,278 @@
+//! The front door: what happens to a connection between `accept()` and a
+//! session slot.
+//!
+//! Each accepted connection gets a short-lived thread of its own (not a
+//! pool thread), so a client that connects and says nothing, or stalls
+//! mid-handshake, holds neither the accept loop nor a session slot. The
+//! thread:
+//!
+//! 1. counts the connection against its IP address's limit;
+//! 2. completes the TLS handshake within `handshake_timeout`;
+//! 3. asks the [`WaitQueue`] for a slot. Admitted: it hands the connection
+//!    to the session pool and ends. Queue full: it says `server_full` and
+//!    closes. Otherwise it waits in line, telling the client its position
+//!    whenever it changes and every [`KEEPALIVE`], answering `ping`, keeping
+//!    the client's `hello` for the session, and leaving the line when the
+//!    client quits, hangs up or exceeds `queue_timeout`.
+//!
+//! Front-door threads are capped at [`MAX_FRONT_DOOR_THREADS`] beyond the
+//! queue limit; past that, new connections are closed without a word.
+
+use super::context::{IpGuard, PerIpLimit, ServerContext};
+use super::session;
+use super::wait_queue::{Entry, Ticket, Turn};
+use crate::connection::{Connection, ConnectionError, ReadState};
+use crate::protocol::{
+    ErrorCode, Frame, MAX_REQUEST_LEN, Request, ServerFrame, ServerMsg, encode_json, parse_request,
+};
+use native_tls::TlsStream;
+use std::net::{SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Handshakes in progress allowed at once, on top of the queue limit.
+pub const MAX_FRONT_DOOR_THREADS: usize = 2048;
+/// A queued client hears from the server at least this often.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How often a queued client's socket is checked (hang-up, `quit`).
+const QUEUE_TICK: Duration = Duration::from_millis(200);
+/// Unsent bytes a queued client may let pile up before it is dropped.
+const QUEUED_UNSENT_MAX: usize = 64 * 1024;
+/// Stack of front-door threads; they do a handshake and little else.
+const STACK: usize = 256 * 1024;
+
+/// A TLS connection as sessions use it.
+pub type TlsConnection = Connection<TlsStream<TcpStream>>;
+
+/// Counts a front-door thread; dropping it uncounts it.
+struct ThreadCount(Arc<ServerContext>);
+
+impl Drop for ThreadCount {
+    fn drop(&mut self) {
+        self.0.front_door_threads.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes an accepted connection from the accept loop. Never blocks.
+pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
+    let cap = MAX_FRONT_DOOR_THREADS + ctx.queue.snapshot().1;
+    if ctx.front_door_threads.fetch_add(1, Ordering::Relaxed) >= cap {
+        ctx.front_door_threads.fetch_sub(1, Ordering::Relaxed);
+        log::warn!("too many connections in handshake; dropping {peer}");
+        return;
+    }
+    let count = ThreadCount(ctx.clone());
+    let ctx = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("front-door".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            let _count = count;
+            if catch_unwind(AssertUnwindSafe(|| front_door(tcp, peer, &ctx))).is_err() {
+                log::error!("front door for {peer} panicked; other clients are unaffected");
+            }
+        });
+    if let Err(err) = spawned {
+        // The closure (and its counter guard) is dropped with the error.
+        log::warn!("cannot start a thread for {peer}: {err}");
+    }
+}
+
+fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
+    let ip_guard = PerIpLimit::acquire(ctx, peer.ip());
+    let mut conn = match handshake(tcp, ctx) {
+        Ok(tls) => Connection::new(tls, MAX_REQUEST_LEN),
+        Err(err) => {
+            log::debug!("{peer}: TLS handshake failed: {err}");
+            return;
+        }
+    };
+    let Some(ip_guard) = ip_guard else {
+        ctx.counters.per_ip_rejected.fetch_add(1, Ordering::Relaxed);
+        log::info!("{peer}: refused: too many connections from this address");
+        say_goodbye(
+            &mut conn,
+            ErrorCode::TooManyConnections,
+            "too many connections from your address; close some and retry",
+        );
+        return;
+    };
+    match ctx.queue.enter() {
+        Entry::Admitted(slot) => session::start(conn, peer, slot, ip_guard, None, ctx),
+        Entry::Full => {
+            log::info!("{peer}: refused: server full");
+            say_goodbye(
+                &mut conn,
+                ErrorCode::ServerFull,
+                "server full, try again later",
+            );
+        }
+        Entry::Queued(ticket) => wait_in_line(conn, peer, ticket, ip_guard, ctx),
+    }
+}
+
+/// Completes the TLS handshake (blocking, with deadlines), then switches
+/// the socket to non-blocking for the rest of the connection.
+fn handshake(tcp: TcpStream, ctx: &ServerContext) -> Result<TlsStream<TcpStream>, String> {
+    let _ = tcp.set_nodelay(true);
+    let timeout = Some(ctx.limits.handshake_timeout);
+    tcp.set_read_timeout(timeout)
+        .and_then(|()| tcp.set_write_timeout(timeout))
+        .map_err(|e| e.to_string())?;
+    let tls = ctx.acceptor.accept(tcp).map_err(|e| e.to_string())?;
+    let sock = tls.get_ref();
+    sock.set_read_timeout(None)
+        .and_then(|()| sock.set_write_timeout(None))
+        .and_then(|()| sock.set_nonblocking(true))
+        .map_err(|e| e.to_string())?;
+    Ok(tls)
+}
+
+/// Sends `closing` and gives the client a moment to read it.
+fn say_goodbye(conn: &mut TlsConnection, code: ErrorCode, message: &str) {
+    conn.queue(&encode_json(&ServerFrame::event(ServerMsg::Closing {
+        code,
+        message: message.to_owned(),
+    })));
+    flush_for(conn, Duration::from_secs(2));
+    let _ = conn.get_mut().shutdown();
+}
+
+fn flush_for(conn: &mut TlsConnection, limit: Duration) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + limit;
+    while let Ok(false) = conn.flush() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let fd = conn.get_ref().get_ref().as_raw_fd();
+        if crate::poller::wait(fd, true, None, Some(left)).is_err() {
+            return;
+        }
+    }
+}
+
+fn wait_in_line(
+    mut conn: TlsConnection,
+    peer: SocketAddr,
+    ticket: Ticket,
+    ip_guard: Option<IpGuard>,
+    ctx: &Arc<ServerContext>,
+) {
+    let queue = &ctx.queue;
+    let start = Instant::now();
+    let mut told: Option<u32> = None;
+    let mut last_sent = start;
+    let mut hello: Option<Frame> = None;
+    log::debug!("{peer}: queued with ticket {}", ticket.0);
+    loop {
+        match queue.wait_turn(ticket, told, QUEUE_TICK) {
+            Turn::Admitted(slot) => {
+                let waited_ms = start.elapsed().as_millis() as u64;
+                conn.queue(&encode_json(&ServerFrame::event(ServerMsg::Admitted {
+                    waited_ms,
+                })));
+                log::debug!("{peer}: admitted after {waited_ms} ms");
+                session::start(conn, peer, slot, ip_guard, hello, ctx);
+                return;
+            }
+            Turn::Waiting {
+                position,
+                length,
+                eta_secs,
+            } => {
+                if told != Some(position) || last_sent.elapsed() >= KEEPALIVE {
+                    conn.queue(&encode_json(&ServerFrame::event(ServerMsg::Queued {
+                        position,
+                        length,
+                        eta_secs,
+                    })));
+                    told = Some(position);
+                    last_sent = Instant::now();
+                }
+            }
+            Turn::ShuttingDown => {
+                say_goodbye(
+                    &mut conn,
+                    ErrorCode::ShuttingDown,
+                    "the server is shutting down",
+                );
+                return;
+            }
+        }
+        let outcome = serve_queued(&mut conn, &mut hello);
+        let leave = |conn: &mut TlsConnection, why: Option<(ErrorCode, &str)>| {
+            queue.leave(ticket);
+            if let Some((code, message)) = why {
+                say_goodbye(conn, code, message);
+            }
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                log::debug!("{peer}: left the queue");
+                leave(&mut conn, None);
+                let _ = conn.flush();
+                return;
+            }
+            Err(err) => {
+                log::debug!("{peer}: dropped from the queue: {err}");
+                leave(&mut conn, Some((ErrorCode::BadFrame, "invalid frame")));
+                return;
+            }
+        }
+        if conn.unsent() > QUEUED_UNSENT_MAX {
+            log::debug!("{peer}: dropped from the queue: not reading");
+            queue.leave(ticket);
+            return;
+        }
+        if start.elapsed() >= ctx.limits.queue_timeout {
+            log::info!("{peer}: queue timeout");
+            leave(
+                &mut conn,
+                Some((
+                    ErrorCode::QueueTimeout,
+                    "waited too long in the queue; try again later",
+                )),
+            );
+            return;
+        }
+    }
+}
+
+/// Writes what is pending and answers what a queued client sent. Returns
+/// `Ok(false)` when the client quit or hung up.
+fn serve_queued(
+    conn: &mut TlsConnection,
+    hello: &mut Option<Frame>,
+) -> Result<bool, ConnectionError> {
+    conn.flush()?;
+    let state = conn.fill()?;
+    while let Some(frame) = conn.next_frame()? {
+        let reply = match parse_request(&frame.payload) {
+            Ok(parsed) => match parsed.request {
+                Request::Hello { .. } if hello.is_none() => {
+                    // The session answers it once admitted.
+                    *hello = Some(frame);
+                    continue;
+                }
+                Request::Ping => ServerFrame::reply(parsed.req, ServerMsg::Pong),
+                Request::Quit => {
+                    conn.queue(&encode_json(&ServerFrame::reply(parsed.req, ServerMsg::Ok)));
+                    return Ok(false);
+                }
+                _ => ServerFrame::error(
+                    parsed.req,
+                    ErrorCode::NotAdmitted,
+                    "you are in the queue; only ping and quit work until you are admitted",
+                ),
+            },
+            Err(err) => ServerFrame::error(err.req, err.code, err.message),
+        };
+        conn.queue(&encode_json(&reply));
+    }
+    Ok(state != ReadState::Closed)
+}
