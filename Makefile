@@ -10,9 +10,9 @@ CONFAB_USER ?= $(shell id -un)
 
 # Debian packages the build and the tools need: OpenSSL and SQLite headers
 # for native-tls and rusqlite, ALSA headers for rodio (sound), pkg-config to
-# find them, and the openssl and sqlite3 command-line tools for `make certs`
-# and `make db-shell`.
-DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlite3
+# find them, the openssl and sqlite3 command-line tools for `make certs` and
+# `make db-shell`, and tmux, in which the tests drive the real client.
+DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlite3 tmux
 
 SERVER_BIN = target/release/confab-server
 CLIENT_BIN = target/release/confab

@@ -136,14 +136,22 @@ impl Client {
         progress: &mut dyn FnMut(&ServerMsg),
     ) -> Result<Client, ClientError> {
         let mut client = Client::connect_unhello(addr, server_name, connector, timeout)?;
-        match client.request_with(
+        client.greet(progress)?;
+        Ok(client)
+    }
+
+    /// Sends `hello` on a connection made with [`Client::connect_unhello`]
+    /// and waits for `welcome`, calling `progress` with each `queued` and
+    /// `admitted` event meanwhile.
+    pub fn greet(&mut self, progress: &mut dyn FnMut(&ServerMsg)) -> Result<(), ClientError> {
+        match self.request_with(
             Request::Hello {
                 version: PROTOCOL_VERSION,
                 client: format!("confab {}", env!("CARGO_PKG_VERSION")),
             },
             progress,
         )? {
-            ServerMsg::Welcome { .. } => Ok(client),
+            ServerMsg::Welcome { .. } => Ok(()),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -160,12 +168,20 @@ impl Client {
             addr: addr.to_owned(),
             err,
         };
-        let sockaddr = addr
-            .to_socket_addrs()
-            .map_err(connect_err)?
-            .next()
-            .ok_or_else(|| connect_err(std::io::ErrorKind::NotFound.into()))?;
-        let tcp = TcpStream::connect_timeout(&sockaddr, timeout).map_err(connect_err)?;
+        // Try every address the name resolves to (localhost may be ::1
+        // first while the server listens on 127.0.0.1 only).
+        let mut last_err = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let mut connected = None;
+        for sockaddr in addr.to_socket_addrs().map_err(connect_err)? {
+            match TcpStream::connect_timeout(&sockaddr, timeout) {
+                Ok(tcp) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let tcp = connected.ok_or_else(|| connect_err(last_err))?;
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(timeout)).map_err(connect_err)?;
         tcp.set_write_timeout(Some(timeout)).map_err(connect_err)?;
@@ -269,10 +285,50 @@ impl Client {
 
     /// The next frame from the server, waiting until `deadline`.
     pub fn recv_frame(&mut self, deadline: Instant) -> Result<ServerFrame, ClientError> {
+        self.recv_frame_or_wake(deadline, None)?
+            .ok_or(ClientError::Timeout)
+    }
+
+    /// The next event, waiting until one arrives, `waker` is raised, or
+    /// `timeout` passes (`Ok(None)` for the last two). For a thread that
+    /// serves both the server and local requests, like the TUI's network
+    /// thread; replies to requests never come out of here.
+    pub fn wait_event(
+        &mut self,
+        waker: &poller::Waker,
+        timeout: Duration,
+    ) -> Result<Option<ServerMsg>, ClientError> {
+        if let Some(ev) = self.events.pop_front() {
+            return Ok(Some(ev));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frame = match self.recv_frame_or_wake(deadline, Some(waker)) {
+                Ok(Some(frame)) => frame,
+                Ok(None) | Err(ClientError::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if let Some(reason) = self.closed_reason(&frame) {
+                if let Some((code, message)) = reason {
+                    return Ok(Some(ServerMsg::Closing { code, message }));
+                }
+            } else if frame.req.is_none() {
+                return Ok(Some(frame.msg));
+            }
+        }
+    }
+
+    /// Like `recv_frame`, but `Ok(None)` when `waker` is raised first.
+    fn recv_frame_or_wake(
+        &mut self,
+        deadline: Instant,
+        waker: Option<&poller::Waker>,
+    ) -> Result<Option<ServerFrame>, ClientError> {
         let mut peer_closed = false;
         loop {
             if let Some(frame) = self.conn.next_frame()? {
                 return serde_json::from_slice(&frame.payload)
+                    .map(Some)
                     .map_err(|e| ClientError::Decode(e.to_string()));
             }
             // Frames that arrived before a close are served first (above).
@@ -290,6 +346,7 @@ impl Client {
                 ReadState::Drained => {
                     if let Some(frame) = self.conn.next_frame()? {
                         return serde_json::from_slice(&frame.payload)
+                            .map(Some)
                             .map_err(|e| ClientError::Decode(e.to_string()));
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -297,7 +354,11 @@ impl Client {
                         return Err(ClientError::Timeout);
                     }
                     let fd = self.conn.get_ref().get_ref().as_raw_fd();
-                    poller::wait(fd, false, None, Some(left)).map_err(ConnectionError::Io)?;
+                    let ready =
+                        poller::wait(fd, false, waker, Some(left)).map_err(ConnectionError::Io)?;
+                    if ready.woken {
+                        return Ok(None);
+                    }
                 }
             }
         }

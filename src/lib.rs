@@ -7,12 +7,14 @@
 //! - [`connection`]: the one place where frames meet a (non-blocking) stream.
 //! - [`poller`]: sleeping in `poll(2)` on a socket and a cross-thread waker.
 //! - [`tls`]: TLS acceptor and connector set-up; certificate fingerprints.
+//! - [`known_hosts`]: trust on first use of server certificates, like ssh.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
 //! - [`rate_limit`]: token buckets for flood control.
 //! - [`store`]: the SQLite database; all SQL lives here.
 //! - [`config`]: server settings from flags, environment and TOML.
 //! - [`server`]: accept loop, front door and wait queue, session threads,
 //!   shared state, message writer, shutdown.
+//! - [`tui`]: the full-screen terminal client (cursive) on the client library.
 //! - [`client`]: the client library used by the `confab` binary, the tests
 //!   and the benchmark.
 //!
@@ -24,6 +26,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod known_hosts;
 pub mod password;
 pub mod poller;
 pub mod protocol;
@@ -31,4 +34,5 @@ pub mod rate_limit;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod tui;
 pub mod validate;

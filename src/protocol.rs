@@ -269,6 +269,12 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Marks the user away (with a message) or back (`message` absent).
+    Away {
+        /// Why; absent or empty means "back".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// Server statistics (administrators only).
     Stats,
     /// Liveness check; also works while queued.
@@ -294,6 +300,7 @@ impl Request {
         "say",
         "dm",
         "history",
+        "away",
         "stats",
         "ping",
         "quit",
@@ -483,6 +490,9 @@ pub struct Member {
     pub user: String,
     /// Whether at least one session of the user is connected.
     pub online: bool,
+    /// The user's away message, if they are away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away: Option<String>,
 }
 
 /// A stored chat message, as events and history carry it.
@@ -537,6 +547,10 @@ pub enum PresenceEvent {
     Online,
     /// The user's last session disconnected.
     Offline,
+    /// The user marked themselves away.
+    Away,
+    /// The user is back.
+    Back,
 }
 
 /// Machine-readable error reasons. Clients may show `message` to people and
@@ -758,6 +772,7 @@ mod tests {
             r#"{"type":"say","room":"a","body":"b"}"#,
             r#"{"type":"dm","to":"a","body":"b"}"#,
             r#"{"type":"history","room":"a"}"#,
+            r#"{"type":"away","message":"lunch"}"#,
             r#"{"type":"stats"}"#,
             r#"{"type":"ping"}"#,
             r#"{"type":"quit"}"#,

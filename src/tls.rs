@@ -83,6 +83,18 @@ pub fn client_connector(trust: &Trust) -> Result<TlsConnector, TlsSetupError> {
     builder.build().map_err(TlsSetupError::Build)
 }
 
+/// A connector that accepts any certificate and name, for trust on first
+/// use: the caller **must** compare the server's fingerprint with the one
+/// remembered in `known_hosts` before sending anything secret.
+pub fn tofu_connector() -> Result<TlsConnector, TlsSetupError> {
+    TlsConnector::builder()
+        .min_protocol_version(Some(Protocol::Tlsv12))
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true)
+        .build()
+        .map_err(TlsSetupError::Build)
+}
+
 /// SHA-256 fingerprint of a DER certificate, as `AA:BB:...` (what ssh and
 /// browsers show, and what trust-on-first-use will remember).
 pub fn fingerprint(der: &[u8]) -> String {

@@ -1,33 +1,39 @@
-//! `confab`: the chat client. Until the full-screen TUI lands, a line-mode
-//! client on the shared client library: lines you type go to the current
-//! room; `/join ROOM`, `/msg USER TEXT`, `/who`, `/rooms`, `/quit`.
+//! `confab`: the full-screen chat client. Like ssh: asks for the password,
+//! checks the server's certificate (a CA, or trust on first use with
+//! `~/.config/confab/known_hosts`), then opens the chat screen.
 
 use clap::Parser;
-use confab::client::{Client, ClientError, Destination};
-use confab::protocol::{PresenceEvent, ServerMsg};
-use confab::tls::Trust;
-use std::io::{BufRead, Write};
+use confab::client::{Client, ClientError, DEFAULT_TIMEOUT, Destination};
+use confab::known_hosts::{self, HostStatus, KnownHosts};
+use confab::tls::{self, Trust};
+use confab::tui::{self, App, model::Model, net};
+use cursive::CursiveExt;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(name = "confab", version, about = "Secure terminal chat client")]
 struct Args {
-    /// Where to connect: [user@]host[:port] (port 7878 by default).
+    /// Where to connect: [user@]host[:port] (port 7878 by default; user
+    /// defaults to your login name).
     destination: String,
-    /// Trust this CA certificate (PEM) instead of the system's roots.
+    /// Trust this CA certificate (PEM) instead of the system's roots and
+    /// known_hosts.
     #[arg(long)]
     ca: Option<PathBuf>,
     /// Create the account instead of logging in.
     #[arg(long)]
     register: bool,
-    /// Read the password from this environment variable instead of asking.
-    /// Anyone who can read your environment can read it: use for scripts.
-    #[arg(long, default_value = "CONFAB_PASSWORD")]
-    password_env: String,
+    /// Read the password from the first line of this file (for scripts;
+    /// keep the file readable by you only).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// The known-hosts file (default ~/.config/confab/known_hosts).
+    #[arg(long)]
+    known_hosts: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -48,135 +54,146 @@ fn run(args: &Args) -> Result<(), String> {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .ok_or("no user name: use user@host")?;
-    let password = match std::env::var(&args.password_env) {
-        Ok(p) => p,
-        Err(_) => read_password(&format!("{user}@{}'s password: ", dest.host))?,
-    };
-    let trust = args.ca.clone().map_or(Trust::SystemRoots, Trust::CaFile);
-    let mut client =
-        Client::connect(&dest.addr(), &dest.host, &trust).map_err(|e| e.to_string())?;
-    let session = if args.register {
-        client.register(&user, &password)
-    } else {
-        client.login(&user, &password)
+    if !std::io::stdout().is_terminal() {
+        return Err("confab needs a terminal".into());
     }
-    .map_err(|e| e.to_string())?;
-    println!(
-        "logged in as {}; rooms: {}",
-        session.user,
-        session
-            .rooms
-            .iter()
-            .map(|r| format!("#{}", r.name))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let mut room = session
-        .rooms
-        .first()
-        .map_or_else(|| "general".to_owned(), |r| r.name.clone());
+    let password = password(args, &user, &dest.host)?;
+    let addr = dest.addr();
+    let host_port = format!("{}:{}", dest.host, dest.port);
+    let (client, trust) = connect(args, &addr, &dest.host, &host_port)?;
 
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+    let config = net::NetConfig {
+        addr,
+        server_name: dest.host.clone(),
+        trust,
+        user: user.clone(),
+        password,
+        register: args.register,
+    };
+    let mut siv = cursive::Cursive::new();
+    let sink = siv.cb_sink().clone();
+    let emit = Box::new(move |ev: net::NetEvent| {
+        let _ = sink.send(Box::new(move |s: &mut cursive::Cursive| tui::post(s, ev)));
     });
-    loop {
-        // The line client polls stdin every 100 ms; the TUI will not.
-        while let Some(ev) = client
-            .next_event(Duration::from_millis(100))
-            .map_err(|e| e.to_string())?
-        {
-            show(&ev);
-        }
-        match rx.try_recv() {
-            Ok(line) => {
-                if !command(&mut client, &mut room, line.trim_end()) {
-                    return client.quit().map_err(|e| e.to_string());
-                }
-            }
-            Err(mpsc::TryRecvError::Empty) => {}
-            Err(mpsc::TryRecvError::Disconnected) => {
-                return client.quit().map_err(|e| e.to_string());
-            }
-        }
+    let (handle, thread) = net::spawn(config, Some(client), emit).map_err(|e| e.to_string())?;
+    tui::setup(&mut siv, App::new(Model::new(&user), handle));
+    let ran = siv
+        .run_crossterm()
+        .map_err(|e| format!("terminal error: {e}"));
+    // Give the network thread a moment to say goodbye to the server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while !thread.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    ran
 }
 
-/// Runs one typed line; `false` means quit.
-fn command(client: &mut Client, room: &mut String, line: &str) -> bool {
-    let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let result: Result<(), ClientError> = match cmd {
-        "" => Ok(()),
-        "/quit" => return false,
-        "/join" => client.join(rest.trim()).map(|j| {
-            *room = j.room.name.clone();
-            for m in &j.history {
-                println!("{} <{}> {}", m.id, m.from, m.body);
-            }
-            println!("-- now in #{} ({})", j.room.name, j.room.topic);
-        }),
-        "/msg" => match rest.split_once(' ') {
-            Some((to, text)) => client.dm(to, text).map(|_| ()),
-            None => {
-                println!("usage: /msg USER TEXT");
-                Ok(())
-            }
-        },
-        "/who" => client.who(room).map(|m| {
-            let names: Vec<String> = m
-                .iter()
-                .map(|m| format!("{}{}", m.user, if m.online { "*" } else { "" }))
-                .collect();
-            println!("-- #{room}: {}", names.join(" "));
-        }),
-        "/rooms" => client.rooms().map(|rs| {
-            for r in rs {
-                println!("-- #{} ({} members) {}", r.name, r.members, r.topic);
-            }
-        }),
-        c if c.starts_with('/') => {
-            println!("-- commands: /join ROOM, /msg USER TEXT, /who, /rooms, /quit");
-            Ok(())
+/// The password: `CONFAB_PASSWORD`, `--password-file`, or asked for.
+fn password(args: &Args, user: &str, host: &str) -> Result<String, String> {
+    if let Ok(p) = std::env::var("CONFAB_PASSWORD") {
+        return Ok(p);
+    }
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    let first = read_secret(&format!("{user}@{host}'s password: "))?;
+    if args.register {
+        let again = read_secret("Again, to be sure: ")?;
+        if again != first {
+            return Err("the passwords differ".into());
         }
-        _ => client.say(room, line).map(|_| ()),
+    }
+    Ok(first)
+}
+
+/// Connects and checks the certificate: against `--ca`, else the system's
+/// CAs, else known_hosts (asking on first use, refusing on a change).
+fn connect(
+    args: &Args,
+    addr: &str,
+    host: &str,
+    host_port: &str,
+) -> Result<(Client, net::ServerTrust), String> {
+    let verified = |trust: &Trust| -> Result<(Client, net::ServerTrust), ClientError> {
+        let connector = tls::client_connector(trust)?;
+        let client = Client::connect_unhello(addr, host, &connector, DEFAULT_TIMEOUT)?;
+        Ok((client, net::ServerTrust::Verified(connector)))
     };
-    if let Err(err) = result {
-        println!("-- error: {err}");
+    if let Some(ca) = &args.ca {
+        return verified(&Trust::CaFile(ca.clone())).map_err(|e| e.to_string());
     }
-    true
-}
-
-fn show(ev: &ServerMsg) {
-    match ev {
-        ServerMsg::Message(m) => match (&m.room, &m.to) {
-            (Some(r), _) => println!("#{r} <{}> {}", m.from, m.body),
-            (None, Some(to)) => println!("[dm {} -> {to}] {}", m.from, m.body),
-            _ => {}
+    match verified(&Trust::SystemRoots) {
+        Ok(ok) => return Ok(ok),
+        Err(ClientError::Handshake { .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    // No CA vouches for the server: trust on first use.
+    let path = match &args.known_hosts {
+        Some(p) => p.clone(),
+        None => KnownHosts::default_path().ok_or("cannot find a home directory for known_hosts")?,
+    };
+    let mut known = KnownHosts::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let connector = tls::tofu_connector().map_err(|e| e.to_string())?;
+    let client = Client::connect_unhello(addr, host, &connector, DEFAULT_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let fingerprint = client
+        .server_fingerprint()
+        .ok_or("the server sent no certificate")?
+        .to_owned();
+    match known.check(host_port, &fingerprint) {
+        HostStatus::Trusted => {}
+        HostStatus::Changed { expected, line } => {
+            return Err(format!(
+                "\n{}",
+                known_hosts::changed_warning(
+                    host_port,
+                    &expected,
+                    &fingerprint,
+                    known.path(),
+                    line
+                )
+            ));
+        }
+        HostStatus::Unknown => {
+            eprintln!("The authenticity of server '{host_port}' can't be established.");
+            eprintln!(
+                "Its certificate is not signed by a certificate authority this computer trusts."
+            );
+            eprintln!("Certificate SHA-256 fingerprint: {fingerprint}");
+            let answer = ask("Are you sure you want to continue connecting (yes/no)? ")?;
+            if !answer.eq_ignore_ascii_case("yes") {
+                return Err("host certificate not accepted".into());
+            }
+            known
+                .add(host_port, &fingerprint)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("Permanently added '{host_port}' to {}.", path.display());
+        }
+    }
+    Ok((
+        client,
+        net::ServerTrust::Pinned {
+            connector,
+            fingerprint,
         },
-        ServerMsg::Presence { room, user, event } => {
-            let what = match event {
-                PresenceEvent::Join => "joined",
-                PresenceEvent::Leave => "left",
-                PresenceEvent::Online => "is online",
-                PresenceEvent::Offline => "went offline",
-            };
-            println!("-- #{room}: {user} {what}");
-        }
-        ServerMsg::TopicChanged { room, topic, by } => {
-            println!("-- #{room}: {by} set the topic: {topic}")
-        }
-        ServerMsg::Closing { code, message } => println!("-- server closing: {code}: {message}"),
-        _ => {}
-    }
+    ))
 }
 
-/// Asks for a password without echoing it.
-fn read_password(prompt: &str) -> Result<String, String> {
+fn ask(prompt: &str) -> Result<String, String> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim().to_owned())
+}
+
+/// Asks for a secret without echoing it.
+fn read_secret(prompt: &str) -> Result<String, String> {
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     let fd = libc::STDIN_FILENO;

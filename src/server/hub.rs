@@ -161,6 +161,8 @@ struct HubState {
     sessions: HashMap<SessionId, SessionEntry>,
     online: HashMap<UserId, Vec<SessionId>>,
     rooms: HashMap<String, Room>,
+    /// Away messages of online users (cleared when they go offline).
+    away: HashMap<UserId, String>,
 }
 
 impl HubState {
@@ -203,6 +205,7 @@ impl HubState {
             .map(|(id, name)| Member {
                 user: name.clone(),
                 online: self.online.contains_key(id),
+                away: self.away.get(id).cloned(),
             })
             .collect()
     }
@@ -308,10 +311,34 @@ impl Hub {
         };
         if last {
             st.online.remove(&user_id);
+            st.away.remove(&user_id);
             for room in st.rooms.values() {
                 if let Some(name) = room.members.get(&user_id) {
                     st.presence(room, name, user_id, PresenceEvent::Offline);
                 }
+            }
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) a user's away message and tells the
+    /// rooms they are in.
+    pub fn set_away(&self, user_id: UserId, user: &str, message: Option<String>) {
+        let mut st = self.write();
+        let event = match message {
+            Some(m) => {
+                st.away.insert(user_id, m);
+                PresenceEvent::Away
+            }
+            None => {
+                if st.away.remove(&user_id).is_none() {
+                    return;
+                }
+                PresenceEvent::Back
+            }
+        };
+        for room in st.rooms.values() {
+            if room.members.contains_key(&user_id) {
+                st.presence(room, user, user_id, event);
             }
         }
     }

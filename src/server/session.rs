@@ -552,6 +552,14 @@ impl Session<'_> {
                     },
                 );
             }
+            Request::Away { message } => {
+                let message = message.filter(|m| !m.trim().is_empty());
+                if let Some(m) = &message {
+                    validate::topic(m).map_err(invalid)?;
+                }
+                hub.set_away(user_id, user, message);
+                self.reply(req, ServerMsg::Ok);
+            }
             Request::Stats => {
                 if !self.ctx.admins.iter().any(|a| a == user) {
                     return Err((

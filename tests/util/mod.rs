@@ -106,7 +106,12 @@ impl TestServer {
             .open(self.dir.path().join("server.log"))
             .expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(if self.addr.is_empty() {
+                "127.0.0.1:0"
+            } else {
+                &self.addr
+            })
             .arg("--db")
             .arg(self.db())
             .arg("--data-dir")
@@ -153,7 +158,8 @@ impl TestServer {
         }
     }
 
-    /// Kills the server and starts it again on the same database.
+    /// Kills the server and starts it again on the same database and the
+    /// same port.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();

@@ -1,0 +1,294 @@
+//! What the user types: the command table, parsing an input line, and Tab
+//! completion. Pure functions; the TUI calls them and acts on the result.
+//!
+//! To add a command: add a [`CommandSpec`] to [`COMMANDS`], a variant to
+//! [`Command`], and a match arm in [`parse`]; the help screen and Tab
+//! completion pick it up from the table.
+
+/// One entry of the command table, shown by `/help`.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// Name without the slash.
+    pub name: &'static str,
+    /// Argument synopsis.
+    pub args: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Every command, in the order `/help` lists them.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "join",
+        args: "ROOM",
+        help: "join a room (creating it if it does not exist) and switch to it",
+    },
+    CommandSpec {
+        name: "leave",
+        args: "[ROOM]",
+        help: "leave the current room, or ROOM",
+    },
+    CommandSpec {
+        name: "rooms",
+        args: "",
+        help: "list all rooms on the server",
+    },
+    CommandSpec {
+        name: "msg",
+        args: "USER [TEXT]",
+        help: "open a direct conversation with USER, sending TEXT if given",
+    },
+    CommandSpec {
+        name: "me",
+        args: "ACTION",
+        help: "send an action: * alice waves",
+    },
+    CommandSpec {
+        name: "users",
+        args: "",
+        help: "list who is in the current room",
+    },
+    CommandSpec {
+        name: "topic",
+        args: "[TEXT]",
+        help: "show the room's topic, or set it to TEXT",
+    },
+    CommandSpec {
+        name: "away",
+        args: "[MESSAGE]",
+        help: "mark yourself away",
+    },
+    CommandSpec {
+        name: "back",
+        args: "",
+        help: "mark yourself back",
+    },
+    CommandSpec {
+        name: "close",
+        args: "",
+        help: "close the current direct conversation's window",
+    },
+    CommandSpec {
+        name: "help",
+        args: "",
+        help: "show commands and keys (also F1)",
+    },
+    CommandSpec {
+        name: "quit",
+        args: "",
+        help: "leave confab (also Ctrl-C)",
+    },
+];
+
+/// The keys, for `/help` and the README.
+pub const KEYS: &[(&str, &str)] = &[
+    ("Enter", "send the line"),
+    ("Ctrl-N / Ctrl-P", "next / previous window"),
+    ("Alt-1 .. Alt-9", "go to window 1 .. 9"),
+    ("PgUp / PgDn", "scroll; PgUp at the top loads older history"),
+    ("Tab", "complete a nick or a command"),
+    ("Up / Down", "recall earlier input"),
+    ("F1", "help"),
+    ("Ctrl-C", "quit"),
+];
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/join ROOM`
+    Join(String),
+    /// `/leave [ROOM]`
+    Leave(Option<String>),
+    /// `/rooms`
+    Rooms,
+    /// `/msg USER [TEXT]`
+    Msg {
+        /// Recipient.
+        to: String,
+        /// Text to send, if any.
+        text: Option<String>,
+    },
+    /// `/me ACTION`
+    Me(String),
+    /// `/users`
+    Users,
+    /// `/topic [TEXT]`
+    Topic(Option<String>),
+    /// `/away [MESSAGE]`
+    Away(Option<String>),
+    /// `/back`
+    Back,
+    /// `/close`
+    Close,
+    /// `/help`
+    Help,
+    /// `/quit`
+    Quit,
+}
+
+/// What an input line means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Text for the current window. (`//text` sends `/text`.)
+    Say(String),
+    /// A command.
+    Command(Command),
+}
+
+/// The prefix an action message's body starts with on the wire; clients
+/// show `/me waves` from alice as `* alice waves`.
+pub const ACTION_PREFIX: &str = "/me ";
+
+fn arg(rest: &str) -> Option<String> {
+    let rest = rest.trim();
+    (!rest.is_empty()).then(|| rest.to_owned())
+}
+
+/// Parses one input line. `Ok(None)` for a blank line; `Err` says what is
+/// wrong with a command, for the user.
+pub fn parse(line: &str) -> Result<Option<Input>, String> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    if let Some(escaped) = line.strip_prefix("//") {
+        return Ok(Some(Input::Say(format!("/{escaped}"))));
+    }
+    let Some(cmdline) = line.strip_prefix('/') else {
+        return Ok(Some(Input::Say(line.to_owned())));
+    };
+    let (name, rest) = cmdline.split_once(' ').unwrap_or((cmdline, ""));
+    let usage = |n: &str| {
+        let spec = COMMANDS.iter().find(|c| c.name == n);
+        format!("usage: /{n} {}", spec.map_or("", |s| s.args))
+    };
+    let command = match name.to_ascii_lowercase().as_str() {
+        "join" | "j" => Command::Join(arg(rest).ok_or_else(|| usage("join"))?),
+        "leave" | "part" => Command::Leave(arg(rest)),
+        "rooms" | "list" => Command::Rooms,
+        "msg" | "query" => {
+            let rest = rest.trim();
+            let (to, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            if to.is_empty() {
+                return Err(usage("msg"));
+            }
+            Command::Msg {
+                to: to.to_owned(),
+                text: arg(text),
+            }
+        }
+        "me" => Command::Me(arg(rest).ok_or_else(|| usage("me"))?),
+        "users" | "who" | "names" => Command::Users,
+        "topic" => Command::Topic(arg(rest)),
+        "away" => Command::Away(arg(rest)),
+        "back" => Command::Back,
+        "close" => Command::Close,
+        "help" | "?" => Command::Help,
+        "quit" | "exit" => Command::Quit,
+        other => return Err(format!("unknown command /{other}; /help lists them")),
+    };
+    Ok(Some(Input::Command(command)))
+}
+
+/// Completes the word before the end of `line`: a command name for a
+/// leading `/word`, else a nick from `nicks` (a nick completed at the start
+/// of the line gets `": "` after it, as in IRC clients). Repeated Tab
+/// presses are not cycled; the first match in `nicks` order wins.
+pub fn complete(line: &str, nicks: &[String]) -> Option<String> {
+    let start = line.rfind(' ').map_or(0, |i| i + 1);
+    let word = &line[start..];
+    if word.is_empty() {
+        return None;
+    }
+    if start == 0
+        && let Some(prefix) = word.strip_prefix('/')
+    {
+        let spec = COMMANDS.iter().find(|c| c.name.starts_with(prefix))?;
+        return Some(format!("/{} ", spec.name));
+    }
+    let lower = word.to_ascii_lowercase();
+    let nick = nicks
+        .iter()
+        .find(|n| n.to_ascii_lowercase().starts_with(&lower))?;
+    let suffix = if start == 0 { ": " } else { " " };
+    Some(format!("{}{nick}{suffix}", &line[..start]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        match parse(line) {
+            Ok(Some(Input::Command(c))) => c,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_text_and_escaped_slashes_are_said() {
+        assert_eq!(parse("hello").unwrap(), Some(Input::Say("hello".into())));
+        assert_eq!(
+            parse("//etc/passwd").unwrap(),
+            Some(Input::Say("/etc/passwd".into()))
+        );
+        assert_eq!(parse("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn commands_parse_with_their_arguments_and_aliases() {
+        assert_eq!(cmd("/join #rust"), Command::Join("#rust".into()));
+        assert_eq!(cmd("/j rust"), Command::Join("rust".into()));
+        assert_eq!(cmd("/leave"), Command::Leave(None));
+        assert_eq!(
+            cmd("/msg bob see you at 5"),
+            Command::Msg {
+                to: "bob".into(),
+                text: Some("see you at 5".into())
+            }
+        );
+        assert_eq!(
+            cmd("/msg bob"),
+            Command::Msg {
+                to: "bob".into(),
+                text: None
+            }
+        );
+        assert_eq!(cmd("/me waves"), Command::Me("waves".into()));
+        assert_eq!(cmd("/topic"), Command::Topic(None));
+        assert_eq!(
+            cmd("/TOPIC new one"),
+            Command::Topic(Some("new one".into()))
+        );
+        assert_eq!(cmd("/away lunch"), Command::Away(Some("lunch".into())));
+        assert_eq!(cmd("/quit"), Command::Quit);
+    }
+
+    #[test]
+    fn bad_commands_explain_themselves() {
+        assert_eq!(parse("/join").unwrap_err(), "usage: /join ROOM");
+        assert_eq!(parse("/msg").unwrap_err(), "usage: /msg USER [TEXT]");
+        assert!(parse("/frobnicate").unwrap_err().contains("/help"));
+    }
+
+    #[test]
+    fn every_table_entry_parses() {
+        for spec in COMMANDS {
+            let line = match spec.args {
+                "" => format!("/{}", spec.name),
+                _ => format!("/{} x y", spec.name),
+            };
+            assert!(parse(&line).is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn tab_completes_commands_and_nicks() {
+        let nicks = vec!["alice".to_string(), "albert".to_string(), "bob".to_string()];
+        assert_eq!(complete("/jo", &nicks).as_deref(), Some("/join "));
+        assert_eq!(complete("bo", &nicks).as_deref(), Some("bob: "));
+        assert_eq!(complete("hi Al", &nicks).as_deref(), Some("hi alice "));
+        assert_eq!(complete("hi zed", &nicks), None);
+        assert_eq!(complete("", &nicks), None);
+        assert_eq!(complete("/zz", &nicks), None);
+    }
+}

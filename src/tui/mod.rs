@@ -1,0 +1,704 @@
+//! The full-screen client: cursive views over a plain [`Model`], fed by a
+//! network thread.
+//!
+//! - `model`: the state (windows, lines, unread counts, connection).
+//! - `commands`: the command table, input parsing, Tab completion.
+//! - `net`: the network thread and its command/event types.
+//! - `view`: the layout and rendering of the model.
+//!
+//! **Invariant:** the network thread never touches views. It sends
+//! [`NetEvent`]s through cursive's callback sink; [`apply`] updates the
+//! model on the UI thread and re-renders. The UI sends [`NetCommand`]s and
+//! never waits for the network or the disk.
+
+pub mod commands;
+pub mod model;
+pub mod net;
+pub mod view;
+
+use crate::protocol::ServerMsg;
+use crate::validate;
+use commands::{ACTION_PREFIX, COMMANDS, Command, Input, KEYS};
+use cursive::event::{Event, EventResult, Key};
+use cursive::theme::{BorderStyle, Color, PaletteColor};
+use cursive::view::{Nameable, ScrollStrategy};
+use cursive::views::{Dialog, EditView, NamedView, OnEventView, ScrollView, TextView};
+use cursive::{Cursive, View};
+use model::{ConnState, Model, WindowId};
+use net::{NetCommand, NetEvent, NetHandle};
+
+/// The UI's state, kept in cursive's user data.
+pub struct App {
+    /// What the screen shows.
+    pub model: Model,
+    /// Where commands go.
+    pub net: NetHandle,
+    /// Lines entered, oldest first, for Up/Down.
+    history: Vec<String>,
+    /// Position while browsing `history` with Up/Down.
+    history_pos: Option<usize>,
+}
+
+impl App {
+    /// A UI state for `model`, sending commands to `net`.
+    pub fn new(model: Model, net: NetHandle) -> App {
+        App {
+            model,
+            net,
+            history: Vec::new(),
+            history_pos: None,
+        }
+    }
+}
+
+type MessagesScroll = ScrollView<NamedView<TextView>>;
+
+fn with_app<R>(s: &mut Cursive, f: impl FnOnce(&mut App) -> R) -> Option<R> {
+    s.with_user_data(f)
+}
+
+/// Sets up the screen, keys and state on `siv` (a real terminal or the
+/// puppet backend in tests).
+pub fn setup(siv: &mut Cursive, app: App) {
+    siv.update_theme(|t| {
+        t.shadow = false;
+        t.borders = BorderStyle::Simple;
+        // The terminal's own colours, so it looks like the user's terminal
+        // and works without colour support.
+        for c in [
+            PaletteColor::Background,
+            PaletteColor::View,
+            PaletteColor::Primary,
+        ] {
+            t.palette[c] = Color::TerminalDefault;
+        }
+    });
+    siv.set_user_data(app);
+    let input = OnEventView::new(view::input_line().on_submit(submit).with_name(view::INPUT))
+        .on_pre_event_inner(Key::Tab, |v, _| {
+            let content = v.get_mut().get_content().to_string();
+            Some(EventResult::with_cb(move |s| complete_input(s, &content)))
+        })
+        .on_pre_event(Key::Up, |s| recall(s, -1))
+        .on_pre_event(Key::Down, |s| recall(s, 1));
+    siv.add_fullscreen_layer(view::build(input));
+
+    siv.clear_global_callbacks(Event::CtrlChar('c'));
+    siv.set_on_pre_event(Event::CtrlChar('c'), quit);
+    siv.add_global_callback(Event::CtrlChar('n'), |s| switch(s, |m| m.next()));
+    siv.add_global_callback(Event::CtrlChar('p'), |s| switch(s, |m| m.prev()));
+    for n in 1..=9u8 {
+        let c = char::from(b'0' + n);
+        siv.add_global_callback(Event::AltChar(c), move |s| {
+            switch(s, |m| m.select(usize::from(n - 1)))
+        });
+    }
+    siv.add_global_callback(Key::F1, show_help);
+    siv.add_global_callback(Key::PageUp, |s| scroll(s, Key::PageUp));
+    siv.add_global_callback(Key::PageDown, |s| scroll(s, Key::PageDown));
+    render(siv);
+}
+
+/// Re-renders every part of the screen from the model.
+pub fn render(s: &mut Cursive) {
+    let Some((status, windows, messages, users)) = with_app(s, |app| {
+        let m = &app.model;
+        (
+            m.status_line(),
+            view::render_windows(m),
+            view::render_messages(m.current(), &m.me),
+            view::render_users(m.current()),
+        )
+    }) else {
+        return;
+    };
+    s.call_on_name(view::STATUS, |v: &mut TextView| v.set_content(status));
+    s.call_on_name(view::WINDOWS, |v: &mut TextView| v.set_content(windows));
+    s.call_on_name(view::MESSAGES, |v: &mut TextView| v.set_content(messages));
+    s.call_on_name(view::USERS, |v: &mut TextView| v.set_content(users));
+}
+
+fn switch(s: &mut Cursive, f: impl FnOnce(&mut Model)) {
+    with_app(s, |app| f(&mut app.model));
+    s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
+        v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+    });
+    render(s);
+}
+
+fn quit(s: &mut Cursive) {
+    with_app(s, |app| app.net.send(NetCommand::Quit));
+    s.quit();
+}
+
+fn scroll(s: &mut Cursive, key: Key) {
+    let at = s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
+        v.on_event(Event::Key(key));
+        if v.is_at_bottom() {
+            v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+        }
+        v.is_at_top()
+    });
+    if key == Key::PageUp && at == Some(true) {
+        with_app(s, |app| {
+            let i = app.model.current;
+            let w = &mut app.model.windows[i];
+            if w.more_before && !w.loading && w.id != WindowId::Status {
+                w.loading = true;
+                app.net.send(NetCommand::History {
+                    window: w.id.clone(),
+                    before: w.oldest_id(),
+                });
+            }
+        });
+    }
+}
+
+fn complete_input(s: &mut Cursive, content: &str) {
+    let Some(completed) =
+        with_app(s, |app| commands::complete(content, &app.model.nicks())).flatten()
+    else {
+        return;
+    };
+    s.call_on_name(view::INPUT, |v: &mut EditView| {
+        v.set_content(completed.clone());
+        v.set_cursor(completed.len());
+    });
+}
+
+fn recall(s: &mut Cursive, step: isize) {
+    let Some(line) = with_app(s, |app| {
+        let n = app.history.len();
+        if n == 0 {
+            return None;
+        }
+        let pos = match (app.history_pos, step) {
+            (None, -1) => n - 1,
+            (None, _) => return None,
+            (Some(p), -1) => p.saturating_sub(1),
+            (Some(p), _) if p + 1 >= n => {
+                app.history_pos = None;
+                return Some(String::new());
+            }
+            (Some(p), _) => p + 1,
+        };
+        app.history_pos = Some(pos);
+        Some(app.history[pos].clone())
+    })
+    .flatten() else {
+        return;
+    };
+    s.call_on_name(view::INPUT, |v: &mut EditView| {
+        v.set_content(line.clone());
+        v.set_cursor(line.len());
+    });
+}
+
+fn show_help(s: &mut Cursive) {
+    let mut text = String::from("Commands\n");
+    for c in COMMANDS {
+        let synopsis = format!("/{} {}", c.name, c.args);
+        text.push_str(&format!("  {synopsis:<18} {}\n", c.help));
+    }
+    text.push_str("\nKeys\n");
+    for (k, what) in KEYS {
+        text.push_str(&format!("  {k:<16} {what}\n"));
+    }
+    text.push_str(
+        "\nText that does not start with / is sent to the current window;\n//text sends /text.",
+    );
+    s.add_layer(
+        OnEventView::new(
+            Dialog::around(ScrollView::new(TextView::new(text)))
+                .title("confab help")
+                .dismiss_button("Close"),
+        )
+        .on_event(Key::Esc, |s| {
+            s.pop_layer();
+        }),
+    );
+}
+
+/// The input line was submitted.
+fn submit(s: &mut Cursive, line: &str) {
+    s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
+    let quit_now = with_app(s, |app| {
+        if !line.trim().is_empty() {
+            app.history.push(line.to_owned());
+        }
+        app.history_pos = None;
+        handle_line(app, line)
+    })
+    .unwrap_or(false);
+    if quit_now {
+        s.quit();
+        return;
+    }
+    if line.trim() == "/help" || line.trim() == "/?" {
+        show_help(s);
+    }
+    s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
+        v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+    });
+    render(s);
+}
+
+/// Acts on one input line; returns true to quit.
+pub fn handle_line(app: &mut App, line: &str) -> bool {
+    let m = &mut app.model;
+    let input = match commands::parse(line) {
+        Ok(Some(input)) => input,
+        Ok(None) => return false,
+        Err(e) => {
+            m.error(e);
+            return false;
+        }
+    };
+    let current = m.current().id.clone();
+    let current_room = match &current {
+        WindowId::Room(r) => Some(r.clone()),
+        _ => None,
+    };
+    let say = |app: &mut App, window: WindowId, body: String| {
+        if window == WindowId::Status {
+            app.model
+                .error("this is the status window: /join a room or /msg someone first");
+            return;
+        }
+        if let Err(e) = validate::body(&body) {
+            app.model.error(e.message);
+            return;
+        }
+        let local = app.model.add_pending(&window, &body);
+        app.net.send(NetCommand::Send {
+            window,
+            body,
+            local,
+        });
+    };
+    match input {
+        Input::Say(text) => say(app, current, text),
+        Input::Command(cmd) => match cmd {
+            Command::Me(action) => say(app, current, format!("{ACTION_PREFIX}{action}")),
+            Command::Join(room) => match validate::room(&room) {
+                Ok(room) => app.net.send(NetCommand::Join(room)),
+                Err(e) => m.error(e.message),
+            },
+            Command::Leave(room) => match room.or(current_room) {
+                Some(room) => match validate::room(&room) {
+                    Ok(room) => app.net.send(NetCommand::Leave(room)),
+                    Err(e) => m.error(e.message),
+                },
+                None => m.error("not in a room: /leave ROOM"),
+            },
+            Command::Rooms => app.net.send(NetCommand::Rooms),
+            Command::Msg { to, text } => match validate::username(&to) {
+                Ok(to) => {
+                    let window = WindowId::Direct(to);
+                    let new = m.index_of(&window).is_none();
+                    let i = m.open(window.clone());
+                    m.select(i);
+                    if new {
+                        m.windows[i].loading = true;
+                        app.net.send(NetCommand::History {
+                            window: window.clone(),
+                            before: None,
+                        });
+                    }
+                    if let Some(text) = text {
+                        say(app, window, text);
+                    }
+                }
+                Err(_) => m.error(format!("{to} is not a valid user name")),
+            },
+            Command::Users => match current_room {
+                Some(room) => app.net.send(NetCommand::Who(room)),
+                None => m.error("not in a room"),
+            },
+            Command::Topic(None) => {
+                let topic = m.current().topic.clone();
+                if topic.is_empty() {
+                    m.notice("no topic is set");
+                } else {
+                    m.notice(format!("topic: {topic}"));
+                }
+            }
+            Command::Topic(Some(topic)) => match current_room {
+                Some(room) => app.net.send(NetCommand::Topic { room, topic }),
+                None => m.error("not in a room"),
+            },
+            Command::Away(message) => app.net.send(NetCommand::Away(Some(
+                message.unwrap_or_else(|| "away".into()),
+            ))),
+            Command::Back => app.net.send(NetCommand::Away(None)),
+            Command::Close => match current {
+                WindowId::Direct(_) => m.close(&current),
+                WindowId::Room(r) => m.error(format!("use /leave to leave #{r}")),
+                WindowId::Status => m.error("the status window stays"),
+            },
+            Command::Help => {}
+            Command::Quit => {
+                app.net.send(NetCommand::Quit);
+                return true;
+            }
+        },
+    }
+    false
+}
+
+/// Applies a network event to the model (on the UI thread).
+pub fn apply(app: &mut App, ev: NetEvent) -> bool {
+    let m = &mut app.model;
+    match ev {
+        NetEvent::Connecting => m.conn = ConnState::Connecting,
+        NetEvent::Queued {
+            position,
+            length,
+            eta_secs,
+        } => {
+            m.conn = ConnState::Queued {
+                position,
+                length,
+                eta_secs,
+            }
+        }
+        NetEvent::Online { user, rooms } => {
+            m.me = user;
+            m.conn = ConnState::Online;
+            m.on_rooms(&rooms);
+            m.status_notice("connected");
+            // Start in the first room rather than the status window.
+            if m.current == 0 && m.windows.len() > 1 {
+                m.select(1);
+            }
+        }
+        NetEvent::Offline { reason, retry_in } => {
+            m.status_notice(format!("disconnected: {reason}"));
+            m.conn = ConnState::Offline { reason, retry_in };
+        }
+        NetEvent::Failed(reason) => {
+            m.fail_all_pending("not connected");
+            m.status_notice(format!("gave up: {reason}"));
+            m.conn = ConnState::Failed(reason.clone());
+            m.select(0);
+            m.error(format!("{reason} — press Ctrl-C to quit"));
+        }
+        NetEvent::AuthFailed(reason) => {
+            m.conn = ConnState::Failed(reason.clone());
+            m.status_notice(format!("login refused: {reason}"));
+        }
+        NetEvent::Server(ServerMsg::Message(msg)) => {
+            m.on_message(&msg);
+        }
+        NetEvent::Server(ServerMsg::Presence { room, user, event }) => {
+            m.on_presence(&room, &user, event)
+        }
+        NetEvent::Server(ServerMsg::TopicChanged { room, topic, by }) => {
+            m.on_topic(&room, &topic, &by)
+        }
+        NetEvent::Server(_) => {}
+        NetEvent::Acked { local, id, ts } => m.on_ack(local, id, ts),
+        NetEvent::SendFailed { local, reason } => m.on_send_failed(local, &reason),
+        NetEvent::Joined {
+            room,
+            members,
+            history,
+            focus,
+        } => {
+            let name = room.name.clone();
+            m.on_joined(&room, members, &history);
+            if focus {
+                let i = m.open(WindowId::Room(name));
+                m.select(i);
+            }
+        }
+        NetEvent::Left(room) => {
+            m.close(&WindowId::Room(room.clone()));
+            m.notice(format!("you left #{room}"));
+        }
+        NetEvent::History {
+            window,
+            messages,
+            more,
+        } => m.on_history(&window, &messages, more),
+        NetEvent::Users { room, members } => {
+            let list: Vec<String> = members
+                .iter()
+                .map(|u| format!("{}{}", u.user, if u.online { "" } else { " (offline)" }))
+                .collect();
+            if let Some(i) = m.index_of(&WindowId::Room(room.clone())) {
+                m.windows[i].members = members;
+            }
+            m.notice(format!("#{room}: {}", list.join(", ")));
+        }
+        NetEvent::RoomList(rooms) => {
+            m.notice(format!("{} rooms:", rooms.len()));
+            for r in rooms {
+                m.notice(format!("  #{} ({} members) {}", r.name, r.members, r.topic));
+            }
+        }
+        NetEvent::Notice(text) => m.notice(text),
+        NetEvent::Error(text) => m.error(text),
+        NetEvent::Stopped => return true,
+    }
+    false
+}
+
+/// Posts a network event to the UI thread.
+pub fn post(s: &mut Cursive, ev: NetEvent) {
+    let refused = match &ev {
+        NetEvent::AuthFailed(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    let stop = with_app(s, |app| apply(app, ev)).unwrap_or(false);
+    if stop {
+        s.quit();
+        return;
+    }
+    render(s);
+    if let Some(reason) = refused {
+        login_dialog(s, &reason);
+    }
+}
+
+/// Name of the password field in the login dialog.
+pub const PASSWORD: &str = "password";
+
+/// Asks for a password again after a refused login, offering to create the
+/// account instead (the "register choice" for new users).
+fn login_dialog(s: &mut Cursive, reason: &str) {
+    let user = with_app(s, |app| app.model.me.clone()).unwrap_or_default();
+    let send = |s: &mut Cursive, register: bool| {
+        let password = s
+            .call_on_name(PASSWORD, |v: &mut EditView| v.get_content().to_string())
+            .unwrap_or_default();
+        s.pop_layer();
+        with_app(s, |app| {
+            app.model.conn = ConnState::Connecting;
+            app.net.send(NetCommand::Credentials { password, register });
+        });
+        render(s);
+    };
+    s.add_layer(
+        Dialog::new()
+            .title("Log in to confab")
+            .content(
+                cursive::views::LinearLayout::vertical()
+                    .child(TextView::new(format!(
+                        "{reason}.\n\nPassword for {user} (or choose Register to create the account {user}):"
+                    )))
+                    .child(EditView::new().secret().with_name(PASSWORD)),
+            )
+            .button("Log in", move |s| send(s, false))
+            .button("Register", move |s| send(s, true))
+            .button("Quit", quit),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    //! Screen tests on cursive's puppet backend: real views, real layout,
+    //! fake terminal.
+
+    use super::*;
+    use crate::protocol::{ChatMessage, Member, RoomInfo};
+    use cursive::Vec2;
+    use cursive::backends::puppet::Backend;
+    use cursive::backends::puppet::observed::{ObservedPieceInterface, ObservedScreen};
+    use std::sync::mpsc::Receiver;
+
+    struct Screen {
+        runner: cursive::CursiveRunner<Cursive>,
+        frames: cursive::reexports::crossbeam_channel::Receiver<ObservedScreen>,
+        input: cursive::reexports::crossbeam_channel::Sender<Option<Event>>,
+        commands: Receiver<NetCommand>,
+    }
+
+    impl Screen {
+        fn new(width: usize, height: usize) -> Screen {
+            let backend = Backend::init(Some(Vec2::new(width, height)));
+            let frames = backend.stream();
+            let input = backend.input();
+            let (net, commands) = NetHandle::detached().unwrap();
+            let mut siv = Cursive::new();
+            setup(&mut siv, App::new(Model::new("alice"), net));
+            let mut screen = Screen {
+                runner: siv.into_runner(backend),
+                frames,
+                input,
+                commands,
+            };
+            screen.post(NetEvent::Online {
+                user: "alice".into(),
+                rooms: vec![RoomInfo {
+                    name: "general".into(),
+                    topic: "Welcome".into(),
+                    members: 2,
+                }],
+            });
+            screen.post(NetEvent::Joined {
+                room: RoomInfo {
+                    name: "general".into(),
+                    topic: "Welcome".into(),
+                    members: 2,
+                },
+                members: vec![
+                    Member {
+                        user: "alice".into(),
+                        online: true,
+                        away: None,
+                    },
+                    Member {
+                        user: "bob".into(),
+                        online: true,
+                        away: None,
+                    },
+                ],
+                history: vec![ChatMessage {
+                    id: 1,
+                    room: Some("general".into()),
+                    to: None,
+                    from: "bob".into(),
+                    body: "hello alice".into(),
+                    ts: 0,
+                }],
+                focus: false,
+            });
+            // Lay the screen out once, as a terminal start would, so that
+            // the first key reaches the focused input line.
+            screen.runner.refresh();
+            screen
+        }
+
+        fn post(&mut self, ev: NetEvent) {
+            post(&mut self.runner, ev);
+        }
+
+        fn keys(&mut self, events: impl IntoIterator<Item = Event>) {
+            for ev in events {
+                self.input.send(Some(ev)).unwrap();
+                self.runner.step();
+            }
+        }
+
+        fn type_line(&mut self, text: &str) {
+            self.keys(text.chars().map(Event::Char));
+            self.keys([Event::Key(Key::Enter)]);
+        }
+
+        fn text(&mut self) -> String {
+            self.runner.refresh();
+            let frame = self.frames.try_iter().last().expect("a frame");
+            frame.as_strings().join("\n")
+        }
+    }
+
+    #[test]
+    fn screen_shows_status_windows_messages_and_users() {
+        let mut screen = Screen::new(100, 20);
+        let text = screen.text();
+        assert!(text.contains("[alice online] #general — Welcome"), "{text}");
+        assert!(text.contains("2 #general"), "{text}");
+        assert!(text.contains("<bob> hello alice"), "{text}");
+        assert!(text.contains("● bob"), "{text}");
+    }
+
+    #[test]
+    fn a_forty_column_terminal_hides_the_side_lists_but_keeps_the_chat() {
+        let mut screen = Screen::new(40, 12);
+        let text = screen.text();
+        assert!(text.contains("<bob> hello alice"), "{text}");
+        assert!(!text.contains("windows"), "{text}");
+        assert!(!text.contains("users"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 40));
+    }
+
+    #[test]
+    fn typing_a_line_sends_it_and_shows_it_pending_until_acked() {
+        let mut screen = Screen::new(100, 20);
+        screen.type_line("hi bob");
+        let cmd = screen.commands.try_recv().expect("a command");
+        let NetCommand::Send {
+            window,
+            body,
+            local,
+        } = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(
+            (window, body.as_str()),
+            (WindowId::Room("general".into()), "hi bob")
+        );
+        assert!(screen.text().contains("<alice> hi bob (sending…)"));
+        screen.post(NetEvent::Acked {
+            local,
+            id: 2,
+            ts: 0,
+        });
+        let text = screen.text();
+        assert!(text.contains("<alice> hi bob"), "{text}");
+        assert!(!text.contains("sending"), "{text}");
+    }
+
+    #[test]
+    fn queue_position_shows_in_the_status_line_and_updates() {
+        let mut screen = Screen::new(100, 20);
+        screen.post(NetEvent::Queued {
+            position: 3,
+            length: 4,
+            eta_secs: None,
+        });
+        assert!(
+            screen
+                .text()
+                .contains("Server full — you are #3 in the queue")
+        );
+        screen.post(NetEvent::Queued {
+            position: 1,
+            length: 2,
+            eta_secs: Some(5),
+        });
+        assert!(
+            screen
+                .text()
+                .contains("you are #1 in the queue (about 5 s)")
+        );
+    }
+
+    #[test]
+    fn window_keys_switch_and_unread_counts_show() {
+        let mut screen = Screen::new(100, 20);
+        screen.post(NetEvent::Server(ServerMsg::Message(ChatMessage {
+            id: 7,
+            room: None,
+            to: Some("alice".into()),
+            from: "bob".into(),
+            body: "psst".into(),
+            ts: 0,
+        })));
+        assert!(screen.text().contains("3 @bob (1)"));
+        screen.keys([Event::AltChar('3')]);
+        let text = screen.text();
+        assert!(text.contains("[alice online] @bob"), "{text}");
+        assert!(text.contains("new messages"), "{text}");
+        screen.keys([Event::CtrlChar('n')]);
+        assert!(screen.text().contains("[alice online] confab"));
+    }
+
+    #[test]
+    fn tab_completes_nicks_and_errors_show_in_the_view() {
+        let mut screen = Screen::new(100, 20);
+        screen.keys("b".chars().map(Event::Char));
+        screen.keys([Event::Key(Key::Tab), Event::Char('h'), Event::Char('i')]);
+        screen.keys([Event::Key(Key::Enter)]);
+        match screen.commands.try_recv().unwrap() {
+            NetCommand::Send { body, .. } => assert_eq!(body, "bob: hi"),
+            other => panic!("{other:?}"),
+        }
+        screen.type_line("/join bad name!");
+        assert!(screen.text().contains("!! room names are"));
+        screen.post(NetEvent::Error("no user ghost (no_such_user)".into()));
+        assert!(screen.text().contains("!! no user ghost"));
+    }
+}

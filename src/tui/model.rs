@@ -1,0 +1,733 @@
+//! The client's state as plain data: windows (rooms, direct
+//! conversations, the status window), their lines, unread counts, members,
+//! and the connection state. It knows nothing of drawing; the view renders
+//! it, the network thread's events update it, and tests drive it directly.
+
+use crate::protocol::{ChatMessage, Member, PresenceEvent, RoomInfo};
+
+/// Which conversation a window shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WindowId {
+    /// The status window: connection notices and server errors.
+    Status,
+    /// A room, by name.
+    Room(String),
+    /// A direct conversation, by the other user's name.
+    Direct(String),
+}
+
+impl WindowId {
+    /// The label shown in the window list and status line.
+    pub fn label(&self) -> String {
+        match self {
+            WindowId::Status => "confab".to_owned(),
+            WindowId::Room(r) => format!("#{r}"),
+            WindowId::Direct(u) => format!("@{u}"),
+        }
+    }
+}
+
+/// Whether a message of ours reached the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Stored by the server (acked), or someone else's message.
+    Stored,
+    /// Sent or queued, not yet acked; the number matches the ack.
+    Pending(u64),
+    /// Not stored, and why.
+    Failed(String),
+}
+
+/// One line of a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A chat message.
+    Message {
+        /// Server id, once known.
+        id: Option<i64>,
+        /// Server time (ms since the epoch), or local time while pending.
+        ts: i64,
+        /// Sender.
+        from: String,
+        /// Text.
+        body: String,
+        /// Delivery state.
+        delivery: Delivery,
+    },
+    /// Something that happened (joins, topic changes, connection news).
+    Notice {
+        /// Local time, ms since the epoch.
+        ts: i64,
+        /// What.
+        text: String,
+    },
+    /// An error to show the user.
+    Error {
+        /// Local time, ms since the epoch.
+        ts: i64,
+        /// What went wrong.
+        text: String,
+    },
+}
+
+impl Line {
+    fn id(&self) -> Option<i64> {
+        match self {
+            Line::Message { id, .. } => *id,
+            _ => None,
+        }
+    }
+}
+
+/// A window: one conversation's lines and state.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// What it shows.
+    pub id: WindowId,
+    /// Room topic (empty for others).
+    pub topic: String,
+    /// Lines, oldest first.
+    pub lines: Vec<Line>,
+    /// Messages that arrived while the window was not shown.
+    pub unread: u32,
+    /// Room members (rooms only).
+    pub members: Vec<Member>,
+    /// Whether the server has older messages than the oldest loaded.
+    pub more_before: bool,
+    /// A history request is outstanding (so PgUp does not repeat it).
+    pub loading: bool,
+    /// The "new messages" divider goes before the message with this id.
+    pub divider_before: Option<i64>,
+}
+
+impl Window {
+    fn new(id: WindowId) -> Window {
+        Window {
+            more_before: !matches!(id, WindowId::Status),
+            id,
+            topic: String::new(),
+            lines: Vec::new(),
+            unread: 0,
+            members: Vec::new(),
+            loading: false,
+            divider_before: None,
+        }
+    }
+
+    /// The id of the oldest loaded message, to page history before it.
+    pub fn oldest_id(&self) -> Option<i64> {
+        self.lines.iter().find_map(Line::id)
+    }
+
+    fn has_id(&self, id: i64) -> bool {
+        self.lines.iter().any(|l| l.id() == Some(id))
+    }
+
+    /// Inserts a stored message in id order unless it is already there.
+    /// Returns whether it was new.
+    fn insert(&mut self, m: &ChatMessage) -> bool {
+        if self.has_id(m.id) {
+            return false;
+        }
+        let line = Line::Message {
+            id: Some(m.id),
+            ts: m.ts,
+            from: m.from.clone(),
+            body: m.body.clone(),
+            delivery: Delivery::Stored,
+        };
+        // After the last line whose id is smaller; lines without ids
+        // (notices, pending sends) keep their place.
+        let pos = self
+            .lines
+            .iter()
+            .rposition(|l| l.id().is_some_and(|id| id < m.id))
+            .map_or_else(
+                || {
+                    if self.lines.iter().any(|l| l.id().is_some()) {
+                        0
+                    } else {
+                        self.lines.len()
+                    }
+                },
+                |i| i + 1,
+            );
+        // Keep pending sends and later notices below a message that was
+        // stored before them.
+        self.lines.insert(pos.min(self.lines.len()), line);
+        true
+    }
+}
+
+/// The connection as the status line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Connecting or logging in.
+    Connecting,
+    /// Waiting in the server's queue.
+    Queued {
+        /// 1 = next.
+        position: u32,
+        /// Everyone waiting.
+        length: u32,
+        /// Estimated seconds, if known.
+        eta_secs: Option<u64>,
+    },
+    /// Logged in.
+    Online,
+    /// Lost; retrying.
+    Offline {
+        /// Why.
+        reason: String,
+        /// Seconds until the next attempt.
+        retry_in: u64,
+    },
+    /// Gave up (wrong password, changed certificate...).
+    Failed(String),
+}
+
+/// Everything the screen shows.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Our user name.
+    pub me: String,
+    /// Windows: status first, then rooms, then direct conversations.
+    pub windows: Vec<Window>,
+    /// Index of the window shown.
+    pub current: usize,
+    /// Connection state.
+    pub conn: ConnState,
+    next_local: u64,
+}
+
+/// Milliseconds since the Unix epoch, now (for local notices).
+pub fn now_ms() -> i64 {
+    crate::store::now_ms()
+}
+
+impl Model {
+    /// A model for user `me` with only the status window.
+    pub fn new(me: &str) -> Model {
+        Model {
+            me: me.to_owned(),
+            windows: vec![Window::new(WindowId::Status)],
+            current: 0,
+            conn: ConnState::Connecting,
+            next_local: 1,
+        }
+    }
+
+    /// The window shown.
+    pub fn current(&self) -> &Window {
+        &self.windows[self.current]
+    }
+
+    /// Index of a window, creating it (in sorted place) if needed.
+    pub fn open(&mut self, id: WindowId) -> usize {
+        if let Some(i) = self.windows.iter().position(|w| w.id == id) {
+            return i;
+        }
+        let current_id = self.current().id.clone();
+        self.windows.push(Window::new(id.clone()));
+        self.windows.sort_by(|a, b| a.id.cmp(&b.id));
+        self.current = self.index_of(&current_id).unwrap_or(0);
+        self.index_of(&id).unwrap_or(0)
+    }
+
+    /// Index of an existing window.
+    pub fn index_of(&self, id: &WindowId) -> Option<usize> {
+        self.windows.iter().position(|w| &w.id == id)
+    }
+
+    /// Closes a window (not the status window).
+    pub fn close(&mut self, id: &WindowId) {
+        if *id == WindowId::Status {
+            return;
+        }
+        let current_id = self.current().id.clone();
+        self.windows.retain(|w| &w.id != id);
+        self.current = self.index_of(&current_id).unwrap_or(0);
+    }
+
+    /// Shows window `i` (ignored if out of range): clears its unread count
+    /// and puts the "new messages" divider before the first unread one.
+    pub fn select(&mut self, i: usize) {
+        if i >= self.windows.len() {
+            return;
+        }
+        self.current = i;
+        let w = &mut self.windows[i];
+        if w.unread > 0 {
+            let ids: Vec<i64> = w.lines.iter().filter_map(Line::id).collect();
+            let first_unread = ids.len().saturating_sub(w.unread as usize);
+            w.divider_before = ids.get(first_unread).copied();
+        } else {
+            w.divider_before = None;
+        }
+        w.unread = 0;
+    }
+
+    /// Shows the next window (wrapping).
+    pub fn next(&mut self) {
+        self.select((self.current + 1) % self.windows.len());
+    }
+
+    /// Shows the previous window (wrapping).
+    pub fn prev(&mut self) {
+        let n = self.windows.len();
+        self.select((self.current + n - 1) % n);
+    }
+
+    /// The window a message belongs to.
+    pub fn window_of(&self, m: &ChatMessage) -> WindowId {
+        match (&m.room, &m.to) {
+            (Some(room), _) => WindowId::Room(room.clone()),
+            (None, Some(to)) if m.from == self.me => WindowId::Direct(to.clone()),
+            _ => WindowId::Direct(m.from.clone()),
+        }
+    }
+
+    /// A message arrived live: added once (by id), counted unread unless
+    /// its window is shown or it is our own. Returns whether it was new.
+    pub fn on_message(&mut self, m: &ChatMessage) -> bool {
+        let i = self.open(self.window_of(m));
+        let shown = i == self.current;
+        let mine = m.from == self.me;
+        let w = &mut self.windows[i];
+        let new = w.insert(m);
+        if new && !shown && !mine {
+            w.unread += 1;
+        }
+        new
+    }
+
+    /// Shows a message we are sending, before the server has it. Returns
+    /// the number the ack will be matched with.
+    pub fn add_pending(&mut self, window: &WindowId, body: &str) -> u64 {
+        let local = self.next_local;
+        self.next_local += 1;
+        let i = self.open(window.clone());
+        self.windows[i].lines.push(Line::Message {
+            id: None,
+            ts: now_ms(),
+            from: self.me.clone(),
+            body: body.to_owned(),
+            delivery: Delivery::Pending(local),
+        });
+        local
+    }
+
+    fn pending_mut(&mut self, local: u64) -> Option<&mut Line> {
+        self.windows.iter_mut().flat_map(|w| w.lines.iter_mut()).find(
+            |l| matches!(l, Line::Message { delivery: Delivery::Pending(n), .. } if *n == local),
+        )
+    }
+
+    /// The server stored our message `local` as `id`.
+    pub fn on_ack(&mut self, local: u64, id: i64, ts: i64) {
+        // If the message already came back (another device, history), drop
+        // the pending copy instead of showing it twice.
+        let known = self.windows.iter().any(|w| w.has_id(id));
+        if known {
+            for w in &mut self.windows {
+                w.lines.retain(|l| {
+                    !matches!(l, Line::Message { delivery: Delivery::Pending(n), .. } if *n == local)
+                });
+            }
+            return;
+        }
+        if let Some(Line::Message {
+            id: line_id,
+            ts: line_ts,
+            delivery,
+            ..
+        }) = self.pending_mut(local)
+        {
+            *line_id = Some(id);
+            *line_ts = ts;
+            *delivery = Delivery::Stored;
+        }
+    }
+
+    /// Our message `local` was not stored, because `reason`.
+    pub fn on_send_failed(&mut self, local: u64, reason: &str) {
+        if let Some(Line::Message { delivery, .. }) = self.pending_mut(local) {
+            *delivery = Delivery::Failed(reason.to_owned());
+        }
+    }
+
+    /// A page of history for a window arrived (oldest first).
+    pub fn on_history(&mut self, window: &WindowId, messages: &[ChatMessage], more: bool) {
+        let i = self.open(window.clone());
+        let w = &mut self.windows[i];
+        for m in messages {
+            w.insert(m);
+        }
+        w.more_before = more;
+        w.loading = false;
+    }
+
+    /// We joined a room (or rejoined after reconnecting).
+    pub fn on_joined(&mut self, room: &RoomInfo, members: Vec<Member>, history: &[ChatMessage]) {
+        let id = WindowId::Room(room.name.clone());
+        let i = self.open(id.clone());
+        let w = &mut self.windows[i];
+        w.topic = room.topic.clone();
+        w.members = members;
+        let first_load = w.oldest_id().is_none();
+        self.on_history(
+            &id,
+            history,
+            if first_load {
+                history.len() >= 50
+            } else {
+                self.windows[i].more_before
+            },
+        );
+    }
+
+    /// Someone joined, left, came or went, or changed away status.
+    pub fn on_presence(&mut self, room: &str, user: &str, event: PresenceEvent) {
+        let Some(i) = self.index_of(&WindowId::Room(room.to_owned())) else {
+            return;
+        };
+        let w = &mut self.windows[i];
+        let member = w.members.iter_mut().find(|m| m.user == user);
+        let notice = match (event, member) {
+            (PresenceEvent::Join, None) => {
+                w.members.push(Member {
+                    user: user.to_owned(),
+                    online: true,
+                    away: None,
+                });
+                w.members.sort_by(|a, b| a.user.cmp(&b.user));
+                Some(format!("{user} joined #{room}"))
+            }
+            (PresenceEvent::Join, Some(m)) => {
+                m.online = true;
+                None
+            }
+            (PresenceEvent::Leave, _) => {
+                w.members.retain(|m| m.user != user);
+                Some(format!("{user} left #{room}"))
+            }
+            (PresenceEvent::Online, Some(m)) => {
+                m.online = true;
+                None
+            }
+            (PresenceEvent::Offline, Some(m)) => {
+                m.online = false;
+                m.away = None;
+                None
+            }
+            (PresenceEvent::Away, Some(m)) => {
+                m.away = Some(String::new());
+                None
+            }
+            (PresenceEvent::Back, Some(m)) => {
+                m.away = None;
+                None
+            }
+            _ => None,
+        };
+        if let Some(text) = notice {
+            w.lines.push(Line::Notice { ts: now_ms(), text });
+        }
+    }
+
+    /// A room's topic changed.
+    pub fn on_topic(&mut self, room: &str, topic: &str, by: &str) {
+        if let Some(i) = self.index_of(&WindowId::Room(room.to_owned())) {
+            let w = &mut self.windows[i];
+            w.topic = topic.to_owned();
+            w.lines.push(Line::Notice {
+                ts: now_ms(),
+                text: format!("{by} set the topic: {topic}"),
+            });
+        }
+    }
+
+    /// Adds a notice to the current window.
+    pub fn notice(&mut self, text: impl Into<String>) {
+        let i = self.current;
+        self.windows[i].lines.push(Line::Notice {
+            ts: now_ms(),
+            text: text.into(),
+        });
+    }
+
+    /// Adds an error to the current window.
+    pub fn error(&mut self, text: impl Into<String>) {
+        let i = self.current;
+        self.windows[i].lines.push(Line::Error {
+            ts: now_ms(),
+            text: text.into(),
+        });
+    }
+
+    /// Adds a notice to the status window (connection news).
+    pub fn status_notice(&mut self, text: impl Into<String>) {
+        self.windows[0].lines.push(Line::Notice {
+            ts: now_ms(),
+            text: text.into(),
+        });
+    }
+
+    /// Nicks for Tab completion: the current room's members, then the
+    /// peers of direct conversations.
+    pub fn nicks(&self) -> Vec<String> {
+        let mut nicks: Vec<String> = self
+            .current()
+            .members
+            .iter()
+            .map(|m| m.user.clone())
+            .filter(|u| *u != self.me)
+            .collect();
+        for w in &self.windows {
+            if let WindowId::Direct(u) = &w.id
+                && !nicks.contains(u)
+            {
+                nicks.push(u.clone());
+            }
+        }
+        nicks
+    }
+
+    /// Marks every message still pending as failed (the connection was
+    /// lost before the server confirmed it).
+    pub fn fail_all_pending(&mut self, reason: &str) {
+        for w in &mut self.windows {
+            for l in &mut w.lines {
+                if let Line::Message { delivery, .. } = l
+                    && matches!(delivery, Delivery::Pending(_))
+                {
+                    *delivery = Delivery::Failed(reason.to_owned());
+                }
+            }
+        }
+    }
+
+    /// The rooms we are in, after login.
+    pub fn on_rooms(&mut self, rooms: &[RoomInfo]) {
+        for r in rooms {
+            let i = self.open(WindowId::Room(r.name.clone()));
+            self.windows[i].topic = r.topic.clone();
+        }
+    }
+
+    /// What the status line says.
+    pub fn status_line(&self) -> String {
+        let conn = match &self.conn {
+            ConnState::Connecting => "connecting…".to_owned(),
+            ConnState::Queued {
+                position, eta_secs, ..
+            } => match eta_secs {
+                Some(s) => format!("Server full — you are #{position} in the queue (about {s} s)"),
+                None => format!("Server full — you are #{position} in the queue"),
+            },
+            ConnState::Online => format!("{} online", self.me),
+            ConnState::Offline { reason, retry_in } => {
+                format!("disconnected ({reason}) — reconnecting in {retry_in} s")
+            }
+            ConnState::Failed(reason) => format!("not connected: {reason}"),
+        };
+        let w = self.current();
+        if w.topic.is_empty() {
+            format!("[{conn}] {}", w.id.label())
+        } else {
+            format!("[{conn}] {} — {}", w.id.label(), w.topic)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: i64, room: &str, from: &str, body: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: Some(room.into()),
+            to: None,
+            from: from.into(),
+            body: body.into(),
+            ts: id * 1000,
+        }
+    }
+
+    fn dm(id: i64, from: &str, to: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: None,
+            to: Some(to.into()),
+            from: from.into(),
+            body: "psst".into(),
+            ts: id,
+        }
+    }
+
+    fn bodies(w: &Window) -> Vec<String> {
+        w.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Message { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unread_counts_grow_in_hidden_windows_and_reset_on_select_with_a_divider() {
+        let mut m = Model::new("alice");
+        m.on_rooms(&[RoomInfo {
+            name: "general".into(),
+            topic: "t".into(),
+            members: 2,
+        }]);
+        m.on_message(&msg(1, "general", "bob", "one"));
+        m.on_message(&msg(2, "general", "bob", "two"));
+        m.on_message(&msg(3, "general", "alice", "mine"));
+        let g = m.index_of(&WindowId::Room("general".into())).unwrap();
+        assert_eq!(m.windows[g].unread, 2, "own messages are not unread");
+        m.select(g);
+        assert_eq!(m.windows[g].unread, 0);
+        // Two unread among three: the divider sits before the second id.
+        assert_eq!(m.windows[g].divider_before, Some(2));
+        m.on_message(&msg(4, "general", "bob", "seen"));
+        assert_eq!(m.windows[g].unread, 0, "shown window counts nothing");
+    }
+
+    #[test]
+    fn messages_are_deduplicated_by_id_and_history_is_prepended_in_order() {
+        let mut m = Model::new("alice");
+        assert!(m.on_message(&msg(10, "general", "bob", "ten")));
+        assert!(!m.on_message(&msg(10, "general", "bob", "ten")));
+        let id = WindowId::Room("general".into());
+        m.on_history(
+            &id,
+            &[
+                msg(8, "general", "bob", "eight"),
+                msg(9, "general", "bob", "nine"),
+                msg(10, "general", "bob", "ten"),
+            ],
+            false,
+        );
+        let w = &m.windows[m.index_of(&id).unwrap()];
+        assert_eq!(bodies(w), ["eight", "nine", "ten"]);
+        assert_eq!(w.oldest_id(), Some(8));
+        assert!(!w.more_before);
+    }
+
+    #[test]
+    fn direct_messages_open_a_window_named_for_the_other_user() {
+        let mut m = Model::new("alice");
+        m.on_message(&dm(1, "bob", "alice"));
+        m.on_message(&dm(2, "alice", "bob"));
+        let w = &m.windows[m.index_of(&WindowId::Direct("bob".into())).unwrap()];
+        assert_eq!(w.lines.len(), 2);
+        assert_eq!(w.unread, 1);
+        assert!(m.nicks().contains(&"bob".to_string()));
+    }
+
+    #[test]
+    fn pending_sends_become_stored_on_ack_or_failed_with_a_reason() {
+        let mut m = Model::new("alice");
+        let room = WindowId::Room("general".into());
+        let a = m.add_pending(&room, "hello");
+        let b = m.add_pending(&room, "lost");
+        m.on_ack(a, 5, 123);
+        m.on_send_failed(b, "slow down");
+        let w = &m.windows[m.index_of(&room).unwrap()];
+        assert!(matches!(
+            &w.lines[0],
+            Line::Message {
+                id: Some(5),
+                delivery: Delivery::Stored,
+                ..
+            }
+        ));
+        assert!(
+            matches!(&w.lines[1], Line::Message { delivery: Delivery::Failed(r), .. } if r == "slow down")
+        );
+        let c = m.add_pending(&room, "in flight");
+        m.fail_all_pending("connection lost");
+        let w = &m.windows[m.index_of(&room).unwrap()];
+        assert!(matches!(
+            &w.lines[2],
+            Line::Message {
+                delivery: Delivery::Failed(_),
+                ..
+            }
+        ));
+        let _ = c;
+    }
+
+    #[test]
+    fn windows_are_ordered_status_rooms_dms_and_switching_wraps() {
+        let mut m = Model::new("alice");
+        m.open(WindowId::Direct("zed".into()));
+        m.open(WindowId::Room("rust".into()));
+        m.open(WindowId::Room("general".into()));
+        let labels: Vec<String> = m.windows.iter().map(|w| w.id.label()).collect();
+        assert_eq!(labels, ["confab", "#general", "#rust", "@zed"]);
+        m.prev();
+        assert_eq!(m.current().id, WindowId::Direct("zed".into()));
+        m.next();
+        assert_eq!(m.current, 0);
+        m.select(99);
+        assert_eq!(m.current, 0);
+    }
+
+    #[test]
+    fn presence_updates_members_and_notes_joins() {
+        let mut m = Model::new("alice");
+        let room = RoomInfo {
+            name: "r".into(),
+            topic: String::new(),
+            members: 1,
+        };
+        m.on_joined(
+            &room,
+            vec![Member {
+                user: "alice".into(),
+                online: true,
+                away: None,
+            }],
+            &[],
+        );
+        m.on_presence("r", "bob", PresenceEvent::Join);
+        m.on_presence("r", "bob", PresenceEvent::Away);
+        let w = &m.windows[m.index_of(&WindowId::Room("r".into())).unwrap()];
+        assert_eq!(w.members.len(), 2);
+        assert!(
+            w.members
+                .iter()
+                .any(|x| x.user == "bob" && x.away.is_some())
+        );
+        assert!(
+            matches!(w.lines.last(), Some(Line::Notice { text, .. }) if text == "bob joined #r")
+        );
+        m.on_presence("r", "bob", PresenceEvent::Leave);
+        let w = &m.windows[m.index_of(&WindowId::Room("r".into())).unwrap()];
+        assert_eq!(w.members.len(), 1);
+    }
+
+    #[test]
+    fn status_line_shows_queue_position_and_topic() {
+        let mut m = Model::new("alice");
+        m.conn = ConnState::Queued {
+            position: 3,
+            length: 5,
+            eta_secs: None,
+        };
+        assert!(
+            m.status_line()
+                .contains("Server full — you are #3 in the queue")
+        );
+        m.conn = ConnState::Online;
+        let i = m.open(WindowId::Room("general".into()));
+        m.windows[i].topic = "hello".into();
+        m.select(i);
+        assert_eq!(m.status_line(), "[alice online] #general — hello");
+    }
+}

@@ -1,0 +1,624 @@
+//! The TUI's network thread: it owns the [`Client`], turns the user's
+//! commands into requests, turns everything the server says into
+//! [`NetEvent`]s for the UI, and reconnects with backoff when the
+//! connection drops.
+//!
+//! The UI never waits on it: commands go in through a channel plus a
+//! [`Waker`], events come out through a callback (the TUI passes one that
+//! posts to cursive's callback sink). While the thread waits for the server
+//! it sleeps in `poll(2)` on the socket and the waker, so it costs nothing
+//! when idle and reacts to a keypress at once.
+//!
+//! Commands given while disconnected wait in order and are sent after the
+//! next successful login; a message that was on the wire when the
+//! connection dropped is reported as failed (it may or may not be stored),
+//! so nothing typed disappears silently.
+
+use super::model::WindowId;
+use crate::client::{Client, ClientError, DEFAULT_TIMEOUT};
+use crate::poller::Waker;
+use crate::protocol::{ChatMessage, ErrorCode, Member, Request, RoomInfo, ServerMsg};
+use native_tls::TlsConnector;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::time::Duration;
+
+/// How the server's certificate is checked on every (re)connection.
+#[derive(Clone)]
+pub enum ServerTrust {
+    /// Verified against a CA (the system's or `--ca`).
+    Verified(TlsConnector),
+    /// Trust on first use: any certificate whose fingerprint is this one.
+    Pinned {
+        /// A connector that accepts any certificate.
+        connector: TlsConnector,
+        /// The fingerprint accepted (from known_hosts).
+        fingerprint: String,
+    },
+}
+
+/// Everything the network thread needs to (re)connect.
+#[derive(Clone)]
+pub struct NetConfig {
+    /// `host:port`.
+    pub addr: String,
+    /// Name the certificate must carry.
+    pub server_name: String,
+    /// How to check the certificate.
+    pub trust: ServerTrust,
+    /// User name.
+    pub user: String,
+    /// Password, kept to log in again after a reconnect.
+    pub password: String,
+    /// Create the account on the first connection.
+    pub register: bool,
+}
+
+/// What the UI asks of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetCommand {
+    /// Send a message to a window; `local` matches the ack.
+    Send {
+        /// Room or direct conversation.
+        window: WindowId,
+        /// Text.
+        body: String,
+        /// The model's pending number.
+        local: u64,
+    },
+    /// Join a room, creating it if it does not exist.
+    Join(String),
+    /// Leave a room.
+    Leave(String),
+    /// Set a room's topic.
+    Topic {
+        /// Room.
+        room: String,
+        /// New topic.
+        topic: String,
+    },
+    /// List a room's members.
+    Who(String),
+    /// List all rooms.
+    Rooms,
+    /// Load older history of a window.
+    History {
+        /// Room or direct conversation.
+        window: WindowId,
+        /// Messages before this id.
+        before: Option<i64>,
+    },
+    /// Set or clear the away message.
+    Away(Option<String>),
+    /// New credentials after a failed login: log in, or register.
+    Credentials {
+        /// Password.
+        password: String,
+        /// Create the account.
+        register: bool,
+    },
+    /// Log out and stop.
+    Quit,
+}
+
+/// What the network tells the UI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// Connecting or logging in.
+    Connecting,
+    /// Waiting in the server's queue.
+    Queued {
+        /// 1 = next.
+        position: u32,
+        /// Everyone waiting.
+        length: u32,
+        /// Estimated seconds.
+        eta_secs: Option<u64>,
+    },
+    /// Logged in; these are our rooms.
+    Online {
+        /// Canonical user name.
+        user: String,
+        /// Rooms we are in.
+        rooms: Vec<RoomInfo>,
+    },
+    /// The connection dropped; the next attempt is in `retry_in` seconds.
+    Offline {
+        /// Why.
+        reason: String,
+        /// Seconds.
+        retry_in: u64,
+    },
+    /// We gave up; the reason is final (changed certificate, ...).
+    Failed(String),
+    /// Login or registration was refused; the thread waits for
+    /// [`NetCommand::Credentials`] (or `Quit`).
+    AuthFailed(String),
+    /// An event from the server.
+    Server(ServerMsg),
+    /// Our message `local` is stored as `id`.
+    Acked {
+        /// Pending number.
+        local: u64,
+        /// Server id.
+        id: i64,
+        /// Server time.
+        ts: i64,
+    },
+    /// Our message `local` was not stored.
+    SendFailed {
+        /// Pending number.
+        local: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A room was joined (or rejoined); switch to it if `focus`.
+    Joined {
+        /// The room.
+        room: RoomInfo,
+        /// Members.
+        members: Vec<Member>,
+        /// Recent history.
+        history: Vec<ChatMessage>,
+        /// Whether the user asked for it (switch to it).
+        focus: bool,
+    },
+    /// We left a room.
+    Left(String),
+    /// A page of history.
+    History {
+        /// Which window.
+        window: WindowId,
+        /// The page, oldest first.
+        messages: Vec<ChatMessage>,
+        /// Older ones exist.
+        more: bool,
+    },
+    /// Members of a room.
+    Users {
+        /// Room.
+        room: String,
+        /// Members.
+        members: Vec<Member>,
+    },
+    /// All rooms.
+    RoomList(Vec<RoomInfo>),
+    /// Something to tell the user.
+    Notice(String),
+    /// A request failed; show it.
+    Error(String),
+    /// The thread stopped after `Quit`.
+    Stopped,
+}
+
+/// The UI's end: send commands, never blocks.
+#[derive(Clone)]
+pub struct NetHandle {
+    tx: Sender<NetCommand>,
+    waker: Arc<Waker>,
+}
+
+impl NetHandle {
+    /// A handle with no thread behind it, for tests: the receiver gets the
+    /// commands the UI sends.
+    pub fn detached() -> std::io::Result<(NetHandle, Receiver<NetCommand>)> {
+        let (tx, rx) = channel();
+        Ok((
+            NetHandle {
+                tx,
+                waker: Arc::new(Waker::new()?),
+            },
+            rx,
+        ))
+    }
+
+    /// Queues a command and wakes the network thread.
+    pub fn send(&self, cmd: NetCommand) {
+        if self.tx.send(cmd).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
+
+/// Starts the network thread. `first` is an already TLS-connected client
+/// (the binary connects before the screen starts, to ask about unknown
+/// certificates); `emit` delivers events to the UI.
+pub fn spawn(
+    config: NetConfig,
+    first: Option<Client>,
+    emit: Box<dyn Fn(NetEvent) + Send>,
+) -> std::io::Result<(NetHandle, std::thread::JoinHandle<()>)> {
+    let waker = Arc::new(Waker::new()?);
+    let (tx, rx) = channel();
+    let handle = NetHandle {
+        tx,
+        waker: waker.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("network".into())
+        .spawn(move || {
+            let mut net = Net {
+                config,
+                rx,
+                waker,
+                emit,
+                queued: VecDeque::new(),
+                registered: false,
+            };
+            net.run(first);
+        })?;
+    Ok((handle, thread))
+}
+
+/// Why a connected session ended.
+enum End {
+    /// The user quit.
+    Quit,
+    /// The connection failed; try again.
+    Lost(String),
+    /// Do not try again.
+    Fatal(String),
+    /// Login refused: ask the user.
+    AuthFailed(String),
+}
+
+struct Net {
+    config: NetConfig,
+    rx: Receiver<NetCommand>,
+    waker: Arc<Waker>,
+    emit: Box<dyn Fn(NetEvent) + Send>,
+    /// Commands waiting for a connection.
+    queued: VecDeque<NetCommand>,
+    /// The account exists (registered on an earlier connection).
+    registered: bool,
+}
+
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Net {
+    fn run(&mut self, mut first: Option<Client>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            (self.emit)(NetEvent::Connecting);
+            let connected = match first.take() {
+                Some(c) => Ok(c),
+                None => self.connect(),
+            };
+            let end = match connected {
+                Ok(client) => {
+                    let (end, logged_in) = self.session(client);
+                    if logged_in {
+                        backoff = Duration::from_secs(1);
+                    }
+                    end
+                }
+                Err(end) => end,
+            };
+            match end {
+                End::Quit => {
+                    (self.emit)(NetEvent::Stopped);
+                    return;
+                }
+                End::AuthFailed(reason) => {
+                    (self.emit)(NetEvent::AuthFailed(reason));
+                    loop {
+                        match self.rx.recv() {
+                            Ok(NetCommand::Credentials { password, register }) => {
+                                self.config.password = password;
+                                self.config.register = register;
+                                self.registered = false;
+                                break;
+                            }
+                            Ok(NetCommand::Quit) | Err(_) => {
+                                (self.emit)(NetEvent::Stopped);
+                                return;
+                            }
+                            Ok(other) => self.queued.push_back(other),
+                        }
+                    }
+                }
+                End::Fatal(reason) => {
+                    (self.emit)(NetEvent::Failed(reason));
+                    // Stay until the user quits, so the screen can say why.
+                    while self.wait_command(None) != Some(NetCommand::Quit) {}
+                    (self.emit)(NetEvent::Stopped);
+                    return;
+                }
+                End::Lost(reason) => {
+                    (self.emit)(NetEvent::Offline {
+                        reason,
+                        retry_in: backoff.as_secs(),
+                    });
+                    if self.sleep_or_quit(backoff) {
+                        (self.emit)(NetEvent::Stopped);
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Waits for the next command (or `timeout`); keeps it in `queued`
+    /// unless it is `Quit`, which is returned.
+    fn wait_command(&mut self, timeout: Option<Duration>) -> Option<NetCommand> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(NetCommand::Quit) => return Some(NetCommand::Quit),
+                Ok(cmd) => self.queued.push_back(cmd),
+                Err(TryRecvError::Disconnected) => return Some(NetCommand::Quit),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        // Sleep on the waker alone: poll(2) on an invalid socket (-1) is
+        // ignored, so this waits for a command or the timeout.
+        let _ = crate::poller::wait(-1, false, Some(&self.waker), timeout);
+        self.waker.drain();
+        None
+    }
+
+    /// Sleeps `d` unless the user quits meanwhile (returns true then).
+    fn sleep_or_quit(&mut self, d: Duration) -> bool {
+        let deadline = std::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if self.wait_command(Some(left)) == Some(NetCommand::Quit) {
+                return true;
+            }
+        }
+    }
+
+    fn connect(&mut self) -> Result<Client, End> {
+        let (connector, pin) = match &self.config.trust {
+            ServerTrust::Verified(c) => (c, None),
+            ServerTrust::Pinned {
+                connector,
+                fingerprint,
+            } => (connector, Some(fingerprint)),
+        };
+        let client = Client::connect_unhello(
+            &self.config.addr,
+            &self.config.server_name,
+            connector,
+            DEFAULT_TIMEOUT,
+        )
+        .map_err(|e| match e {
+            ClientError::Handshake { .. } if pin.is_none() => End::Fatal(e.to_string()),
+            other => End::Lost(other.to_string()),
+        })?;
+        if let Some(expected) = pin
+            && client.server_fingerprint() != Some(expected.as_str())
+        {
+            return Err(End::Fatal(format!(
+                "the server's certificate changed since you accepted it (now {}); refusing to connect",
+                client.server_fingerprint().unwrap_or("unknown")
+            )));
+        }
+        Ok(client)
+    }
+
+    /// Greets, logs in, rejoins, then serves until the connection ends.
+    /// The flag says whether login succeeded.
+    fn session(&mut self, mut client: Client) -> (End, bool) {
+        let emit = &self.emit;
+        let greeted = client.greet(&mut |ev| match ev {
+            ServerMsg::Queued {
+                position,
+                length,
+                eta_secs,
+            } => emit(NetEvent::Queued {
+                position: *position,
+                length: *length,
+                eta_secs: *eta_secs,
+            }),
+            ServerMsg::Admitted { .. } => emit(NetEvent::Connecting),
+            _ => {}
+        });
+        if let Err(e) = greeted {
+            return (classify(e), false);
+        }
+        let (user, password) = (self.config.user.clone(), self.config.password.clone());
+        let login = if self.config.register && !self.registered {
+            client.register(&user, &password)
+        } else {
+            client.login(&user, &password)
+        };
+        let session = match login {
+            Ok(s) => s,
+            Err(e) => return (classify(e), false),
+        };
+        self.registered = true;
+        (self.emit)(NetEvent::Online {
+            user: session.user.clone(),
+            rooms: session.rooms.clone(),
+        });
+        // Rejoin: fetch each room's members and latest history.
+        for room in &session.rooms {
+            match client.join(&room.name) {
+                Ok(j) => (self.emit)(NetEvent::Joined {
+                    room: j.room,
+                    members: j.members,
+                    history: j.history,
+                    focus: false,
+                }),
+                Err(e) => return (classify(e), true),
+            }
+        }
+        (self.serve(&mut client), true)
+    }
+
+    fn serve(&mut self, client: &mut Client) -> End {
+        loop {
+            // Commands first: those queued while offline, then new ones.
+            loop {
+                let cmd = match self.queued.pop_front() {
+                    Some(cmd) => cmd,
+                    None => match self.rx.try_recv() {
+                        Ok(cmd) => cmd,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return End::Quit,
+                    },
+                };
+                if let Some(end) = self.execute(client, cmd) {
+                    return end;
+                }
+            }
+            match client.wait_event(&self.waker, Duration::from_secs(60)) {
+                Ok(Some(ServerMsg::Closing { code, message })) => {
+                    let reason = format!("{code}: {message}");
+                    return if matches!(code, ErrorCode::VersionMismatch | ErrorCode::Flooding) {
+                        End::Fatal(reason)
+                    } else {
+                        End::Lost(reason)
+                    };
+                }
+                Ok(Some(ev)) => (self.emit)(NetEvent::Server(ev)),
+                Ok(None) => {
+                    self.waker.drain();
+                }
+                Err(e) => return classify(e),
+            }
+        }
+    }
+
+    /// Runs one command; `Some` ends the session.
+    fn execute(&mut self, client: &mut Client, cmd: NetCommand) -> Option<End> {
+        let emit = &self.emit;
+        let result: Result<(), ClientError> = match cmd.clone() {
+            NetCommand::Quit => {
+                let _ = client.request(Request::Quit);
+                return Some(End::Quit);
+            }
+            NetCommand::Credentials { .. } => return None,
+            NetCommand::Send {
+                window,
+                body,
+                local,
+            } => {
+                let sent = match &window {
+                    WindowId::Room(r) => client.say(r, &body),
+                    WindowId::Direct(u) => client.dm(u, &body),
+                    WindowId::Status => {
+                        emit(NetEvent::SendFailed {
+                            local,
+                            reason: "this is the status window; /join a room or /msg someone"
+                                .into(),
+                        });
+                        return None;
+                    }
+                };
+                match sent {
+                    Ok((id, ts)) => {
+                        emit(NetEvent::Acked { local, id, ts });
+                        Ok(())
+                    }
+                    Err(ClientError::Server { message, .. }) => {
+                        emit(NetEvent::SendFailed {
+                            local,
+                            reason: message,
+                        });
+                        Ok(())
+                    }
+                    Err(e) => {
+                        emit(NetEvent::SendFailed {
+                            local,
+                            reason: "connection lost before the server confirmed it; check history before resending".into(),
+                        });
+                        Err(e)
+                    }
+                }
+            }
+            NetCommand::Join(room) => {
+                let joined = match client.join(&room) {
+                    Err(ClientError::Server {
+                        code: ErrorCode::NoSuchRoom,
+                        ..
+                    }) => client.create_room(&room, ""),
+                    other => other,
+                };
+                joined.map(|j| {
+                    emit(NetEvent::Joined {
+                        room: j.room,
+                        members: j.members,
+                        history: j.history,
+                        focus: true,
+                    })
+                })
+            }
+            NetCommand::Leave(room) => client
+                .request(Request::Leave { room: room.clone() })
+                .map(|_| emit(NetEvent::Left(room))),
+            NetCommand::Topic { room, topic } => {
+                client.request(Request::Topic { room, topic }).map(|_| ())
+            }
+            NetCommand::Who(room) => client
+                .who(&room)
+                .map(|members| emit(NetEvent::Users { room, members })),
+            NetCommand::Rooms => client.rooms().map(|r| emit(NetEvent::RoomList(r))),
+            NetCommand::History { window, before } => {
+                let page = match &window {
+                    WindowId::Room(r) => client.room_history(r, before, 50),
+                    WindowId::Direct(u) => client.dm_history(u, before, 50),
+                    WindowId::Status => return None,
+                };
+                page.map(|(messages, more)| {
+                    emit(NetEvent::History {
+                        window,
+                        messages,
+                        more,
+                    })
+                })
+            }
+            NetCommand::Away(message) => {
+                let back = message.is_none();
+                client.request(Request::Away { message }).map(|_| {
+                    emit(NetEvent::Notice(if back {
+                        "you are back".into()
+                    } else {
+                        "you are marked away".into()
+                    }))
+                })
+            }
+        };
+        match result {
+            Ok(()) => None,
+            Err(ClientError::Server { code, message }) => {
+                emit(NetEvent::Error(format!("{message} ({code})")));
+                None
+            }
+            Err(e) => {
+                // The connection failed mid-command: keep the command (other
+                // than a send, already reported) for after reconnecting.
+                if !matches!(cmd, NetCommand::Send { .. }) {
+                    self.queued.push_front(cmd);
+                }
+                Some(classify(e))
+            }
+        }
+    }
+}
+
+/// Whether an error ends the session for good or is worth a retry.
+fn classify(e: ClientError) -> End {
+    match e {
+        ClientError::Server { code, message } => match code {
+            ErrorCode::AuthFailed
+            | ErrorCode::UserExists
+            | ErrorCode::InvalidUsername
+            | ErrorCode::InvalidPassword => End::AuthFailed(message),
+            _ => End::Lost(format!("{code}: {message}")),
+        },
+        ClientError::Closed {
+            reason: Some((ErrorCode::VersionMismatch, message)),
+        } => End::Fatal(message),
+        ClientError::Closed {
+            reason: Some((code, message)),
+        } => End::Lost(format!("{code}: {message}")),
+        ClientError::Closed { reason: None } => End::Lost("connection closed".into()),
+        other => End::Lost(other.to_string()),
+    }
+}

@@ -1,0 +1,338 @@
+//! Drawing the model with cursive: the layout, and functions that render
+//! each part of the [`Model`] into its view.
+//!
+//! ```text
+//! [alice online] #general — Welcome to confab              <- status line
+//! +- windows --+ 14:02 <bob> hi                 +- users -+
+//! | 1 confab   | --------- new messages ------- | alice   |
+//! | 2 #general | 14:03 <carol> hello            | bob     |
+//! | 3 @bob (2) |                                | carol   |
+//! +------------+                                +---------+
+//! > _                                                        <- input line
+//! ```
+//!
+//! Below 60 columns the window list is hidden, below 80 the user list: a
+//! 40-column terminal shows the status line, the messages and the input.
+
+use super::model::{Delivery, Line, Model, Window, WindowId};
+use crate::tui::commands::ACTION_PREFIX;
+use cursive::Vec2;
+use cursive::theme::{BaseColor, Color, ColorStyle, Effect, Style};
+use cursive::utils::markup::StyledString;
+use cursive::view::{Nameable, Resizable, ScrollStrategy, View, ViewWrapper};
+use cursive::views::{
+    BoxedView, EditView, HideableView, LinearLayout, Panel, ScrollView, TextView,
+};
+
+/// Names of the views the TUI updates.
+pub const STATUS: &str = "status";
+/// The window list.
+pub const WINDOWS: &str = "windows";
+/// The message area.
+pub const MESSAGES: &str = "messages";
+/// Its scroll view.
+pub const SCROLL: &str = "scroll";
+/// The user list.
+pub const USERS: &str = "users";
+/// The input line.
+pub const INPUT: &str = "input";
+
+/// Screen width below which the window list is hidden.
+pub const WINDOWS_MIN_WIDTH: usize = 60;
+/// Screen width below which the user list is hidden.
+pub const USERS_MIN_WIDTH: usize = 80;
+
+/// The middle row: window list, messages, user list; hides the side lists
+/// on narrow screens.
+pub struct Responsive {
+    row: LinearLayout,
+}
+
+impl Responsive {
+    fn adapt(&mut self, width: usize) {
+        for (i, min) in [(0, WINDOWS_MIN_WIDTH), (2, USERS_MIN_WIDTH)] {
+            if let Some(side) = self
+                .row
+                .get_child_mut(i)
+                .and_then(|v| v.downcast_mut::<HideableView<BoxedView>>())
+            {
+                side.set_visible(width >= min);
+            }
+        }
+    }
+}
+
+impl ViewWrapper for Responsive {
+    cursive::wrap_impl!(self.row: LinearLayout);
+
+    fn wrap_required_size(&mut self, req: Vec2) -> Vec2 {
+        self.adapt(req.x);
+        self.row.required_size(req)
+    }
+
+    fn wrap_layout(&mut self, size: Vec2) {
+        self.adapt(size.x);
+        self.row.layout(size);
+    }
+}
+
+/// Builds the whole screen. `input` is the (already wired) input line.
+pub fn build(input: impl View) -> impl View {
+    let windows = HideableView::new(BoxedView::boxed(
+        Panel::new(TextView::new("").with_name(WINDOWS))
+            .title("windows")
+            .fixed_width(20),
+    ));
+    let messages = ScrollView::new(TextView::new("").with_name(MESSAGES))
+        .scroll_strategy(ScrollStrategy::StickToBottom)
+        .with_name(SCROLL)
+        .full_screen();
+    let users = HideableView::new(BoxedView::boxed(
+        Panel::new(TextView::new("").with_name(USERS))
+            .title("users")
+            .fixed_width(18),
+    ));
+    let row = LinearLayout::horizontal()
+        .child(windows)
+        .child(messages)
+        .child(users);
+    LinearLayout::vertical()
+        .child(
+            TextView::new("")
+                .style(ColorStyle::highlight())
+                .with_name(STATUS)
+                .full_width(),
+        )
+        .child(Responsive { row }.full_screen())
+        .child(input.full_width())
+}
+
+/// A new empty input line.
+pub fn input_line() -> EditView {
+    EditView::new()
+}
+
+/// Local time of `ts_ms` as `HH:MM`.
+pub fn clock(ts_ms: i64) -> String {
+    let secs = (ts_ms / 1000) as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we pass and reads `secs`.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return "--:--".into();
+        }
+        tm
+    };
+    format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+}
+
+/// A stable colour per nick, so people are recognisable at a glance.
+pub fn nick_color(nick: &str) -> Color {
+    const PALETTE: [BaseColor; 6] = [
+        BaseColor::Red,
+        BaseColor::Green,
+        BaseColor::Yellow,
+        BaseColor::Blue,
+        BaseColor::Magenta,
+        BaseColor::Cyan,
+    ];
+    let hash = nick.bytes().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16777619)
+    });
+    Color::Light(PALETTE[hash as usize % PALETTE.len()])
+}
+
+/// The message area's text for a window.
+pub fn render_messages(w: &Window, me: &str) -> StyledString {
+    let mut out = StyledString::new();
+    if w.lines.is_empty() {
+        out.append_styled(
+            match &w.id {
+                WindowId::Status => "Welcome to confab. F1 or /help lists commands and keys.\n",
+                _ => "No messages yet.\n",
+            },
+            Style::from(Effect::Dim),
+        );
+    }
+    if w.more_before && !w.lines.is_empty() {
+        out.append_styled("  (PgUp for older messages)\n", Style::from(Effect::Dim));
+    }
+    for line in &w.lines {
+        match line {
+            Line::Message {
+                id,
+                ts,
+                from,
+                body,
+                delivery,
+            } => {
+                if id.is_some() && *id == w.divider_before {
+                    out.append_styled(
+                        "──────── new messages ────────\n",
+                        Style::from(Color::Light(BaseColor::Red)),
+                    );
+                }
+                out.append_styled(format!("{} ", clock(*ts)), Style::from(Effect::Dim));
+                let mut nick_style = Style::from(nick_color(from));
+                if from == me {
+                    nick_style = nick_style.combine(Effect::Bold);
+                }
+                if let Some(action) = body.strip_prefix(ACTION_PREFIX) {
+                    out.append_plain("* ");
+                    out.append_styled(from.as_str(), nick_style);
+                    out.append_plain(format!(" {action}"));
+                } else {
+                    out.append_plain("<");
+                    out.append_styled(from.as_str(), nick_style);
+                    out.append_plain("> ");
+                    out.append_plain(body.as_str());
+                }
+                match delivery {
+                    Delivery::Stored => {}
+                    Delivery::Pending(_) => {
+                        out.append_styled(" (sending…)", Style::from(Effect::Dim));
+                    }
+                    Delivery::Failed(reason) => out.append_styled(
+                        format!(" [not sent: {reason}]"),
+                        Style::from(Color::Light(BaseColor::Red)),
+                    ),
+                }
+                out.append_plain("\n");
+            }
+            Line::Notice { ts, text } => {
+                out.append_styled(
+                    format!("{} -- {text}\n", clock(*ts)),
+                    Style::from(Effect::Dim),
+                );
+            }
+            Line::Error { ts, text } => {
+                out.append_styled(
+                    format!("{} !! {text}\n", clock(*ts)),
+                    Style::from(Color::Light(BaseColor::Red)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The window list's text: number, name, unread count; the current one
+/// highlighted.
+pub fn render_windows(m: &Model) -> StyledString {
+    let mut out = StyledString::new();
+    for (i, w) in m.windows.iter().enumerate() {
+        let text = if w.unread > 0 {
+            format!("{} {} ({})\n", i + 1, w.id.label(), w.unread)
+        } else {
+            format!("{} {}\n", i + 1, w.id.label())
+        };
+        if i == m.current {
+            out.append_styled(text, Style::from(Effect::Reverse));
+        } else if w.unread > 0 {
+            out.append_styled(text, Style::from(Effect::Bold));
+        } else {
+            out.append_plain(text);
+        }
+    }
+    out
+}
+
+/// The user list's text: online members first, away ones marked.
+pub fn render_users(w: &Window) -> StyledString {
+    let mut out = StyledString::new();
+    let mut members: Vec<_> = w.members.iter().collect();
+    members.sort_by_key(|m| (!m.online, m.user.clone()));
+    for m in members {
+        let (mark, style) = match (m.online, &m.away) {
+            (true, None) => ("●", Style::from(nick_color(&m.user))),
+            (true, Some(_)) => ("◐", Style::from(Effect::Dim)),
+            (false, _) => ("○", Style::from(Effect::Dim)),
+        };
+        out.append_styled(format!("{mark} {}\n", m.user), style);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ChatMessage, Member};
+
+    fn source(s: &StyledString) -> String {
+        s.source().to_owned()
+    }
+
+    #[test]
+    fn messages_render_time_nick_body_divider_and_delivery_state() {
+        let mut m = Model::new("alice");
+        let room = WindowId::Room("general".into());
+        let i = m.open(room.clone());
+        for (id, body) in [(1, "first"), (2, "/me waves")] {
+            m.on_message(&ChatMessage {
+                id,
+                room: Some("general".into()),
+                to: None,
+                from: "bob".into(),
+                body: body.into(),
+                ts: 0,
+            });
+        }
+        m.select(i);
+        let local = m.add_pending(&room, "on its way");
+        let text = source(&render_messages(m.current(), "alice"));
+        assert!(text.contains("new messages"), "{text}");
+        assert!(text.contains("<bob> first"));
+        assert!(text.contains("* bob waves"));
+        assert!(text.contains("<alice> on its way (sending…)"));
+        m.on_send_failed(local, "slow down");
+        let text = source(&render_messages(m.current(), "alice"));
+        assert!(text.contains("[not sent: slow down]"));
+    }
+
+    #[test]
+    fn window_list_shows_numbers_and_unread_counts() {
+        let mut m = Model::new("alice");
+        m.open(WindowId::Room("general".into()));
+        m.on_message(&ChatMessage {
+            id: 1,
+            room: None,
+            to: Some("alice".into()),
+            from: "bob".into(),
+            body: "hi".into(),
+            ts: 0,
+        });
+        let text = source(&render_windows(&m));
+        assert_eq!(text, "1 confab\n2 #general\n3 @bob (1)\n");
+    }
+
+    #[test]
+    fn users_list_puts_online_first_and_marks_away() {
+        let mut m = Model::new("alice");
+        let i = m.open(WindowId::Room("r".into()));
+        m.windows[i].members = vec![
+            Member {
+                user: "zoe".into(),
+                online: true,
+                away: None,
+            },
+            Member {
+                user: "amy".into(),
+                online: false,
+                away: None,
+            },
+            Member {
+                user: "bob".into(),
+                online: true,
+                away: Some("lunch".into()),
+            },
+        ];
+        let text = source(&render_users(&m.windows[i]));
+        assert_eq!(text, "◐ bob\n● zoe\n○ amy\n");
+    }
+
+    #[test]
+    fn nick_colours_are_stable() {
+        assert_eq!(nick_color("alice"), nick_color("alice"));
+        assert_eq!(clock(-1_000_000_000_000_000).len(), 5);
+    }
+}

@@ -1,0 +1,281 @@
+//! The real `confab` binary in a real terminal (tmux), against a real
+//! server: chatting with a library client, trust on first use, and the
+//! refusal when a server's certificate changes.
+
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use util::{PW, TestServer, WAIT};
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `command` in a detached 100x30 session.
+    fn run(command: &str) -> Tmux {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let socket = format!(
+            "confab-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                command,
+            ])
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux is installed (make deps installs it)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen contains `text`; fails the test with the
+    /// screen after WAIT.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("screen never showed {text:?}; it shows:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "0"])
+            .args(keys)
+            .status()
+            .expect("send-keys");
+        assert!(status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        // -l: literal, so words like "Enter" in the text are not keys.
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "0", "-l", text])
+            .status()
+            .expect("send-keys");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+/// The shell command that runs the client; the pane stays open after it
+/// exits so its last words can be read.
+fn confab(args: &str, home: &Path) -> String {
+    format!(
+        "env HOME={} CONFAB_PASSWORD='{PW}' {} {args}; echo confab exited with $?; sleep 60",
+        home.display(),
+        env!("CARGO_BIN_EXE_confab"),
+    )
+}
+
+fn port(server: &TestServer) -> &str {
+    server.addr.rsplit(':').next().unwrap()
+}
+
+#[test]
+fn the_terminal_client_chats_with_a_library_client() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let ca = util::certs().join("ca.pem");
+    let tmux = Tmux::run(&confab(
+        &format!(
+            "--register --ca {} alice@localhost:{}",
+            ca.display(),
+            port(&server)
+        ),
+        home.path(),
+    ));
+    tmux.wait_for("[alice online] #general");
+    tmux.wait_for("● alice");
+
+    bob.say("general", "hi from the library").unwrap();
+    tmux.wait_for("<bob> hi from the library");
+
+    tmux.type_text("hello from the terminal");
+    tmux.keys(&["Enter"]);
+    let got = bob
+        .next_message(WAIT)
+        .unwrap()
+        .expect("bob receives alice's line");
+    assert_eq!(
+        (got.from.as_str(), got.body.as_str()),
+        ("alice", "hello from the terminal")
+    );
+    let screen = tmux.wait_for("<alice> hello from the terminal");
+    assert!(screen.contains("<bob> hi from the library"), "{screen}");
+    assert!(!screen.contains("sending"), "acked: {screen}");
+
+    // A direct message opens a window with an unread count.
+    bob.dm("alice", "a private word").unwrap();
+    tmux.wait_for("@bob (1)");
+
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("confab exited with 0");
+}
+
+#[test]
+fn first_connection_asks_about_an_unknown_certificate_and_remembers_it() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let home = tempfile::tempdir().unwrap();
+    let known = home.path().join("known_hosts");
+    let cmd = confab(
+        &format!(
+            "--known-hosts {} alice@localhost:{}",
+            known.display(),
+            port(&server)
+        ),
+        home.path(),
+    );
+    let tmux = Tmux::run(&cmd);
+    let screen = tmux.wait_for("Are you sure you want to continue connecting (yes/no)?");
+    assert!(
+        screen.contains("Certificate SHA-256 fingerprint: "),
+        "{screen}"
+    );
+    tmux.type_text("yes");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[alice online]");
+    let remembered = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        remembered.starts_with(&format!("localhost:{} ", port(&server))),
+        "{remembered}"
+    );
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("confab exited with 0");
+    drop(tmux);
+
+    // Second time: no question, straight in.
+    let tmux = Tmux::run(&cmd);
+    let screen = tmux.wait_for("[alice online]");
+    assert!(!screen.contains("yes/no"), "{screen}");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("confab exited with 0");
+}
+
+#[test]
+fn a_changed_certificate_is_refused_loudly() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let home = tempfile::tempdir().unwrap();
+    let known = home.path().join("known_hosts");
+    let wrong = ["00"; 32].join(":");
+    std::fs::write(&known, format!("localhost:{} {wrong}\n", port(&server))).unwrap();
+    let tmux = Tmux::run(&confab(
+        &format!(
+            "--known-hosts {} alice@localhost:{}",
+            known.display(),
+            port(&server)
+        ),
+        home.path(),
+    ));
+    let screen = tmux.wait_for("confab exited with 1");
+    assert!(
+        screen.contains("SERVER CERTIFICATE HAS CHANGED"),
+        "{screen}"
+    );
+    assert!(screen.contains("remove line 1"), "{screen}");
+    assert!(!screen.contains("online"), "{screen}");
+}
+
+#[test]
+fn a_wrong_password_offers_to_try_again_or_register() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    // No account yet and no --register: the dialog offers to create it.
+    let tmux = Tmux::run(&confab(
+        &format!("--ca {} newbie@localhost:{}", ca.display(), port(&server)),
+        home.path(),
+    ));
+    tmux.wait_for("Log in to confab");
+    tmux.type_text(PW);
+    // Tab to the Register button, then press it.
+    tmux.keys(&["Tab", "Tab", "Enter"]);
+    tmux.wait_for("[newbie online] #general");
+    let mut check = server.client();
+    check.login("newbie", PW).expect("the account exists now");
+}
+
+#[test]
+fn the_client_reconnects_after_a_server_crash_and_sends_what_was_typed_meanwhile() {
+    let mut server = TestServer::start();
+    drop(server.user("alice"));
+    let home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    let tmux = Tmux::run(&confab(
+        &format!("--ca {} alice@localhost:{}", ca.display(), port(&server)),
+        home.path(),
+    ));
+    tmux.wait_for("[alice online] #general");
+
+    server.kill();
+    tmux.wait_for("disconnected");
+    tmux.type_text("written while the server was down");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("written while the server was down (sending…)");
+
+    server.restart();
+    tmux.wait_for("[alice online] #general");
+    let screen = {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = tmux.screen();
+            if !s.contains("(sending…)") || Instant::now() > deadline {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(
+        screen.contains("<alice> written while the server was down"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("(sending…)"),
+        "acked after reconnecting: {screen}"
+    );
+    let mut bob = server.user("bob");
+    let (history, _) = bob.room_history("general", None, 10).unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|m| m.body == "written while the server was down")
+    );
+}
