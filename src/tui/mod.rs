@@ -701,4 +701,63 @@ mod tests {
         screen.post(NetEvent::Error("no user ghost (no_such_user)".into()));
         assert!(screen.text().contains("!! no user ghost"));
     }
+
+    #[test]
+    fn page_up_at_the_top_asks_the_server_for_older_history_once() {
+        let mut screen = Screen::new(100, 20);
+        // Joined with one message of a room that may have more.
+        with_app(&mut screen.runner, |app| {
+            let i = app.model.current;
+            app.model.windows[i].more_before = true;
+        });
+        screen.keys([Event::Key(Key::PageUp)]);
+        match screen.commands.try_recv() {
+            Ok(NetCommand::History { window, before }) => {
+                assert_eq!(window, WindowId::Room("general".into()));
+                assert_eq!(before, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        screen.keys([Event::Key(Key::PageUp)]);
+        assert!(
+            screen.commands.try_recv().is_err(),
+            "no second request while loading"
+        );
+        let older = ChatMessage {
+            id: 0,
+            room: Some("general".into()),
+            to: None,
+            from: "carol".into(),
+            body: "ancient words".into(),
+            ts: 0,
+        };
+        screen.post(NetEvent::History {
+            window: WindowId::Room("general".into()),
+            messages: vec![older],
+            more: false,
+        });
+        let text = screen.text();
+        let (a, b) = (
+            text.find("ancient words").unwrap(),
+            text.find("hello alice").unwrap(),
+        );
+        assert!(a < b, "older history goes above: {text}");
+    }
+
+    #[test]
+    fn up_recalls_earlier_input() {
+        let mut screen = Screen::new(100, 20);
+        screen.type_line("first line");
+        screen.type_line("second line");
+        while screen.commands.try_recv().is_ok() {}
+        screen.keys([
+            Event::Key(Key::Up),
+            Event::Key(Key::Up),
+            Event::Key(Key::Enter),
+        ]);
+        match screen.commands.try_recv() {
+            Ok(NetCommand::Send { body, .. }) => assert_eq!(body, "first line"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
