@@ -1,9 +1,10 @@
 -- confab database schema.
 --
--- This file is the one source of the schema. The server applies it at every
--- start (every statement is idempotent) and then runs the numbered
--- migrations in src/store.rs for databases made by older versions;
--- `PRAGMA user_version` records which migrations have run.
+-- This file is the one source of the schema. A new database is created from
+-- it. For a database made by an older version, the server first runs the
+-- numbered migrations in src/store.rs (the ALTERs this file cannot
+-- express), then applies this file (every statement is idempotent, so new
+-- tables and indexes appear); `PRAGMA user_version` records the version.
 --
 -- Times are integers: milliseconds since the Unix epoch (UTC). To read one
 -- in sqlite3: datetime(created_at / 1000, 'unixepoch').
@@ -42,9 +43,29 @@ CREATE TABLE IF NOT EXISTS room_members (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members(user_id);
 
+-- Shared files. A row is written only once the content is complete and its
+-- SHA-256 verified; the content is at <data_dir>/files/<sha[0:2]>/<sha[2:4]>/<sha>
+-- (shared by identical uploads). Exactly one of room_id and recipient_id
+-- is set: who may download it (room members, or the two users).
+CREATE TABLE IF NOT EXISTS files (
+    id           INTEGER PRIMARY KEY,
+    sha256       TEXT    NOT NULL,          -- lower-case hex
+    name         TEXT    NOT NULL,          -- sanitised: no paths, no control characters
+    mime         TEXT    NOT NULL,          -- decided from the content, not the name
+    size         INTEGER NOT NULL,
+    uploader_id  INTEGER NOT NULL REFERENCES users(id),
+    room_id      INTEGER REFERENCES rooms(id),
+    recipient_id INTEGER REFERENCES users(id),
+    created_at   INTEGER NOT NULL,
+    CHECK ((room_id IS NULL) <> (recipient_id IS NULL))
+);
+CREATE INDEX IF NOT EXISTS files_by_sha ON files(sha256);
+CREATE INDEX IF NOT EXISTS files_by_room ON files(room_id, id) WHERE room_id IS NOT NULL;
+
 -- Every chat message, room or direct. A row exists before the sender is
 -- told `ack`; `id` increases with time and is the order of history.
 -- Exactly one of room_id (room message) and recipient_id (DM) is set.
+-- file_id is set on the message that announces a shared file.
 CREATE TABLE IF NOT EXISTS messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     room_id      INTEGER REFERENCES rooms(id),
@@ -52,6 +73,7 @@ CREATE TABLE IF NOT EXISTS messages (
     sender_id    INTEGER NOT NULL REFERENCES users(id),
     body         TEXT    NOT NULL,
     created_at   INTEGER NOT NULL,
+    file_id      INTEGER REFERENCES files(id),
     CHECK ((room_id IS NULL) <> (recipient_id IS NULL))
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages(room_id, id)

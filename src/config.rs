@@ -91,6 +91,13 @@ pub struct ServerArgs {
     /// Messages per second a session may sustain.
     #[arg(long, env = "CONFAB_FLOOD_RATE")]
     pub flood_rate: Option<f64>,
+    /// Largest file that may be shared, in bytes.
+    #[arg(long, env = "CONFAB_MAX_FILE_SIZE")]
+    pub max_file_size: Option<u64>,
+    /// File types that may be shared, comma-separated: png, jpeg, gif,
+    /// webp, pdf, zip, mp3, ogg, text.
+    #[arg(long, env = "CONFAB_FILE_TYPES", value_delimiter = ',')]
+    pub file_types: Vec<String>,
     /// User allowed to run admin requests such as `stats` (repeatable;
     /// comma-separated in the environment).
     #[arg(long = "admin", env = "CONFAB_ADMINS", value_delimiter = ',')]
@@ -120,6 +127,8 @@ struct FileConfig {
     flood_burst: Option<u32>,
     flood_rate: Option<f64>,
     admins: Option<Vec<String>>,
+    max_file_size: Option<u64>,
+    file_types: Option<Vec<String>>,
     log: Option<String>,
 }
 
@@ -158,6 +167,8 @@ pub struct ServerConfig {
     pub flood_rate: f64,
     /// User names allowed to run admin requests.
     pub admins: Vec<String>,
+    /// File size cap and allowed types.
+    pub file_rules: crate::file_rules::FileRules,
     /// Log level.
     pub log: String,
 }
@@ -181,6 +192,7 @@ impl Default for ServerConfig {
             flood_burst: 10,
             flood_rate: 5.0,
             admins: Vec::new(),
+            file_rules: crate::file_rules::FileRules::default(),
             log: "info".into(),
         }
     }
@@ -247,6 +259,32 @@ impl ServerConfig {
             .into_iter()
             .map(|a| a.to_ascii_lowercase())
             .collect(),
+            file_rules: crate::file_rules::FileRules {
+                max_size: args
+                    .max_file_size
+                    .or(file.max_file_size)
+                    .unwrap_or(d.file_rules.max_size),
+                allowed: {
+                    let names = if args.file_types.is_empty() {
+                        file.file_types
+                    } else {
+                        Some(args.file_types)
+                    };
+                    match names {
+                        None => d.file_rules.allowed,
+                        Some(names) => names
+                            .iter()
+                            .map(|n| {
+                                crate::file_rules::FileKind::from_name(n).ok_or_else(|| {
+                                    ConfigError::Invalid(format!(
+                                        "unknown file type {n:?}; known: png, jpeg, gif, webp, pdf, zip, mp3, ogg, text"
+                                    ))
+                                })
+                            })
+                            .collect::<Result<_, _>>()?,
+                    }
+                },
+            },
             log: args.log.or(file.log).unwrap_or(d.log),
         };
         config.check()?;

@@ -7,6 +7,7 @@
 //! - [`connection`]: the one place where frames meet a (non-blocking) stream.
 //! - [`poller`]: sleeping in `poll(2)` on a socket and a cross-thread waker.
 //! - [`tls`]: TLS acceptor and connector set-up; certificate fingerprints.
+//! - [`file_rules`]: which files may be shared (type by content, size, names).
 //! - [`known_hosts`]: trust on first use of server certificates, like ssh.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
 //! - [`rate_limit`]: token buckets for flood control.
@@ -26,6 +27,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod file_rules;
 pub mod known_hosts;
 pub mod password;
 pub mod poller;

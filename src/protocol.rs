@@ -12,8 +12,8 @@
 //! +----------------------+-----------+------------------------+
 //! ```
 //!
-//! `kind` 1 is a JSON object (UTF-8). Other kinds are reserved (binary file
-//! data will use kind 2) and are rejected by this version.
+//! `kind` 1 is a JSON object (UTF-8). `kind` 2 is a chunk of file data: a
+//! 4-byte big-endian stream id (an upload or a download) and the bytes.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -36,12 +36,17 @@ pub const MAX_TOPIC_LEN: usize = 256;
 pub const HISTORY_PAGE_MAX: u32 = 100;
 /// How many recent messages a `joined` reply replays.
 pub const JOIN_REPLAY: u32 = 50;
+/// Bytes of file data per data frame (fits in [`MAX_REQUEST_LEN`] with
+/// its header and stream id).
+pub const DATA_CHUNK: usize = 60 * 1024;
 
 /// The kind byte of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
     /// A UTF-8 JSON object.
     Json = 1,
+    /// File data: a 4-byte stream id, then bytes.
+    Data = 2,
 }
 
 /// One decoded frame.
@@ -91,6 +96,23 @@ pub fn encode_json<T: Serialize>(msg: &T) -> Vec<u8> {
     out[..4].copy_from_slice(&len.to_be_bytes());
     out[4] = FrameKind::Json as u8;
     out
+}
+
+/// Appends a data frame carrying `bytes` of stream `id`.
+pub fn encode_data(id: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(bytes.len() + 4).expect("data chunks are small");
+    out.reserve(HEADER_LEN + 4 + bytes.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(FrameKind::Data as u8);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Splits a data frame's payload into stream id and bytes; `None` if it is
+/// too short to hold an id.
+pub fn parse_data(payload: &[u8]) -> Option<(u32, &[u8])> {
+    let (id, bytes) = payload.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*id), bytes))
 }
 
 /// Reassembles frames from a byte stream that arrives in arbitrary pieces.
@@ -147,6 +169,7 @@ impl FrameDecoder {
         }
         let kind = match avail[4] {
             1 => FrameKind::Json,
+            2 => FrameKind::Data,
             other => return Err(FrameError::UnknownKind(other)),
         };
         if avail.len() < HEADER_LEN + len {
@@ -269,6 +292,46 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Starts uploading a file to a room or a user; data frames follow.
+    Upload {
+        /// The room, or ...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// ... the user (direct).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// File name (the server sanitises it).
+        name: String,
+        /// Exact size in bytes.
+        size: u64,
+    },
+    /// Ends an upload: all data is sent; `sha256` (hex) is its digest.
+    UploadEnd {
+        /// The id from `upload_ready`.
+        upload: u32,
+        /// Lower-case hex SHA-256 of the whole file.
+        sha256: String,
+    },
+    /// Abandons an upload; the server discards what it received.
+    UploadCancel {
+        /// The id from `upload_ready`.
+        upload: u32,
+    },
+    /// Asks for a file's content; `download_start`, data frames and
+    /// `download_end` follow.
+    Download {
+        /// The file id.
+        file: i64,
+    },
+    /// Lists recent files of a room or of a DM conversation.
+    Files {
+        /// The room, or ...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// ... the other user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+    },
     /// Marks the user away (with a message) or back (`message` absent).
     Away {
         /// Why; absent or empty means "back".
@@ -300,6 +363,11 @@ impl Request {
         "say",
         "dm",
         "history",
+        "upload",
+        "upload_end",
+        "upload_cancel",
+        "download",
+        "files",
         "away",
         "stats",
         "ping",
@@ -356,6 +424,12 @@ pub enum ServerMsg {
         max_body: usize,
         /// Largest frame payload the server accepts from a client.
         max_request: usize,
+        /// Largest file the server accepts, bytes.
+        #[serde(default)]
+        max_file: u64,
+        /// File types the server accepts (`png`, `pdf`, `text`, ...).
+        #[serde(default)]
+        file_types: Vec<String>,
     },
     /// A request failed; the session goes on unless a `closing` follows.
     Error {
@@ -419,6 +493,44 @@ pub enum ServerMsg {
     },
     /// Reply to `ping`.
     Pong,
+    /// Reply to `upload`: send the data as data frames with this id.
+    UploadReady {
+        /// The stream id for data frames.
+        upload: u32,
+        /// Bytes per data frame the server wants at most.
+        chunk_size: usize,
+    },
+    /// Reply to `download`: data frames with this id follow, then
+    /// `download_end`.
+    DownloadStart {
+        /// The stream id of the data frames.
+        download: u32,
+        /// The file.
+        file: FileInfo,
+    },
+    /// Event: an upload was refused while its data was arriving (type,
+    /// size); stop sending its data frames. Its `upload_end` gets the same
+    /// error.
+    UploadRejected {
+        /// The stream id.
+        upload: u32,
+        /// Why, as a code.
+        code: ErrorCode,
+        /// Why, for people.
+        message: String,
+    },
+    /// Event: all data of a download was sent.
+    DownloadEnd {
+        /// The stream id.
+        download: u32,
+        /// Hex SHA-256 of the content, to verify.
+        sha256: String,
+    },
+    /// Reply to `files`.
+    FileList {
+        /// Newest first.
+        files: Vec<SharedFile>,
+    },
     /// Event: a new message in a room you are in, or a DM to or from you.
     Message(ChatMessage),
     /// Event: someone joined, left, came online or went offline in a room.
@@ -511,6 +623,36 @@ pub struct ChatMessage {
     /// The text.
     pub body: String,
     /// Server time, ms since the Unix epoch.
+    pub ts: i64,
+    /// The file this message shares, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+}
+
+/// A stored file, as messages and downloads describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// File id, for `download`.
+    pub id: i64,
+    /// Sanitised file name.
+    pub name: String,
+    /// MIME type decided from the content.
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// A file in a `file_list`: the file and who shared it when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    /// The file.
+    #[serde(flatten)]
+    pub file: FileInfo,
+    /// Who uploaded it.
+    pub from: String,
+    /// When, ms since the Unix epoch.
     pub ts: i64,
 }
 
@@ -612,6 +754,14 @@ pub enum ErrorCode {
     Flooding,
     /// The request needs administrator rights.
     Forbidden,
+    /// The file breaks the type, name or size rules; the message says how.
+    FileRejected,
+    /// No such file, or not one this user may download.
+    NoSuchFile,
+    /// The upload's size or SHA-256 did not match its data; discarded.
+    TransferFailed,
+    /// Another transfer of the same direction is in progress.
+    Busy,
     /// Something failed inside the server; the request had no effect.
     ServerError,
     /// The server is shutting down.
@@ -731,6 +881,18 @@ mod tests {
     }
 
     #[test]
+    fn data_frames_carry_a_stream_id() {
+        let mut out = Vec::new();
+        encode_data(7, b"abc", &mut out);
+        let mut dec = FrameDecoder::new(100);
+        dec.push(&out);
+        let frame = dec.next_frame().unwrap().unwrap();
+        assert_eq!(frame.kind, FrameKind::Data);
+        assert_eq!(parse_data(&frame.payload), Some((7, &b"abc"[..])));
+        assert_eq!(parse_data(b"ab"), None);
+    }
+
+    #[test]
     fn unknown_frame_kind_is_an_error() {
         let mut dec = FrameDecoder::new(100);
         dec.push(&[0, 0, 0, 0, 9]);
@@ -772,6 +934,11 @@ mod tests {
             r#"{"type":"say","room":"a","body":"b"}"#,
             r#"{"type":"dm","to":"a","body":"b"}"#,
             r#"{"type":"history","room":"a"}"#,
+            r#"{"type":"upload","room":"a","name":"x.png","size":3}"#,
+            r#"{"type":"upload_end","upload":1,"sha256":"00"}"#,
+            r#"{"type":"upload_cancel","upload":1}"#,
+            r#"{"type":"download","file":1}"#,
+            r#"{"type":"files","room":"a"}"#,
             r#"{"type":"away","message":"lunch"}"#,
             r#"{"type":"stats"}"#,
             r#"{"type":"ping"}"#,
@@ -815,6 +982,7 @@ mod tests {
             from: "alice".into(),
             body: "hi".into(),
             ts: 10,
+            file: None,
         }));
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),

@@ -11,7 +11,7 @@
 //! membership) is written by session threads directly, which is rare enough
 //! that the busy timeout covers the contention.
 
-use crate::protocol::ChatMessage;
+use crate::protocol::{ChatMessage, FileInfo, SharedFile};
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, params};
 use std::path::Path;
@@ -21,10 +21,17 @@ use std::time::Duration;
 pub const SCHEMA: &str = include_str!("../schema.sql");
 
 /// Migrations for databases created by older versions: `(version, sql)`,
-/// applied in order while `user_version < version`. Version 1 is the first
-/// schema, which `SCHEMA` creates; later entries hold the ALTERs that
-/// `CREATE TABLE IF NOT EXISTS` cannot express.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, "")];
+/// applied in order while `user_version < version`, before `SCHEMA`. A new
+/// database is made from `SCHEMA` alone and gets the last version. Entries
+/// hold what `CREATE TABLE IF NOT EXISTS` cannot express (new columns).
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (1, ""),
+    // Files: the files table comes from SCHEMA; messages gain a column.
+    (
+        2,
+        "ALTER TABLE messages ADD COLUMN file_id INTEGER REFERENCES files(id);",
+    ),
+];
 
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,6 +110,36 @@ pub struct NewMessage {
     pub body: String,
     /// Server time, ms since the epoch.
     pub ts: i64,
+    /// The shared file this message announces.
+    pub file_id: Option<i64>,
+}
+
+/// A file to record once its content is stored and verified.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Sanitised name.
+    pub name: String,
+    /// MIME type from the content.
+    pub mime: String,
+    /// Size, bytes.
+    pub size: u64,
+    /// Uploader.
+    pub uploader: UserId,
+    /// Room or recipient.
+    pub to: Destination,
+}
+
+/// A stored file with who may see it.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// What clients see.
+    pub info: FileInfo,
+    /// Uploader.
+    pub uploader: UserId,
+    /// Room or recipient.
+    pub to: Destination,
 }
 
 /// A handle on the database; cheap to clone.
@@ -153,18 +190,25 @@ impl Store {
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
-        tx.execute_batch(SCHEMA)?;
         let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         if found > supported {
             return Err(StoreError::TooNew { found, supported });
         }
-        for (version, sql) in MIGRATIONS {
-            if *version > found {
-                tx.execute_batch(sql)?;
-                tx.pragma_update(None, "user_version", version)?;
+        let fresh: bool = tx.query_row(
+            "SELECT count(*) = 0 FROM sqlite_master WHERE type = 'table' AND name = 'users'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !fresh {
+            for (version, sql) in MIGRATIONS {
+                if *version > found {
+                    tx.execute_batch(sql)?;
+                }
             }
         }
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", supported)?;
         tx.commit()?;
         Ok(())
     }
@@ -303,15 +347,15 @@ impl Store {
         let mut ids = Vec::with_capacity(batch.len());
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO messages (room_id, recipient_id, sender_id, body, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (room_id, recipient_id, sender_id, body, created_at, file_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for m in batch {
                 let (room, user) = match m.to {
                     Destination::Room(r) => (Some(r), None),
                     Destination::User(u) => (None, Some(u)),
                 };
-                stmt.execute(params![room, user, m.sender, m.body, m.ts])?;
+                stmt.execute(params![room, user, m.sender, m.body, m.ts, m.file_id])?;
                 ids.push(tx.last_insert_rowid());
             }
         }
@@ -337,10 +381,12 @@ impl Store {
     ) -> Result<Vec<ChatMessage>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at
+            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
+                    f.id, f.name, f.mime, f.size, f.sha256
              FROM messages m
              JOIN users r ON r.id = m.recipient_id
              JOIN users s ON s.id = m.sender_id
+             LEFT JOIN files f ON f.id = m.file_id
              WHERE m.recipient_id = ?1
                AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
              ORDER BY m.id LIMIT ?2",
@@ -359,10 +405,12 @@ impl Store {
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT m.id, r.name, NULL, s.name, m.body, m.created_at
+            "SELECT m.id, r.name, NULL, s.name, m.body, m.created_at,
+                    f.id, f.name, f.mime, f.size, f.sha256
              FROM messages m
              JOIN rooms r ON r.id = m.room_id
              JOIN users s ON s.id = m.sender_id
+             LEFT JOIN files f ON f.id = m.file_id
              WHERE m.room_id = ?1 AND m.id < ?2
              ORDER BY m.id DESC LIMIT ?3",
         )?;
@@ -384,10 +432,12 @@ impl Store {
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at
+            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
+                    f.id, f.name, f.mime, f.size, f.sha256
              FROM messages m
              JOIN users r ON r.id = m.recipient_id
              JOIN users s ON s.id = m.sender_id
+             LEFT JOIN files f ON f.id = m.file_id
              WHERE ((m.recipient_id = ?1 AND m.sender_id = ?2)
                  OR (m.recipient_id = ?2 AND m.sender_id = ?1))
                AND m.id < ?3
@@ -401,6 +451,108 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records a stored, verified file; returns its id.
+    pub fn insert_file(&self, f: &NewFile) -> Result<i64, StoreError> {
+        let (room, user) = match f.to {
+            Destination::Room(r) => (Some(r), None),
+            Destination::User(u) => (None, Some(u)),
+        };
+        let conn = self.pool.get()?;
+        conn.execute(
+            "INSERT INTO files (sha256, name, mime, size, uploader_id, room_id, recipient_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![f.sha256, f.name, f.mime, f.size as i64, f.uploader, room, user, now_ms()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// A file by id.
+    pub fn find_file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, name, mime, size, sha256, uploader_id, room_id, recipient_id
+                 FROM files WHERE id = ?1",
+                [id],
+                |r| {
+                    let room: Option<RoomId> = r.get(6)?;
+                    let user: Option<UserId> = r.get(7)?;
+                    Ok(FileRecord {
+                        info: FileInfo {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            mime: r.get(2)?,
+                            size: r.get::<_, i64>(3)? as u64,
+                            sha256: r.get(4)?,
+                        },
+                        uploader: r.get(5)?,
+                        to: match (room, user) {
+                            (Some(room), _) => Destination::Room(room),
+                            (None, Some(user)) => Destination::User(user),
+                            (None, None) => Destination::User(0),
+                        },
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Whether a user is a member of a room (for download rights).
+    pub fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.pool.get()?.query_row(
+            "SELECT count(*) > 0 FROM room_members WHERE room_id = ?1 AND user_id = ?2",
+            params![room, user],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The latest files of a room, newest first.
+    pub fn room_files(&self, room: RoomId, limit: u32) -> Result<Vec<SharedFile>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.id, f.name, f.mime, f.size, f.sha256, u.name, f.created_at
+             FROM files f JOIN users u ON u.id = f.uploader_id
+             WHERE f.room_id = ?1 ORDER BY f.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![room, limit], shared_file)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest files exchanged between two users, newest first.
+    pub fn dm_files(
+        &self,
+        a: UserId,
+        b: UserId,
+        limit: u32,
+    ) -> Result<Vec<SharedFile>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.id, f.name, f.mime, f.size, f.sha256, u.name, f.created_at
+             FROM files f JOIN users u ON u.id = f.uploader_id
+             WHERE (f.uploader_id = ?1 AND f.recipient_id = ?2)
+                OR (f.uploader_id = ?2 AND f.recipient_id = ?1)
+             ORDER BY f.id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![a, b, limit], shared_file)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
+    Ok(SharedFile {
+        file: FileInfo {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            mime: r.get(2)?,
+            size: r.get::<_, i64>(3)? as u64,
+            sha256: r.get(4)?,
+        },
+        from: r.get(5)?,
+        ts: r.get(6)?,
+    })
+}
+
 /// Turns newest-first rows (one more than asked, to detect `more`) into an
 /// oldest-first page.
 fn page(mut rows: Vec<ChatMessage>, limit: u32) -> Result<(Vec<ChatMessage>, bool), StoreError> {
@@ -411,6 +563,16 @@ fn page(mut rows: Vec<ChatMessage>, limit: u32) -> Result<(Vec<ChatMessage>, boo
 }
 
 fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    let file = match r.get::<_, Option<i64>>(6)? {
+        Some(id) => Some(FileInfo {
+            id,
+            name: r.get(7)?,
+            mime: r.get(8)?,
+            size: r.get::<_, i64>(9)? as u64,
+            sha256: r.get(10)?,
+        }),
+        None => None,
+    };
     Ok(ChatMessage {
         id: r.get(0)?,
         room: r.get(1)?,
@@ -418,6 +580,7 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         from: r.get(3)?,
         body: r.get(4)?,
         ts: r.get(5)?,
+        file,
     })
 }
 
@@ -477,6 +640,7 @@ mod tests {
                 to: Destination::Room(general),
                 body: format!("m{i}"),
                 ts: i,
+                file_id: None,
             })
             .collect();
         let ids = store.insert_messages(&batch).unwrap();
@@ -495,6 +659,7 @@ mod tests {
                 to: Destination::User(b),
                 body: "psst".into(),
                 ts: 9,
+                file_id: None,
             }])
             .unwrap()[0];
         assert_eq!(store.undelivered_dms(b, 10).unwrap().len(), 1);

@@ -65,6 +65,10 @@ pub struct ServerContext {
     pub limits: Limits,
     /// Users allowed admin requests.
     pub admins: Vec<String>,
+    /// Shared files on disk.
+    pub files: super::file_store::FileStore,
+    /// What may be shared.
+    pub file_rules: crate::file_rules::FileRules,
     /// Hash verified for unknown users, so they cost as much as known ones.
     pub dummy_hash: String,
     /// Source of session ids.

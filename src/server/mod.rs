@@ -8,6 +8,8 @@
 //! - `session`: an admitted connection's thread: requests and deliveries.
 //! - `hub`: shared in-memory state (sessions, rooms, outboxes) and fan-out.
 //! - `writer`: the thread that stores chat messages, then delivers them.
+//! - `file_store`: shared files on disk, content-addressed.
+//! - `transfer`: one session's upload and download in progress.
 //!
 //! The accept loop only accepts and hands off, so a client that stalls
 //! cannot block anyone else. Every thread that serves one client runs
@@ -16,9 +18,11 @@
 //! [`ShutdownHandle`] (the binary wires SIGINT and SIGTERM to it).
 
 mod context;
+mod file_store;
 mod front_door;
 mod hub;
 mod session;
+mod transfer;
 mod wait_queue;
 mod writer;
 
@@ -127,6 +131,14 @@ impl Server {
             err,
         };
         let store = Store::open(&config.db, 8).map_err(store_err)?;
+        let files =
+            file_store::FileStore::open(&config.data_dir).map_err(|err| ServerError::Io {
+                what: format!(
+                    "cannot open the file store in {}",
+                    config.data_dir.display()
+                ),
+                err,
+            })?;
         let hub = Arc::new(Hub::new(store.load_rooms().map_err(store_err)?));
         let (writer, writer_thread) =
             writer::spawn(store.clone(), hub.clone()).map_err(|err| ServerError::Io {
@@ -164,6 +176,8 @@ impl Server {
                 max_sessions: config.max_sessions,
             },
             admins: config.admins.clone(),
+            files,
+            file_rules: config.file_rules.clone(),
             dummy_hash: crate::password::dummy_hash(config.password_iterations),
             next_session: AtomicU64::new(1),
             per_ip: PerIpLimit::new(config.max_per_ip),

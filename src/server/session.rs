@@ -16,6 +16,7 @@
 use super::context::{IpGuard, ServerContext};
 use super::front_door::TlsConnection;
 use super::hub::{Hub, Outbox, SessionId};
+use super::transfer::{Download, Upload};
 use super::wait_queue::Slot;
 use super::writer::{Submission, Target};
 use crate::connection::{ConnectionError, ReadState};
@@ -85,6 +86,15 @@ struct Session<'a> {
     /// Until login, the session must log in by this time.
     login_deadline: Instant,
     flood: FloodControl,
+    /// The upload being received, if any (one at a time).
+    upload: Option<Upload>,
+    /// The last upload refused mid-stream: its remaining data frames are
+    /// ignored and its `upload_end` gets an error.
+    rejected_upload: Option<u32>,
+    /// The download being sent, if any (one at a time).
+    download: Option<Download>,
+    /// Next stream id for uploads and downloads.
+    next_stream: u32,
 }
 
 /// Hands an admitted connection to a pool thread. The slot and the IP
@@ -135,6 +145,10 @@ fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &Serv
         closing: None,
         login_deadline: now + ctx.limits.login_timeout,
         flood: FloodControl::new(ctx.limits.flood_burst, ctx.limits.flood_rate, now),
+        upload: None,
+        rejected_upload: None,
+        download: None,
+        next_stream: 1,
     };
     log::debug!("session {id} from {peer}: started");
     if let Some(frame) = hello {
@@ -177,6 +191,9 @@ impl Session<'_> {
                     check_outbox = false;
                 }
             }
+            if self.closing.is_none() {
+                self.pump_download();
+            }
             let all_written = self.conn.flush()?;
             let now = Instant::now();
             let timeout = match self.closing {
@@ -187,6 +204,8 @@ impl Session<'_> {
                     Some(deadline - now)
                 }
                 None if read_state == ReadState::More => Some(Duration::ZERO),
+                // A download has more to send and the socket took all.
+                None if all_written && self.download.is_some() => Some(Duration::ZERO),
                 None if !matches!(self.phase, Phase::Ready { .. }) => {
                     if now >= self.login_deadline {
                         self.close(ErrorCode::LoginTimeout, "you did not log in in time");
@@ -224,6 +243,65 @@ impl Session<'_> {
         }
     }
 
+    /// Queues download data while the client's unsent bytes are few.
+    fn pump_download(&mut self) {
+        while let Some(dl) = &mut self.download {
+            if self.conn.unsent() >= TAKE_BELOW {
+                return;
+            }
+            let mut out = Vec::new();
+            match dl.pump(&mut out) {
+                Ok(done) => {
+                    self.conn.queue_vec(out);
+                    if done {
+                        let (download, sha256) = (dl.id, dl.sha256.clone());
+                        self.download = None;
+                        self.send(&ServerFrame::event(ServerMsg::DownloadEnd {
+                            download,
+                            sha256,
+                        }));
+                    }
+                }
+                Err(err) => {
+                    log::error!("session {}: reading a stored file failed: {err}", self.id);
+                    self.download = None;
+                    // The client sees no download_end; tell it why.
+                    self.send(&ServerFrame::error(
+                        None,
+                        ErrorCode::ServerError,
+                        "the download failed on the server",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A data frame: the next chunk of the upload in progress.
+    fn handle_data(&mut self, payload: &[u8]) {
+        let Some((id, bytes)) = protocol::parse_data(payload) else {
+            self.close(ErrorCode::BadFrame, "data frame without a stream id");
+            return;
+        };
+        let rules = &self.ctx.file_rules;
+        match &mut self.upload {
+            Some(up) if up.id == id => {
+                if let Err((code, message)) = up.feed(rules, bytes) {
+                    // Dropping the upload deletes what was written.
+                    self.upload = None;
+                    self.rejected_upload = Some(id);
+                    log::info!("session {}: upload {id} refused: {message}", self.id);
+                    self.send(&ServerFrame::event(ServerMsg::UploadRejected {
+                        upload: id,
+                        code,
+                        message,
+                    }));
+                }
+            }
+            // Data of a refused or cancelled upload still in flight.
+            _ => log::debug!("session {}: ignoring data for stream {id}", self.id),
+        }
+    }
+
     fn send(&mut self, frame: &ServerFrame) {
         self.conn.queue(&encode_json(frame));
     }
@@ -245,8 +323,9 @@ impl Session<'_> {
     }
 
     fn handle_frame(&mut self, frame: Frame) {
-        match frame.kind {
-            FrameKind::Json => {}
+        if frame.kind == FrameKind::Data {
+            self.handle_data(&frame.payload);
+            return;
         }
         let parsed = match protocol::parse_request(&frame.payload) {
             Ok(parsed) => parsed,
@@ -330,6 +409,14 @@ impl Session<'_> {
                 server: format!("confab-server {}", env!("CARGO_PKG_VERSION")),
                 max_body: MAX_BODY_LEN,
                 max_request: MAX_REQUEST_LEN,
+                max_file: self.ctx.file_rules.max_size,
+                file_types: self
+                    .ctx
+                    .file_rules
+                    .allowed
+                    .iter()
+                    .map(|k| format!("{k:?}").to_ascii_lowercase())
+                    .collect(),
             },
         );
     }
@@ -552,6 +639,170 @@ impl Session<'_> {
                     },
                 );
             }
+            Request::Upload {
+                room,
+                to,
+                name,
+                size,
+            } => {
+                if self.upload.is_some() {
+                    return Err((ErrorCode::Busy, "another upload is in progress".to_owned()));
+                }
+                let target = self.file_target(user_id, room, to)?;
+                let id = self.next_stream;
+                self.next_stream += 1;
+                let up = Upload::begin(
+                    id,
+                    target,
+                    &name,
+                    size,
+                    &self.ctx.file_rules,
+                    &self.ctx.files,
+                )?;
+                self.upload = Some(up);
+                self.reply(
+                    req,
+                    ServerMsg::UploadReady {
+                        upload: id,
+                        chunk_size: protocol::DATA_CHUNK,
+                    },
+                );
+            }
+            Request::UploadEnd { upload, sha256 } => {
+                let up = match self.upload.take() {
+                    Some(up) if up.id == upload => up,
+                    other => {
+                        self.upload = other;
+                        return Err(if self.rejected_upload == Some(upload) {
+                            (
+                                ErrorCode::FileRejected,
+                                "this upload was refused".to_owned(),
+                            )
+                        } else {
+                            (
+                                ErrorCode::BadRequest,
+                                format!("no upload {upload} in progress"),
+                            )
+                        });
+                    }
+                };
+                let (name, size, target) = (up.name.clone(), up.size, up.target.clone());
+                let verified = up.finish(&sha256, &self.ctx.files).inspect_err(|(_, m)| {
+                    log::info!(
+                        "session {}: upload {upload} refused at the end: {m}",
+                        self.id
+                    );
+                })?;
+                let to = match &target {
+                    Target::Room { id, .. } => crate::store::Destination::Room(*id),
+                    Target::User { id, .. } => crate::store::Destination::User(*id),
+                };
+                let mime = verified.kind.mime().to_owned();
+                let file_id = store
+                    .insert_file(&crate::store::NewFile {
+                        sha256: verified.sha256.clone(),
+                        name: name.clone(),
+                        mime: mime.clone(),
+                        size,
+                        uploader: user_id,
+                        to,
+                    })
+                    .map_err(|e| server_error(&e))?;
+                log::info!("{user} shared {name} ({size} bytes, {mime}) as file {file_id}");
+                let body = format!(
+                    "shared {name} ({}, {})",
+                    crate::file_rules::human_size(size),
+                    verified.kind.label()
+                );
+                let info = protocol::FileInfo {
+                    id: file_id,
+                    name,
+                    mime,
+                    size,
+                    sha256: verified.sha256,
+                };
+                self.submit_with_file(req, user_id, user, target, body, Some(info))?;
+            }
+            Request::UploadCancel { upload } => {
+                if self.upload.as_ref().is_some_and(|u| u.id == upload) {
+                    self.upload = None;
+                }
+                self.reply(req, ServerMsg::Ok);
+            }
+            Request::Download { file } => {
+                if self.download.is_some() {
+                    return Err((
+                        ErrorCode::Busy,
+                        "another download is in progress".to_owned(),
+                    ));
+                }
+                let none = || (ErrorCode::NoSuchFile, format!("no file {file}"));
+                let record = store
+                    .find_file(file)
+                    .map_err(|e| server_error(&e))?
+                    .ok_or_else(none)?;
+                let allowed = match record.to {
+                    crate::store::Destination::Room(room) => store
+                        .is_member(room, user_id)
+                        .map_err(|e| server_error(&e))?,
+                    crate::store::Destination::User(to) => {
+                        to == user_id || record.uploader == user_id
+                    }
+                };
+                if !allowed {
+                    // The same answer as for a missing file: no leak.
+                    return Err(none());
+                }
+                let content = self
+                    .ctx
+                    .files
+                    .open_content(&record.info.sha256)
+                    .map_err(|e| {
+                        log::error!("stored file {file} cannot be opened: {e}");
+                        (
+                            ErrorCode::ServerError,
+                            "the file's content is missing on the server".to_owned(),
+                        )
+                    })?;
+                let id = self.next_stream;
+                self.next_stream += 1;
+                self.download = Some(Download::new(
+                    id,
+                    content,
+                    record.info.size,
+                    record.info.sha256.clone(),
+                ));
+                self.reply(
+                    req,
+                    ServerMsg::DownloadStart {
+                        download: id,
+                        file: record.info,
+                    },
+                );
+            }
+            Request::Files { room, with } => {
+                let files = match (room, with) {
+                    (Some(room), None) => {
+                        let room = self.member_room(&room, user_id)?;
+                        store
+                            .room_files(room.id, 50)
+                            .map_err(|e| server_error(&e))?
+                    }
+                    (None, Some(with)) => {
+                        let peer = self.existing_user(&with)?;
+                        store
+                            .dm_files(user_id, peer.id, 50)
+                            .map_err(|e| server_error(&e))?
+                    }
+                    _ => {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            "files needs exactly one of `room` and `with`".to_owned(),
+                        ));
+                    }
+                };
+                self.reply(req, ServerMsg::FileList { files });
+            }
             Request::Away { message } => {
                 let message = message.filter(|m| !m.trim().is_empty());
                 if let Some(m) = &message {
@@ -632,6 +883,35 @@ impl Session<'_> {
         }
     }
 
+    /// Where an upload goes: a room the user is in, or an existing user.
+    fn file_target(
+        &self,
+        user_id: UserId,
+        room: Option<String>,
+        to: Option<String>,
+    ) -> Result<Target, (ErrorCode, String)> {
+        match (room, to) {
+            (Some(room), None) => {
+                let room = self.member_room(&room, user_id)?;
+                Ok(Target::Room {
+                    id: room.id,
+                    name: room.name,
+                })
+            }
+            (None, Some(to)) => {
+                let peer = self.existing_user(&to)?;
+                Ok(Target::User {
+                    id: peer.id,
+                    name: peer.name,
+                })
+            }
+            _ => Err((
+                ErrorCode::BadRequest,
+                "upload needs exactly one of `room` and `to`".to_owned(),
+            )),
+        }
+    }
+
     fn submit(
         &mut self,
         req: Option<u64>,
@@ -640,6 +920,20 @@ impl Session<'_> {
         target: Target,
         body: String,
     ) -> Reply {
+        self.submit_with_file(req, user_id, user, target, body, None)
+    }
+
+    /// Hands a message (possibly announcing a stored file) to the writer,
+    /// which stores it, delivers it, and acks `req`.
+    fn submit_with_file(
+        &mut self,
+        req: Option<u64>,
+        user_id: UserId,
+        user: &str,
+        target: Target,
+        body: String,
+        file: Option<protocol::FileInfo>,
+    ) -> Reply {
         let sub = Submission {
             req,
             session: self.id,
@@ -647,6 +941,7 @@ impl Session<'_> {
             sender: (user_id, user.to_owned()),
             target,
             body,
+            file,
         };
         self.ctx.writer.submit(sub).map_err(|_| {
             (

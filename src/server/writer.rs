@@ -13,7 +13,7 @@
 //! - One writer means no lock contention between writers in SQLite.
 
 use super::hub::{Hub, Outbox, SessionId};
-use crate::protocol::{ChatMessage, ErrorCode, ServerFrame, ServerMsg, encode_json};
+use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ServerFrame, ServerMsg, encode_json};
 use crate::store::{Destination, NewMessage, RoomId, Store, UserId, now_ms};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -58,6 +58,8 @@ pub struct Submission {
     pub target: Target,
     /// Text (already validated).
     pub body: String,
+    /// The shared file this message announces (already stored).
+    pub file: Option<FileInfo>,
 }
 
 /// What the writer thread is asked to do.
@@ -164,6 +166,7 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             },
             body: s.body.clone(),
             ts,
+            file_id: s.file.as_ref().map(|f| f.id),
         })
         .collect();
     let ids = match store.insert_messages(&rows) {
@@ -192,6 +195,7 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             from: sub.sender.1,
             body: sub.body,
             ts,
+            file: sub.file,
         })));
         match &sub.target {
             Target::Room { name, .. } => hub.fan_out_room(name, &event, Some(sub.session)),

@@ -561,6 +561,7 @@ mod tests {
                     from: "bob".into(),
                     body: "hello alice".into(),
                     ts: 0,
+                    file: None,
                 }],
                 focus: false,
             });
@@ -676,6 +677,7 @@ mod tests {
             from: "bob".into(),
             body: "psst".into(),
             ts: 0,
+            file: None,
         })));
         assert!(screen.text().contains("3 @bob (1)"));
         screen.keys([Event::AltChar('3')]);
@@ -730,6 +732,7 @@ mod tests {
             from: "carol".into(),
             body: "ancient words".into(),
             ts: 0,
+            file: None,
         };
         screen.post(NetEvent::History {
             window: WindowId::Room("general".into()),

@@ -552,6 +552,7 @@ mod tests {
             from: from.into(),
             body: body.into(),
             ts: id * 1000,
+            file: None,
         }
     }
 
@@ -563,6 +564,7 @@ mod tests {
             from: from.into(),
             body: "psst".into(),
             ts: id,
+            file: None,
         }
     }
 

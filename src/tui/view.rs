@@ -275,6 +275,7 @@ mod tests {
                 from: "bob".into(),
                 body: body.into(),
                 ts: 0,
+                file: None,
             });
         }
         m.select(i);
@@ -300,6 +301,7 @@ mod tests {
             from: "bob".into(),
             body: "hi".into(),
             ts: 0,
+            file: None,
         });
         let text = source(&render_windows(&m));
         assert_eq!(text, "1 confab\n2 #general\n3 @bob (1)\n");
