@@ -9,17 +9,43 @@
 //! wait for events with a timeout without busy loops.
 
 use crate::connection::{Connection, ConnectionError, ReadState};
+use crate::file_rules::{self, FileKind, FileRules, HEAD_LEN};
 use crate::poller;
 use crate::protocol::{
-    ChatMessage, ClientFrame, ErrorCode, MAX_FRAME_LEN, Member, PROTOCOL_VERSION, Request,
-    RoomInfo, ServerFrame, ServerMsg, encode_json,
+    ChatMessage, ClientFrame, ErrorCode, FrameKind, MAX_FRAME_LEN, Member, PROTOCOL_VERSION,
+    Request, RoomInfo, ServerFrame, ServerMsg, SharedFile, encode_data, encode_json, parse_data,
 };
 use crate::tls::{self, TlsSetupError, Trust};
 use native_tls::{TlsConnector, TlsStream};
+use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A decoded frame from the server.
+enum Incoming {
+    /// A JSON frame.
+    Frame(ServerFrame),
+    /// File data: stream id and bytes.
+    Data(u32, Vec<u8>),
+}
+
+fn decode(frame: crate::protocol::Frame) -> Result<Incoming, ClientError> {
+    match frame.kind {
+        FrameKind::Json => serde_json::from_slice(&frame.payload)
+            .map(Incoming::Frame)
+            .map_err(|e| ClientError::Decode(e.to_string())),
+        FrameKind::Data => {
+            let (id, bytes) = parse_data(&frame.payload)
+                .ok_or_else(|| ClientError::Decode("data frame without a stream id".into()))?;
+            Ok(Incoming::Data(id, bytes.to_vec()))
+        }
+    }
+}
 
 /// Default time to wait for a reply.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,6 +99,20 @@ pub enum ClientError {
     /// The server sent a reply of an unexpected type.
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    /// A file breaks the server's rules (checked here before uploading).
+    #[error("{0}")]
+    FileRejected(String),
+    /// A local file could not be read or written.
+    #[error("{path}: {err}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// A download's content did not match its SHA-256 or size; discarded.
+    #[error("the download of {0} was corrupted and discarded")]
+    Corrupted(String),
 }
 
 /// The outcome of `register` or `login`.
@@ -105,6 +145,8 @@ pub struct Client {
     timeout: Duration,
     closed: Option<Option<(ErrorCode, String)>>,
     server_fingerprint: Option<String>,
+    /// What the server accepts as files (from `welcome`).
+    file_rules: FileRules,
 }
 
 impl Client {
@@ -151,7 +193,20 @@ impl Client {
             },
             progress,
         )? {
-            ServerMsg::Welcome { .. } => Ok(()),
+            ServerMsg::Welcome {
+                max_file,
+                file_types,
+                ..
+            } => {
+                self.file_rules = FileRules {
+                    max_size: max_file,
+                    allowed: file_types
+                        .iter()
+                        .filter_map(|t| FileKind::from_name(t))
+                        .collect(),
+                };
+                Ok(())
+            }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -205,6 +260,7 @@ impl Client {
             timeout,
             closed: None,
             server_fingerprint,
+            file_rules: FileRules::default(),
         })
     }
 
@@ -324,12 +380,26 @@ impl Client {
         deadline: Instant,
         waker: Option<&poller::Waker>,
     ) -> Result<Option<ServerFrame>, ClientError> {
+        loop {
+            match self.next_incoming(deadline, waker)? {
+                Some(Incoming::Frame(frame)) => return Ok(Some(frame)),
+                // Data outside a download (e.g. after one was abandoned).
+                Some(Incoming::Data(..)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next frame of either kind; `Ok(None)` when `waker` is raised.
+    fn next_incoming(
+        &mut self,
+        deadline: Instant,
+        waker: Option<&poller::Waker>,
+    ) -> Result<Option<Incoming>, ClientError> {
         let mut peer_closed = false;
         loop {
             if let Some(frame) = self.conn.next_frame()? {
-                return serde_json::from_slice(&frame.payload)
-                    .map(Some)
-                    .map_err(|e| ClientError::Decode(e.to_string()));
+                return decode(frame).map(Some);
             }
             // Frames that arrived before a close are served first (above).
             if peer_closed && self.closed.is_none() {
@@ -345,9 +415,7 @@ impl Client {
                 ReadState::Closed => peer_closed = true,
                 ReadState::Drained => {
                     if let Some(frame) = self.conn.next_frame()? {
-                        return serde_json::from_slice(&frame.payload)
-                            .map(Some)
-                            .map_err(|e| ClientError::Decode(e.to_string()));
+                        return decode(frame).map(Some);
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -360,6 +428,26 @@ impl Client {
                         return Ok(None);
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads whatever frames have already arrived, without waiting, into
+    /// the event queue.
+    fn absorb_ready(&mut self) -> Result<(), ClientError> {
+        loop {
+            match self.next_incoming(Instant::now(), None) {
+                Ok(Some(Incoming::Frame(frame))) => {
+                    if let Some(reason) = self.closed_reason(&frame) {
+                        return Err(ClientError::Closed { reason });
+                    }
+                    if frame.req.is_none() {
+                        self.events.push_back(frame.msg);
+                    }
+                }
+                Ok(Some(Incoming::Data(..))) => {}
+                Ok(None) | Err(ClientError::Timeout) => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -543,12 +631,332 @@ impl Client {
         }
     }
 
+    /// What the server said it accepts as files.
+    pub fn file_rules(&self) -> &FileRules {
+        &self.file_rules
+    }
+
+    /// Checks a local file against the server's rules and starts uploading
+    /// it; send it with [`Client::upload_step`], end with
+    /// [`Client::finish_upload`] (or use [`Client::upload`] for all three).
+    pub fn start_upload(
+        &mut self,
+        target: &FileTarget,
+        path: &Path,
+    ) -> Result<UploadJob, ClientError> {
+        let file_err = |err| ClientError::File {
+            path: path.to_owned(),
+            err,
+        };
+        let mut file = File::open(path).map_err(file_err)?;
+        let size = file.metadata().map_err(file_err)?.len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = file_rules::sanitize_name(&name)
+            .map_err(|e| ClientError::FileRejected(e.to_string()))?;
+        if size > self.file_rules.max_size {
+            return Err(ClientError::FileRejected(
+                file_rules::Rejection::TooLarge {
+                    size,
+                    max: self.file_rules.max_size,
+                }
+                .to_string(),
+            ));
+        }
+        // Fail fast on the type: the server checks the same way.
+        let mut head = vec![0u8; HEAD_LEN.min(size as usize)];
+        file.read_exact(&mut head).map_err(file_err)?;
+        file_rules::check_head(&self.file_rules, &name, &head)
+            .map_err(|e| ClientError::FileRejected(e.to_string()))?;
+        let (room, to) = match target {
+            FileTarget::Room(r) => (Some(r.clone()), None),
+            FileTarget::User(u) => (None, Some(u.clone())),
+        };
+        let reply = self.request(Request::Upload {
+            room,
+            to,
+            name: name.clone(),
+            size,
+        })?;
+        let ServerMsg::UploadReady { upload, chunk_size } = reply else {
+            return Err(ClientError::Unexpected(format!("{reply:?}")));
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(&head);
+        Ok(UploadJob {
+            id: upload,
+            file,
+            path: path.to_owned(),
+            name,
+            size,
+            sent: 0,
+            hasher,
+            head: Some(head),
+            chunk: chunk_size.clamp(1, crate::protocol::DATA_CHUNK),
+        })
+    }
+
+    /// Sends the next chunk of an upload; `Ok(true)` once all is sent. Fails
+    /// if the server refused the upload meanwhile.
+    pub fn upload_step(&mut self, job: &mut UploadJob) -> Result<bool, ClientError> {
+        let chunk = match job.head.take() {
+            // The head was read for the type check: send it first.
+            Some(head) => head,
+            None => {
+                let n = ((job.size - job.sent) as usize).min(job.chunk);
+                let mut buf = vec![0u8; n];
+                job.file
+                    .read_exact(&mut buf)
+                    .map_err(|err| ClientError::File {
+                        path: job.path.clone(),
+                        err,
+                    })?;
+                job.hasher.update(&buf);
+                buf
+            }
+        };
+        // The head may be longer than a chunk; split it.
+        for piece in chunk.chunks(job.chunk) {
+            let mut frame = Vec::with_capacity(piece.len() + 9);
+            encode_data(job.id, piece, &mut frame);
+            self.send_frame(&frame)?;
+        }
+        job.sent += chunk.len() as u64;
+        self.absorb_ready()?;
+        if let Some(pos) = self.events.iter().position(
+            |ev| matches!(ev, ServerMsg::UploadRejected { upload, .. } if *upload == job.id),
+        ) && let Some(ServerMsg::UploadRejected { code, message, .. }) = self.events.remove(pos)
+        {
+            return Err(ClientError::Server { code, message });
+        }
+        Ok(job.sent >= job.size)
+    }
+
+    /// Ends an upload: sends its SHA-256 and waits until the server has
+    /// stored the file and the message announcing it; returns that
+    /// message's id and time.
+    pub fn finish_upload(&mut self, job: UploadJob) -> Result<(i64, i64), ClientError> {
+        let sha256: String = job
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let msg = self.request(Request::UploadEnd {
+            upload: job.id,
+            sha256,
+        })?;
+        Client::ack(msg)
+    }
+
+    /// Uploads a file to a room or a user, calling `progress(sent, size)`
+    /// after each chunk.
+    pub fn upload(
+        &mut self,
+        target: &FileTarget,
+        path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(i64, i64), ClientError> {
+        let mut job = self.start_upload(target, path)?;
+        while !self.upload_step(&mut job)? {
+            progress(job.sent, job.size);
+        }
+        progress(job.sent, job.size);
+        self.finish_upload(job)
+    }
+
+    /// Downloads file `file` into `dir` (created if needed) under its own
+    /// name, never overwriting (`name (1).pdf`), never outside `dir`, not
+    /// executable; verifies size and SHA-256. Returns the path written.
+    pub fn download(
+        &mut self,
+        file: i64,
+        dir: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<PathBuf, ClientError> {
+        let info = match self.request(Request::Download { file })? {
+            ServerMsg::DownloadStart { download, file } => (download, file),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let (stream, info) = info;
+        let file_err = |path: &Path, err| ClientError::File {
+            path: path.to_owned(),
+            err,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        let name =
+            file_rules::sanitize_name(&info.name).unwrap_or_else(|_| format!("file-{}", info.id));
+        let partial_path = dir.join(format!(".{name}.part-{stream}"));
+        let mut partial =
+            PartialDownload::create(&partial_path).map_err(|e| file_err(&partial_path, e))?;
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        let mut deadline = Instant::now() + self.timeout;
+        let sha256 = loop {
+            match self.next_incoming(deadline, None)? {
+                Some(Incoming::Data(id, bytes)) if id == stream => {
+                    hasher.update(&bytes);
+                    received += bytes.len() as u64;
+                    partial
+                        .write(&bytes)
+                        .map_err(|e| file_err(&partial_path, e))?;
+                    progress(received, info.size);
+                    deadline = Instant::now() + self.timeout;
+                }
+                Some(Incoming::Data(..)) | None => {}
+                Some(Incoming::Frame(frame)) => match frame.msg {
+                    ServerMsg::DownloadEnd { download, sha256 } if download == stream => {
+                        break sha256;
+                    }
+                    ServerMsg::Error { code, message } if frame.req.is_none() => {
+                        return Err(ClientError::Server { code, message });
+                    }
+                    ServerMsg::Closing { code, message } => {
+                        self.closed = Some(Some((code, message.clone())));
+                        return Err(ClientError::Closed {
+                            reason: Some((code, message)),
+                        });
+                    }
+                    msg if frame.req.is_none() => self.events.push_back(msg),
+                    _ => {}
+                },
+            }
+        };
+        let actual: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if received != info.size || !actual.eq_ignore_ascii_case(&sha256) || actual != info.sha256 {
+            return Err(ClientError::Corrupted(info.name));
+        }
+        let dest = unique_path(dir, &name);
+        partial.finish(&dest).map_err(|e| file_err(&dest, e))?;
+        Ok(dest)
+    }
+
+    /// The latest files shared in a room or with a user.
+    pub fn files(&mut self, target: &FileTarget) -> Result<Vec<SharedFile>, ClientError> {
+        let (room, with) = match target {
+            FileTarget::Room(r) => (Some(r.clone()), None),
+            FileTarget::User(u) => (None, Some(u.clone())),
+        };
+        match self.request(Request::Files { room, with })? {
+            ServerMsg::FileList { files } => Ok(files),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Ends the session politely.
     pub fn quit(mut self) -> Result<(), ClientError> {
         self.request(Request::Quit)?;
         let _ = self.conn.get_mut().shutdown();
         Ok(())
     }
+}
+
+/// Where an upload goes, or whose files to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileTarget {
+    /// A room.
+    Room(String),
+    /// A user (direct).
+    User(String),
+}
+
+/// An upload in progress (see [`Client::start_upload`]).
+pub struct UploadJob {
+    id: u32,
+    file: File,
+    path: PathBuf,
+    name: String,
+    size: u64,
+    sent: u64,
+    hasher: Sha256,
+    head: Option<Vec<u8>>,
+    chunk: usize,
+}
+
+impl UploadJob {
+    /// Bytes sent and total.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.sent, self.size)
+    }
+
+    /// The file's (sanitised) name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A download being written; removed unless finished.
+struct PartialDownload {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+}
+
+impl PartialDownload {
+    fn create(path: &Path) -> std::io::Result<PartialDownload> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0644 at most: a downloaded file is never executable.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(path)?;
+        Ok(PartialDownload {
+            path: path.to_owned(),
+            file: Some(std::io::BufWriter::new(file)),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.write_all(bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves the finished file to `dest` (which must not exist).
+    fn finish(mut self, dest: &Path) -> std::io::Result<()> {
+        if let Some(f) = self.file.take() {
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        // hard_link fails if dest exists, so nothing is ever overwritten,
+        // even by a race with another program.
+        std::fs::hard_link(&self.path, dest)?;
+        std::fs::remove_file(&self.path)?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for PartialDownload {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `dir/name`, or `dir/name (1).ext`, `dir/name (2).ext`... whichever does
+/// not exist yet.
+pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|i| dir.join(format!("{stem} ({i}){ext}")))
+        .find(|p| !p.exists())
+        .expect("some numbered name is free")
 }
 
 /// Default server port.
@@ -629,5 +1037,26 @@ mod tests {
         assert!(Destination::parse("@host").is_err());
         assert!(Destination::parse("host:x").is_err());
         assert!(Destination::parse("").is_err());
+    }
+
+    #[test]
+    fn downloads_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unique_path(dir.path(), "a.pdf"), dir.path().join("a.pdf"));
+        std::fs::write(dir.path().join("a.pdf"), b"x").unwrap();
+        assert_eq!(
+            unique_path(dir.path(), "a.pdf"),
+            dir.path().join("a (1).pdf")
+        );
+        std::fs::write(dir.path().join("a (1).pdf"), b"x").unwrap();
+        assert_eq!(
+            unique_path(dir.path(), "a.pdf"),
+            dir.path().join("a (2).pdf")
+        );
+        std::fs::write(dir.path().join("README"), b"x").unwrap();
+        assert_eq!(
+            unique_path(dir.path(), "README"),
+            dir.path().join("README (1)")
+        );
     }
 }

@@ -88,9 +88,9 @@ struct Session<'a> {
     flood: FloodControl,
     /// The upload being received, if any (one at a time).
     upload: Option<Upload>,
-    /// The last upload refused mid-stream: its remaining data frames are
-    /// ignored and its `upload_end` gets an error.
-    rejected_upload: Option<u32>,
+    /// The last upload refused mid-stream, and why: its remaining data
+    /// frames are ignored and its `upload_end` gets the same error.
+    rejected_upload: Option<(u32, ErrorCode, String)>,
     /// The download being sent, if any (one at a time).
     download: Option<Download>,
     /// Next stream id for uploads and downloads.
@@ -288,7 +288,7 @@ impl Session<'_> {
                 if let Err((code, message)) = up.feed(rules, bytes) {
                     // Dropping the upload deletes what was written.
                     self.upload = None;
-                    self.rejected_upload = Some(id);
+                    self.rejected_upload = Some((id, code, message.clone()));
                     log::info!("session {}: upload {id} refused: {message}", self.id);
                     self.send(&ServerFrame::event(ServerMsg::UploadRejected {
                         upload: id,
@@ -673,16 +673,12 @@ impl Session<'_> {
                     Some(up) if up.id == upload => up,
                     other => {
                         self.upload = other;
-                        return Err(if self.rejected_upload == Some(upload) {
-                            (
-                                ErrorCode::FileRejected,
-                                "this upload was refused".to_owned(),
-                            )
-                        } else {
-                            (
+                        return Err(match &self.rejected_upload {
+                            Some((id, code, message)) if *id == upload => (*code, message.clone()),
+                            _ => (
                                 ErrorCode::BadRequest,
                                 format!("no upload {upload} in progress"),
-                            )
+                            ),
                         });
                     }
                 };
