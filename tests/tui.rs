@@ -279,3 +279,63 @@ fn the_client_reconnects_after_a_server_crash_and_sends_what_was_typed_meanwhile
             .any(|m| m.body == "written while the server was down")
     );
 }
+
+/// A 1x1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44, 0x41, 0x54,
+    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, 0x49, 0x45, 0x4E,
+    0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+#[test]
+fn files_are_sent_and_downloaded_from_the_terminal() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    let mut bob = server.user("bob");
+    let png = home.path().join("cat.png");
+    std::fs::write(&png, PNG).unwrap();
+    let fake = home.path().join("invoice.pdf");
+    std::fs::write(&fake, b"#!/bin/sh\necho gotcha\n").unwrap();
+    let tmux = Tmux::run(&confab(
+        &format!(
+            "--register --ca {} alice@localhost:{}",
+            ca.display(),
+            port(&server)
+        ),
+        home.path(),
+    ));
+    tmux.wait_for("[alice online] #general");
+
+    tmux.type_text(&format!("/send {}", png.display()));
+    tmux.keys(&["Enter"]);
+    let m = bob
+        .next_message(WAIT)
+        .unwrap()
+        .expect("the file is announced");
+    let file = m.file.expect("with the file");
+    assert_eq!(
+        (file.name.as_str(), file.size),
+        ("cat.png", PNG.len() as u64)
+    );
+    tmux.wait_for(&format!(
+        "shared cat.png ({} bytes, PNG) [/download {}]",
+        PNG.len(),
+        file.id
+    ));
+
+    tmux.type_text(&format!("/send {}", fake.display()));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("invoice.pdf cannot be shared");
+
+    let downloads = home.path().join("dl");
+    tmux.type_text(&format!("/download {} {}", file.id, downloads.display()));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("saved");
+    assert_eq!(std::fs::read(downloads.join("cat.png")).unwrap(), PNG);
+
+    tmux.type_text("/files");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&format!("file {}: cat.png", file.id));
+}

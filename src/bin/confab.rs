@@ -34,6 +34,9 @@ struct Args {
     /// The known-hosts file (default ~/.config/confab/known_hosts).
     #[arg(long)]
     known_hosts: Option<PathBuf>,
+    /// Where /download saves files (default ~/Downloads/confab).
+    #[arg(long, env = "CONFAB_DOWNLOAD_DIR")]
+    download_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,12 @@ fn run(args: &Args) -> Result<(), String> {
         user: user.clone(),
         password,
         register: args.register,
+        download_dir: args.download_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+                .join("Downloads")
+                .join("confab")
+        }),
     };
     let mut siv = cursive::Cursive::new();
     let sink = siv.cb_sink().clone();

@@ -54,6 +54,21 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "show the room's topic, or set it to TEXT",
     },
     CommandSpec {
+        name: "send",
+        args: "PATH",
+        help: "share a file in the current window (type decided by content)",
+    },
+    CommandSpec {
+        name: "download",
+        args: "ID [DIR]",
+        help: "save shared file ID (to ~/Downloads/confab, or DIR)",
+    },
+    CommandSpec {
+        name: "files",
+        args: "",
+        help: "list recent files of the current window",
+    },
+    CommandSpec {
         name: "away",
         args: "[MESSAGE]",
         help: "mark yourself away",
@@ -114,6 +129,17 @@ pub enum Command {
     Users,
     /// `/topic [TEXT]`
     Topic(Option<String>),
+    /// `/send PATH`
+    Send(String),
+    /// `/download ID [DIR]`
+    Download {
+        /// File id.
+        id: i64,
+        /// Folder to save to.
+        dir: Option<String>,
+    },
+    /// `/files`
+    Files,
     /// `/away [MESSAGE]`
     Away(Option<String>),
     /// `/back`
@@ -179,6 +205,17 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
         "me" => Command::Me(arg(rest).ok_or_else(|| usage("me"))?),
         "users" | "who" | "names" => Command::Users,
         "topic" => Command::Topic(arg(rest)),
+        "send" | "upload" => Command::Send(arg(rest).ok_or_else(|| usage("send"))?),
+        "download" | "get" => {
+            let rest = rest.trim();
+            let (id, dir) = rest.split_once(' ').unwrap_or((rest, ""));
+            let id = id
+                .trim_start_matches('#')
+                .parse()
+                .map_err(|_| usage("download"))?;
+            Command::Download { id, dir: arg(dir) }
+        }
+        "files" => Command::Files,
         "away" => Command::Away(arg(rest)),
         "back" => Command::Back,
         "close" => Command::Close,
@@ -261,6 +298,16 @@ mod tests {
         );
         assert_eq!(cmd("/away lunch"), Command::Away(Some("lunch".into())));
         assert_eq!(cmd("/quit"), Command::Quit);
+        assert_eq!(cmd("/send ~/cat.png"), Command::Send("~/cat.png".into()));
+        assert_eq!(cmd("/download 12"), Command::Download { id: 12, dir: None });
+        assert_eq!(
+            cmd("/download #7 /tmp/x"),
+            Command::Download {
+                id: 7,
+                dir: Some("/tmp/x".into())
+            }
+        );
+        assert!(parse("/download twelve").is_err());
     }
 
     #[test]
@@ -268,6 +315,7 @@ mod tests {
         assert_eq!(parse("/join").unwrap_err(), "usage: /join ROOM");
         assert_eq!(parse("/msg").unwrap_err(), "usage: /msg USER [TEXT]");
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
+        assert_eq!(parse("/send").unwrap_err(), "usage: /send PATH");
     }
 
     #[test]
@@ -275,7 +323,7 @@ mod tests {
         for spec in COMMANDS {
             let line = match spec.args {
                 "" => format!("/{}", spec.name),
-                _ => format!("/{} x y", spec.name),
+                _ => format!("/{} 12 y", spec.name),
             };
             assert!(parse(&line).is_ok(), "{line}");
         }

@@ -243,6 +243,14 @@ fn submit(s: &mut Cursive, line: &str) {
     render(s);
 }
 
+/// `~/x` as `$HOME/x`; other paths unchanged.
+fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
+}
+
 /// Acts on one input line; returns true to quit.
 pub fn handle_line(app: &mut App, line: &str) -> bool {
     let m = &mut app.model;
@@ -326,6 +334,21 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
             Command::Topic(Some(topic)) => match current_room {
                 Some(room) => app.net.send(NetCommand::Topic { room, topic }),
                 None => m.error("not in a room"),
+            },
+            Command::Send(path) => match current {
+                WindowId::Status => m.error("/send shares into a room or a direct conversation"),
+                window => app.net.send(NetCommand::Upload {
+                    window,
+                    path: expand_home(&path),
+                }),
+            },
+            Command::Download { id, dir } => app.net.send(NetCommand::Download {
+                file: id,
+                dir: dir.map(|d| expand_home(&d)),
+            }),
+            Command::Files => match current {
+                WindowId::Status => m.error("/files lists a room's or a conversation's files"),
+                window => app.net.send(NetCommand::Files(window)),
             },
             Command::Away(message) => app.net.send(NetCommand::Away(Some(
                 message.unwrap_or_else(|| "away".into()),
@@ -435,6 +458,23 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             m.notice(format!("{} rooms:", rooms.len()));
             for r in rooms {
                 m.notice(format!("  #{} ({} members) {}", r.name, r.members, r.topic));
+            }
+        }
+        NetEvent::Transfer(t) => m.transfer = t,
+        NetEvent::FileList(files) => {
+            if files.is_empty() {
+                m.notice("no files shared here yet");
+            }
+            for f in files {
+                m.notice(format!(
+                    "file {}: {} ({}, {}) from {} — /download {}",
+                    f.file.id,
+                    f.file.name,
+                    crate::file_rules::human_size(f.file.size),
+                    f.file.mime,
+                    f.from,
+                    f.file.id
+                ));
             }
         }
         NetEvent::Notice(text) => m.notice(text),

@@ -53,6 +53,8 @@ pub enum Line {
         body: String,
         /// Delivery state.
         delivery: Delivery,
+        /// The id of the file this message shares, if any.
+        file: Option<i64>,
     },
     /// Something that happened (joins, topic changes, connection news).
     Notice {
@@ -135,6 +137,7 @@ impl Window {
             from: m.from.clone(),
             body: m.body.clone(),
             delivery: Delivery::Stored,
+            file: m.file.as_ref().map(|f| f.id),
         };
         // After the last line whose id is smaller; lines without ids
         // (notices, pending sends) keep their place.
@@ -197,6 +200,8 @@ pub struct Model {
     pub current: usize,
     /// Connection state.
     pub conn: ConnState,
+    /// A file transfer in progress: label, bytes done, bytes in all.
+    pub transfer: Option<(String, u64, u64)>,
     next_local: u64,
 }
 
@@ -213,6 +218,7 @@ impl Model {
             windows: vec![Window::new(WindowId::Status)],
             current: 0,
             conn: ConnState::Connecting,
+            transfer: None,
             next_local: 1,
         }
     }
@@ -313,6 +319,7 @@ impl Model {
             from: self.me.clone(),
             body: body.to_owned(),
             delivery: Delivery::Pending(local),
+            file: None,
         });
         local
     }
@@ -531,13 +538,24 @@ impl Model {
             }
             ConnState::Failed(reason) => format!("not connected: {reason}"),
         };
+        let transfer = match &self.transfer {
+            Some((label, done, total)) => format!(" [{label} {}]", progress_bar(*done, *total)),
+            None => String::new(),
+        };
         let w = self.current();
         if w.topic.is_empty() {
-            format!("[{conn}] {}", w.id.label())
+            format!("[{conn}]{transfer} {}", w.id.label())
         } else {
-            format!("[{conn}] {} — {}", w.id.label(), w.topic)
+            format!("[{conn}]{transfer} {} — {}", w.id.label(), w.topic)
         }
     }
+}
+
+/// `█████░░░░░ 50%`: ten cells and a percentage.
+pub fn progress_bar(done: u64, total: u64) -> String {
+    let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100) as usize;
+    let full = pct / 10;
+    format!("{}{} {pct}%", "█".repeat(full), "░".repeat(10 - full))
 }
 
 #[cfg(test)]
@@ -712,6 +730,18 @@ mod tests {
         m.on_presence("r", "bob", PresenceEvent::Leave);
         let w = &m.windows[m.index_of(&WindowId::Room("r".into())).unwrap()];
         assert_eq!(w.members.len(), 1);
+    }
+
+    #[test]
+    fn status_line_shows_transfer_progress() {
+        let mut m = Model::new("alice");
+        m.conn = ConnState::Online;
+        m.transfer = Some(("↑ cat.png".into(), 45, 100));
+        assert_eq!(
+            m.status_line(),
+            "[alice online] [↑ cat.png ████░░░░░░ 45%] confab"
+        );
+        assert_eq!(progress_bar(0, 0), "██████████ 100%");
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct NetConfig {
     pub password: String,
     /// Create the account on the first connection.
     pub register: bool,
+    /// Where downloads go unless a command names a folder.
+    pub download_dir: std::path::PathBuf,
 }
 
 /// What the UI asks of the network.
@@ -91,6 +93,22 @@ pub enum NetCommand {
     },
     /// Set or clear the away message.
     Away(Option<String>),
+    /// Share a file in a window.
+    Upload {
+        /// Room or direct conversation.
+        window: WindowId,
+        /// The local file.
+        path: std::path::PathBuf,
+    },
+    /// Save a shared file.
+    Download {
+        /// File id.
+        file: i64,
+        /// Folder, or the default download folder.
+        dir: Option<std::path::PathBuf>,
+    },
+    /// List a window's recent files.
+    Files(WindowId),
     /// New credentials after a failed login: log in, or register.
     Credentials {
         /// Password.
@@ -184,6 +202,10 @@ pub enum NetEvent {
     },
     /// All rooms.
     RoomList(Vec<RoomInfo>),
+    /// A transfer's progress (`done` of `total` bytes); `None` when over.
+    Transfer(Option<(String, u64, u64)>),
+    /// Recent files of a window.
+    FileList(Vec<crate::protocol::SharedFile>),
     /// Something to tell the user.
     Notice(String),
     /// A request failed; show it.
@@ -245,6 +267,7 @@ pub fn spawn(
                 emit,
                 queued: VecDeque::new(),
                 registered: false,
+                upload: None,
             };
             net.run(first);
         })?;
@@ -272,6 +295,8 @@ struct Net {
     queued: VecDeque<NetCommand>,
     /// The account exists (registered on an earlier connection).
     registered: bool,
+    /// The upload being sent, a chunk per loop turn so chat keeps flowing.
+    upload: Option<(crate::client::UploadJob, WindowId)>,
 }
 
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -467,7 +492,17 @@ impl Net {
                     return end;
                 }
             }
-            match client.wait_event(&self.waker, Duration::from_secs(60)) {
+            // An upload in progress sends a chunk per turn and does not
+            // sleep, so events and commands interleave with it.
+            let idle = if self.upload.is_some() {
+                if let Some(end) = self.upload_turn(client) {
+                    return end;
+                }
+                Duration::ZERO
+            } else {
+                Duration::from_secs(60)
+            };
+            match client.wait_event(&self.waker, idle) {
                 Ok(Some(ServerMsg::Closing { code, message })) => {
                     let reason = format!("{code}: {message}");
                     return if matches!(code, ErrorCode::VersionMismatch | ErrorCode::Flooding) {
@@ -485,6 +520,65 @@ impl Net {
         }
     }
 
+    /// Sends one chunk of the upload in progress.
+    fn upload_turn(&mut self, client: &mut Client) -> Option<End> {
+        let (job, _) = self.upload.as_mut()?;
+        let step = client.upload_step(job);
+        let (done, total) = job.progress();
+        let name = job.name().to_owned();
+        match step {
+            Ok(false) => {
+                (self.emit)(NetEvent::Transfer(Some((format!("↑ {name}"), done, total))));
+                None
+            }
+            Ok(true) => {
+                let (job, window) = self.upload.take()?;
+                (self.emit)(NetEvent::Transfer(None));
+                match client.finish_upload(job) {
+                    Ok((id, _)) => {
+                        // We get an ack, not the message: fetch it so our
+                        // own window shows the file like everyone else's.
+                        let page = match &window {
+                            WindowId::Room(r) => client.room_history(r, Some(id + 1), 1),
+                            WindowId::Direct(u) => client.dm_history(u, Some(id + 1), 1),
+                            WindowId::Status => return None,
+                        };
+                        match page {
+                            Ok((messages, _)) => {
+                                (self.emit)(NetEvent::History {
+                                    window,
+                                    messages,
+                                    more: true,
+                                });
+                                None
+                            }
+                            Err(e) => Some(classify(e)),
+                        }
+                    }
+                    Err(ClientError::Server { message, .. }) => {
+                        (self.emit)(NetEvent::Error(format!("{name} was not shared: {message}")));
+                        None
+                    }
+                    Err(e) => Some(classify(e)),
+                }
+            }
+            Err(ClientError::Server { message, .. }) => {
+                self.upload = None;
+                (self.emit)(NetEvent::Transfer(None));
+                (self.emit)(NetEvent::Error(format!("{name} was not shared: {message}")));
+                None
+            }
+            Err(e) => {
+                self.upload = None;
+                (self.emit)(NetEvent::Transfer(None));
+                (self.emit)(NetEvent::Error(format!(
+                    "{name} was not shared: the connection was lost; send it again"
+                )));
+                Some(classify(e))
+            }
+        }
+    }
+
     /// Runs one command; `Some` ends the session.
     fn execute(&mut self, client: &mut Client, cmd: NetCommand) -> Option<End> {
         let emit = &self.emit;
@@ -494,6 +588,74 @@ impl Net {
                 return Some(End::Quit);
             }
             NetCommand::Credentials { .. } => return None,
+            NetCommand::Upload { window, path } => {
+                if self.upload.is_some() {
+                    emit(NetEvent::Error("an upload is already in progress".into()));
+                    return None;
+                }
+                let target = match &window {
+                    WindowId::Room(r) => crate::client::FileTarget::Room(r.clone()),
+                    WindowId::Direct(u) => crate::client::FileTarget::User(u.clone()),
+                    WindowId::Status => {
+                        emit(NetEvent::Error(
+                            "files go to a room or a person, not the status window".into(),
+                        ));
+                        return None;
+                    }
+                };
+                match client.start_upload(&target, &path) {
+                    Ok(job) => {
+                        self.upload = Some((job, window));
+                        Ok(())
+                    }
+                    Err(ClientError::FileRejected(why)) => {
+                        emit(NetEvent::Error(format!(
+                            "{} cannot be shared: {why}",
+                            path.display()
+                        )));
+                        Ok(())
+                    }
+                    Err(e @ ClientError::File { .. }) => {
+                        emit(NetEvent::Error(e.to_string()));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            NetCommand::Download { file, dir } => {
+                let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
+                let label = format!("↓ file {file}");
+                let mut last = std::time::Instant::now();
+                let result = client.download(file, &dir, &mut |done, total| {
+                    // A progress event every 100 ms at most.
+                    if last.elapsed() >= Duration::from_millis(100) {
+                        last = std::time::Instant::now();
+                        emit(NetEvent::Transfer(Some((label.clone(), done, total))));
+                    }
+                });
+                emit(NetEvent::Transfer(None));
+                match result {
+                    Ok(path) => {
+                        emit(NetEvent::Notice(format!("saved {}", path.display())));
+                        Ok(())
+                    }
+                    Err(e @ (ClientError::File { .. } | ClientError::Corrupted(_))) => {
+                        emit(NetEvent::Error(e.to_string()));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            NetCommand::Files(window) => {
+                let target = match &window {
+                    WindowId::Room(r) => crate::client::FileTarget::Room(r.clone()),
+                    WindowId::Direct(u) => crate::client::FileTarget::User(u.clone()),
+                    WindowId::Status => return None,
+                };
+                client
+                    .files(&target)
+                    .map(|files| emit(NetEvent::FileList(files)))
+            }
             NetCommand::Send {
                 window,
                 body,

@@ -165,6 +165,7 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                 from,
                 body,
                 delivery,
+                file,
             } => {
                 if id.is_some() && *id == w.divider_before {
                     out.append_styled(
@@ -186,6 +187,12 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                     out.append_styled(from.as_str(), nick_style);
                     out.append_plain("> ");
                     out.append_plain(body.as_str());
+                }
+                if let Some(file_id) = file {
+                    out.append_styled(
+                        format!(" [/download {file_id}]"),
+                        Style::from(Color::Light(BaseColor::Cyan)),
+                    );
                 }
                 match delivery {
                     Delivery::Stored => {}
