@@ -669,4 +669,46 @@ mod tests {
         assert!(store.undelivered_dms(b, 10).unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// A database made by the first release (user_version 1: no files,
+    /// no messages.file_id) opens, migrates, and keeps its messages.
+    #[test]
+    fn a_version_1_database_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                     password TEXT NOT NULL, created_at INTEGER NOT NULL, dm_cursor INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                     topic TEXT NOT NULL DEFAULT '', created_by INTEGER REFERENCES users(id), created_at INTEGER NOT NULL);
+                 CREATE TABLE room_members (room_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+                     joined_at INTEGER NOT NULL, PRIMARY KEY (room_id, user_id)) WITHOUT ROWID;
+                 CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, room_id INTEGER, recipient_id INTEGER,
+                     sender_id INTEGER NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
+                     CHECK ((room_id IS NULL) <> (recipient_id IS NULL)));
+                 INSERT INTO users VALUES (1, 'alice', 'x', 0, 0);
+                 INSERT INTO rooms VALUES (1, 'general', 'old topic', NULL, 0);
+                 INSERT INTO messages (room_id, sender_id, body, created_at) VALUES (1, 1, 'from the old days', 5);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path, 2).unwrap();
+        let (page, _) = store.room_history(1, None, 10).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].body, "from the old days");
+        assert_eq!(page[0].file, None);
+        let version: u32 = store
+            .pool
+            .get()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.last().unwrap().0);
+        // Reopening is a no-op.
+        drop(store);
+        Store::open(&path, 2).unwrap();
+    }
 }
