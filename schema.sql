@@ -81,5 +81,21 @@ CREATE INDEX IF NOT EXISTS messages_by_room ON messages(room_id, id)
 CREATE INDEX IF NOT EXISTS messages_by_dm ON messages(recipient_id, sender_id, id)
     WHERE recipient_id IS NOT NULL;
 
+-- Where each user stopped reading each room and each direct conversation:
+-- messages with a larger id are unread. Kept by the server so unread counts
+-- survive reconnects and are shared between a user's devices.
+CREATE TABLE IF NOT EXISTS room_reads (
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    last_read   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dm_reads (
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    peer_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    last_read   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, peer_id)
+) WITHOUT ROWID;
+
 INSERT OR IGNORE INTO rooms (name, topic, created_at)
     VALUES ('general', 'Welcome to confab', 0);

@@ -124,6 +124,8 @@ pub struct LoggedIn {
     pub rooms: Vec<RoomInfo>,
     /// How many offline DMs follow as events.
     pub offline_dms: u32,
+    /// What is unread, per room and conversation.
+    pub unread: Vec<crate::protocol::Unread>,
 }
 
 /// The outcome of `join` or `create_room`.
@@ -496,10 +498,12 @@ impl Client {
                 user,
                 rooms,
                 offline_dms,
+                unread,
             } => Ok(LoggedIn {
                 user,
                 rooms,
                 offline_dms,
+                unread,
             }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -615,6 +619,16 @@ impl Client {
         }
     }
 
+    /// Records that this user read `target` up to message `id`.
+    pub fn mark_read(&mut self, target: &Conversation, id: i64) -> Result<(), ClientError> {
+        let (room, with) = match target {
+            Conversation::Room(r) => (Some(r.clone()), None),
+            Conversation::User(u) => (None, Some(u.clone())),
+        };
+        self.request(Request::MarkRead { room, with, id })
+            .map(|_| ())
+    }
+
     /// Lists a room's members.
     pub fn who(&mut self, room: &str) -> Result<Vec<Member>, ClientError> {
         match self.request(Request::Who { room: room.into() })? {
@@ -641,7 +655,7 @@ impl Client {
     /// [`Client::finish_upload`] (or use [`Client::upload`] for all three).
     pub fn start_upload(
         &mut self,
-        target: &FileTarget,
+        target: &Conversation,
         path: &Path,
     ) -> Result<UploadJob, ClientError> {
         let file_err = |err| ClientError::File {
@@ -671,8 +685,8 @@ impl Client {
         file_rules::check_head(&self.file_rules, &name, &head)
             .map_err(|e| ClientError::FileRejected(e.to_string()))?;
         let (room, to) = match target {
-            FileTarget::Room(r) => (Some(r.clone()), None),
-            FileTarget::User(u) => (None, Some(u.clone())),
+            Conversation::Room(r) => (Some(r.clone()), None),
+            Conversation::User(u) => (None, Some(u.clone())),
         };
         let reply = self.request(Request::Upload {
             room,
@@ -755,7 +769,7 @@ impl Client {
     /// after each chunk.
     pub fn upload(
         &mut self,
-        target: &FileTarget,
+        target: &Conversation,
         path: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(i64, i64), ClientError> {
@@ -838,10 +852,10 @@ impl Client {
     }
 
     /// The latest files shared in a room or with a user.
-    pub fn files(&mut self, target: &FileTarget) -> Result<Vec<SharedFile>, ClientError> {
+    pub fn files(&mut self, target: &Conversation) -> Result<Vec<SharedFile>, ClientError> {
         let (room, with) = match target {
-            FileTarget::Room(r) => (Some(r.clone()), None),
-            FileTarget::User(u) => (None, Some(u.clone())),
+            Conversation::Room(r) => (Some(r.clone()), None),
+            Conversation::User(u) => (None, Some(u.clone())),
         };
         match self.request(Request::Files { room, with })? {
             ServerMsg::FileList { files } => Ok(files),
@@ -857,9 +871,10 @@ impl Client {
     }
 }
 
-/// Where an upload goes, or whose files to list.
+/// A room or a direct conversation: where an upload goes, whose files to
+/// list, what was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileTarget {
+pub enum Conversation {
     /// A room.
     Room(String),
     /// A user (direct).

@@ -8,6 +8,7 @@
 //! - [`poller`]: sleeping in `poll(2)` on a socket and a cross-thread waker.
 //! - [`tls`]: TLS acceptor and connector set-up; certificate fingerprints.
 //! - [`file_rules`]: which files may be shared (type by content, size, names).
+//! - [`mention`]: whether a message mentions a user.
 //! - [`known_hosts`]: trust on first use of server certificates, like ssh.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
 //! - [`rate_limit`]: token buckets for flood control.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod connection;
 pub mod file_rules;
 pub mod known_hosts;
+pub mod mention;
 pub mod password;
 pub mod poller;
 pub mod protocol;

@@ -332,6 +332,18 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         with: Option<String>,
     },
+    /// Records that the user has read a room or DM conversation up to
+    /// message `id`; the user's other sessions get a `read` event.
+    MarkRead {
+        /// The room, or ...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// ... the other user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+        /// The newest message read.
+        id: i64,
+    },
     /// Marks the user away (with a message) or back (`message` absent).
     Away {
         /// Why; absent or empty means "back".
@@ -368,6 +380,7 @@ impl Request {
         "upload_cancel",
         "download",
         "files",
+        "mark_read",
         "away",
         "stats",
         "ping",
@@ -447,6 +460,10 @@ pub enum ServerMsg {
         /// Direct messages that arrived while the user was offline follow
         /// this reply as `message` events; this is how many.
         offline_dms: u32,
+        /// What is unread in each room and conversation (only those with
+        /// something unread): the summary of what happened while away.
+        #[serde(default)]
+        unread: Vec<Unread>,
     },
     /// A request succeeded and has nothing else to say.
     Ok,
@@ -542,6 +559,18 @@ pub enum ServerMsg {
         /// What happened.
         event: PresenceEvent,
     },
+    /// Event: another session of this user read a room or conversation up
+    /// to `id`.
+    Read {
+        /// The room, or ...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// ... the other user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+        /// The newest message read.
+        id: i64,
+    },
     /// Event: a room's topic changed.
     TopicChanged {
         /// Room name.
@@ -582,6 +611,23 @@ pub enum ServerMsg {
     /// Clients ignore it.
     #[serde(other)]
     Unknown,
+}
+
+/// Unread messages in one room or direct conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unread {
+    /// The room, or ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// ... the other user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+    /// Messages after `last_read` (not counting the user's own).
+    pub count: u32,
+    /// Of those, how many mention the user.
+    pub mentions: u32,
+    /// The newest message the user had read (0: none).
+    pub last_read: i64,
 }
 
 /// A room as listed to clients.
@@ -939,6 +985,7 @@ mod tests {
             r#"{"type":"upload_cancel","upload":1}"#,
             r#"{"type":"download","file":1}"#,
             r#"{"type":"files","room":"a"}"#,
+            r#"{"type":"mark_read","room":"a","id":5}"#,
             r#"{"type":"away","message":"lunch"}"#,
             r#"{"type":"stats"}"#,
             r#"{"type":"ping"}"#,

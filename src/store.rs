@@ -11,7 +11,7 @@
 //! membership) is written by session threads directly, which is rare enough
 //! that the busy timeout covers the contention.
 
-use crate::protocol::{ChatMessage, FileInfo, SharedFile};
+use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, params};
 use std::path::Path;
@@ -237,6 +237,14 @@ impl Store {
             "INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at)
              SELECT id, ?1, ?2 FROM rooms WHERE name = 'general'",
             params![id, now],
+        )?;
+        // A newcomer has read nothing, but owes nothing either: general's
+        // history before they arrived is not "unread".
+        tx.execute(
+            "INSERT OR IGNORE INTO room_reads (user_id, room_id, last_read)
+             SELECT ?1, r.id, coalesce((SELECT max(m.id) FROM messages m WHERE m.room_id = r.id), 0)
+             FROM rooms r WHERE r.name = 'general'",
+            params![id],
         )?;
         tx.commit()?;
         Ok(id)
@@ -551,6 +559,107 @@ fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
         from: r.get(5)?,
         ts: r.get(6)?,
     })
+}
+
+impl Store {
+    /// Records that `user` read `room` up to `id` (never moves backwards).
+    pub fn mark_room_read(&self, user: UserId, room: RoomId, id: i64) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+            params![user, room, id],
+        )?;
+        Ok(())
+    }
+
+    /// Records that `user` read the conversation with `peer` up to `id`.
+    pub fn mark_dm_read(&self, user: UserId, peer: UserId, id: i64) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT INTO dm_reads (user_id, peer_id, last_read) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, peer_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+            params![user, peer, id],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a room read up to its newest message, so that someone who just
+    /// joined does not see its whole history as unread.
+    pub fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT INTO room_reads (user_id, room_id, last_read)
+             SELECT ?1, ?2, coalesce(max(id), 0) FROM messages WHERE room_id = ?2
+             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+            params![user, room],
+        )?;
+        Ok(())
+    }
+
+    /// What `user` (named `name`) has not read: per room and per DM peer,
+    /// how many messages and how many mention them. Only non-zero entries.
+    pub fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut out = Vec::new();
+        // Rooms: count in SQL; mentions need the word-boundary matcher, so
+        // fetch candidate bodies (LIKE is a cheap pre-filter) and check.
+        let mut rooms = conn.prepare_cached(
+            "SELECT r.id, r.name, coalesce(rr.last_read, 0),
+                    (SELECT count(*) FROM messages m
+                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0) AND m.sender_id != ?1)
+             FROM room_members mem
+             JOIN rooms r ON r.id = mem.room_id
+             LEFT JOIN room_reads rr ON rr.user_id = mem.user_id AND rr.room_id = mem.room_id
+             WHERE mem.user_id = ?1
+             ORDER BY r.name",
+        )?;
+        let mut mention_bodies = conn.prepare_cached(
+            "SELECT body FROM messages
+             WHERE room_id = ?1 AND id > ?2 AND sender_id != ?3 AND body LIKE '%' || ?4 || '%'
+             ORDER BY id DESC LIMIT 1000",
+        )?;
+        let room_rows: Vec<(RoomId, String, i64, u32)> = rooms
+            .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        for (room_id, room, last_read, count) in room_rows {
+            if count == 0 {
+                continue;
+            }
+            let bodies: Vec<String> = mention_bodies
+                .query_map(params![room_id, last_read, user, name], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mentions = bodies
+                .iter()
+                .filter(|b| crate::mention::mentions(b, name))
+                .count() as u32;
+            out.push(Unread {
+                room: Some(room),
+                with: None,
+                count,
+                mentions,
+                last_read,
+            });
+        }
+        let mut dms = conn.prepare_cached(
+            "SELECT s.name, coalesce(d.last_read, 0), count(*)
+             FROM messages m
+             JOIN users s ON s.id = m.sender_id
+             LEFT JOIN dm_reads d ON d.user_id = m.recipient_id AND d.peer_id = m.sender_id
+             WHERE m.recipient_id = ?1 AND m.id > coalesce(d.last_read, 0)
+             GROUP BY m.sender_id ORDER BY s.name",
+        )?;
+        let dm_rows = dms.query_map([user], |r| {
+            Ok(Unread {
+                room: None,
+                with: Some(r.get(0)?),
+                last_read: r.get(1)?,
+                count: r.get(2)?,
+                mentions: 0,
+            })
+        })?;
+        for row in dm_rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
 }
 
 /// Turns newest-first rows (one more than asked, to detect `more`) into an

@@ -4,7 +4,7 @@
 
 mod util;
 
-use confab::client::{Client, ClientError, FileTarget};
+use confab::client::{Client, ClientError, Conversation};
 use confab::protocol::{ClientFrame, ErrorCode, Request, ServerMsg, encode_data, encode_json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -246,7 +246,7 @@ fn allowed_files_are_stored_once_by_content_and_announced_in_the_room() {
         ),
         "6"
     );
-    let files = bob.files(&FileTarget::Room("general".into())).unwrap();
+    let files = bob.files(&Conversation::Room("general".into())).unwrap();
     assert_eq!(files[0].file.name, "cat-again.png", "newest first");
     assert_eq!(files.len(), 6);
 }
@@ -287,7 +287,7 @@ fn the_client_library_refuses_the_same_files_before_uploading() {
     let bad = dir.path().join("invoice.pdf");
     std::fs::write(&bad, elf()).unwrap();
     let err = alice
-        .upload(&FileTarget::Room("general".into()), &bad, &mut |_, _| {})
+        .upload(&Conversation::Room("general".into()), &bad, &mut |_, _| {})
         .unwrap_err();
     assert!(
         matches!(err, ClientError::FileRejected(ref m) if m.contains("ELF")),
@@ -296,7 +296,7 @@ fn the_client_library_refuses_the_same_files_before_uploading() {
     let good = dir.path().join("cat.png");
     std::fs::write(&good, PNG).unwrap();
     alice
-        .upload(&FileTarget::Room("general".into()), &good, &mut |_, _| {})
+        .upload(&Conversation::Room("general".into()), &good, &mut |_, _| {})
         .unwrap();
 }
 
@@ -455,7 +455,7 @@ fn only_room_members_and_the_two_dm_users_can_download() {
     let png = dir.path().join("cat.png");
     std::fs::write(&png, PNG).unwrap();
     alice
-        .upload(&FileTarget::User("bob".into()), &png, &mut |_, _| {})
+        .upload(&Conversation::User("bob".into()), &png, &mut |_, _| {})
         .unwrap();
     let dm_file: i64 = sqlite(&server.db(), "SELECT max(id) FROM files")
         .parse()

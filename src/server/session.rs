@@ -486,12 +486,18 @@ impl Session<'_> {
             user_id,
             user: user.clone(),
         };
+        let unread = self
+            .ctx
+            .store
+            .unread(user_id, &user)
+            .map_err(|e| server_error(&e))?;
         self.reply(
             req,
             ServerMsg::LoggedIn {
                 user,
                 rooms,
                 offline_dms: dms.len() as u32,
+                unread,
             },
         );
         if let Some(last) = dms.last().map(|m| m.id) {
@@ -537,9 +543,16 @@ impl Session<'_> {
             }
             Request::Join { room } => {
                 let room = self.existing_room(&room)?;
+                let was_member = hub.is_member(&room.name, user_id);
                 store
                     .add_member(room.id, user_id)
                     .map_err(|e| server_error(&e))?;
+                if !was_member {
+                    // History from before joining is not "unread".
+                    store
+                        .mark_room_read_to_latest(user_id, room.id)
+                        .map_err(|e| server_error(&e))?;
+                }
                 self.joined(req, &room.name, user_id, user)?;
             }
             Request::Leave { room } => {
@@ -798,6 +811,34 @@ impl Session<'_> {
                     }
                 };
                 self.reply(req, ServerMsg::FileList { files });
+            }
+            Request::MarkRead { room, with, id } => {
+                let (room, with) = match (room, with) {
+                    (Some(room), None) => {
+                        let room = self.member_room(&room, user_id)?;
+                        store
+                            .mark_room_read(user_id, room.id, id)
+                            .map_err(|e| server_error(&e))?;
+                        (Some(room.name), None)
+                    }
+                    (None, Some(with)) => {
+                        let peer = self.existing_user(&with)?;
+                        store
+                            .mark_dm_read(user_id, peer.id, id)
+                            .map_err(|e| server_error(&e))?;
+                        (None, Some(peer.name))
+                    }
+                    _ => {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            "mark_read needs exactly one of `room` and `with`".to_owned(),
+                        ));
+                    }
+                };
+                // The user's other devices clear their counts too.
+                let event = encode_json(&ServerFrame::event(ServerMsg::Read { room, with, id }));
+                hub.send_to_user(user_id, &event, Some(self.id));
+                self.reply(req, ServerMsg::Ok);
             }
             Request::Away { message } => {
                 let message = message.filter(|m| !m.trim().is_empty());

@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod model;
 pub mod net;
+pub mod notify;
 pub mod view;
 
 use crate::protocol::ServerMsg;

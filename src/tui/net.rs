@@ -594,8 +594,8 @@ impl Net {
                     return None;
                 }
                 let target = match &window {
-                    WindowId::Room(r) => crate::client::FileTarget::Room(r.clone()),
-                    WindowId::Direct(u) => crate::client::FileTarget::User(u.clone()),
+                    WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
+                    WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
                     WindowId::Status => {
                         emit(NetEvent::Error(
                             "files go to a room or a person, not the status window".into(),
@@ -648,8 +648,8 @@ impl Net {
             }
             NetCommand::Files(window) => {
                 let target = match &window {
-                    WindowId::Room(r) => crate::client::FileTarget::Room(r.clone()),
-                    WindowId::Direct(u) => crate::client::FileTarget::User(u.clone()),
+                    WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
+                    WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
                     WindowId::Status => return None,
                 };
                 client
