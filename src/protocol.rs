@@ -628,6 +628,8 @@ pub struct Unread {
     pub mentions: u32,
     /// The newest message the user had read (0: none).
     pub last_read: i64,
+    /// The newest unread message's id (the counts cover up to it).
+    pub newest: i64,
 }
 
 /// A room as listed to clients.

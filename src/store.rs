@@ -604,7 +604,8 @@ impl Store {
         let mut rooms = conn.prepare_cached(
             "SELECT r.id, r.name, coalesce(rr.last_read, 0),
                     (SELECT count(*) FROM messages m
-                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0) AND m.sender_id != ?1)
+                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0) AND m.sender_id != ?1),
+                    (SELECT coalesce(max(m.id), 0) FROM messages m WHERE m.room_id = r.id)
              FROM room_members mem
              JOIN rooms r ON r.id = mem.room_id
              LEFT JOIN room_reads rr ON rr.user_id = mem.user_id AND rr.room_id = mem.room_id
@@ -616,10 +617,12 @@ impl Store {
              WHERE room_id = ?1 AND id > ?2 AND sender_id != ?3 AND body LIKE '%' || ?4 || '%'
              ORDER BY id DESC LIMIT 1000",
         )?;
-        let room_rows: Vec<(RoomId, String, i64, u32)> = rooms
-            .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        let room_rows: Vec<(RoomId, String, i64, u32, i64)> = rooms
+            .query_map([user], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<Result<_, _>>()?;
-        for (room_id, room, last_read, count) in room_rows {
+        for (room_id, room, last_read, count, newest) in room_rows {
             if count == 0 {
                 continue;
             }
@@ -636,10 +639,11 @@ impl Store {
                 count,
                 mentions,
                 last_read,
+                newest,
             });
         }
         let mut dms = conn.prepare_cached(
-            "SELECT s.name, coalesce(d.last_read, 0), count(*)
+            "SELECT s.name, coalesce(d.last_read, 0), count(*), max(m.id)
              FROM messages m
              JOIN users s ON s.id = m.sender_id
              LEFT JOIN dm_reads d ON d.user_id = m.recipient_id AND d.peer_id = m.sender_id
@@ -653,6 +657,7 @@ impl Store {
                 last_read: r.get(1)?,
                 count: r.get(2)?,
                 mentions: 0,
+                newest: r.get(3)?,
             })
         })?;
         for row in dm_rows {

@@ -339,3 +339,67 @@ fn files_are_sent_and_downloaded_from_the_terminal() {
     tmux.keys(&["Enter"]);
     tmux.wait_for(&format!("file {}: cat.png", file.id));
 }
+
+impl Tmux {
+    /// Whether the terminal bell rang in the (detached) session.
+    fn bell_rang(&self) -> bool {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "display",
+                "-p",
+                "-t",
+                "0",
+                "#{window_bell_flag}",
+            ])
+            .output()
+            .expect("tmux display");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+/// With no sound device (as here and on CI) a mention rings the terminal
+/// bell; a muted window stays silent; the setting is saved.
+#[test]
+fn mentions_ring_the_bell_unless_the_window_is_muted() {
+    if Path::new("/dev/snd").exists() {
+        eprintln!("this machine has a sound device: the bell fallback is not used; skipping");
+        return;
+    }
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    let mut bob = server.user("bob");
+    let tmux = Tmux::run(&confab(
+        &format!(
+            "--register --ca {} alice@localhost:{}",
+            ca.display(),
+            port(&server)
+        ),
+        home.path(),
+    ));
+    tmux.wait_for("[alice online] #general");
+    tmux.type_text("/mute");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("#general muted");
+    bob.say("general", "@alice are you there?").unwrap();
+    tmux.wait_for("<bob> @alice are you there?");
+    tmux.wait_for("mentions (1)");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!tmux.bell_rang(), "muted: no bell");
+    let config = std::fs::read_to_string(home.path().join(".config/confab/config.toml")).unwrap();
+    assert!(config.contains("#general"), "{config}");
+
+    tmux.type_text("/unmute");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("#general unmuted");
+    std::thread::sleep(Duration::from_millis(1100)); // past the coalescing second
+    bob.say("general", "alice: now?").unwrap();
+    tmux.wait_for("<bob> alice: now?");
+    let deadline = Instant::now() + WAIT;
+    while !tmux.bell_rang() {
+        assert!(Instant::now() < deadline, "the bell never rang");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -79,13 +79,39 @@ fn run(args: &Args) -> Result<(), String> {
                 .join("confab")
         }),
     };
+    let settings_path = tui::settings::default_path();
+    let settings = match &settings_path {
+        Some(path) => tui::settings::Settings::load(path)?,
+        None => tui::settings::Settings::default(),
+    };
     let mut siv = cursive::Cursive::new();
     let sink = siv.cb_sink().clone();
+    // Open the sound device before the screen starts: ALSA may complain on
+    // stderr when there is none (silenced inside), and then the bell is used.
+    let bell_sink = sink.clone();
+    let output = match tui::notify::open_audio() {
+        #[cfg(feature = "audio")]
+        Some(device) => tui::notify::Output::Audio(device),
+        #[allow(unreachable_patterns)]
+        _ => tui::notify::Output::Bell(Box::new(move || {
+            // Rung on the UI thread, between frames, so it cannot split an
+            // escape sequence the screen is writing.
+            let _ = bell_sink.send(Box::new(|_| {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(b"\x07");
+                let _ = out.flush();
+            }));
+        })),
+    };
+    let notifier = tui::notify::Notifier::start(output).map_err(|e| e.to_string())?;
     let emit = Box::new(move |ev: net::NetEvent| {
         let _ = sink.send(Box::new(move |s: &mut cursive::Cursive| tui::post(s, ev)));
     });
     let (handle, thread) = net::spawn(config, Some(client), emit).map_err(|e| e.to_string())?;
-    tui::setup(&mut siv, App::new(Model::new(&user), handle));
+    tui::setup(
+        &mut siv,
+        App::new(Model::new(&user), handle).with_notifications(notifier, settings, settings_path),
+    );
     let ran = siv
         .run_crossterm()
         .map_err(|e| format!("terminal error: {e}"));

@@ -69,6 +69,31 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "list recent files of the current window",
     },
     CommandSpec {
+        name: "mentions",
+        args: "",
+        help: "show every message that mentions you",
+    },
+    CommandSpec {
+        name: "mute",
+        args: "[WINDOW]",
+        help: "no sounds from the current window (or #room, @user)",
+    },
+    CommandSpec {
+        name: "unmute",
+        args: "[WINDOW]",
+        help: "sounds again from the current window (or #room, @user)",
+    },
+    CommandSpec {
+        name: "dnd",
+        args: "",
+        help: "do not disturb: turn all sounds off, or back on",
+    },
+    CommandSpec {
+        name: "sound",
+        args: "[off|mentions|all]",
+        help: "which events make a sound (default: mentions and DMs)",
+    },
+    CommandSpec {
         name: "away",
         args: "[MESSAGE]",
         help: "mark yourself away",
@@ -140,6 +165,16 @@ pub enum Command {
     },
     /// `/files`
     Files,
+    /// `/mentions`
+    Mentions,
+    /// `/mute [WINDOW]`
+    Mute(Option<String>),
+    /// `/unmute [WINDOW]`
+    Unmute(Option<String>),
+    /// `/dnd`
+    Dnd,
+    /// `/sound [LEVEL]`
+    Sound(Option<String>),
     /// `/away [MESSAGE]`
     Away(Option<String>),
     /// `/back`
@@ -216,6 +251,11 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             Command::Download { id, dir: arg(dir) }
         }
         "files" => Command::Files,
+        "mentions" => Command::Mentions,
+        "mute" => Command::Mute(arg(rest)),
+        "unmute" => Command::Unmute(arg(rest)),
+        "dnd" => Command::Dnd,
+        "sound" | "sounds" => Command::Sound(arg(rest)),
         "away" => Command::Away(arg(rest)),
         "back" => Command::Back,
         "close" => Command::Close,

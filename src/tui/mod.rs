@@ -15,6 +15,7 @@ pub mod commands;
 pub mod model;
 pub mod net;
 pub mod notify;
+pub mod settings;
 pub mod view;
 
 use crate::protocol::ServerMsg;
@@ -27,6 +28,8 @@ use cursive::views::{Dialog, EditView, NamedView, OnEventView, ScrollView, TextV
 use cursive::{Cursive, View};
 use model::{ConnState, Model, WindowId};
 use net::{NetCommand, NetEvent, NetHandle};
+use notify::{Incoming, Notifier, SoundLevel};
+use settings::Settings;
 
 /// The UI's state, kept in cursive's user data.
 pub struct App {
@@ -38,6 +41,11 @@ pub struct App {
     history: Vec<String>,
     /// Position while browsing `history` with Up/Down.
     history_pos: Option<usize>,
+    /// Plays sounds, if set.
+    notifier: Option<Notifier>,
+    /// The settings, and where to save them when a command changes them.
+    settings: Settings,
+    settings_path: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -48,6 +56,43 @@ impl App {
             net,
             history: Vec::new(),
             history_pos: None,
+            notifier: None,
+            settings: Settings::default(),
+            settings_path: None,
+        }
+    }
+
+    /// Plays sounds through `notifier`, by the rules in `settings`, which
+    /// commands save to `path`.
+    pub fn with_notifications(
+        mut self,
+        notifier: Notifier,
+        settings: Settings,
+        path: Option<std::path::PathBuf>,
+    ) -> App {
+        self.notifier = Some(notifier);
+        self.settings = settings;
+        self.settings_path = path;
+        self
+    }
+
+    /// Saves the settings on a short-lived thread: the UI never waits for
+    /// the disk.
+    fn save_settings(&self) {
+        if let Some(path) = self.settings_path.clone() {
+            let settings = self.settings.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = settings.save(&path) {
+                    log::warn!("saving settings: {e}");
+                }
+            });
+        }
+    }
+
+    /// Tells the server what the shown window is read up to, if that moved.
+    fn report_read(&mut self) {
+        if let Some((window, id)) = self.model.mark_read_due() {
+            self.net.send(NetCommand::MarkRead { window, id });
         }
     }
 }
@@ -100,9 +145,11 @@ pub fn setup(siv: &mut Cursive, app: App) {
     render(siv);
 }
 
-/// Re-renders every part of the screen from the model.
+/// Re-renders every part of the screen from the model (and reports the
+/// shown window as read).
 pub fn render(s: &mut Cursive) {
     let Some((status, windows, messages, users)) = with_app(s, |app| {
+        app.report_read();
         let m = &app.model;
         (
             m.status_line(),
@@ -244,6 +291,25 @@ fn submit(s: &mut Cursive, line: &str) {
     render(s);
 }
 
+/// `/mute` and `/unmute`: the named window (`#room`, `@user`, `room`) or
+/// the current one; saved to the settings file.
+fn set_muted(app: &mut App, target: Option<String>, current: &WindowId, mute: bool) {
+    let label = match target {
+        Some(t) if t.starts_with('#') || t.starts_with('@') => t.to_ascii_lowercase(),
+        Some(t) => format!("#{}", t.to_ascii_lowercase()),
+        None => current.label(),
+    };
+    if mute {
+        app.settings.notifications.muted.insert(label.clone());
+        app.model
+            .notice(format!("{label} muted: no sounds from it"));
+    } else {
+        app.settings.notifications.muted.remove(&label);
+        app.model.notice(format!("{label} unmuted"));
+    }
+    app.save_settings();
+}
+
 /// `~/x` as `$HOME/x`; other paths unchanged.
 fn expand_home(path: &str) -> std::path::PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
@@ -269,9 +335,9 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
         _ => None,
     };
     let say = |app: &mut App, window: WindowId, body: String| {
-        if window == WindowId::Status {
+        if matches!(window, WindowId::Status | WindowId::Mentions) {
             app.model
-                .error("this is the status window: /join a room or /msg someone first");
+                .error("this window is not a conversation: /join a room or /msg someone first");
             return;
         }
         if let Err(e) = validate::body(&body) {
@@ -337,7 +403,9 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 None => m.error("not in a room"),
             },
             Command::Send(path) => match current {
-                WindowId::Status => m.error("/send shares into a room or a direct conversation"),
+                WindowId::Status | WindowId::Mentions => {
+                    m.error("/send shares into a room or a direct conversation")
+                }
                 window => app.net.send(NetCommand::Upload {
                     window,
                     path: expand_home(&path),
@@ -348,15 +416,61 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 dir: dir.map(|d| expand_home(&d)),
             }),
             Command::Files => match current {
-                WindowId::Status => m.error("/files lists a room's or a conversation's files"),
+                WindowId::Status | WindowId::Mentions => {
+                    m.error("/files lists a room's or a conversation's files")
+                }
                 window => app.net.send(NetCommand::Files(window)),
+            },
+            Command::Mentions => {
+                let i = m.open(WindowId::Mentions);
+                m.select(i);
+            }
+            Command::Mute(target) => set_muted(app, target, &current, true),
+            Command::Unmute(target) => set_muted(app, target, &current, false),
+            Command::Dnd => {
+                let n = &mut app.settings.notifications;
+                n.dnd = !n.dnd;
+                let text = if n.dnd {
+                    "do not disturb: all sounds off (/dnd again to turn them back on)"
+                } else {
+                    "do not disturb is off"
+                };
+                app.model.notice(text);
+                app.save_settings();
+            }
+            Command::Sound(None) => {
+                let n = &app.settings.notifications;
+                let level = match n.sound {
+                    SoundLevel::Off => "off",
+                    SoundLevel::Mentions => "mentions and direct messages",
+                    SoundLevel::All => "all messages",
+                };
+                let muted: Vec<&str> = n.muted.iter().map(String::as_str).collect();
+                let text = format!(
+                    "sounds: {level}{}; muted: {}",
+                    if n.dnd { " (do not disturb is on)" } else { "" },
+                    if muted.is_empty() {
+                        "none".into()
+                    } else {
+                        muted.join(" ")
+                    }
+                );
+                app.model.notice(text);
+            }
+            Command::Sound(Some(level)) => match SoundLevel::parse(&level) {
+                Some(level) => {
+                    app.settings.notifications.sound = level;
+                    app.model.notice("sound setting saved");
+                    app.save_settings();
+                }
+                None => app.model.error("usage: /sound off|mentions|all"),
             },
             Command::Away(message) => app.net.send(NetCommand::Away(Some(
                 message.unwrap_or_else(|| "away".into()),
             ))),
             Command::Back => app.net.send(NetCommand::Away(None)),
             Command::Close => match current {
-                WindowId::Direct(_) => m.close(&current),
+                WindowId::Direct(_) | WindowId::Mentions => m.close(&current),
                 WindowId::Room(r) => m.error(format!("use /leave to leave #{r}")),
                 WindowId::Status => m.error("the status window stays"),
             },
@@ -386,14 +500,19 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
                 eta_secs,
             }
         }
-        NetEvent::Online { user, rooms } => {
+        NetEvent::Online {
+            user,
+            rooms,
+            unread,
+        } => {
             m.me = user;
             m.conn = ConnState::Online;
             m.on_rooms(&rooms);
+            m.on_unread(&unread);
             m.status_notice("connected");
-            // Start in the first room rather than the status window.
-            if m.current == 0 && m.windows.len() > 1 {
-                m.select(1);
+            if let Some(summary) = Model::away_summary(&unread) {
+                m.status_notice(summary.clone());
+                m.notice(summary);
             }
         }
         NetEvent::Offline { reason, retry_in } => {
@@ -412,7 +531,28 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             m.status_notice(format!("login refused: {reason}"));
         }
         NetEvent::Server(ServerMsg::Message(msg)) => {
-            m.on_message(&msg);
+            if let Some(arrival) = m.on_message(&msg) {
+                let incoming = Incoming {
+                    window: &arrival.window,
+                    mine: arrival.mine,
+                    mention: arrival.mention,
+                    file: arrival.file,
+                };
+                if let (Some(notifier), Some(sound)) = (
+                    &app.notifier,
+                    app.settings.notifications.sound_for(&incoming),
+                ) {
+                    notifier.play(sound);
+                }
+            }
+        }
+        NetEvent::Server(ServerMsg::Read { room, with, id }) => {
+            let window = match (room, with) {
+                (Some(r), _) => WindowId::Room(r),
+                (None, Some(w)) => WindowId::Direct(w),
+                _ => return false,
+            };
+            m.on_read(&window, id);
         }
         NetEvent::Server(ServerMsg::Presence { room, user, event }) => {
             m.on_presence(&room, &user, event)
@@ -431,7 +571,10 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         } => {
             let name = room.name.clone();
             m.on_joined(&room, members, &history);
-            if focus {
+            // Switch to a room the user asked for, or, after logging in,
+            // from the status window to the first room (its history is
+            // loaded now, so the "new messages" divider can be placed).
+            if focus || m.current == 0 {
                 let i = m.open(WindowId::Room(name));
                 m.select(i);
             }
@@ -570,6 +713,7 @@ mod tests {
                 commands,
             };
             screen.post(NetEvent::Online {
+                unread: Vec::new(),
                 user: "alice".into(),
                 rooms: vec![RoomInfo {
                     name: "general".into(),
@@ -610,6 +754,16 @@ mod tests {
             // the first key reaches the focused input line.
             screen.runner.refresh();
             screen
+        }
+
+        /// The next command sent, skipping read reports (tested apart).
+        fn command(&mut self) -> Result<NetCommand, std::sync::mpsc::TryRecvError> {
+            loop {
+                match self.commands.try_recv()? {
+                    NetCommand::MarkRead { .. } => {}
+                    other => return Ok(other),
+                }
+            }
         }
 
         fn post(&mut self, ev: NetEvent) {
@@ -659,7 +813,7 @@ mod tests {
     fn typing_a_line_sends_it_and_shows_it_pending_until_acked() {
         let mut screen = Screen::new(100, 20);
         screen.type_line("hi bob");
-        let cmd = screen.commands.try_recv().expect("a command");
+        let cmd = screen.command().expect("a command");
         let NetCommand::Send {
             window,
             body,
@@ -735,7 +889,7 @@ mod tests {
         screen.keys("b".chars().map(Event::Char));
         screen.keys([Event::Key(Key::Tab), Event::Char('h'), Event::Char('i')]);
         screen.keys([Event::Key(Key::Enter)]);
-        match screen.commands.try_recv().unwrap() {
+        match screen.command().unwrap() {
             NetCommand::Send { body, .. } => assert_eq!(body, "bob: hi"),
             other => panic!("{other:?}"),
         }
@@ -754,7 +908,7 @@ mod tests {
             app.model.windows[i].more_before = true;
         });
         screen.keys([Event::Key(Key::PageUp)]);
-        match screen.commands.try_recv() {
+        match screen.command() {
             Ok(NetCommand::History { window, before }) => {
                 assert_eq!(window, WindowId::Room("general".into()));
                 assert_eq!(before, Some(1));
@@ -762,10 +916,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         screen.keys([Event::Key(Key::PageUp)]);
-        assert!(
-            screen.commands.try_recv().is_err(),
-            "no second request while loading"
-        );
+        assert!(screen.command().is_err(), "no second request while loading");
         let older = ChatMessage {
             id: 0,
             room: Some("general".into()),
@@ -793,15 +944,46 @@ mod tests {
         let mut screen = Screen::new(100, 20);
         screen.type_line("first line");
         screen.type_line("second line");
-        while screen.commands.try_recv().is_ok() {}
+        while screen.command().is_ok() {}
         screen.keys([
             Event::Key(Key::Up),
             Event::Key(Key::Up),
             Event::Key(Key::Enter),
         ]);
-        match screen.commands.try_recv() {
+        match screen.command() {
             Ok(NetCommand::Send { body, .. }) => assert_eq!(body, "first line"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_shown_window_is_reported_read_and_the_summary_is_shown() {
+        let mut screen = Screen::new(100, 20);
+        // Joining showed #general with message 1: reported read.
+        let mut reads = Vec::new();
+        while let Ok(cmd) = screen.commands.try_recv() {
+            if let NetCommand::MarkRead { window, id } = cmd {
+                reads.push((window, id));
+            }
+        }
+        assert_eq!(reads, [(WindowId::Room("general".into()), 1)]);
+        screen.post(NetEvent::Online {
+            user: "alice".into(),
+            rooms: vec![],
+            unread: vec![crate::protocol::Unread {
+                room: None,
+                with: Some("bob".into()),
+                count: 2,
+                mentions: 0,
+                last_read: 0,
+                newest: 9,
+            }],
+        });
+        let text = screen.text();
+        assert!(
+            text.contains("While you were away — 2 direct messages from bob"),
+            "{text}"
+        );
+        assert!(text.contains("@bob (2)"), "{text}");
     }
 }

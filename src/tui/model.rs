@@ -3,13 +3,28 @@
 //! and the connection state. It knows nothing of drawing; the view renders
 //! it, the network thread's events update it, and tests drive it directly.
 
-use crate::protocol::{ChatMessage, Member, PresenceEvent, RoomInfo};
+use crate::protocol::{ChatMessage, Member, PresenceEvent, RoomInfo, Unread};
+
+/// What [`Model::on_message`] reports about a new message, for sounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// The window it landed in.
+    pub window: WindowId,
+    /// Our own (from another device).
+    pub mine: bool,
+    /// It mentions us.
+    pub mention: bool,
+    /// It shares a file.
+    pub file: bool,
+}
 
 /// Which conversation a window shows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WindowId {
     /// The status window: connection notices and server errors.
     Status,
+    /// Every message that mentions you, from all rooms.
+    Mentions,
     /// A room, by name.
     Room(String),
     /// A direct conversation, by the other user's name.
@@ -21,6 +36,7 @@ impl WindowId {
     pub fn label(&self) -> String {
         match self {
             WindowId::Status => "confab".to_owned(),
+            WindowId::Mentions => "mentions".to_owned(),
             WindowId::Room(r) => format!("#{r}"),
             WindowId::Direct(u) => format!("@{u}"),
         }
@@ -100,12 +116,17 @@ pub struct Window {
     pub loading: bool,
     /// The "new messages" divider goes before the message with this id.
     pub divider_before: Option<i64>,
+    /// The newest id we told the server we read.
+    pub read_marked: i64,
+    /// Messages up to this id are already in `unread` (from the server's
+    /// login summary), so their arrival does not count them again.
+    pub counted_through: i64,
 }
 
 impl Window {
     fn new(id: WindowId) -> Window {
         Window {
-            more_before: !matches!(id, WindowId::Status),
+            more_before: matches!(id, WindowId::Room(_) | WindowId::Direct(_)),
             id,
             topic: String::new(),
             lines: Vec::new(),
@@ -113,7 +134,14 @@ impl Window {
             members: Vec::new(),
             loading: false,
             divider_before: None,
+            read_marked: 0,
+            counted_through: 0,
         }
+    }
+
+    /// The newest stored message's id.
+    pub fn newest_id(&self) -> Option<i64> {
+        self.lines.iter().rev().find_map(Line::id)
     }
 
     /// The id of the oldest loaded message, to page history before it.
@@ -294,17 +322,109 @@ impl Model {
     }
 
     /// A message arrived live: added once (by id), counted unread unless
-    /// its window is shown or it is our own. Returns whether it was new.
-    pub fn on_message(&mut self, m: &ChatMessage) -> bool {
-        let i = self.open(self.window_of(m));
+    /// its window is shown or it is our own; a mention of us is also copied
+    /// to the mentions window. Returns what arrived, if it was new.
+    pub fn on_message(&mut self, m: &ChatMessage) -> Option<Arrival> {
+        let window = self.window_of(m);
+        let i = self.open(window.clone());
         let shown = i == self.current;
         let mine = m.from == self.me;
+        let mention = !mine && crate::mention::mentions(&m.body, &self.me);
         let w = &mut self.windows[i];
-        let new = w.insert(m);
-        if new && !shown && !mine {
+        if !w.insert(m) {
+            return None;
+        }
+        if !shown && !mine && m.id > w.counted_through {
             w.unread += 1;
         }
-        new
+        if mention && !matches!(window, WindowId::Direct(_)) {
+            let j = self.open(WindowId::Mentions);
+            let shown = j == self.current;
+            let w = &mut self.windows[j];
+            w.lines.push(Line::Message {
+                id: None,
+                ts: m.ts,
+                from: m.from.clone(),
+                body: format!("[{}] {}", window.label(), m.body),
+                delivery: Delivery::Stored,
+                file: None,
+            });
+            if !shown {
+                w.unread += 1;
+            }
+        }
+        Some(Arrival {
+            window,
+            mine,
+            mention,
+            file: m.file.is_some(),
+        })
+    }
+
+    /// The server's summary of what is unread, at login.
+    pub fn on_unread(&mut self, unread: &[Unread]) {
+        for u in unread {
+            let id = match (&u.room, &u.with) {
+                (Some(r), _) => WindowId::Room(r.clone()),
+                (None, Some(w)) => WindowId::Direct(w.clone()),
+                _ => continue,
+            };
+            let i = self.open(id);
+            let w = &mut self.windows[i];
+            w.unread = w.unread.max(u.count);
+            w.counted_through = w.counted_through.max(u.newest);
+            w.read_marked = w.read_marked.max(u.last_read);
+        }
+    }
+
+    /// Another device read a window up to `id`.
+    pub fn on_read(&mut self, window: &WindowId, id: i64) {
+        if let Some(i) = self.index_of(window) {
+            let w = &mut self.windows[i];
+            w.read_marked = w.read_marked.max(id);
+            if w.newest_id().is_none_or(|newest| newest <= id) {
+                w.unread = 0;
+                w.divider_before = None;
+            }
+        }
+    }
+
+    /// If the shown window has messages newer than what the server knows
+    /// we read, the id to report (and it is recorded as reported).
+    pub fn mark_read_due(&mut self) -> Option<(WindowId, i64)> {
+        let w = &mut self.windows[self.current];
+        if !matches!(w.id, WindowId::Room(_) | WindowId::Direct(_)) {
+            return None;
+        }
+        let newest = w.newest_id()?;
+        if newest <= w.read_marked {
+            return None;
+        }
+        w.read_marked = newest;
+        Some((w.id.clone(), newest))
+    }
+
+    /// A summary line of what is unread, for the status window at login.
+    pub fn away_summary(unread: &[Unread]) -> Option<String> {
+        if unread.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = unread
+            .iter()
+            .map(|u| match (&u.room, &u.with) {
+                (Some(r), _) if u.mentions > 0 => {
+                    format!("#{r}: {} unread, {} mentioning you", u.count, u.mentions)
+                }
+                (Some(r), _) => format!("#{r}: {} unread", u.count),
+                (None, Some(w)) => format!(
+                    "{} direct message{} from {w}",
+                    u.count,
+                    if u.count == 1 { "" } else { "s" }
+                ),
+                _ => String::new(),
+            })
+            .collect();
+        Some(format!("While you were away — {}", parts.join("; ")))
     }
 
     /// Shows a message we are sending, before the server has it. Returns
@@ -620,8 +740,8 @@ mod tests {
     #[test]
     fn messages_are_deduplicated_by_id_and_history_is_prepended_in_order() {
         let mut m = Model::new("alice");
-        assert!(m.on_message(&msg(10, "general", "bob", "ten")));
-        assert!(!m.on_message(&msg(10, "general", "bob", "ten")));
+        assert!(m.on_message(&msg(10, "general", "bob", "ten")).is_some());
+        assert!(m.on_message(&msg(10, "general", "bob", "ten")).is_none());
         let id = WindowId::Room("general".into());
         m.on_history(
             &id,
@@ -761,5 +881,86 @@ mod tests {
         m.windows[i].topic = "hello".into();
         m.select(i);
         assert_eq!(m.status_line(), "[alice online] #general — hello");
+    }
+
+    #[test]
+    fn mentions_are_flagged_and_collected_in_the_mentions_window() {
+        let mut m = Model::new("alice");
+        let arrival = m
+            .on_message(&msg(1, "rust", "bob", "@alice can you review?"))
+            .unwrap();
+        assert!(arrival.mention && !arrival.mine);
+        assert!(
+            !m.on_message(&msg(2, "rust", "bob", "malice"))
+                .unwrap()
+                .mention
+        );
+        let i = m.index_of(&WindowId::Mentions).expect("mentions window");
+        assert_eq!(m.windows[i].unread, 1);
+        assert_eq!(bodies(&m.windows[i]), ["[#rust] @alice can you review?"]);
+        let labels: Vec<String> = m.windows.iter().map(|w| w.id.label()).collect();
+        assert_eq!(labels, ["confab", "mentions", "#rust"]);
+    }
+
+    #[test]
+    fn the_login_summary_sets_counts_without_counting_replayed_messages_twice() {
+        let mut m = Model::new("bob");
+        m.on_unread(&[
+            Unread {
+                room: Some("general".into()),
+                with: None,
+                count: 3,
+                mentions: 1,
+                last_read: 7,
+                newest: 10,
+            },
+            Unread {
+                room: None,
+                with: Some("alice".into()),
+                count: 2,
+                mentions: 0,
+                last_read: 0,
+                newest: 12,
+            },
+        ]);
+        // The offline DMs the server replays after login are in the count.
+        m.on_message(&dm(11, "alice", "bob"));
+        m.on_message(&dm(12, "alice", "bob"));
+        let d = m.index_of(&WindowId::Direct("alice".into())).unwrap();
+        assert_eq!(m.windows[d].unread, 2);
+        m.on_message(&dm(13, "alice", "bob"));
+        assert_eq!(m.windows[d].unread, 3, "a new one counts");
+        let summary = Model::away_summary(&[Unread {
+            room: Some("general".into()),
+            with: None,
+            count: 3,
+            mentions: 1,
+            last_read: 7,
+            newest: 10,
+        }])
+        .unwrap();
+        assert_eq!(
+            summary,
+            "While you were away — #general: 3 unread, 1 mentioning you"
+        );
+    }
+
+    #[test]
+    fn reading_is_reported_once_and_other_devices_clear_counts() {
+        let mut m = Model::new("bob");
+        let g = m.open(WindowId::Room("general".into()));
+        m.on_message(&msg(5, "general", "alice", "hi"));
+        assert_eq!(m.mark_read_due(), None, "status window shown");
+        m.select(g);
+        assert_eq!(
+            m.mark_read_due(),
+            Some((WindowId::Room("general".into()), 5))
+        );
+        assert_eq!(m.mark_read_due(), None, "reported once");
+        let d = m.open(WindowId::Direct("alice".into()));
+        m.on_message(&dm(6, "alice", "bob"));
+        assert_eq!(m.windows[d].unread, 1);
+        m.on_read(&WindowId::Direct("alice".into()), 6);
+        assert_eq!(m.windows[d].unread, 0);
     }
 }

@@ -109,6 +109,13 @@ pub enum NetCommand {
     },
     /// List a window's recent files.
     Files(WindowId),
+    /// Tell the server a window is read up to `id`.
+    MarkRead {
+        /// Room or direct conversation.
+        window: WindowId,
+        /// Newest message read.
+        id: i64,
+    },
     /// New credentials after a failed login: log in, or register.
     Credentials {
         /// Password.
@@ -140,6 +147,8 @@ pub enum NetEvent {
         user: String,
         /// Rooms we are in.
         rooms: Vec<RoomInfo>,
+        /// What is unread (the away summary).
+        unread: Vec<crate::protocol::Unread>,
     },
     /// The connection dropped; the next attempt is in `retry_in` seconds.
     Offline {
@@ -460,6 +469,7 @@ impl Net {
         (self.emit)(NetEvent::Online {
             user: session.user.clone(),
             rooms: session.rooms.clone(),
+            unread: session.unread.clone(),
         });
         // Rejoin: fetch each room's members and latest history.
         for room in &session.rooms {
@@ -541,7 +551,7 @@ impl Net {
                         let page = match &window {
                             WindowId::Room(r) => client.room_history(r, Some(id + 1), 1),
                             WindowId::Direct(u) => client.dm_history(u, Some(id + 1), 1),
-                            WindowId::Status => return None,
+                            WindowId::Status | WindowId::Mentions => return None,
                         };
                         match page {
                             Ok((messages, _)) => {
@@ -596,7 +606,7 @@ impl Net {
                 let target = match &window {
                     WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
                     WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
-                    WindowId::Status => {
+                    WindowId::Status | WindowId::Mentions => {
                         emit(NetEvent::Error(
                             "files go to a room or a person, not the status window".into(),
                         ));
@@ -646,11 +656,19 @@ impl Net {
                     Err(e) => Err(e),
                 }
             }
+            NetCommand::MarkRead { window, id } => {
+                let target = match &window {
+                    WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
+                    WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
+                    WindowId::Status | WindowId::Mentions => return None,
+                };
+                client.mark_read(&target, id)
+            }
             NetCommand::Files(window) => {
                 let target = match &window {
                     WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
                     WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
-                    WindowId::Status => return None,
+                    WindowId::Status | WindowId::Mentions => return None,
                 };
                 client
                     .files(&target)
@@ -664,7 +682,7 @@ impl Net {
                 let sent = match &window {
                     WindowId::Room(r) => client.say(r, &body),
                     WindowId::Direct(u) => client.dm(u, &body),
-                    WindowId::Status => {
+                    WindowId::Status | WindowId::Mentions => {
                         emit(NetEvent::SendFailed {
                             local,
                             reason: "this is the status window; /join a room or /msg someone"
@@ -725,7 +743,7 @@ impl Net {
                 let page = match &window {
                     WindowId::Room(r) => client.room_history(r, before, 50),
                     WindowId::Direct(u) => client.dm_history(u, before, 50),
-                    WindowId::Status => return None,
+                    WindowId::Status | WindowId::Mentions => return None,
                 };
                 page.map(|(messages, more)| {
                     emit(NetEvent::History {

@@ -149,6 +149,7 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
         out.append_styled(
             match &w.id {
                 WindowId::Status => "Welcome to confab. F1 or /help lists commands and keys.\n",
+                WindowId::Mentions => "Messages that mention you will be collected here.\n",
                 _ => "No messages yet.\n",
             },
             Style::from(Effect::Dim),
@@ -186,7 +187,15 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                     out.append_plain("<");
                     out.append_styled(from.as_str(), nick_style);
                     out.append_plain("> ");
-                    out.append_plain(body.as_str());
+                    if from != me && crate::mention::mentions(body, me) {
+                        // A mention of us stands out, as in irssi.
+                        out.append_styled(
+                            body.as_str(),
+                            Style::from(Color::Light(BaseColor::Yellow)).combine(Effect::Bold),
+                        );
+                    } else {
+                        out.append_plain(body.as_str());
+                    }
                 }
                 if let Some(file_id) = file {
                     out.append_styled(

@@ -1,0 +1,73 @@
+//! The client's settings file, `~/.config/confab/config.toml`:
+//!
+//! ```toml
+//! [notifications]
+//! sound = "mentions"   # "off", "mentions" (mentions and direct messages) or "all"
+//! dnd = false          # do not disturb: no sounds at all
+//! muted = ["#random"]  # windows that never make a sound
+//! ```
+//!
+//! `/sound`, `/mute`, `/unmute` and `/dnd` change it and save it.
+
+use super::notify::NotifyRules;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Sound rules.
+    pub notifications: NotifyRules,
+}
+
+/// `$XDG_CONFIG_HOME/confab/config.toml`, or `~/.config/confab/config.toml`.
+pub fn default_path() -> Option<PathBuf> {
+    crate::known_hosts::KnownHosts::default_path()
+        .and_then(|p| p.parent().map(|d| d.join("config.toml")))
+}
+
+impl Settings {
+    /// Loads the file; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Settings, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the file (creating its directory).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = toml::to_string(self).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::notify::SoundLevel;
+
+    #[test]
+    fn settings_round_trip_and_missing_file_means_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("confab/config.toml");
+        assert_eq!(Settings::load(&path).unwrap(), Settings::default());
+        let mut s = Settings::default();
+        s.notifications.sound = SoundLevel::All;
+        s.notifications.muted.insert("#random".into());
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load(&path).unwrap(), s);
+        std::fs::write(&path, "[notifications]\nsound = \"off\"\n").unwrap();
+        assert_eq!(
+            Settings::load(&path).unwrap().notifications.sound,
+            SoundLevel::Off
+        );
+        std::fs::write(&path, "[notifications]\nsound = \"loud\"\n").unwrap();
+        assert!(Settings::load(&path).is_err());
+    }
+}
