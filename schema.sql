@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS users (
     created_at  INTEGER NOT NULL,
     -- Highest direct-message id handed to one of this user's sessions; DMs
     -- above it are delivered at the user's next login.
-    dm_cursor   INTEGER NOT NULL DEFAULT 0
+    dm_cursor   INTEGER NOT NULL DEFAULT 0,
+    -- 1 for administrators (`confab-server admin grant USER`).
+    is_admin    INTEGER NOT NULL DEFAULT 0
 );
 
 -- Rooms. `general` always exists.
@@ -96,6 +98,54 @@ CREATE TABLE IF NOT EXISTS dm_reads (
     last_read   INTEGER NOT NULL,
     PRIMARY KEY (user_id, peer_id)
 ) WITHOUT ROWID;
+
+-- Resume tokens: a client that logged in with its password gets a random
+-- token to reconnect without it. Only HMAC-SHA256(server secret, token) is
+-- stored. Logout revokes one, a password change all of a user's.
+CREATE TABLE IF NOT EXISTS resume_tokens (
+    digest      TEXT    PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS resume_tokens_by_user ON resume_tokens(user_id);
+
+-- The key of the token HMAC, made at the first start.
+CREATE TABLE IF NOT EXISTS server_secret (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    secret      BLOB    NOT NULL
+);
+
+-- Banned users: they cannot log in until expires_at (NULL: for good).
+CREATE TABLE IF NOT EXISTS bans (
+    user_id     INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    reason      TEXT    NOT NULL,
+    banned_by   TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER
+);
+
+-- Users muted in a room: they can read it but not write to it.
+CREATE TABLE IF NOT EXISTS room_mutes (
+    room_id     INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    muted_by    TEXT    NOT NULL,
+    expires_at  INTEGER,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+
+-- What happened, for admins: logins, failed logins, registrations, admin
+-- actions, bans, rejected files. `user` is the name as given (it may not
+-- exist, for failed logins).
+CREATE TABLE IF NOT EXISTS audit (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    user        TEXT,
+    ip          TEXT,
+    action      TEXT    NOT NULL,  -- login, login_failed, register, kick, ban, unban, mute, unmute, grant, revoke, password_reset, password_change, file_rejected
+    detail      TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at);
 
 INSERT OR IGNORE INTO rooms (name, topic, created_at)
     VALUES ('general', 'Welcome to confab', 0);

@@ -126,6 +126,8 @@ pub struct LoggedIn {
     pub offline_dms: u32,
     /// What is unread, per room and conversation.
     pub unread: Vec<crate::protocol::Unread>,
+    /// A resume token for fast reconnects (after a password login).
+    pub token: Option<String>,
 }
 
 /// The outcome of `join` or `create_room`.
@@ -499,11 +501,13 @@ impl Client {
                 rooms,
                 offline_dms,
                 unread,
+                token,
             } => Ok(LoggedIn {
                 user,
                 rooms,
                 offline_dms,
                 unread,
+                token,
             }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -523,6 +527,15 @@ impl Client {
         let msg = self.request(Request::Login {
             user: user.into(),
             password: password.into(),
+        })?;
+        Client::logged_in(msg)
+    }
+
+    /// Logs in with a resume token (no password hashing on the server).
+    pub fn resume(&mut self, user: &str, token: &str) -> Result<LoggedIn, ClientError> {
+        let msg = self.request(Request::Resume {
+            user: user.into(),
+            token: token.into(),
         })?;
         Client::logged_in(msg)
     }

@@ -5,7 +5,7 @@
 //! environment variable `CONFAB_<NAME>`, and a TOML key of the same name in
 //! the file given by `--config`.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +91,16 @@ pub struct ServerArgs {
     /// Messages per second a session may sustain.
     #[arg(long, env = "CONFAB_FLOOD_RATE")]
     pub flood_rate: Option<f64>,
+    /// Threads that hash passwords (PBKDF2); logins beyond that wait in line
+    /// instead of taking every core from chat.
+    #[arg(long, env = "CONFAB_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+    /// Days a resume token stays valid.
+    #[arg(long, env = "CONFAB_TOKEN_DAYS")]
+    pub token_days: Option<u64>,
+    /// Most rooms one user may be in.
+    #[arg(long, env = "CONFAB_MAX_ROOMS_PER_USER")]
+    pub max_rooms_per_user: Option<u32>,
     /// Largest file that may be shared, in bytes.
     #[arg(long, env = "CONFAB_MAX_FILE_SIZE")]
     pub max_file_size: Option<u64>,
@@ -105,6 +115,64 @@ pub struct ServerArgs {
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, env = "CONFAB_LOG")]
     pub log: Option<String>,
+    /// Instead of serving: an administration task on the database (works
+    /// while the server runs).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `confab-server` does instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Administration of users on the database.
+    Admin {
+        /// The task.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// Administration tasks (`confab-server admin ...`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// Makes USER an administrator.
+    Grant {
+        /// User name.
+        user: String,
+    },
+    /// Takes administrator rights from USER.
+    Revoke {
+        /// User name.
+        user: String,
+    },
+    /// Sets USER's password to one read from standard input (one line), or
+    /// to a random one that is printed with --generate; revokes USER's
+    /// resume tokens.
+    ResetPassword {
+        /// User name.
+        user: String,
+        /// Make up a password and print it.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Bans USER (for --minutes, or for good).
+    Ban {
+        /// User name.
+        user: String,
+        /// Why; shown to the user.
+        #[arg(long, default_value = "banned by an administrator")]
+        reason: String,
+        /// How long.
+        #[arg(long)]
+        minutes: Option<u64>,
+    },
+    /// Lifts USER's ban.
+    Unban {
+        /// User name.
+        user: String,
+    },
+    /// Lists bans in force.
+    Bans,
 }
 
 /// The same settings as a TOML file holds them; all optional.
@@ -127,6 +195,9 @@ struct FileConfig {
     flood_burst: Option<u32>,
     flood_rate: Option<f64>,
     admins: Option<Vec<String>>,
+    hash_threads: Option<usize>,
+    token_days: Option<u64>,
+    max_rooms_per_user: Option<u32>,
     max_file_size: Option<u64>,
     file_types: Option<Vec<String>>,
     log: Option<String>,
@@ -169,6 +240,12 @@ pub struct ServerConfig {
     pub admins: Vec<String>,
     /// File size cap and allowed types.
     pub file_rules: crate::file_rules::FileRules,
+    /// Password hashing threads.
+    pub hash_threads: usize,
+    /// Resume token lifetime.
+    pub token_lifetime: Duration,
+    /// Rooms per user.
+    pub max_rooms_per_user: u32,
     /// Log level.
     pub log: String,
 }
@@ -193,6 +270,9 @@ impl Default for ServerConfig {
             flood_rate: 5.0,
             admins: Vec::new(),
             file_rules: crate::file_rules::FileRules::default(),
+            hash_threads: 1,
+            token_lifetime: Duration::from_secs(30 * 86400),
+            max_rooms_per_user: 100,
             log: "info".into(),
         }
     }
@@ -285,6 +365,18 @@ impl ServerConfig {
                     }
                 },
             },
+            hash_threads: args
+                .hash_threads
+                .or(file.hash_threads)
+                .unwrap_or(d.hash_threads),
+            token_lifetime: args
+                .token_days
+                .or(file.token_days)
+                .map_or(d.token_lifetime, |days| Duration::from_secs(days * 86400)),
+            max_rooms_per_user: args
+                .max_rooms_per_user
+                .or(file.max_rooms_per_user)
+                .unwrap_or(d.max_rooms_per_user),
             log: args.log.or(file.log).unwrap_or(d.log),
         };
         config.check()?;

@@ -14,6 +14,7 @@
 //! - [`rate_limit`]: token buckets for flood control.
 //! - [`store`]: the SQLite database; all SQL lives here.
 //! - [`config`]: server settings from flags, environment and TOML.
+//! - [`admin`]: `confab-server admin ...` tasks on the database.
 //! - [`server`]: accept loop, front door and wait queue, session threads,
 //!   shared state, message writer, shutdown.
 //! - [`tui`]: the full-screen terminal client (cursive) on the client library.
@@ -25,6 +26,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod connection;

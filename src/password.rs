@@ -62,6 +62,13 @@ pub fn verify(password: &str, stored: &str) -> Result<bool, PasswordError> {
     Ok(constant_time_eq(&actual, &expected))
 }
 
+/// The iteration count of a stored hash, if it is well-formed.
+pub fn iterations_of(stored: &str) -> Option<u32> {
+    let mut parts = stored.split('$');
+    (parts.next()? == SCHEME).then_some(())?;
+    parts.next()?.parse().ok()
+}
+
 /// A hash to verify against when the user does not exist, so that an
 /// unknown user costs the same time as a wrong password.
 pub fn dummy_hash(iterations: u32) -> String {

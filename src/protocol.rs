@@ -231,6 +231,68 @@ pub enum Request {
         /// Password.
         password: String,
     },
+    /// Logs in with a resume token from an earlier password login (no
+    /// password hashing: fast reconnects).
+    Resume {
+        /// User name.
+        user: String,
+        /// The token from `logged_in`.
+        token: String,
+    },
+    /// Logs out: revokes this session's resume token, replies `ok`, closes.
+    Logout,
+    /// Changes the password; revokes every resume token of the user and
+    /// replies `token` with a new one for this session.
+    ChangePassword {
+        /// Current password.
+        old: String,
+        /// New password.
+        new: String,
+    },
+    /// Admin: disconnects every session of a user.
+    Kick {
+        /// Who.
+        user: String,
+        /// Why (shown to them).
+        #[serde(default)]
+        reason: String,
+    },
+    /// Admin: bans a user (and kicks them), for `minutes` or for good.
+    Ban {
+        /// Who.
+        user: String,
+        /// Why (shown to them at each login attempt).
+        #[serde(default)]
+        reason: String,
+        /// How long; absent = until unbanned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes: Option<u64>,
+    },
+    /// Admin: lifts a ban.
+    Unban {
+        /// Who.
+        user: String,
+    },
+    /// Admin: stops a user from writing in a room, for `minutes` or until
+    /// unmuted.
+    Mute {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// How long; absent = until unmuted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes: Option<u64>,
+    },
+    /// Admin: lifts a mute.
+    Unmute {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Admin: lists bans in force.
+    Bans,
     /// Lists all rooms.
     Rooms,
     /// Creates a room and joins it.
@@ -366,6 +428,15 @@ impl Request {
         "hello",
         "register",
         "login",
+        "resume",
+        "logout",
+        "change_password",
+        "kick",
+        "ban",
+        "unban",
+        "mute",
+        "unmute",
+        "bans",
         "rooms",
         "create_room",
         "join",
@@ -464,6 +535,19 @@ pub enum ServerMsg {
         /// something unread): the summary of what happened while away.
         #[serde(default)]
         unread: Vec<Unread>,
+        /// A resume token, after a password login or registration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Reply to `change_password`: the new resume token.
+    Token {
+        /// The token.
+        token: String,
+    },
+    /// Reply to `bans`.
+    BanList {
+        /// Bans in force.
+        bans: Vec<BanInfo>,
     },
     /// A request succeeded and has nothing else to say.
     Ok,
@@ -611,6 +695,20 @@ pub enum ServerMsg {
     /// Clients ignore it.
     #[serde(other)]
     Unknown,
+}
+
+/// A ban, as `bans` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    /// Who.
+    pub user: String,
+    /// Why.
+    pub reason: String,
+    /// By whom.
+    pub by: String,
+    /// Until when (ms since the epoch); absent for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
 }
 
 /// Unread messages in one room or direct conversation.
@@ -810,6 +908,19 @@ pub enum ErrorCode {
     TransferFailed,
     /// Another transfer of the same direction is in progress.
     Busy,
+    /// Too many failed logins for this account or address; wait and retry.
+    TooManyAttempts,
+    /// The resume token is unknown, expired or revoked: log in with the
+    /// password.
+    InvalidToken,
+    /// The user is banned; the message says why and until when.
+    Banned,
+    /// The user is muted in this room.
+    Muted,
+    /// An administrator disconnected the session (fatal).
+    Kicked,
+    /// The user is in as many rooms as allowed.
+    TooManyRooms,
     /// Something failed inside the server; the request had no effect.
     ServerError,
     /// The server is shutting down.
@@ -973,6 +1084,15 @@ mod tests {
             r#"{"type":"hello","version":1}"#,
             r#"{"type":"register","user":"a","password":"b"}"#,
             r#"{"type":"login","user":"a","password":"b"}"#,
+            r#"{"type":"resume","user":"a","token":"b"}"#,
+            r#"{"type":"logout"}"#,
+            r#"{"type":"change_password","old":"a","new":"b"}"#,
+            r#"{"type":"kick","user":"a"}"#,
+            r#"{"type":"ban","user":"a","reason":"r","minutes":5}"#,
+            r#"{"type":"unban","user":"a"}"#,
+            r#"{"type":"mute","room":"a","user":"b"}"#,
+            r#"{"type":"unmute","room":"a","user":"b"}"#,
+            r#"{"type":"bans"}"#,
             r#"{"type":"rooms"}"#,
             r#"{"type":"create_room","room":"a"}"#,
             r#"{"type":"join","room":"a"}"#,

@@ -667,6 +667,232 @@ impl Store {
     }
 }
 
+/// A ban in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// Who is banned.
+    pub user: String,
+    /// Why.
+    pub reason: String,
+    /// By whom.
+    pub by: String,
+    /// Until when (ms since the epoch); `None` for good.
+    pub until: Option<i64>,
+}
+
+impl Store {
+    /// The secret that keys resume-token digests, made on first use.
+    pub fn server_secret(&self) -> Result<Vec<u8>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| {
+            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                std::io::Error::other(e.to_string()),
+            )))
+        })?;
+        conn.execute(
+            "INSERT OR IGNORE INTO server_secret (id, secret) VALUES (1, ?1)",
+            [&fresh[..]],
+        )?;
+        Ok(
+            conn.query_row("SELECT secret FROM server_secret WHERE id = 1", [], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    /// Replaces a user's password hash.
+    pub fn set_password(&self, user: UserId, hash: &str) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "UPDATE users SET password = ?2 WHERE id = ?1",
+            params![user, hash],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a resume token's digest for `user`, valid until `expires_at`.
+    pub fn add_token(&self, user: UserId, digest: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT INTO resume_tokens (digest, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![digest, user, now_ms(), expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// The user a live token digest belongs to.
+    pub fn token_user(&self, digest: &str) -> Result<Option<UserRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .query_row(
+                "SELECT u.id, u.name, u.password FROM resume_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.digest = ?1 AND t.expires_at > ?2",
+                params![digest, now_ms()],
+                |r| {
+                    Ok(UserRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Revokes one token.
+    pub fn revoke_token(&self, digest: &str) -> Result<(), StoreError> {
+        self.pool
+            .get()?
+            .execute("DELETE FROM resume_tokens WHERE digest = ?1", [digest])?;
+        Ok(())
+    }
+
+    /// Revokes every token of a user; returns how many.
+    pub fn revoke_tokens(&self, user: UserId) -> Result<usize, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .execute("DELETE FROM resume_tokens WHERE user_id = ?1", [user])?)
+    }
+
+    /// Whether a user is an administrator.
+    pub fn is_admin(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .query_row("SELECT is_admin FROM users WHERE id = ?1", [user], |r| {
+                r.get::<_, i64>(0)
+            })?
+            != 0)
+    }
+
+    /// Grants or revokes administrator rights; `false` if no such user.
+    pub fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
+        Ok(self.pool.get()?.execute(
+            "UPDATE users SET is_admin = ?2 WHERE name = ?1",
+            params![name, admin as i64],
+        )? == 1)
+    }
+
+    /// The ban in force on a user, if any.
+    pub fn ban_of(&self, user: UserId) -> Result<Option<Ban>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .query_row(
+                "SELECT u.name, b.reason, b.banned_by, b.expires_at FROM bans b JOIN users u ON u.id = b.user_id
+                 WHERE b.user_id = ?1 AND (b.expires_at IS NULL OR b.expires_at > ?2)",
+                params![user, now_ms()],
+                |r| {
+                    Ok(Ban {
+                        user: r.get(0)?,
+                        reason: r.get(1)?,
+                        by: r.get(2)?,
+                        until: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Bans a user (replacing an earlier ban).
+    pub fn ban(
+        &self,
+        user: UserId,
+        reason: &str,
+        by: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT OR REPLACE INTO bans (user_id, reason, banned_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user, reason, by, now_ms(), until],
+        )?;
+        Ok(())
+    }
+
+    /// Lifts a ban; `false` if there was none.
+    pub fn unban(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .execute("DELETE FROM bans WHERE user_id = ?1", [user])?
+            == 1)
+    }
+
+    /// Bans in force.
+    pub fn bans(&self) -> Result<Vec<Ban>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare(
+            "SELECT u.name, b.reason, b.banned_by, b.expires_at FROM bans b JOIN users u ON u.id = b.user_id
+             WHERE b.expires_at IS NULL OR b.expires_at > ?1 ORDER BY u.name",
+        )?;
+        let rows = stmt.query_map([now_ms()], |r| {
+            Ok(Ban {
+                user: r.get(0)?,
+                reason: r.get(1)?,
+                by: r.get(2)?,
+                until: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Mutes a user in a room until `until` (`None`: until unmuted).
+    pub fn mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT OR REPLACE INTO room_mutes (room_id, user_id, muted_by, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![room, user, by, until],
+        )?;
+        Ok(())
+    }
+
+    /// Lifts a mute; `false` if there was none.
+    pub fn unmute(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.pool.get()?.execute(
+            "DELETE FROM room_mutes WHERE room_id = ?1 AND user_id = ?2",
+            params![room, user],
+        )? == 1)
+    }
+
+    /// Whether a user is muted in a room now.
+    pub fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.pool.get()?.query_row(
+            "SELECT count(*) > 0 FROM room_mutes WHERE room_id = ?1 AND user_id = ?2
+             AND (expires_at IS NULL OR expires_at > ?3)",
+            params![room, user, now_ms()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records an event in the audit table.
+    pub fn audit(
+        &self,
+        user: Option<&str>,
+        ip: Option<&str>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT INTO audit (at, user, ip, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_ms(), user, ip, action, detail],
+        )?;
+        Ok(())
+    }
+
+    /// How many rooms a user is in.
+    pub fn room_count(&self, user: UserId) -> Result<u32, StoreError> {
+        Ok(self.pool.get()?.query_row(
+            "SELECT count(*) FROM room_members WHERE user_id = ?1",
+            [user],
+            |r| r.get(0),
+        )?)
+    }
+}
+
 /// Turns newest-first rows (one more than asked, to detect `more`) into an
 /// oldest-first page.
 fn page(mut rows: Vec<ChatMessage>, limit: u32) -> Result<(Vec<ChatMessage>, bool), StoreError> {

@@ -13,13 +13,27 @@ fn main() -> ExitCode {
         eprintln!("confab-server: cannot set up signal handling: {err}");
         return ExitCode::FAILURE;
     }
-    let config = match ServerConfig::from_args(ServerArgs::parse()) {
+    let mut args = ServerArgs::parse();
+    let command = args.command.take();
+    let config = match ServerConfig::from_args(args) {
         Ok(c) => c,
         Err(err) => {
             eprintln!("confab-server: {err}");
             return ExitCode::from(2);
         }
     };
+    if let Some(confab::config::Command::Admin { action }) = command {
+        return match confab::admin::run(&config, &action, &mut std::io::stdin().lock()) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("confab-server admin: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     env_logger::Builder::new()
         .parse_filters(&config.log)
         .parse_env("RUST_LOG")

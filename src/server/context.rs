@@ -18,8 +18,6 @@ use threadpool::ThreadPool;
 /// Settings a session or front-door thread consults.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// PBKDF2 iterations for new hashes.
-    pub password_iterations: u32,
     /// TLS handshake deadline.
     pub handshake_timeout: Duration,
     /// Deadline to log in after admission.
@@ -34,6 +32,10 @@ pub struct Limits {
     pub flood_rate: f64,
     /// Session slots.
     pub max_sessions: usize,
+    /// How long a resume token stays valid.
+    pub token_lifetime: Duration,
+    /// Most rooms one user may be in.
+    pub max_rooms_per_user: u32,
 }
 
 /// Counters since start, for `stats` and the minute log line.
@@ -69,8 +71,8 @@ pub struct ServerContext {
     pub files: super::file_store::FileStore,
     /// What may be shared.
     pub file_rules: crate::file_rules::FileRules,
-    /// Hash verified for unknown users, so they cost as much as known ones.
-    pub dummy_hash: String,
+    /// Password hashing, login throttling, resume tokens.
+    pub auth: super::auth::Auth,
     /// Source of session ids.
     pub next_session: AtomicU64,
     /// Per-IP connection counts.

@@ -343,6 +343,19 @@ impl Hub {
         }
     }
 
+    /// Sends `frame` as last words to every session of a user (kick, ban);
+    /// returns how many sessions.
+    pub fn close_user(&self, user_id: UserId, frame: &[u8]) -> usize {
+        let st = self.read();
+        let sids = st.online.get(&user_id).cloned().unwrap_or_default();
+        for sid in &sids {
+            if let Some(s) = st.sessions.get(sid) {
+                s.outbox.close_with(frame);
+            }
+        }
+        sids.len()
+    }
+
     /// Sends `frame` to every session as its last words (server shutdown).
     pub fn close_all(&self, frame: &[u8]) {
         for entry in self.read().sessions.values() {

@@ -17,6 +17,7 @@
 //! client, never the server. Shutdown is requested through a
 //! [`ShutdownHandle`] (the binary wires SIGINT and SIGTERM to it).
 
+mod auth;
 mod context;
 mod file_store;
 mod front_door;
@@ -131,6 +132,7 @@ impl Server {
             err,
         };
         let store = Store::open(&config.db, 8).map_err(store_err)?;
+        let secret = store.server_secret().map_err(store_err)?;
         let files =
             file_store::FileStore::open(&config.data_dir).map_err(|err| ServerError::Io {
                 what: format!(
@@ -166,7 +168,6 @@ impl Server {
             queue: WaitQueue::new(config.max_sessions, config.queue_limit),
             pool,
             limits: Limits {
-                password_iterations: config.password_iterations,
                 handshake_timeout: config.handshake_timeout,
                 login_timeout: config.login_timeout,
                 queue_timeout: config.queue_timeout,
@@ -174,11 +175,13 @@ impl Server {
                 flood_burst: config.flood_burst,
                 flood_rate: config.flood_rate,
                 max_sessions: config.max_sessions,
+                token_lifetime: config.token_lifetime,
+                max_rooms_per_user: config.max_rooms_per_user,
             },
             admins: config.admins.clone(),
             files,
             file_rules: config.file_rules.clone(),
-            dummy_hash: crate::password::dummy_hash(config.password_iterations),
+            auth: auth::Auth::new(config.hash_threads, config.password_iterations, secret),
             next_session: AtomicU64::new(1),
             per_ip: PerIpLimit::new(config.max_per_ip),
             front_door_threads: AtomicUsize::new(0),

@@ -20,7 +20,6 @@ use super::transfer::{Download, Upload};
 use super::wait_queue::Slot;
 use super::writer::{Submission, Target};
 use crate::connection::{ConnectionError, ReadState};
-use crate::password;
 use crate::poller;
 use crate::protocol::{
     self, ErrorCode, Frame, FrameKind, HISTORY_PAGE_MAX, JOIN_REPLAY, MAX_BODY_LEN,
@@ -95,6 +94,9 @@ struct Session<'a> {
     download: Option<Download>,
     /// Next stream id for uploads and downloads.
     next_stream: u32,
+    /// The digest of the resume token this session logged in with or was
+    /// given, so `logout` can revoke it.
+    token_digest: Option<String>,
 }
 
 /// Hands an admitted connection to a pool thread. The slot and the IP
@@ -149,6 +151,7 @@ fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &Serv
         rejected_upload: None,
         download: None,
         next_stream: 1,
+        token_digest: None,
     };
     log::debug!("session {id} from {peer}: started");
     if let Some(frame) = hello {
@@ -290,6 +293,9 @@ impl Session<'_> {
                     self.upload = None;
                     self.rejected_upload = Some((id, code, message.clone()));
                     log::info!("session {}: upload {id} refused: {message}", self.id);
+                    if code == ErrorCode::FileRejected {
+                        self.audit(self.user_name().as_deref(), "file_rejected", &message);
+                    }
                     self.send(&ServerFrame::event(ServerMsg::UploadRejected {
                         upload: id,
                         code,
@@ -366,11 +372,15 @@ impl Session<'_> {
                 self.register(req, &user, &password)
             }
             (Phase::Auth, Request::Login { user, password }) => self.login(req, &user, &password),
+            (Phase::Auth, Request::Resume { user, token }) => self.resume(req, &user, &token),
             (Phase::Auth, _) => Err((
                 ErrorCode::NotLoggedIn,
                 "log in or register first".to_owned(),
             )),
-            (Phase::Ready { .. }, Request::Register { .. } | Request::Login { .. }) => Err((
+            (
+                Phase::Ready { .. },
+                Request::Register { .. } | Request::Login { .. } | Request::Resume { .. },
+            ) => Err((
                 ErrorCode::AlreadyLoggedIn,
                 "this session is already logged in".to_owned(),
             )),
@@ -424,7 +434,10 @@ impl Session<'_> {
     fn register(&mut self, req: Option<u64>, user: &str, pw: &str) -> Reply {
         let user = validate::username(user).map_err(invalid)?;
         validate::password(pw).map_err(invalid)?;
-        let hash = password::hash(pw, self.ctx.limits.password_iterations)
+        let hash = self
+            .ctx
+            .auth
+            .hash(pw)
             .map_err(|e| (ErrorCode::ServerError, e.to_string()))?;
         let user_id = match self.ctx.store.create_user(&user, &hash) {
             Ok(id) => id,
@@ -434,18 +447,61 @@ impl Session<'_> {
             Err(err) => return Err(server_error(&err)),
         };
         log::info!("registered {user} from {}", self.peer);
+        self.audit(Some(&user), "register", "");
         // The new user is in `general` in the database; mirror it.
         self.ctx.hub.join("general", user_id, &user);
-        self.enter(req, user_id, user)
+        let token = self.issue_token(user_id);
+        self.enter(req, user_id, user, token)
+    }
+
+    /// Refuses an attempt while the account or address is throttled.
+    fn throttled(&self, name: &str) -> Reply {
+        match self.ctx.auth.check(name, self.peer.ip()) {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                self.audit(Some(name), "login_throttled", "");
+                Err((
+                    ErrorCode::TooManyAttempts,
+                    format!(
+                        "too many failed logins; try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Refuses a banned user, saying why and until when.
+    fn not_banned(&self, user_id: UserId, name: &str) -> Reply {
+        match self
+            .ctx
+            .store
+            .ban_of(user_id)
+            .map_err(|e| server_error(&e))?
+        {
+            None => Ok(()),
+            Some(ban) => {
+                self.audit(Some(name), "login_banned", &ban.reason);
+                let until = ban.until.map_or_else(
+                    || "for good".to_owned(),
+                    |t| {
+                        format!(
+                            "for {} more minutes",
+                            ((t - crate::store::now_ms()) / 60_000).max(1)
+                        )
+                    },
+                );
+                Err((
+                    ErrorCode::Banned,
+                    format!("you are banned {until} (by {}): {}", ban.by, ban.reason),
+                ))
+            }
+        }
     }
 
     fn login(&mut self, req: Option<u64>, user: &str, pw: &str) -> Reply {
-        let failed = || {
-            (
-                ErrorCode::AuthFailed,
-                "wrong user name or password".to_owned(),
-            )
-        };
+        let name = user.to_ascii_lowercase();
+        self.throttled(&name)?;
         let record = match validate::username(user) {
             Ok(name) => self
                 .ctx
@@ -454,26 +510,106 @@ impl Session<'_> {
                 .map_err(|e| server_error(&e))?,
             Err(_) => None,
         };
-        let stored = record
-            .as_ref()
-            .map_or(self.ctx.dummy_hash.as_str(), |r| &r.password);
-        // Verify even for unknown users so both cases cost the same.
-        let ok = password::verify(pw, stored).unwrap_or(false);
-        match record {
-            Some(r) if ok => {
-                log::info!("login {} from {}", r.name, self.peer);
-                self.enter(req, r.id, r.name)
+        // Verified even for unknown users, on the hashing pool, so both
+        // cases cost the same and a login storm cannot take every core.
+        let ok = self
+            .ctx
+            .auth
+            .verify(pw, record.as_ref().map(|r| r.password.as_str()));
+        let Some(r) = record.filter(|_| ok) else {
+            log::info!("failed login for {name:?} from {}", self.peer);
+            self.ctx.auth.failure(&name, self.peer.ip());
+            self.audit(Some(&name), "login_failed", "");
+            return Err((
+                ErrorCode::AuthFailed,
+                "wrong user name or password".to_owned(),
+            ));
+        };
+        self.not_banned(r.id, &r.name)?;
+        self.ctx.auth.success(&name);
+        if self.ctx.auth.needs_rehash(&r.password) {
+            // The configured cost went up: upgrade the stored hash now that
+            // we have the password.
+            match self.ctx.auth.hash(pw) {
+                Ok(h) => {
+                    if let Err(e) = self.ctx.store.set_password(r.id, &h) {
+                        log::warn!("rehashing {}'s password failed: {e}", r.name);
+                    }
+                }
+                Err(e) => log::warn!("rehashing {}'s password failed: {e}", r.name),
             }
-            _ => {
-                log::info!("failed login from {}", self.peer);
-                Err(failed())
+        }
+        log::info!("login {} from {}", r.name, self.peer);
+        self.audit(Some(&r.name), "login", "password");
+        let token = self.issue_token(r.id);
+        self.enter(req, r.id, r.name, token)
+    }
+
+    /// Logs in with a resume token: no password hashing.
+    fn resume(&mut self, req: Option<u64>, user: &str, token: &str) -> Reply {
+        let name = user.to_ascii_lowercase();
+        self.throttled(&name)?;
+        let digest = self.ctx.auth.digest(token);
+        let record = self
+            .ctx
+            .store
+            .token_user(&digest)
+            .map_err(|e| server_error(&e))?
+            .filter(|r| r.name == name);
+        let Some(r) = record else {
+            self.ctx.auth.failure(&name, self.peer.ip());
+            self.audit(Some(&name), "login_failed", "token");
+            return Err((
+                ErrorCode::InvalidToken,
+                "the resume token is not valid; log in with your password".to_owned(),
+            ));
+        };
+        self.not_banned(r.id, &r.name)?;
+        self.audit(Some(&r.name), "login", "token");
+        self.token_digest = Some(digest);
+        self.enter(req, r.id, r.name, None)
+    }
+
+    /// A new resume token for this session (its digest is remembered so
+    /// that `logout` can revoke it).
+    fn issue_token(&mut self, user_id: UserId) -> Option<String> {
+        let (token, digest) = self.ctx.auth.new_token()?;
+        let expires = crate::store::now_ms() + self.ctx.limits.token_lifetime.as_millis() as i64;
+        match self.ctx.store.add_token(user_id, &digest, expires) {
+            Ok(()) => {
+                self.token_digest = Some(digest);
+                Some(token)
             }
+            Err(e) => {
+                log::warn!("storing a resume token failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn user_name(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Ready { user, .. } => Some(user.clone()),
+            _ => None,
+        }
+    }
+
+    fn audit(&self, user: Option<&str>, action: &str, detail: &str) {
+        let ip = self.peer.ip().to_string();
+        if let Err(e) = self.ctx.store.audit(user, Some(&ip), action, detail) {
+            log::warn!("audit failed: {e}");
         }
     }
 
     /// Completes a login: registers with the hub, replies, and replays
     /// direct messages that arrived while the user was away.
-    fn enter(&mut self, req: Option<u64>, user_id: UserId, user: String) -> Reply {
+    fn enter(
+        &mut self,
+        req: Option<u64>,
+        user_id: UserId,
+        user: String,
+        token: Option<String>,
+    ) -> Reply {
         // Register first, so a DM stored from now on is delivered live; one
         // stored in between may come twice (clients de-duplicate by id).
         let rooms = self.ctx.hub.login(self.id, user_id, &user);
@@ -498,6 +634,7 @@ impl Session<'_> {
                 rooms,
                 offline_dms: dms.len() as u32,
                 unread,
+                token,
             },
         );
         if let Some(last) = dms.last().map(|m| m.id) {
@@ -509,6 +646,150 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the user may run admin requests: the database's flag, or
+    /// the `admins` setting.
+    fn require_admin(&self, user_id: UserId, user: &str) -> Reply {
+        let flagged = self
+            .ctx
+            .store
+            .is_admin(user_id)
+            .map_err(|e| server_error(&e))?;
+        if flagged || self.ctx.admins.iter().any(|a| a == user) {
+            Ok(())
+        } else {
+            Err((
+                ErrorCode::Forbidden,
+                "this is for administrators".to_owned(),
+            ))
+        }
+    }
+
+    /// Runs an admin request (the caller checked the rights).
+    fn admin_request(&mut self, req: Option<u64>, admin: &str, request: Request) -> Reply {
+        let store = &self.ctx.store;
+        let minutes_from_now =
+            |m: Option<u64>| m.map(|m| crate::store::now_ms() + (m as i64) * 60_000);
+        match request {
+            Request::Kick { user, reason } => {
+                let target = self.existing_user(&user)?;
+                let n = self.kick(target.id, &format!("kicked by {admin}: {reason}"));
+                self.audit(
+                    Some(admin),
+                    "kick",
+                    &format!("{} ({n} sessions): {reason}", target.name),
+                );
+            }
+            Request::Ban {
+                user,
+                reason,
+                minutes,
+            } => {
+                let target = self.existing_user(&user)?;
+                store
+                    .ban(target.id, &reason, admin, minutes_from_now(minutes))
+                    .map_err(|e| server_error(&e))?;
+                store
+                    .revoke_tokens(target.id)
+                    .map_err(|e| server_error(&e))?;
+                self.kick(target.id, &format!("banned by {admin}: {reason}"));
+                let how_long =
+                    minutes.map_or_else(|| "for good".to_owned(), |m| format!("for {m} min"));
+                self.audit(
+                    Some(admin),
+                    "ban",
+                    &format!("{} {how_long}: {reason}", target.name),
+                );
+            }
+            Request::Unban { user } => {
+                let target = self.existing_user(&user)?;
+                if !store.unban(target.id).map_err(|e| server_error(&e))? {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        format!("{} is not banned", target.name),
+                    ));
+                }
+                self.audit(Some(admin), "unban", &target.name);
+            }
+            Request::Mute {
+                room,
+                user,
+                minutes,
+            } => {
+                let room = self.existing_room(&room)?;
+                let target = self.existing_user(&user)?;
+                store
+                    .mute(room.id, target.id, admin, minutes_from_now(minutes))
+                    .map_err(|e| server_error(&e))?;
+                self.audit(
+                    Some(admin),
+                    "mute",
+                    &format!("{} in #{}", target.name, room.name),
+                );
+            }
+            Request::Unmute { room, user } => {
+                let room = self.existing_room(&room)?;
+                let target = self.existing_user(&user)?;
+                store
+                    .unmute(room.id, target.id)
+                    .map_err(|e| server_error(&e))?;
+                self.audit(
+                    Some(admin),
+                    "unmute",
+                    &format!("{} in #{}", target.name, room.name),
+                );
+            }
+            Request::Bans => {
+                let bans = store
+                    .bans()
+                    .map_err(|e| server_error(&e))?
+                    .into_iter()
+                    .map(|b| protocol::BanInfo {
+                        user: b.user,
+                        reason: b.reason,
+                        by: b.by,
+                        until: b.until,
+                    })
+                    .collect();
+                self.reply(req, ServerMsg::BanList { bans });
+                return Ok(());
+            }
+            Request::Stats => {
+                let stats = self.ctx.stats();
+                self.reply(req, ServerMsg::Stats(stats));
+                return Ok(());
+            }
+            _ => return Err((ErrorCode::BadRequest, "not an admin request".to_owned())),
+        }
+        self.reply(req, ServerMsg::Ok);
+        Ok(())
+    }
+
+    /// Refuses to add a room to a user who is in as many as allowed.
+    fn room_allowance(&self, user_id: UserId) -> Reply {
+        let n = self
+            .ctx
+            .store
+            .room_count(user_id)
+            .map_err(|e| server_error(&e))?;
+        let max = self.ctx.limits.max_rooms_per_user;
+        if n >= max {
+            return Err((
+                ErrorCode::TooManyRooms,
+                format!("you are in {n} rooms, the most allowed here; leave one first"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends every session of a user with `kicked`; returns how many.
+    fn kick(&self, user_id: UserId, why: &str) -> usize {
+        let frame = encode_json(&ServerFrame::event(ServerMsg::Closing {
+            code: ErrorCode::Kicked,
+            message: why.to_owned(),
+        }));
+        self.ctx.hub.close_user(user_id, &frame)
     }
 
     fn logged_in_request(
@@ -526,6 +807,7 @@ impl Session<'_> {
                 self.reply(req, ServerMsg::RoomList { rooms });
             }
             Request::CreateRoom { room, topic } => {
+                self.room_allowance(user_id)?;
                 let room = validate::room(&room).map_err(invalid)?;
                 validate::topic(&topic).map_err(invalid)?;
                 let id = match store.create_room(&room, &topic, user_id) {
@@ -544,6 +826,9 @@ impl Session<'_> {
             Request::Join { room } => {
                 let room = self.existing_room(&room)?;
                 let was_member = hub.is_member(&room.name, user_id);
+                if !was_member {
+                    self.room_allowance(user_id)?;
+                }
                 store
                     .add_member(room.id, user_id)
                     .map_err(|e| server_error(&e))?;
@@ -585,6 +870,12 @@ impl Session<'_> {
             }
             Request::Say { room, body } => {
                 let room = self.member_room(&room, user_id)?;
+                if store
+                    .is_muted(room.id, user_id)
+                    .map_err(|e| server_error(&e))?
+                {
+                    return Err((ErrorCode::Muted, format!("you are muted in #{}", room.name)));
+                }
                 validate::body(&body).map_err(invalid)?;
                 self.flood_check()?;
                 self.submit(
@@ -848,19 +1139,56 @@ impl Session<'_> {
                 hub.set_away(user_id, user, message);
                 self.reply(req, ServerMsg::Ok);
             }
-            Request::Stats => {
-                if !self.ctx.admins.iter().any(|a| a == user) {
+            Request::Kick { .. }
+            | Request::Ban { .. }
+            | Request::Unban { .. }
+            | Request::Mute { .. }
+            | Request::Unmute { .. }
+            | Request::Bans
+            | Request::Stats => {
+                self.require_admin(user_id, user)?;
+                self.admin_request(req, user, request)?;
+            }
+            Request::Logout => {
+                if let Some(digest) = self.token_digest.take() {
+                    store.revoke_token(&digest).map_err(|e| server_error(&e))?;
+                }
+                self.reply(req, ServerMsg::Ok);
+                self.closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            Request::ChangePassword { old, new } => {
+                validate::password(&new).map_err(invalid)?;
+                let record = self
+                    .existing_user(user)
+                    .map_err(|_| (ErrorCode::ServerError, "your account vanished".to_owned()))?;
+                if !self.ctx.auth.verify(&old, Some(&record.password)) {
+                    self.ctx.auth.failure(user, self.peer.ip());
                     return Err((
-                        ErrorCode::Forbidden,
-                        "stats is for administrators".to_owned(),
+                        ErrorCode::AuthFailed,
+                        "the current password is wrong".to_owned(),
                     ));
                 }
-                let stats = self.ctx.stats();
-                self.reply(req, ServerMsg::Stats(stats));
+                let hash = self
+                    .ctx
+                    .auth
+                    .hash(&new)
+                    .map_err(|e| (ErrorCode::ServerError, e.to_string()))?;
+                store
+                    .set_password(user_id, &hash)
+                    .map_err(|e| server_error(&e))?;
+                let revoked = store.revoke_tokens(user_id).map_err(|e| server_error(&e))?;
+                self.audit(
+                    Some(user),
+                    "password_change",
+                    &format!("{revoked} tokens revoked"),
+                );
+                let token = self.issue_token(user_id).unwrap_or_default();
+                self.reply(req, ServerMsg::Token { token });
             }
             Request::Hello { .. }
             | Request::Register { .. }
             | Request::Login { .. }
+            | Request::Resume { .. }
             | Request::Ping
             | Request::Quit => {
                 // Answered in handle_frame before we get here.

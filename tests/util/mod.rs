@@ -88,6 +88,7 @@ impl TestServer {
     /// set those flags themselves (the capacity tests do).
     fn relaxed_limits(&self) -> Vec<&'static str> {
         let relaxed = [
+            ("--password-iterations", TEST_ITERATIONS),
             ("--max-per-ip", "0"),
             ("--flood-burst", "1000000"),
             ("--flood-rate", "1000000"),
@@ -120,7 +121,7 @@ impl TestServer {
             .arg(certs().join("server.pem"))
             .arg("--key")
             .arg(certs().join("server.key"))
-            .args(["--password-iterations", TEST_ITERATIONS, "--log", "debug"])
+            .args(["--log", "debug"])
             .args(self.relaxed_limits())
             .args(&self.extra)
             .env_remove("RUST_LOG")
@@ -185,6 +186,14 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Restarts the server on the same database and port with other extra
+    /// flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill();
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.spawn();
     }
 
     /// Starts the server again on the same database after it stopped.

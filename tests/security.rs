@@ -1,0 +1,417 @@
+//! Authentication defences, resume tokens, moderation and the audit trail,
+//! against the real server.
+
+mod util;
+
+use confab::client::ClientError;
+use confab::protocol::{ErrorCode, Request, ServerMsg};
+use std::process::Command;
+use util::{PW, TestServer, WAIT};
+
+fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
+    match r {
+        Err(ClientError::Server { code, .. }) => code,
+        Err(ClientError::Closed {
+            reason: Some((code, _)),
+        }) => code,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+fn sqlite(db: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `confab-server admin ...` on the test server's database.
+fn admin(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .arg("--db")
+        .arg(server.db())
+        .args(["--password-iterations", util::TEST_ITERATIONS, "admin"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn repeated_failures_lock_the_account_and_the_address_with_the_same_answer() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let mut c = server.client();
+    for _ in 0..5 {
+        assert_eq!(
+            code(c.login("alice", "wrong password")),
+            ErrorCode::AuthFailed
+        );
+    }
+    // Now even the right password waits, and the answer says how long.
+    match c.login("alice", PW) {
+        Err(ClientError::Server {
+            code: ErrorCode::TooManyAttempts,
+            message,
+        }) => {
+            assert!(message.contains("try again in"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An unknown name from the same address is throttled the same way, so
+    // the answer does not reveal which names exist.
+    assert_eq!(code(c.login("nobody", PW)), ErrorCode::TooManyAttempts);
+    let failed: u32 = sqlite(
+        &server.db(),
+        "SELECT count(*) FROM audit WHERE action = 'login_failed'",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(failed, 5);
+    assert!(
+        sqlite(
+            &server.db(),
+            "SELECT count(*) FROM audit WHERE action = 'login_throttled'"
+        )
+        .parse::<u32>()
+        .unwrap()
+            >= 2
+    );
+}
+
+#[test]
+fn resume_tokens_log_in_without_the_password_and_logout_revokes_them() {
+    let server = TestServer::start();
+    let mut first = server.client();
+    let session = first.register("alice", PW).unwrap();
+    let token = session.token.expect("a token after registering");
+    assert_eq!(token.len(), 64);
+    // Stored only as a keyed digest.
+    assert_eq!(
+        sqlite(
+            &server.db(),
+            &format!("SELECT count(*) FROM resume_tokens WHERE digest = '{token}'")
+        ),
+        "0"
+    );
+    assert_eq!(
+        sqlite(&server.db(), "SELECT count(*) FROM resume_tokens"),
+        "1"
+    );
+
+    let mut second = server.client();
+    let resumed = second.resume("alice", &token).unwrap();
+    assert_eq!(resumed.user, "alice");
+    assert!(resumed.token.is_none(), "resuming keeps the same token");
+    assert_eq!(
+        code(server.client().resume("bob", &token)),
+        ErrorCode::InvalidToken,
+        "bound to its user"
+    );
+    assert_eq!(
+        code(server.client().resume("alice", &"0".repeat(64))),
+        ErrorCode::InvalidToken
+    );
+
+    second.request(Request::Logout).unwrap();
+    assert_eq!(
+        code(server.client().resume("alice", &token)),
+        ErrorCode::InvalidToken,
+        "revoked"
+    );
+}
+
+#[test]
+fn a_password_change_revokes_every_token_and_hands_out_a_new_one() {
+    let server = TestServer::start();
+    let mut laptop = server.client();
+    let old_token = laptop.register("alice", PW).unwrap().token.unwrap();
+    let mut phone = server.client();
+    let phone_token = phone.login("alice", PW).unwrap().token.unwrap();
+    let err = phone.request(Request::ChangePassword {
+        old: "not it".into(),
+        new: "brand new secret".into(),
+    });
+    assert_eq!(code(err), ErrorCode::AuthFailed);
+    let reply = phone
+        .request(Request::ChangePassword {
+            old: PW.into(),
+            new: "brand new secret".into(),
+        })
+        .unwrap();
+    let ServerMsg::Token { token: new_token } = reply else {
+        panic!("{reply:?}")
+    };
+    for t in [&old_token, &phone_token] {
+        assert_eq!(
+            code(server.client().resume("alice", t)),
+            ErrorCode::InvalidToken
+        );
+    }
+    server.client().resume("alice", &new_token).unwrap();
+    assert_eq!(
+        code(server.client().login("alice", PW)),
+        ErrorCode::AuthFailed
+    );
+    server.client().login("alice", "brand new secret").unwrap();
+}
+
+#[test]
+fn tokens_expire() {
+    let server = TestServer::start_with(&["--token-days", "0"]);
+    let token = server
+        .client()
+        .register("alice", PW)
+        .unwrap()
+        .token
+        .unwrap();
+    assert_eq!(
+        code(server.client().resume("alice", &token)),
+        ErrorCode::InvalidToken
+    );
+}
+
+#[test]
+fn raising_the_iteration_count_rehashes_at_the_next_login() {
+    let mut server = TestServer::start();
+    drop(server.user("alice"));
+    assert!(sqlite(&server.db(), "SELECT password FROM users").starts_with("pbkdf2-sha256$1000$"));
+    server.restart_with(&["--password-iterations", "2000"]);
+    server.login("alice");
+    assert!(sqlite(&server.db(), "SELECT password FROM users").starts_with("pbkdf2-sha256$2000$"));
+    // The password still works at the new cost.
+    server.login("alice");
+}
+
+#[test]
+fn admins_are_granted_on_the_command_line_and_can_kick_ban_and_mute() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let carol = server.user("carol");
+    assert_eq!(
+        code(alice.request(Request::Stats)),
+        ErrorCode::Forbidden,
+        "not yet"
+    );
+    assert_eq!(
+        code(bob.request(Request::Kick {
+            user: "carol".into(),
+            reason: String::new()
+        })),
+        ErrorCode::Forbidden
+    );
+
+    let (ok, out) = admin(&server, &["grant", "alice"], "");
+    assert!(ok, "{out}");
+    alice.request(Request::Stats).unwrap();
+
+    // Kick: carol's session ends with the reason.
+    let mut carol = carol;
+    alice
+        .request(Request::Kick {
+            user: "carol".into(),
+            reason: "spamming".into(),
+        })
+        .unwrap();
+    loop {
+        match carol.next_event(WAIT).unwrap() {
+            Some(ServerMsg::Closing { code, message }) => {
+                assert_eq!(code, ErrorCode::Kicked);
+                assert!(message.contains("spamming"), "{message}");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("carol was not told"),
+        }
+    }
+
+    // Mute: bob cannot write in general, but can read and DM.
+    alice
+        .request(Request::Mute {
+            room: "general".into(),
+            user: "bob".into(),
+            minutes: None,
+        })
+        .unwrap();
+    assert_eq!(code(bob.say("general", "can I speak?")), ErrorCode::Muted);
+    bob.dm("alice", "I am muted").unwrap();
+    alice
+        .request(Request::Unmute {
+            room: "general".into(),
+            user: "bob".into(),
+        })
+        .unwrap();
+    bob.say("general", "thanks").unwrap();
+
+    // Ban: bob is kicked and told why when he tries again.
+    alice
+        .request(Request::Ban {
+            user: "bob".into(),
+            reason: "rude".into(),
+            minutes: Some(60),
+        })
+        .unwrap();
+    loop {
+        match bob.next_event(WAIT).unwrap() {
+            Some(ServerMsg::Closing { code, .. }) => {
+                assert_eq!(code, ErrorCode::Kicked);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("bob was not told"),
+        }
+    }
+    match server.client().login("bob", PW) {
+        Err(ClientError::Server {
+            code: ErrorCode::Banned,
+            message,
+        }) => {
+            assert!(
+                message.contains("rude") && message.contains("minutes"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match alice.request(Request::Bans).unwrap() {
+        ServerMsg::BanList { bans } => assert_eq!(bans[0].user, "bob"),
+        other => panic!("{other:?}"),
+    }
+    alice
+        .request(Request::Unban { user: "bob".into() })
+        .unwrap();
+    server.client().login("bob", PW).unwrap();
+
+    let (ok, out) = admin(&server, &["revoke", "alice"], "");
+    assert!(ok, "{out}");
+    assert_eq!(code(alice.request(Request::Stats)), ErrorCode::Forbidden);
+
+    let actions = sqlite(
+        &server.db(),
+        "SELECT group_concat(action, ',') FROM (SELECT DISTINCT action FROM audit ORDER BY action)",
+    );
+    for a in [
+        "ban",
+        "grant",
+        "kick",
+        "login",
+        "login_banned",
+        "mute",
+        "register",
+        "revoke",
+        "unban",
+        "unmute",
+    ] {
+        assert!(
+            actions.split(',').any(|x| x == a),
+            "{a} missing from audit: {actions}"
+        );
+    }
+}
+
+#[test]
+fn an_admin_can_reset_a_password_and_ban_from_the_command_line() {
+    let server = TestServer::start();
+    let token = server
+        .client()
+        .register("alice", PW)
+        .unwrap()
+        .token
+        .unwrap();
+    let (ok, out) = admin(&server, &["reset-password", "alice"], "a fresh password\n");
+    assert!(ok, "{out}");
+    assert_eq!(
+        code(server.client().resume("alice", &token)),
+        ErrorCode::InvalidToken
+    );
+    server.client().login("alice", "a fresh password").unwrap();
+    let (ok, out) = admin(&server, &["reset-password", "alice", "--generate"], "");
+    assert!(ok && out.contains("new password for alice: "), "{out}");
+    let generated = out.trim().rsplit(' ').next().unwrap().to_owned();
+    server.client().login("alice", &generated).unwrap();
+
+    let (ok, out) = admin(&server, &["ban", "alice", "--reason", "test ban"], "");
+    assert!(ok, "{out}");
+    assert_eq!(
+        code(server.client().login("alice", &generated)),
+        ErrorCode::Banned
+    );
+    let (ok, out) = admin(&server, &["bans"], "");
+    assert!(
+        ok && out.contains("alice") && out.contains("test ban"),
+        "{out}"
+    );
+    let (ok, out) = admin(&server, &["unban", "alice"], "");
+    assert!(ok, "{out}");
+    let (ok, out) = admin(&server, &["grant", "nobody"], "");
+    assert!(!ok && out.contains("no user nobody"), "{out}");
+}
+
+#[test]
+fn rejected_files_are_audited() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let ready = alice
+        .request(Request::Upload {
+            room: Some("general".into()),
+            to: None,
+            name: "x.png".into(),
+            size: 64,
+        })
+        .unwrap();
+    let ServerMsg::UploadReady { upload, .. } = ready else {
+        panic!()
+    };
+    let mut frame = Vec::new();
+    let mut elf = vec![0x7F, b'E', b'L', b'F'];
+    elf.resize(64, 0);
+    confab::protocol::encode_data(upload, &elf, &mut frame);
+    alice.send_frame(&frame).unwrap();
+    assert_eq!(
+        code(alice.request(Request::UploadEnd {
+            upload,
+            sha256: String::new()
+        })),
+        ErrorCode::FileRejected
+    );
+    let detail = sqlite(
+        &server.db(),
+        "SELECT detail FROM audit WHERE action = 'file_rejected'",
+    );
+    assert!(detail.contains("ELF"), "{detail}");
+}
+
+#[test]
+fn rooms_per_user_are_limited() {
+    let server = TestServer::start_with(&["--max-rooms-per-user", "2"]);
+    let mut alice = server.user("alice"); // in general: 1
+    alice.create_room("two", "").unwrap();
+    assert_eq!(
+        code(alice.create_room("three", "")),
+        ErrorCode::TooManyRooms
+    );
+    let mut bob = server.user("bob");
+    bob.create_room("bobs", "").unwrap();
+    assert_eq!(code(bob.join("two")), ErrorCode::TooManyRooms);
+    // Rejoining a room one is in is not a new room.
+    bob.join("general").unwrap();
+}
