@@ -276,6 +276,7 @@ pub fn spawn(
                 emit,
                 queued: VecDeque::new(),
                 registered: false,
+                token: None,
                 upload: None,
             };
             net.run(first);
@@ -304,6 +305,9 @@ struct Net {
     queued: VecDeque<NetCommand>,
     /// The account exists (registered on an earlier connection).
     registered: bool,
+    /// The resume token from the last password login: reconnects use it
+    /// and skip the server's password hashing.
+    token: Option<String>,
     /// The upload being sent, a chunk per loop turn so chat keeps flowing.
     upload: Option<(crate::client::UploadJob, WindowId)>,
 }
@@ -456,16 +460,28 @@ impl Net {
             return (classify(e), false);
         }
         let (user, password) = (self.config.user.clone(), self.config.password.clone());
-        let login = if self.config.register && !self.registered {
-            client.register(&user, &password)
-        } else {
-            client.login(&user, &password)
+        let login = match self.token.clone() {
+            Some(token) => match client.resume(&user, &token) {
+                Err(ClientError::Server {
+                    code: ErrorCode::InvalidToken,
+                    ..
+                }) => {
+                    self.token = None;
+                    client.login(&user, &password)
+                }
+                other => other,
+            },
+            None if self.config.register && !self.registered => client.register(&user, &password),
+            None => client.login(&user, &password),
         };
         let session = match login {
             Ok(s) => s,
             Err(e) => return (classify(e), false),
         };
         self.registered = true;
+        if session.token.is_some() {
+            self.token = session.token.clone();
+        }
         (self.emit)(NetEvent::Online {
             user: session.user.clone(),
             rooms: session.rooms.clone(),
@@ -594,7 +610,9 @@ impl Net {
         let emit = &self.emit;
         let result: Result<(), ClientError> = match cmd.clone() {
             NetCommand::Quit => {
-                let _ = client.request(Request::Quit);
+                // Logout, not just quit: the token lives only in this
+                // process, so revoke it on the server too.
+                let _ = client.request(Request::Logout);
                 return Some(End::Quit);
             }
             NetCommand::Credentials { .. } => return None,
