@@ -95,6 +95,10 @@ pub struct ServerArgs {
     /// instead of taking every core from chat.
     #[arg(long, env = "CONFAB_HASH_THREADS")]
     pub hash_threads: Option<usize>,
+    /// Failed logins allowed per account and per address in ten minutes
+    /// before attempts are delayed (0: no throttling).
+    #[arg(long, env = "CONFAB_LOGIN_FAILURES")]
+    pub login_failures: Option<usize>,
     /// Days a resume token stays valid.
     #[arg(long, env = "CONFAB_TOKEN_DAYS")]
     pub token_days: Option<u64>,
@@ -196,6 +200,7 @@ struct FileConfig {
     flood_rate: Option<f64>,
     admins: Option<Vec<String>>,
     hash_threads: Option<usize>,
+    login_failures: Option<usize>,
     token_days: Option<u64>,
     max_rooms_per_user: Option<u32>,
     max_file_size: Option<u64>,
@@ -242,6 +247,8 @@ pub struct ServerConfig {
     pub file_rules: crate::file_rules::FileRules,
     /// Password hashing threads.
     pub hash_threads: usize,
+    /// Failed logins allowed before throttling (0: off).
+    pub login_failures: usize,
     /// Resume token lifetime.
     pub token_lifetime: Duration,
     /// Rooms per user.
@@ -271,6 +278,7 @@ impl Default for ServerConfig {
             admins: Vec::new(),
             file_rules: crate::file_rules::FileRules::default(),
             hash_threads: 1,
+            login_failures: 5,
             token_lifetime: Duration::from_secs(30 * 86400),
             max_rooms_per_user: 100,
             log: "info".into(),
@@ -369,6 +377,10 @@ impl ServerConfig {
                 .hash_threads
                 .or(file.hash_threads)
                 .unwrap_or(d.hash_threads),
+            login_failures: args
+                .login_failures
+                .or(file.login_failures)
+                .unwrap_or(d.login_failures),
             token_lifetime: args
                 .token_days
                 .or(file.token_days)

@@ -48,35 +48,53 @@ impl Failures {
     }
 
     /// When the next attempt is allowed, if not now.
-    fn locked_until(&self) -> Option<Instant> {
+    fn locked_until(&self, free: usize) -> Option<Instant> {
         let n = self.times.len();
-        if n < FREE_FAILURES {
+        if free == 0 || n < free {
             return None;
         }
-        let exp = (n - FREE_FAILURES).min(20) as u32;
+        let exp = (n - free).min(20) as u32;
         let delay = Duration::from_secs(1u64 << exp).min(MAX_DELAY);
         self.times.back().map(|last| *last + delay)
     }
 }
 
 /// Failed logins per account and per address. Time is passed in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Throttle {
     by_user: HashMap<String, Failures>,
     by_ip: HashMap<IpAddr, Failures>,
+    /// Failures allowed before delays start; 0 turns throttling off.
+    free: usize,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new(FREE_FAILURES)
+    }
 }
 
 impl Throttle {
+    /// A throttle allowing `free` failures in ten minutes before delays
+    /// start (0: never throttle).
+    pub fn new(free: usize) -> Throttle {
+        Throttle {
+            by_user: HashMap::new(),
+            by_ip: HashMap::new(),
+            free,
+        }
+    }
+
     /// `Err(wait)` if an attempt for `user` from `ip` must wait.
     pub fn check(&mut self, user: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut until = None;
         if let Some(f) = self.by_user.get_mut(user) {
             f.prune(now);
-            until = until.max(f.locked_until());
+            until = until.max(f.locked_until(self.free));
         }
         if let Some(f) = self.by_ip.get_mut(&ip) {
             f.prune(now);
-            until = until.max(f.locked_until());
+            until = until.max(f.locked_until(self.free));
         }
         match until {
             Some(t) if t > now => Err(t - now),
@@ -121,8 +139,9 @@ pub struct Auth {
 
 impl Auth {
     /// An authenticator with `threads` hashing threads and the server's
-    /// token secret.
-    pub fn new(threads: usize, iterations: u32, secret: Vec<u8>) -> Auth {
+    /// token secret, allowing `free_failures` failed logins per ten minutes
+    /// before throttling (0: off).
+    pub fn new(threads: usize, iterations: u32, secret: Vec<u8>, free_failures: usize) -> Auth {
         Auth {
             pool: Mutex::new(
                 threadpool::Builder::new()
@@ -130,7 +149,7 @@ impl Auth {
                     .thread_name("pbkdf2".into())
                     .build(),
             ),
-            throttle: Mutex::new(Throttle::default()),
+            throttle: Mutex::new(Throttle::new(free_failures)),
             secret,
             iterations,
             dummy_hash: password::dummy_hash(iterations),
@@ -277,12 +296,12 @@ mod tests {
 
     #[test]
     fn tokens_are_random_and_only_their_keyed_digest_matches() {
-        let auth = Auth::new(1, 10, b"secret one".to_vec());
+        let auth = Auth::new(1, 10, b"secret one".to_vec(), 5);
         let (token, digest) = auth.new_token().unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(auth.digest(&token), digest);
         assert_ne!(auth.new_token().unwrap().0, token);
-        let other = Auth::new(1, 10, b"secret two".to_vec());
+        let other = Auth::new(1, 10, b"secret two".to_vec(), 5);
         assert_ne!(
             other.digest(&token),
             digest,
@@ -292,13 +311,13 @@ mod tests {
 
     #[test]
     fn verification_runs_on_the_pool_and_unknown_users_never_pass() {
-        let auth = Auth::new(1, 10, b"s".to_vec());
+        let auth = Auth::new(1, 10, b"s".to_vec(), 5);
         let h = auth.hash("correct horse").unwrap();
         assert!(auth.verify("correct horse", Some(&h)));
         assert!(!auth.verify("wrong", Some(&h)));
         assert!(!auth.verify("confab-dummy-password", None));
         assert!(!auth.needs_rehash(&h));
-        let stronger = Auth::new(1, 20, b"s".to_vec());
+        let stronger = Auth::new(1, 20, b"s".to_vec(), 5);
         assert!(stronger.needs_rehash(&h));
     }
 }

@@ -181,7 +181,12 @@ impl Server {
             admins: config.admins.clone(),
             files,
             file_rules: config.file_rules.clone(),
-            auth: auth::Auth::new(config.hash_threads, config.password_iterations, secret),
+            auth: auth::Auth::new(
+                config.hash_threads,
+                config.password_iterations,
+                secret,
+                config.login_failures,
+            ),
             next_session: AtomicU64::new(1),
             per_ip: PerIpLimit::new(config.max_per_ip),
             front_door_threads: AtomicUsize::new(0),

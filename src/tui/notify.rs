@@ -245,7 +245,10 @@ fn run(output: Output, rx: &Receiver<Sound>) {
                     play_tones(player, sound);
                 }
             }
-            Output::Bell(ring) => ring(),
+            Output::Bell(ring) => {
+                log::trace!("bell for {sound:?}");
+                ring();
+            }
         }
     }
 }
