@@ -105,6 +105,12 @@ pub struct ServerArgs {
     /// Most rooms one user may be in.
     #[arg(long, env = "CONFAB_MAX_ROOMS_PER_USER")]
     pub max_rooms_per_user: Option<u32>,
+    /// Longest message body in bytes (at most 4096).
+    #[arg(long, env = "CONFAB_MAX_MESSAGE_LEN")]
+    pub max_message_len: Option<usize>,
+    /// Largest frame a client may send, in bytes (4096 to 1048576).
+    #[arg(long, env = "CONFAB_MAX_REQUEST_LEN")]
+    pub max_request_len: Option<usize>,
     /// Largest file that may be shared, in bytes.
     #[arg(long, env = "CONFAB_MAX_FILE_SIZE")]
     pub max_file_size: Option<u64>,
@@ -203,6 +209,8 @@ struct FileConfig {
     login_failures: Option<usize>,
     token_days: Option<u64>,
     max_rooms_per_user: Option<u32>,
+    max_message_len: Option<usize>,
+    max_request_len: Option<usize>,
     max_file_size: Option<u64>,
     file_types: Option<Vec<String>>,
     log: Option<String>,
@@ -253,6 +261,10 @@ pub struct ServerConfig {
     pub token_lifetime: Duration,
     /// Rooms per user.
     pub max_rooms_per_user: u32,
+    /// Longest message body.
+    pub max_message_len: usize,
+    /// Largest client frame.
+    pub max_request_len: usize,
     /// Log level.
     pub log: String,
 }
@@ -281,6 +293,8 @@ impl Default for ServerConfig {
             login_failures: 5,
             token_lifetime: Duration::from_secs(30 * 86400),
             max_rooms_per_user: 100,
+            max_message_len: crate::protocol::MAX_BODY_LEN,
+            max_request_len: crate::protocol::MAX_REQUEST_LEN,
             log: "info".into(),
         }
     }
@@ -389,6 +403,14 @@ impl ServerConfig {
                 .max_rooms_per_user
                 .or(file.max_rooms_per_user)
                 .unwrap_or(d.max_rooms_per_user),
+            max_message_len: args
+                .max_message_len
+                .or(file.max_message_len)
+                .unwrap_or(d.max_message_len),
+            max_request_len: args
+                .max_request_len
+                .or(file.max_request_len)
+                .unwrap_or(d.max_request_len),
             log: args.log.or(file.log).unwrap_or(d.log),
         };
         config.check()?;
@@ -410,6 +432,18 @@ impl ServerConfig {
             return Err(ConfigError::Invalid(
                 "flood_burst and flood_rate must be positive".into(),
             ));
+        }
+        if !(1..=crate::protocol::MAX_BODY_LEN).contains(&self.max_message_len) {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_len must be 1 to {}",
+                crate::protocol::MAX_BODY_LEN
+            )));
+        }
+        if !(4096..=crate::protocol::MAX_FRAME_LEN).contains(&self.max_request_len) {
+            return Err(ConfigError::Invalid(format!(
+                "max_request_len must be 4096 to {}",
+                crate::protocol::MAX_FRAME_LEN
+            )));
         }
         if self.outbox_limit < crate::protocol::MAX_FRAME_LEN {
             return Err(ConfigError::Invalid(format!(

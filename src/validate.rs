@@ -78,13 +78,16 @@ pub fn password(raw: &str) -> Result<(), Invalid> {
 /// no control characters other than newline and tab (they could rewrite a
 /// terminal's screen).
 pub fn body(raw: &str) -> Result<(), Invalid> {
-    if raw.len() > MAX_BODY_LEN {
+    body_within(raw, MAX_BODY_LEN)
+}
+
+/// Like [`body`], with a server's own (lower) length limit.
+pub fn body_within(raw: &str, max: usize) -> Result<(), Invalid> {
+    let max = max.min(MAX_BODY_LEN);
+    if raw.len() > max {
         return Err(invalid(
             ErrorCode::TooLong,
-            format!(
-                "message is {} bytes; the limit is {MAX_BODY_LEN}",
-                raw.len()
-            ),
+            format!("message is {} bytes; the limit is {max}", raw.len()),
         ));
     }
     if raw.trim().is_empty() {

@@ -415,3 +415,37 @@ fn rooms_per_user_are_limited() {
     // Rejoining a room one is in is not a new room.
     bob.join("general").unwrap();
 }
+
+#[test]
+fn message_and_frame_limits_come_from_the_config() {
+    let server = TestServer::start_with(&["--max-message-len", "10", "--max-request-len", "8192"]);
+    let mut alice = server.user("alice");
+    alice.say("general", "ten bytes!").unwrap();
+    match alice.say("general", "eleven byte") {
+        Err(ClientError::Server {
+            code: ErrorCode::TooLong,
+            message,
+        }) => assert!(message.contains("limit is 10"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // A frame over 8 KiB is refused from its header.
+    let mut header = 9000u32.to_be_bytes().to_vec();
+    header.push(1);
+    alice.send_frame(&header).unwrap();
+    loop {
+        match alice.next_event(WAIT).unwrap() {
+            Some(ServerMsg::Closing { code, .. }) => {
+                assert_eq!(code, ErrorCode::BadFrame);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("no closing"),
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .args(["--max-message-len", "99999", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_message_len"));
+}

@@ -36,6 +36,10 @@ pub struct Limits {
     pub token_lifetime: Duration,
     /// Most rooms one user may be in.
     pub max_rooms_per_user: u32,
+    /// Longest message body, bytes.
+    pub max_message_len: usize,
+    /// Largest frame payload a client may send, bytes.
+    pub max_request_len: usize,
 }
 
 /// Counters since start, for `stats` and the minute log line.

@@ -23,7 +23,7 @@ use super::session;
 use super::wait_queue::{Entry, Ticket, Turn};
 use crate::connection::{Connection, ConnectionError, ReadState};
 use crate::protocol::{
-    ErrorCode, Frame, MAX_REQUEST_LEN, Request, ServerFrame, ServerMsg, encode_json, parse_request,
+    ErrorCode, Frame, Request, ServerFrame, ServerMsg, encode_json, parse_request,
 };
 use native_tls::TlsStream;
 use std::net::{SocketAddr, TcpStream};
@@ -83,7 +83,7 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
 fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
     let ip_guard = PerIpLimit::acquire(ctx, peer.ip());
     let mut conn = match handshake(tcp, ctx) {
-        Ok(tls) => Connection::new(tls, MAX_REQUEST_LEN),
+        Ok(tls) => Connection::new(tls, ctx.limits.max_request_len),
         Err(err) => {
             log::debug!("{peer}: TLS handshake failed: {err}");
             return;

@@ -177,6 +177,8 @@ impl Server {
                 max_sessions: config.max_sessions,
                 token_lifetime: config.token_lifetime,
                 max_rooms_per_user: config.max_rooms_per_user,
+                max_message_len: config.max_message_len,
+                max_request_len: config.max_request_len,
             },
             admins: config.admins.clone(),
             files,

@@ -22,8 +22,8 @@ use super::writer::{Submission, Target};
 use crate::connection::{ConnectionError, ReadState};
 use crate::poller;
 use crate::protocol::{
-    self, ErrorCode, Frame, FrameKind, HISTORY_PAGE_MAX, JOIN_REPLAY, MAX_BODY_LEN,
-    MAX_REQUEST_LEN, PROTOCOL_VERSION, Request, ServerFrame, ServerMsg, encode_json,
+    self, ErrorCode, Frame, FrameKind, HISTORY_PAGE_MAX, JOIN_REPLAY, PROTOCOL_VERSION, Request,
+    ServerFrame, ServerMsg, encode_json,
 };
 use crate::rate_limit::{FloodControl, Verdict};
 use crate::store::{StoreError, UserId};
@@ -417,8 +417,8 @@ impl Session<'_> {
             ServerMsg::Welcome {
                 version: PROTOCOL_VERSION,
                 server: format!("confab-server {}", env!("CARGO_PKG_VERSION")),
-                max_body: MAX_BODY_LEN,
-                max_request: MAX_REQUEST_LEN,
+                max_body: self.ctx.limits.max_message_len,
+                max_request: self.ctx.limits.max_request_len,
                 max_file: self.ctx.file_rules.max_size,
                 file_types: self
                     .ctx
@@ -876,7 +876,7 @@ impl Session<'_> {
                 {
                     return Err((ErrorCode::Muted, format!("you are muted in #{}", room.name)));
                 }
-                validate::body(&body).map_err(invalid)?;
+                validate::body_within(&body, self.ctx.limits.max_message_len).map_err(invalid)?;
                 self.flood_check()?;
                 self.submit(
                     req,
@@ -890,7 +890,7 @@ impl Session<'_> {
                 )?;
             }
             Request::Dm { to, body } => {
-                validate::body(&body).map_err(invalid)?;
+                validate::body_within(&body, self.ctx.limits.max_message_len).map_err(invalid)?;
                 let peer = self.existing_user(&to)?;
                 self.flood_check()?;
                 self.submit(
@@ -968,7 +968,10 @@ impl Session<'_> {
                     req,
                     ServerMsg::UploadReady {
                         upload: id,
-                        chunk_size: protocol::DATA_CHUNK,
+                        // Data frames must fit the request limit with their
+                        // header and stream id.
+                        chunk_size: protocol::DATA_CHUNK
+                            .min(self.ctx.limits.max_request_len.saturating_sub(16)),
                     },
                 );
             }
