@@ -17,7 +17,7 @@ DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlit
 SERVER_BIN = target/release/confab-server
 CLIENT_BIN = target/release/confab
 
-.PHONY: all deps certs build run-server client test lint db-shell clean
+.PHONY: all deps certs build run-server client test lint bench db-shell clean
 
 all: build
 
@@ -66,6 +66,11 @@ client: build certs
 # Every test: unit tests and the end-to-end tests against real servers.
 test: deps
 	$(CARGO) test --locked --all-targets
+
+# Load scenarios against release servers on temporary databases; writes
+# docs/BENCHMARKS.md. Takes a few minutes; never part of `make test`.
+bench: build
+	target/release/confab-bench --server $(SERVER_BIN) --out docs/BENCHMARKS.md
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -174,9 +174,10 @@ impl Store {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             // NORMAL in WAL mode survives a process crash (kill -9); only an
             // OS crash can lose the last commits. FULL costs 10x in commits/s.
-            conn.execute_batch(
-                "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL;",
-            )
+            // (journal_mode is a property of the file, set once in migrate:
+            // setting it here on every new connection could meet a writer's
+            // lock and fail the connection.)
+            conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
         });
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
@@ -189,6 +190,7 @@ impl Store {
 
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get()?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         let tx = conn.transaction()?;
         let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);

@@ -1,0 +1,496 @@
+//! The load generator behind `confab-bench` and `make bench`: scenarios
+//! that start a real server (release build, temporary database, TLS on
+//! loopback), drive it through the shared client library, and report one
+//! JSON object of figures each.
+//!
+//! Latency is measured end to end: a sender puts its send time (µs since a
+//! process-wide start instant) in the body; each receiver subtracts it from
+//! its receive time. Server CPU and memory come from `/proc/<pid>`.
+
+use crate::client::{Client, Conversation};
+use crate::protocol::{ClientFrame, Request, ServerMsg, encode_json};
+use crate::tls::{Trust, client_connector};
+use native_tls::TlsConnector;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The password of every bench user.
+pub const PW: &str = "bench password 1";
+
+fn epoch() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn now_us() -> u64 {
+    epoch().elapsed().as_micros() as u64
+}
+
+/// A server process for one scenario, on a temporary data directory.
+pub struct BenchServer {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    dir: PathBuf,
+    connector: TlsConnector,
+}
+
+impl BenchServer {
+    /// Starts `server_bin` with test certificates from `certs` and `extra`
+    /// flags (limits relaxed for load: no per-IP cap, no flood control).
+    pub fn start(server_bin: &Path, certs: &Path, extra: &[&str]) -> Result<BenchServer, String> {
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| e.to_string())?;
+        let dir = std::env::temp_dir().join(format!(
+            "confab-bench-{}",
+            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut child = Command::new(server_bin)
+            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--cert")
+            .arg(certs.join("server.pem"))
+            .arg("--key")
+            .arg(certs.join("server.key"))
+            .args([
+                "--max-per-ip",
+                "0",
+                "--flood-burst",
+                "1000000000",
+                "--flood-rate",
+                "1000000000",
+            ])
+            .args(["--login-failures", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", server_bin.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .ok_or_else(|| format!("server said {line:?}"))?
+            .to_owned();
+        let connector =
+            client_connector(&Trust::CaFile(certs.join("ca.pem"))).map_err(|e| e.to_string())?;
+        Ok(BenchServer {
+            child,
+            addr,
+            dir,
+            connector,
+        })
+    }
+
+    /// A greeted client.
+    pub fn client(&self) -> Client {
+        Client::connect_with(
+            &self.addr,
+            "localhost",
+            &self.connector,
+            Duration::from_secs(60),
+        )
+        .expect("bench client connects")
+    }
+
+    /// A client logged in as `user` (registered on first use).
+    pub fn user(&self, user: &str) -> Client {
+        let mut c = self.client();
+        if c.login(user, PW).is_err() {
+            c = self.client();
+            c.register(user, PW).expect("bench user registers");
+        }
+        c
+    }
+
+    fn stat(&self, field: usize) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(field)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Server CPU time so far (user + system), in microseconds.
+    pub fn cpu_us(&self) -> u64 {
+        let ticks = self.stat(11) + self.stat(12);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        ticks * 1_000_000 / hz
+    }
+
+    /// Server resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Percentiles of latencies in µs.
+fn summary(mut lat: Vec<u64>) -> Value {
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i] as f64 / 1000.0
+    };
+    json!({"p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1.0), "samples": lat.len()})
+}
+
+/// Registers `n` users `prefix0..` in parallel (returns nothing; they
+/// exist afterwards).
+fn register_users(server: &BenchServer, prefix: &str, n: usize) {
+    let next = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= n {
+                        break;
+                    }
+                    let mut c = server.client();
+                    let _ = c.register(&format!("{prefix}{i}"), PW);
+                }
+            });
+        }
+    });
+}
+
+/// Parameters of a fan-out run.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    /// Receiving sessions in the room.
+    pub clients: usize,
+    /// Sending sessions.
+    pub senders: usize,
+    /// Messages per sender.
+    pub messages: usize,
+    /// Offered messages per second in all; `None`: as fast as acks come.
+    pub rate: Option<f64>,
+    /// Send everything at once, pipelined, without waiting for acks.
+    pub burst: bool,
+}
+
+/// `clients` sessions in #general receive what `senders` other sessions
+/// send; reports deliveries/s, latency percentiles, server CPU per
+/// delivery, and lost deliveries (must be 0).
+pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
+    register_users(server, "recv", p.clients);
+    let receivers: Vec<Client> = (0..p.clients)
+        .map(|i| server.user(&format!("recv{i}")))
+        .collect();
+    let senders: Vec<Client> = (0..p.senders)
+        .map(|i| server.user(&format!("recv{i}")))
+        .collect();
+    let expected_each = p.senders * p.messages;
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(expected_each * p.clients)));
+    let received = Arc::new(AtomicU64::new(0));
+    let last_rx = Arc::new(AtomicU64::new(0));
+    let start_barrier = Arc::new(Barrier::new(p.clients + p.senders + 1));
+    let mut threads = Vec::new();
+    for mut c in receivers {
+        let (latencies, received, last_rx, barrier) = (
+            latencies.clone(),
+            received.clone(),
+            last_rx.clone(),
+            start_barrier.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            barrier.wait();
+            let mut mine = Vec::with_capacity(expected_each);
+            while mine.len() < expected_each {
+                match c.next_message(Duration::from_secs(10)) {
+                    Ok(Some(m)) => {
+                        let now = now_us();
+                        if let Some(t) = m
+                            .body
+                            .strip_prefix("t=")
+                            .and_then(|b| b.split(' ').next()?.parse::<u64>().ok())
+                        {
+                            mine.push(now.saturating_sub(t));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            received.fetch_add(mine.len() as u64, Ordering::Relaxed);
+            last_rx.fetch_max(now_us(), Ordering::Relaxed);
+            latencies.lock().unwrap().extend(mine);
+        }));
+    }
+    let per_sender_interval = p
+        .rate
+        .map(|r| Duration::from_secs_f64(p.senders as f64 / r));
+    for (si, mut c) in senders.into_iter().enumerate() {
+        let (barrier, msgs, burst) = (start_barrier.clone(), p.messages, p.burst);
+        threads.push(std::thread::spawn(move || {
+            barrier.wait();
+            let pad = "x".repeat(60);
+            let start = Instant::now();
+            if burst {
+                let mut frames = Vec::new();
+                for n in 0..msgs {
+                    frames.extend(encode_json(&ClientFrame {
+                        req: Some(n as u64 + 1),
+                        request: Request::Say {
+                            room: "general".into(),
+                            body: format!("t={} s={si} n={n} {pad}", now_us()),
+                        },
+                    }));
+                }
+                c.send_frame(&frames).expect("burst sent");
+                let mut acks = 0;
+                while acks < msgs {
+                    match c.recv_frame(Instant::now() + Duration::from_secs(30)) {
+                        Ok(f) if matches!(f.msg, ServerMsg::Ack { .. }) => acks += 1,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            } else {
+                for n in 0..msgs {
+                    if let Some(iv) = per_sender_interval {
+                        let due = start + iv * n as u32;
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                    }
+                    c.say("general", &format!("t={} s={si} n={n} {pad}", now_us()))
+                        .expect("say");
+                }
+            }
+        }));
+    }
+    start_barrier.wait();
+    let cpu0 = server.cpu_us();
+    let t0 = now_us();
+    for t in threads {
+        let _ = t.join();
+    }
+    let cpu = server.cpu_us() - cpu0;
+    let got = received.load(Ordering::Relaxed);
+    let expected = (expected_each * p.clients) as u64;
+    let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
+    let lat = Arc::try_unwrap(latencies)
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_default();
+    json!({
+        "scenario": if p.burst { "burst" } else { "fanout" },
+        "clients": p.clients, "senders": p.senders, "messages": p.senders * p.messages,
+        "offered_msgs_per_s": p.rate,
+        "deliveries": got, "lost": expected - got.min(expected),
+        "deliveries_per_s": (got as f64 / elapsed_s.max(1e-9)).round(),
+        "latency": summary(lat),
+        "server_cpu_us_per_delivery": (cpu as f64 / got.max(1) as f64 * 100.0).round() / 100.0,
+    })
+}
+
+/// `n` sessions log in, join #general and idle: server RSS per session
+/// and CPU while idle.
+pub fn idle(server: &BenchServer, n: usize) -> Value {
+    let rss0 = server.rss_kib();
+    register_users(server, "idle", n);
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        sessions.push(server.user(&format!("idle{i}")));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let rss1 = server.rss_kib();
+    let cpu0 = server.cpu_us();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_cpu = server.cpu_us() - cpu0;
+    drop(sessions);
+    json!({
+        "scenario": "idle", "sessions": n,
+        "server_rss_kib_before": rss0, "server_rss_kib_after": rss1,
+        "rss_kib_per_session": ((rss1.saturating_sub(rss0)) as f64 / n as f64 * 10.0).round() / 10.0,
+        "idle_cpu_percent_of_a_core": (idle_cpu as f64 / 5e6 * 100.0 * 100.0).round() / 100.0,
+    })
+}
+
+/// `k` new sessions as fast as `threads` threads can make them, with a
+/// resume token and with a password login.
+pub fn connect(server: &BenchServer, k: usize, threads: usize) -> Value {
+    let mut c = server.client();
+    let token = c
+        .register("conn", PW)
+        .expect("register")
+        .token
+        .expect("token");
+    let run = |resume: bool| -> f64 {
+        let next = AtomicU64::new(0);
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while (next.fetch_add(1, Ordering::Relaxed) as usize) < k {
+                        let mut c = server.client();
+                        if resume {
+                            c.resume("conn", &token).expect("resume");
+                        } else {
+                            c.login("conn", PW).expect("login");
+                        }
+                    }
+                });
+            }
+        });
+        k as f64 / t0.elapsed().as_secs_f64()
+    };
+    let resumed = run(true);
+    let password = run(false);
+    json!({"scenario": "connect", "sessions": k, "threads": threads,
+           "resumed_per_s": resumed.round(), "password_logins_per_s": (password * 10.0).round() / 10.0})
+}
+
+/// A steady fan-out with and without a storm of `logins` password logins
+/// (at the server's configured PBKDF2 cost): how much chat p99 moves.
+pub fn login_storm(server: &BenchServer, logins: usize) -> Value {
+    let quiet = Fanout {
+        clients: 50,
+        senders: 5,
+        messages: 200,
+        rate: Some(200.0),
+        burst: false,
+    };
+    let base = fanout(server, &quiet);
+    let mut c = server.client();
+    let _ = c.register("storm", PW);
+    let storm_done = Arc::new(AtomicU64::new(0));
+    let storm_thread = {
+        let (addr, connector, done) = (
+            server.addr.clone(),
+            server.connector.clone(),
+            storm_done.clone(),
+        );
+        std::thread::spawn(move || {
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        while (done.fetch_add(1, Ordering::Relaxed) as usize) < logins {
+                            if let Ok(mut c) = Client::connect_with(
+                                &addr,
+                                "localhost",
+                                &connector,
+                                Duration::from_secs(60),
+                            ) {
+                                let _ = c.login("storm", PW);
+                            }
+                        }
+                    });
+                }
+            });
+        })
+    };
+    let t0 = Instant::now();
+    let during = fanout(
+        server,
+        &Fanout {
+            messages: 200,
+            ..quiet
+        },
+    );
+    let _ = storm_thread.join();
+    let p99 = |v: &Value| v["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    json!({"scenario": "login-storm", "logins": logins,
+           "chat_p99_ms_quiet": p99(&base), "chat_p99_ms_during_storm": p99(&during),
+           "p99_moved_ms": ((p99(&during) - p99(&base)) * 1000.0).round() / 1000.0,
+           "storm_seconds": t0.elapsed().as_secs_f64(),
+           "lost": base["lost"].as_u64().unwrap_or(0) + during["lost"].as_u64().unwrap_or(0)})
+}
+
+/// History pages fetched while messages are written: page latency.
+pub fn history(server: &BenchServer, pages: usize) -> Value {
+    let mut writer = server.user("hist_w");
+    for i in 0..2000 {
+        writer.say("general", &format!("seed {i}")).unwrap();
+    }
+    let stop = Arc::new(AtomicU64::new(0));
+    let w = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while stop.load(Ordering::Relaxed) == 0 {
+                let _ = writer.say("general", &format!("live {n}"));
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut reader = server.user("hist_r");
+    let mut lat = Vec::with_capacity(pages);
+    let mut before = None;
+    for _ in 0..pages {
+        let t = Instant::now();
+        let (page, more) = reader.room_history("general", before, 50).unwrap();
+        lat.push(t.elapsed().as_micros() as u64);
+        before = if more {
+            page.first().map(|m| m.id)
+        } else {
+            None
+        };
+    }
+    stop.store(1, Ordering::Relaxed);
+    let written = w.join().unwrap_or(0);
+    json!({"scenario": "history", "pages": pages, "page_size": 50, "written_meanwhile": written, "page_latency": summary(lat)})
+}
+
+/// A 25 MiB upload while chat runs: MB/s and chat p99 during it.
+pub fn upload(server: &BenchServer) -> Value {
+    let path = std::env::temp_dir().join(format!("confab-bench-{}.pdf", std::process::id()));
+    let mut bytes = b"%PDF-1.4\n".to_vec();
+    bytes.resize(25 * 1024 * 1024, b'x');
+    std::fs::write(&path, &bytes).expect("write the test file");
+    let mut up = server.user("uploader");
+    let chat = Fanout {
+        clients: 50,
+        senders: 5,
+        messages: 200,
+        rate: Some(200.0),
+        burst: false,
+    };
+    let quiet = fanout(server, &chat);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.clone();
+    let t = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        up.upload(&Conversation::Room("general".into()), &p, &mut |_, _| {})
+            .expect("upload");
+        let _ = tx.send(t0.elapsed());
+    });
+    let during = fanout(server, &chat);
+    let _ = t.join();
+    let secs = rx.recv().map(|d| d.as_secs_f64()).unwrap_or(f64::NAN);
+    let _ = std::fs::remove_file(&path);
+    let p99 = |v: &Value| v["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    json!({"scenario": "upload", "bytes": bytes.len(), "seconds": (secs * 1000.0).round() / 1000.0,
+           "mb_per_s": ((bytes.len() as f64 / 1e6 / secs) * 10.0).round() / 10.0,
+           "chat_p99_ms_quiet": p99(&quiet), "chat_p99_ms_during_upload": p99(&during),
+           "lost": quiet["lost"].as_u64().unwrap_or(0) + during["lost"].as_u64().unwrap_or(0)})
+}

@@ -1,0 +1,259 @@
+//! `confab-bench`: runs load scenarios against real servers and prints one
+//! JSON line per scenario; with `--out`, also writes a Markdown report
+//! (what `make bench` does for docs/BENCHMARKS.md).
+
+use clap::Parser;
+use confab::bench::{self, BenchServer, Fanout};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "confab-bench", about = "Load scenarios for confab-server")]
+struct Args {
+    /// Scenarios: fanout, fanout-fast, burst, idle, connect, login-storm,
+    /// history, upload (default: all).
+    scenarios: Vec<String>,
+    /// The server binary to start for each scenario.
+    #[arg(long, default_value = "target/release/confab-server")]
+    server: PathBuf,
+    /// Directory with ca.pem, server.pem, server.key (made if absent).
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// Smaller sizes, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Write a Markdown report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("confab-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const ALL: &[&str] = &[
+    "fanout",
+    "fanout-fast",
+    "burst",
+    "idle",
+    "connect",
+    "login-storm",
+    "history",
+    "upload",
+];
+
+fn run(args: &Args) -> Result<(), String> {
+    let certs = match &args.certs {
+        Some(c) => c.clone(),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("confab-bench-certs-{}", std::process::id()));
+            let status = std::process::Command::new("sh")
+                .arg("certs/gen-certs.sh")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("certs/gen-certs.sh: {e}"))?;
+            if !status.success() {
+                return Err("certs/gen-certs.sh failed".into());
+            }
+            dir
+        }
+    };
+    let scenarios: Vec<String> = if args.scenarios.is_empty() {
+        ALL.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.scenarios.clone()
+    };
+    let q = args.quick;
+    let cheap = ["--password-iterations", "1000"];
+    let mut results: Vec<(String, Value)> = Vec::new();
+    for name in &scenarios {
+        let start = |extra: &[&str]| BenchServer::start(&args.server, &certs, extra);
+        let result = match name.as_str() {
+            "fanout" => {
+                let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
+                let p = Fanout {
+                    clients: if q { 10 } else { 200 },
+                    senders: if q { 2 } else { 20 },
+                    messages: if q { 20 } else { 100 },
+                    rate: Some(200.0),
+                    burst: false,
+                };
+                bench::fanout(&s, &p)
+            }
+            "fanout-fast" => {
+                let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
+                let p = Fanout {
+                    clients: if q { 10 } else { 200 },
+                    senders: if q { 2 } else { 20 },
+                    messages: if q { 20 } else { 250 },
+                    rate: Some(1000.0),
+                    burst: false,
+                };
+                bench::fanout(&s, &p)
+            }
+            "burst" => {
+                let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
+                let p = Fanout {
+                    clients: if q { 10 } else { 200 },
+                    senders: if q { 2 } else { 20 },
+                    messages: if q { 20 } else { 200 },
+                    rate: None,
+                    burst: true,
+                };
+                bench::fanout(&s, &p)
+            }
+            "idle" => {
+                let n = if q { 50 } else { 5000 };
+                let slots = (n + 16).to_string();
+                let s = start(&[&cheap[..], &["--max-sessions", &slots]].concat())?;
+                bench::idle(&s, n)
+            }
+            "connect" => {
+                let s = start(&[&cheap[..], &["--max-sessions", "64"]].concat())?;
+                bench::connect(&s, if q { 50 } else { 2000 }, 8)
+            }
+            "login-storm" => {
+                // The real PBKDF2 cost (600,000 iterations) for the storm.
+                let s = start(&["--max-sessions", "512", "--hash-threads", "1"])?;
+                bench::login_storm(&s, if q { 4 } else { 100 })
+            }
+            "history" => {
+                let s = start(&cheap)?;
+                bench::history(&s, if q { 20 } else { 1000 })
+            }
+            "upload" => {
+                let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
+                bench::upload(&s)
+            }
+            other => {
+                return Err(format!(
+                    "unknown scenario {other}; known: {}",
+                    ALL.join(", ")
+                ));
+            }
+        };
+        println!("{result}");
+        results.push((name.clone(), result));
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, report(&results, q)).map_err(|e| format!("{}: {e}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_owned()))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} memory")
+}
+
+fn report(results: &[(String, Value)], quick: bool) -> String {
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut md = format!(
+        "# confab benchmarks\n\nWritten by `make bench` (`target/release/confab-bench --out docs/BENCHMARKS.md`{}).\n\n\
+         - Machine: {}\n- Date: {date}\n- Commit: {commit}\n- Setup: a release `confab-server` started per scenario on a fresh temporary database, \
+         TLS on loopback, the load generator on the same machine (it competes for the same cores). Every message is stored in SQLite before it is acked.\n\n\
+         | scenario | figures | run it alone |\n|---|---|---|\n",
+        if quick { " --quick" } else { "" },
+        machine()
+    );
+    for (name, v) in results {
+        let figures = match name.as_str() {
+            "fanout" | "fanout-fast" | "burst" => format!(
+                "{} clients, {} msgs{}: {} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, {} µs server CPU per delivery, lost {}",
+                v["clients"],
+                v["messages"],
+                v["offered_msgs_per_s"]
+                    .as_f64()
+                    .map_or(" (all at once)".to_string(), |r| format!(
+                        " offered at {r}/s"
+                    )),
+                v["deliveries_per_s"],
+                v["latency"]["p50_ms"],
+                v["latency"]["p99_ms"],
+                v["latency"]["max_ms"],
+                v["server_cpu_us_per_delivery"],
+                v["lost"]
+            ),
+            "idle" => format!(
+                "{} sessions: {} KiB RSS per session ({} → {} KiB), {}% of a core while idle",
+                v["sessions"],
+                v["rss_kib_per_session"],
+                v["server_rss_kib_before"],
+                v["server_rss_kib_after"],
+                v["idle_cpu_percent_of_a_core"]
+            ),
+            "connect" => format!(
+                "{} sessions, {} threads: {} resumed sessions/s; {} password logins/s",
+                v["sessions"], v["threads"], v["resumed_per_s"], v["password_logins_per_s"]
+            ),
+            "login-storm" => format!(
+                "{} password logins (600,000 iterations) during a 200 msgs/s fan-out: chat p99 {} ms quiet, {} ms during the storm (moved {} ms); lost {}",
+                v["logins"],
+                v["chat_p99_ms_quiet"],
+                v["chat_p99_ms_during_storm"],
+                v["p99_moved_ms"],
+                v["lost"]
+            ),
+            "history" => format!(
+                "{} pages of 50 while {} messages were written: p50 {} ms, p99 {} ms",
+                v["pages"],
+                v["written_meanwhile"],
+                v["page_latency"]["p50_ms"],
+                v["page_latency"]["p99_ms"]
+            ),
+            "upload" => format!(
+                "{} bytes in {} s = {} MB/s; chat p99 {} ms quiet, {} ms during the upload; lost {}",
+                v["bytes"],
+                v["seconds"],
+                v["mb_per_s"],
+                v["chat_p99_ms_quiet"],
+                v["chat_p99_ms_during_upload"],
+                v["lost"]
+            ),
+            _ => v.to_string(),
+        };
+        md.push_str(&format!(
+            "| {name} | {figures} | `target/release/confab-bench {name}` |\n"
+        ));
+    }
+    md.push_str("\nRaw results (one JSON object per scenario):\n\n```\n");
+    for (_, v) in results {
+        md.push_str(&format!("{v}\n"));
+    }
+    md.push_str("```\n");
+    md
+}
