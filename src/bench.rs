@@ -27,6 +27,25 @@ fn epoch() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
+/// This process's CPU time (user + system), µs: the load generator's own
+/// cost, which competes with the server for the same cores.
+fn own_cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000 / hz
+}
+
 fn now_us() -> u64 {
     epoch().elapsed().as_micros() as u64
 }
@@ -290,11 +309,13 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
     }
     start_barrier.wait();
     let cpu0 = server.cpu_us();
+    let own0 = own_cpu_us();
     let t0 = now_us();
     for t in threads {
         let _ = t.join();
     }
     let cpu = server.cpu_us() - cpu0;
+    let own = own_cpu_us() - own0;
     let got = received.load(Ordering::Relaxed);
     let expected = (expected_each * p.clients) as u64;
     let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
@@ -309,6 +330,8 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
         "deliveries_per_s": (got as f64 / elapsed_s.max(1e-9)).round(),
         "latency": summary(lat),
         "server_cpu_us_per_delivery": (cpu as f64 / got.max(1) as f64 * 100.0).round() / 100.0,
+        "bench_cpu_us_per_delivery": (own as f64 / got.max(1) as f64 * 100.0).round() / 100.0,
+        "cores_busy": ((cpu + own) as f64 / 1e6 / elapsed_s.max(1e-9) * 100.0).round() / 100.0,
     })
 }
 
@@ -344,8 +367,9 @@ pub fn connect(server: &BenchServer, k: usize, threads: usize) -> Value {
         .expect("register")
         .token
         .expect("token");
-    let run = |resume: bool| -> f64 {
+    let run = |resume: bool| -> (f64, f64, f64) {
         let next = AtomicU64::new(0);
+        let (cpu0, own0) = (server.cpu_us(), own_cpu_us());
         let t0 = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -361,12 +385,15 @@ pub fn connect(server: &BenchServer, k: usize, threads: usize) -> Value {
                 });
             }
         });
-        k as f64 / t0.elapsed().as_secs_f64()
+        let rate = k as f64 / t0.elapsed().as_secs_f64();
+        let per = |us: u64| (us as f64 / k as f64 / 10.0).round() / 100.0;
+        (rate, per(server.cpu_us() - cpu0), per(own_cpu_us() - own0))
     };
-    let resumed = run(true);
-    let password = run(false);
+    let (resumed, server_ms, bench_ms) = run(true);
+    let (password, _, _) = run(false);
     json!({"scenario": "connect", "sessions": k, "threads": threads,
-           "resumed_per_s": resumed.round(), "password_logins_per_s": (password * 10.0).round() / 10.0})
+           "resumed_per_s": resumed.round(), "password_logins_per_s": (password * 10.0).round() / 10.0,
+           "server_cpu_ms_per_resumed_session": server_ms, "bench_cpu_ms_per_resumed_session": bench_ms})
 }
 
 /// A steady fan-out with and without a storm of `logins` password logins
