@@ -430,15 +430,5 @@ fn sigterm_tells_everyone_exits_cleanly_and_keeps_every_acked_message() {
     for id in &acked {
         assert!(stored.contains(id), "acked message {id} was lost");
     }
-    let db = rusqlite_integrity(&server.db());
-    assert_eq!(db, "ok");
-}
-
-fn rusqlite_integrity(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg(path)
-        .arg("PRAGMA integrity_check;")
-        .output()
-        .expect("sqlite3 is installed by make deps");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    assert_eq!(util::sqlite(&server.db(), "PRAGMA integrity_check"), "ok");
 }

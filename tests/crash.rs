@@ -4,18 +4,11 @@
 
 mod util;
 
+use util::sqlite;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use util::TestServer;
-
-fn sqlite(db: &std::path::Path, sql: &str) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 #[test]
 fn no_acknowledged_message_is_lost_when_the_server_is_killed_mid_stream() {

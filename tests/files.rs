@@ -9,7 +9,7 @@ use confab::protocol::{ClientFrame, ErrorCode, Request, ServerMsg, encode_data, 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use util::{TestServer, WAIT};
+use util::{TestServer, WAIT, sqlite};
 
 // ---- real bytes of each kind, made here ----
 
@@ -166,15 +166,6 @@ fn code(r: Result<(i64, i64), ClientError>) -> ErrorCode {
         Err(ClientError::Server { code, .. }) => code,
         other => panic!("expected a server error, got {other:?}"),
     }
-}
-
-fn sqlite(db: &Path, sql: &str) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Every content file in the store (not the temp directory).

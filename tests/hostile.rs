@@ -10,7 +10,7 @@ use confab::client::{Client, ClientError};
 use confab::protocol::{ErrorCode, FrameKind, Request, ServerMsg, encode_frame};
 use serde_json::{Value, json};
 use std::time::Instant;
-use util::{PW, TestServer, WAIT};
+use util::{PW, TestServer, WAIT, sqlite};
 
 /// One valid sample of every request type.
 fn samples() -> Vec<Value> {
@@ -173,15 +173,6 @@ fn exchange(c: &mut Client, req: u64, payload: &[u8]) -> bool {
 }
 
 use confab::protocol::ServerFrame;
-
-fn sqlite(db: &std::path::Path, sql: &str) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 #[test]
 fn every_request_with_hostile_fields_gets_a_typed_answer_and_nothing_breaks() {

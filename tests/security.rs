@@ -6,7 +6,7 @@ mod util;
 use confab::client::ClientError;
 use confab::protocol::{ErrorCode, Request, ServerMsg};
 use std::process::Command;
-use util::{PW, TestServer, WAIT};
+use util::{PW, TestServer, WAIT, sqlite};
 
 fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
     match r {
@@ -16,15 +16,6 @@ fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
         }) => code,
         other => panic!("expected a server error, got {other:?}"),
     }
-}
-
-fn sqlite(db: &std::path::Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Runs `confab-server admin ...` on the test server's database.

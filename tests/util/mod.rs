@@ -20,6 +20,17 @@ pub const TEST_ITERATIONS: &str = "1000";
 /// A password that passes the rules.
 pub const PW: &str = "correct horse battery";
 
+/// Runs one SQL statement with the sqlite3 tool (what an admin would use)
+/// and returns its output, trimmed.
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 is installed by make deps");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Certificates made once per test binary with `certs/gen-certs.sh`.
 pub fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
