@@ -268,6 +268,28 @@ impl Client {
         })
     }
 
+    /// The socket's descriptor, to wait on many clients at once
+    /// (`poller::wait_readable`) before calling [`Client::drain_messages`].
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.conn.get_ref().get_ref().as_raw_fd()
+    }
+
+    /// Without waiting: reads what has arrived and moves every chat message
+    /// into `out` (other events stay queued for `next_event`). Lets one
+    /// thread serve many connections.
+    pub fn drain_messages(&mut self, out: &mut Vec<ChatMessage>) -> Result<(), ClientError> {
+        self.absorb_ready()?;
+        let mut rest = VecDeque::with_capacity(self.events.len());
+        for ev in self.events.drain(..) {
+            match ev {
+                ServerMsg::Message(m) => out.push(m),
+                other => rest.push_back(other),
+            }
+        }
+        self.events = rest;
+        Ok(())
+    }
+
     /// SHA-256 fingerprint of the server's certificate.
     pub fn server_fingerprint(&self) -> Option<&str> {
         self.server_fingerprint.as_deref()

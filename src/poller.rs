@@ -131,6 +131,36 @@ pub fn wait(
     }
 }
 
+/// Sleeps until at least one of `fds` is readable (or hung up), or
+/// `timeout` passes; returns which are. For a thread that serves many
+/// connections, like the load generator's receivers.
+pub fn wait_readable(fds: &[RawFd], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms: libc::c_int = timeout.as_millis().try_into().unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structs.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(pfds
+            .iter()
+            .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+            .collect());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,6 +91,32 @@ impl Outbox {
         true
     }
 
+    /// Like [`Outbox::push`], but leaves the wake-up to the caller: returns
+    /// `Some(true)` if the owner must be woken (call [`Outbox::wake`]),
+    /// `Some(false)` if not, `None` if the frame was dropped. The message
+    /// writer queues a whole batch first and wakes the sessions after, so it
+    /// is not preempted by every session it wakes halfway through a
+    /// fan-out.
+    pub fn push_deferred(&self, frame: &[u8]) -> Option<bool> {
+        let mut st = lock(&self.state);
+        if st.overflowed || st.closing {
+            return None;
+        }
+        if st.buf.len() + frame.len() > self.limit {
+            st.overflowed = true;
+            st.buf.clear();
+            return Some(true);
+        }
+        let was_empty = st.buf.is_empty();
+        st.buf.extend_from_slice(frame);
+        Some(was_empty)
+    }
+
+    /// Wakes the owning session's thread.
+    pub fn wake(&self) {
+        self.waker.wake();
+    }
+
     /// Takes everything queued, and the flags.
     pub fn take(&self) -> (Vec<u8>, OutboxFlags) {
         let mut st = lock(&self.state);
@@ -449,10 +475,40 @@ impl Hub {
     /// Delivers an encoded frame to every online member of a room, except
     /// the session `except` (the sender, who gets an ack instead).
     pub fn fan_out_room(&self, name: &str, frame: &[u8], except: Option<SessionId>) {
+        let mut wake = Vec::new();
+        self.fan_out_room_deferred(name, frame, except, &mut wake);
+        for outbox in wake {
+            outbox.wake();
+        }
+    }
+
+    /// Like [`Hub::fan_out_room`], but adds the outboxes that need a
+    /// wake-up to `wake` instead of waking them (see
+    /// [`Outbox::push_deferred`]).
+    pub fn fan_out_room_deferred(
+        &self,
+        name: &str,
+        frame: &[u8],
+        except: Option<SessionId>,
+        wake: &mut Vec<Arc<Outbox>>,
+    ) {
         let st = self.read();
-        if let Some(room) = st.rooms.get(name) {
-            for user in room.members.keys() {
-                st.send_to_user(*user, frame, except);
+        let Some(room) = st.rooms.get(name) else {
+            return;
+        };
+        for user in room.members.keys() {
+            let Some(sids) = st.online.get(user) else {
+                continue;
+            };
+            for sid in sids {
+                if Some(*sid) == except {
+                    continue;
+                }
+                if let Some(s) = st.sessions.get(sid)
+                    && s.outbox.push_deferred(frame) == Some(true)
+                {
+                    wake.push(s.outbox.clone());
+                }
             }
         }
     }

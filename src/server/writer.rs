@@ -183,6 +183,8 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             return;
         }
     };
+    // Queue every delivery of the batch first, wake the sessions after.
+    let mut wake = Vec::new();
     for (sub, id) in batch.drain(..).zip(ids) {
         let (room, to) = match &sub.target {
             Target::Room { name, .. } => (Some(name.clone()), None),
@@ -198,7 +200,9 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             file: sub.file,
         })));
         match &sub.target {
-            Target::Room { name, .. } => hub.fan_out_room(name, &event, Some(sub.session)),
+            Target::Room { name, .. } => {
+                hub.fan_out_room_deferred(name, &event, Some(sub.session), &mut wake)
+            }
             Target::User { id: to, .. } => {
                 // The sender's other sessions see their own DM too.
                 hub.send_to_user(sub.sender.0, &event, Some(sub.session));
@@ -215,5 +219,8 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             sub.req,
             ServerMsg::Ack { id, ts },
         )));
+    }
+    for outbox in wake {
+        outbox.wake();
     }
 }
