@@ -243,18 +243,16 @@ fn targets(results: &[(String, Value)]) -> String {
     }
     md.push_str(
         "\n**What holds the fan-out back.** The server gives each session its own thread, which sleeps in \
-         `poll(2)` and is woken through an eventfd for every delivery (see ARCHITECTURE.md). A delivery \
-         therefore costs a wake-up and about four system calls on the recipient's thread (poll, eventfd read, \
-         the TLS write, poll again) plus an eventfd write on the writer's: that is the ~10-15 µs of server \
-         CPU per delivery measured above, against 3-4 µs for the epoll-based IRC servers. At low rates \
-         every message is delivered alone, so nothing amortises it; in a burst the outboxes batch many \
-         messages per wake-up and the cost per delivery falls (see `burst`). Latency suffers further \
-         because each message makes 200 server threads and 200 load-generator threads runnable at once on \
-         2 cores: the last recipient waits for the run queue. The load generator is itself thread-per-connection \
-         and costs about as much CPU per delivery as the server (`bench_cpu_us_per_delivery`), so these figures \
-         are pessimistic for the server. What would lift them: (1) serve many sessions per thread (a few \
-         poll/epoll loops, each owning a shard of sockets and outboxes) so one wake-up delivers to many \
-         sockets; (2) a load generator with the same structure, so it stops competing for the cores.\n",
+         `poll(2)` and is woken through an eventfd when something is queued for it (see ARCHITECTURE.md). At low \
+         rates every message is delivered alone, so each delivery costs a wake-up and a few system calls on the \
+         recipient's thread (poll, eventfd read, the TLS write). The first version woke each session as it queued \
+         the message for it, and the writer thread was preempted by nearly every session it woke: 15-19 µs of \
+         server CPU per delivery and p99 around 70 ms at 200 msgs/s. Queueing the whole batch first and waking the \
+         sessions afterwards cut that to 4-6 µs and a p99 of 21-25 ms over several runs (same machine, same scenario). What is left: \
+         each message still makes 200 session threads runnable at once on 2 cores, and the last one waits for the \
+         run queue, so the tail stays far above the epoll-based IRC servers' 1.5 ms. What would lift it: serve \
+         many sessions per thread (a few poll loops, each owning a shard of sockets and outboxes), so that one \
+         wake-up writes to many sockets.\n",
     );
     if let (Some(s), Some(b)) = (
         get("burst", &["server_cpu_us_per_delivery"]),
@@ -272,7 +270,8 @@ fn targets(results: &[(String, Value)]) -> String {
          `confab-bench fanout-fast`; hardware counters are not available on this VM): 22% of the server's CPU \
          samples are in the kernel's `finish_task_switch` and 21% more in the scheduler's spin-unlock paths — \
          context switches of session threads woken once per delivery. `poll`, malloc/free and memmove are 1-2% \
-         each; OpenSSL and confab's own code are each under 2%. The cost is the wake-ups, not the work.\n",
+         each; OpenSSL and confab's own code are each under 2%. The cost is the wake-ups, not the work. \
+         (That profile was taken before the writer deferred its wake-ups; it is what led to that change.)\n",
     );
     md.push_str(
         "\n**Idle memory** is at the floor of this design: an idle native-tls (OpenSSL) connection with its own \
