@@ -231,6 +231,7 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(expected_each * p.clients)));
     let received = Arc::new(AtomicU64::new(0));
     let last_rx = Arc::new(AtomicU64::new(0));
+    let last_ack = Arc::new(AtomicU64::new(0));
     let start_barrier = Arc::new(Barrier::new(2 + p.senders + 1));
     let mut threads = Vec::new();
     // Receivers are served by two threads polling 100 connections each,
@@ -288,7 +289,8 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
         .rate
         .map(|r| Duration::from_secs_f64(p.senders as f64 / r));
     for (si, mut c) in senders.into_iter().enumerate() {
-        let (barrier, msgs, burst) = (start_barrier.clone(), p.messages, p.burst);
+        let (barrier, msgs, burst, last_ack) =
+            (start_barrier.clone(), p.messages, p.burst, last_ack.clone());
         threads.push(std::thread::spawn(move || {
             barrier.wait();
             let pad = "x".repeat(60);
@@ -326,6 +328,7 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                         .expect("say");
                 }
             }
+            last_ack.fetch_max(now_us(), Ordering::Relaxed);
         }));
     }
     start_barrier.wait();
@@ -340,14 +343,25 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
     let got = received.load(Ordering::Relaxed);
     let expected = (expected_each * p.clients) as u64;
     let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
+    let acked_s = (last_ack.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
     let lat = Arc::try_unwrap(latencies)
         .map(|m| m.into_inner().unwrap())
         .unwrap_or_default();
+    if p.clients == 0 {
+        // Storage only: nothing is delivered; the acks are the measure.
+        let msgs = (p.senders * p.messages) as f64;
+        return json!({
+            "scenario": "store", "senders": p.senders, "messages": p.senders * p.messages,
+            "stored_msgs_per_s": (msgs / acked_s.max(1e-9)).round(),
+            "server_cpu_us_per_message": (cpu as f64 / msgs * 100.0).round() / 100.0,
+        });
+    }
     json!({
         "scenario": if p.burst { "burst" } else { "fanout" },
         "clients": p.clients, "senders": p.senders, "messages": p.senders * p.messages,
         "offered_msgs_per_s": p.rate,
         "deliveries": got, "lost": expected - got.min(expected),
+        "stored_msgs_per_s": ((p.senders * p.messages) as f64 / acked_s.max(1e-9)).round(),
         "deliveries_per_s": (got as f64 / elapsed_s.max(1e-9)).round(),
         "latency": summary(lat),
         "server_cpu_us_per_delivery": (cpu as f64 / got.max(1) as f64 * 100.0).round() / 100.0,

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "confab-bench", about = "Load scenarios for confab-server")]
 struct Args {
-    /// Scenarios: fanout, fanout-fast, burst, idle, connect, login-storm,
-    /// history, upload (default: all).
+    /// Scenarios: fanout, fanout-fast, burst, store, idle, connect,
+    /// login-storm, history, upload (default: all).
     scenarios: Vec<String>,
     /// The server binary to start for each scenario.
     #[arg(long, default_value = "target/release/confab-server")]
@@ -108,6 +108,19 @@ fn run(args: &Args) -> Result<(), String> {
                     clients: if q { 10 } else { 200 },
                     senders: if q { 2 } else { 20 },
                     messages: if q { 20 } else { 200 },
+                    rate: None,
+                    burst: true,
+                };
+                bench::fanout(&s, &p)
+            }
+            "store" => {
+                // Storage alone: 20 senders pipeline into a room nobody
+                // else reads, so the writer (group commit) is what is tested.
+                let s = start(&[&cheap[..], &["--max-sessions", "64"]].concat())?;
+                let p = Fanout {
+                    clients: 0,
+                    senders: 20,
+                    messages: if q { 20 } else { 5000 },
                     rate: None,
                     burst: true,
                 };
@@ -333,6 +346,10 @@ fn report(results: &[(String, Value)], quick: bool) -> String {
     );
     for (name, v) in results {
         let figures = match name.as_str() {
+            "store" => format!(
+                "{} messages pipelined by {} senders: {} messages stored (and acked) per second, {} µs server CPU each",
+                v["messages"], v["senders"], v["stored_msgs_per_s"], v["server_cpu_us_per_message"]
+            ),
             "fanout" | "fanout-fast" | "burst" => format!(
                 "{} clients, {} msgs{}: {} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, {} µs server CPU per delivery, lost {}",
                 v["clients"],
