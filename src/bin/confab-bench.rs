@@ -44,6 +44,7 @@ const ALL: &[&str] = &[
     "fanout",
     "fanout-fast",
     "burst",
+    "store",
     "idle",
     "connect",
     "login-storm",
@@ -203,6 +204,13 @@ fn targets(results: &[(String, Value)]) -> String {
             "≥ 2,500,000",
             get("burst", &["deliveries_per_s"]),
             2_500_000.0,
+            false,
+        ),
+        (
+            "stored messages per second",
+            "≥ 50,000",
+            get("store", &["stored_msgs_per_s"]),
+            50_000.0,
             false,
         ),
         (
