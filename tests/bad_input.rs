@@ -11,17 +11,7 @@ use confab::protocol::{
 };
 use confab::tls::{Trust, client_connector};
 use std::time::{Duration, Instant};
-use util::{PW, TestServer, WAIT};
-
-fn code(err: ClientError) -> ErrorCode {
-    match err {
-        ClientError::Server { code, .. } => code,
-        ClientError::Closed {
-            reason: Some((code, _)),
-        } => code,
-        other => panic!("expected a server error, got {other}"),
-    }
-}
+use util::{PW, TestServer, WAIT, code};
 
 fn json_frame(json: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -75,31 +65,21 @@ fn duplicate_and_invalid_registrations_are_refused() {
     let server = TestServer::start();
     drop(server.user("alice"));
     let mut c = server.client();
+    assert_eq!(code(c.register("ALICE", PW)), ErrorCode::UserExists);
+    assert_eq!(code(c.register("a!", PW)), ErrorCode::InvalidUsername);
     assert_eq!(
-        code(c.register("ALICE", PW).unwrap_err()),
-        ErrorCode::UserExists
-    );
-    assert_eq!(
-        code(c.register("a!", PW).unwrap_err()),
-        ErrorCode::InvalidUsername
-    );
-    assert_eq!(
-        code(c.register("bobby", "short").unwrap_err()),
+        code(c.register("bobby", "short")),
         ErrorCode::InvalidPassword
     );
     c.register("bobby", PW).unwrap();
-    assert_eq!(
-        code(c.login("bobby", PW).unwrap_err()),
-        ErrorCode::AlreadyLoggedIn
-    );
+    assert_eq!(code(c.login("bobby", PW)), ErrorCode::AlreadyLoggedIn);
 }
 
 #[test]
 fn requests_before_login_are_refused_and_the_session_goes_on() {
     let server = TestServer::start();
     let mut c = server.client();
-    let err = c.say("general", "hi").unwrap_err();
-    assert_eq!(code(err), ErrorCode::NotLoggedIn);
+    assert_eq!(code(c.say("general", "hi")), ErrorCode::NotLoggedIn);
     assert!(matches!(c.request(Request::Ping).unwrap(), ServerMsg::Pong));
     c.register("alice", PW).unwrap();
     c.say("general", "now it works").unwrap();
@@ -228,16 +208,15 @@ fn oversized_frame_closes_the_connection_with_a_reason_and_the_server_lives() {
 fn oversized_message_body_is_refused_and_nothing_is_stored() {
     let server = TestServer::start();
     let mut c = server.user("alice");
-    let err = c.say("general", &"x".repeat(MAX_BODY_LEN + 1)).unwrap_err();
-    assert_eq!(code(err), ErrorCode::TooLong);
     assert_eq!(
-        code(c.say("general", "\x1b[2Jgotcha").unwrap_err()),
-        ErrorCode::InvalidBody
+        code(c.say("general", &"x".repeat(MAX_BODY_LEN + 1))),
+        ErrorCode::TooLong
     );
     assert_eq!(
-        code(c.say("general", "   ").unwrap_err()),
+        code(c.say("general", "\x1b[2Jgotcha")),
         ErrorCode::InvalidBody
     );
+    assert_eq!(code(c.say("general", "   ")), ErrorCode::InvalidBody);
     assert!(c.room_history("general", None, 10).unwrap().0.is_empty());
 }
 
@@ -245,28 +224,20 @@ fn oversized_message_body_is_refused_and_nothing_is_stored() {
 fn missing_rooms_and_users_get_typed_errors() {
     let server = TestServer::start();
     let mut c = server.user("alice");
-    assert_eq!(code(c.join("nowhere").unwrap_err()), ErrorCode::NoSuchRoom);
-    assert_eq!(code(c.join("no way!").unwrap_err()), ErrorCode::InvalidRoom);
+    assert_eq!(code(c.join("nowhere")), ErrorCode::NoSuchRoom);
+    assert_eq!(code(c.join("no way!")), ErrorCode::InvalidRoom);
+    assert_eq!(code(c.dm("ghost", "boo")), ErrorCode::NoSuchUser);
+    assert_eq!(code(c.create_room("general", "")), ErrorCode::RoomExists);
     assert_eq!(
-        code(c.dm("ghost", "boo").unwrap_err()),
-        ErrorCode::NoSuchUser
-    );
-    assert_eq!(
-        code(c.create_room("general", "").unwrap_err()),
-        ErrorCode::RoomExists
-    );
-    assert_eq!(
-        code(c.room_history("nowhere", None, 5).unwrap_err()),
+        code(c.room_history("nowhere", None, 5)),
         ErrorCode::NoSuchRoom
     );
-    let err = c
-        .request(Request::History {
-            room: None,
-            with: None,
-            before: None,
-            limit: None,
-        })
-        .unwrap_err();
+    let err = c.request(Request::History {
+        room: None,
+        with: None,
+        before: None,
+        limit: None,
+    });
     assert_eq!(code(err), ErrorCode::BadRequest);
 }
 

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use util::{PW, TestServer, WAIT};
+use util::{PW, TestServer, WAIT, expect_closing};
 
 fn hello(req: u64) -> Vec<u8> {
     encode_json(&ClientFrame {
@@ -55,26 +55,6 @@ fn expect_position(c: &mut Client, position: u32, length: u32) {
             ..
         } => assert_eq!((p, l), (position, length)),
         other => panic!("expected queued {position}/{length}, got {other:?}"),
-    }
-}
-
-fn expect_closing(c: &mut Client, code: ErrorCode) -> String {
-    loop {
-        match c.recv_frame(Instant::now() + WAIT) {
-            Ok(f) => {
-                if let ServerMsg::Closing { code: got, message } = f.msg {
-                    assert_eq!(got, code, "{message}");
-                    return message;
-                }
-            }
-            Err(ClientError::Closed {
-                reason: Some((got, message)),
-            }) => {
-                assert_eq!(got, code, "{message}");
-                return message;
-            }
-            Err(e) => panic!("expected closing {code}, got {e}"),
-        }
     }
 }
 

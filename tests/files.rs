@@ -9,7 +9,7 @@ use confab::protocol::{ClientFrame, ErrorCode, Request, ServerMsg, encode_data, 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use util::{TestServer, WAIT, sqlite};
+use util::{TestServer, WAIT, code, sqlite};
 
 // ---- real bytes of each kind, made here ----
 
@@ -158,13 +158,6 @@ fn raw_upload(
     })? {
         ServerMsg::Ack { id, ts } => Ok((id, ts)),
         other => panic!("{other:?}"),
-    }
-}
-
-fn code(r: Result<(i64, i64), ClientError>) -> ErrorCode {
-    match r {
-        Err(ClientError::Server { code, .. }) => code,
-        other => panic!("expected a server error, got {other:?}"),
     }
 }
 

@@ -6,17 +6,7 @@ mod util;
 use confab::client::ClientError;
 use confab::protocol::{ErrorCode, Request, ServerMsg};
 use std::process::Command;
-use util::{PW, TestServer, WAIT, sqlite};
-
-fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
-    match r {
-        Err(ClientError::Server { code, .. }) => code,
-        Err(ClientError::Closed {
-            reason: Some((code, _)),
-        }) => code,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
+use util::{PW, TestServer, WAIT, code, expect_closing, sqlite};
 
 /// Runs `confab-server admin ...` on the test server's database.
 fn admin(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String) {
@@ -223,17 +213,8 @@ fn admins_are_granted_on_the_command_line_and_can_kick_ban_and_mute() {
             reason: "spamming".into(),
         })
         .unwrap();
-    loop {
-        match carol.next_event(WAIT).unwrap() {
-            Some(ServerMsg::Closing { code, message }) => {
-                assert_eq!(code, ErrorCode::Kicked);
-                assert!(message.contains("spamming"), "{message}");
-                break;
-            }
-            Some(_) => {}
-            None => panic!("carol was not told"),
-        }
-    }
+    let why = expect_closing(&mut carol, ErrorCode::Kicked);
+    assert!(why.contains("spamming"), "{why}");
 
     // Mute: bob cannot write in general, but can read and DM.
     alice
@@ -261,16 +242,8 @@ fn admins_are_granted_on_the_command_line_and_can_kick_ban_and_mute() {
             minutes: Some(60),
         })
         .unwrap();
-    loop {
-        match bob.next_event(WAIT).unwrap() {
-            Some(ServerMsg::Closing { code, .. }) => {
-                assert_eq!(code, ErrorCode::Kicked);
-                break;
-            }
-            Some(_) => {}
-            None => panic!("bob was not told"),
-        }
-    }
+    expect_closing(&mut bob, ErrorCode::Kicked);
+
     match server.client().login("bob", PW) {
         Err(ClientError::Server {
             code: ErrorCode::Banned,

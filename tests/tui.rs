@@ -50,20 +50,25 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Waits until the screen contains `text`; fails the test with the
-    /// screen after WAIT.
-    fn wait_for(&self, text: &str) -> String {
+    /// Waits until `done(screen)` holds and returns that screen; fails
+    /// the test with the screen after WAIT, saying what was awaited.
+    fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let screen = self.screen();
-            if screen.contains(text) {
+            if done(&screen) {
                 return screen;
             }
             if Instant::now() > deadline {
-                panic!("screen never showed {text:?}; it shows:\n{screen}");
+                panic!("screen never showed {what}; it shows:\n{screen}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until the screen contains `text`.
+    fn wait_for(&self, text: &str) -> String {
+        self.wait_until(&format!("{text:?}"), |s| s.contains(text))
     }
 
     fn keys(&self, keys: &[&str]) {
@@ -253,16 +258,7 @@ fn the_client_reconnects_after_a_server_crash_and_sends_what_was_typed_meanwhile
 
     server.restart();
     tmux.wait_for("[alice online] #general");
-    let screen = {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = tmux.screen();
-            if !s.contains("(sending…)") || Instant::now() > deadline {
-                break s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let screen = tmux.wait_until("the pending line acked", |s| !s.contains("(sending…)"));
     assert!(
         screen.contains("<alice> written while the server was down"),
         "{screen}"
@@ -397,9 +393,5 @@ fn mentions_ring_the_bell_unless_the_window_is_muted() {
     std::thread::sleep(Duration::from_millis(1100)); // past the coalescing second
     bob.say("general", "alice: now?").unwrap();
     tmux.wait_for("<bob> alice: now?");
-    let deadline = Instant::now() + WAIT;
-    while !tmux.bell_rang() {
-        assert!(Instant::now() < deadline, "the bell never rang");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tmux.wait_until("the bell ringing", |_| tmux.bell_rang());
 }

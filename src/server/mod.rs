@@ -307,21 +307,28 @@ impl Server {
     }
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it
-/// starts afterwards, so they can be received with [`wait_for_signal`].
-/// Call it first thing in `main`, before any thread exists.
-pub fn block_termination_signals() -> std::io::Result<()> {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
-    // pthread_sigmask only reads the set.
+/// The set {SIGINT, SIGTERM}.
+fn termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before
+    // the signals are added.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
+        set
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread and every thread it
+/// starts afterwards, so they can be received with [`wait_for_signal`].
+/// Call it first thing in `main`, before any thread exists.
+pub fn block_termination_signals() -> std::io::Result<()> {
+    let set = termination_signals();
+    // SAFETY: pthread_sigmask only reads the set.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
     }
     Ok(())
 }
@@ -329,17 +336,12 @@ pub fn block_termination_signals() -> std::io::Result<()> {
 /// Waits for SIGINT or SIGTERM (blocked beforehand with
 /// [`block_termination_signals`]) and returns its number.
 pub fn wait_for_signal() -> std::io::Result<i32> {
-    // SAFETY: as above; sigwait writes the signal number into `sig`.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        let mut sig: libc::c_int = 0;
-        let rc = libc::sigwait(&set, &mut sig);
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        Ok(sig)
+    let set = termination_signals();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait reads the set and writes the signal number into `sig`.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
     }
+    Ok(sig)
 }

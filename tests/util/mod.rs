@@ -4,7 +4,8 @@
 
 #![allow(dead_code)]
 
-use confab::client::Client;
+use confab::client::{Client, ClientError};
+use confab::protocol::{ErrorCode, ServerMsg};
 use confab::tls::{Trust, client_connector};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,40 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const TEST_ITERATIONS: &str = "1000";
 /// A password that passes the rules.
 pub const PW: &str = "correct horse battery";
+
+/// The error code a request failed with (a server `error`, or the reason
+/// of a `closing`); fails the test if it did not fail that way.
+pub fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
+    match r {
+        Err(ClientError::Server { code, .. }) => code,
+        Err(ClientError::Closed {
+            reason: Some((code, _)),
+        }) => code,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// Reads until the server says it is closing the connection; checks the
+/// code and returns the message. Fails the test after WAIT.
+pub fn expect_closing(c: &mut Client, code: ErrorCode) -> String {
+    loop {
+        match c.recv_frame(std::time::Instant::now() + WAIT) {
+            Ok(f) => {
+                if let ServerMsg::Closing { code: got, message } = f.msg {
+                    assert_eq!(got, code, "{message}");
+                    return message;
+                }
+            }
+            Err(ClientError::Closed {
+                reason: Some((got, message)),
+            }) => {
+                assert_eq!(got, code, "{message}");
+                return message;
+            }
+            Err(e) => panic!("expected closing {code}, got {e}"),
+        }
+    }
+}
 
 /// Runs one SQL statement with the sqlite3 tool (what an admin would use)
 /// and returns its output, trimmed.
