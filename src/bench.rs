@@ -216,10 +216,16 @@ pub struct Fanout {
     pub burst: bool,
 }
 
-/// `clients` sessions in #general receive what `senders` other sessions
-/// send; reports deliveries/s, latency percentiles, server CPU per
-/// delivery, and lost deliveries (must be 0).
+/// A fan-out run; reports deliveries/s, latency percentiles, server CPU
+/// per delivery, and lost deliveries (must be 0). With a rate, see
+/// `fanout_paced`. Otherwise (burst, storage) `clients` sessions in
+/// #general receive what `senders` extra sessions send from their own
+/// threads (second sessions of the first members: the server delivers to
+/// them too, which the per-delivery figures do not count).
 pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
+    if p.rate.is_some() && !p.burst && p.clients > 0 {
+        return fanout_paced(server, p);
+    }
     register_users(server, "recv", p.clients);
     let receivers: Vec<Client> = (0..p.clients)
         .map(|i| server.user(&format!("recv{i}")))
@@ -253,17 +259,18 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
             let want = expected_each * group.len();
             let mut mine = Vec::with_capacity(want);
             let fds: Vec<_> = group.iter().map(Client::raw_fd).collect();
+            let Ok(mut set) = crate::poller::ReadySet::new(&fds) else {
+                return;
+            };
             let mut batch = Vec::new();
+            let mut ready = Vec::new();
             let mut idle_since = Instant::now();
             while mine.len() < want && idle_since.elapsed() < Duration::from_secs(10) {
-                let Ok(ready) = crate::poller::wait_readable(&fds, Duration::from_millis(200))
-                else {
+                if set.wait(Duration::from_millis(200), &mut ready).is_err() {
                     break;
-                };
-                for (c, r) in group.iter_mut().zip(ready) {
-                    if !r {
-                        continue;
-                    }
+                }
+                for &i in &ready {
+                    let c = &mut group[i];
                     if c.drain_messages(&mut batch).is_err() {
                         continue;
                     }
@@ -285,16 +292,12 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
             latencies.lock().unwrap().extend(mine);
         }));
     }
-    let per_sender_interval = p
-        .rate
-        .map(|r| Duration::from_secs_f64(p.senders as f64 / r));
     for (si, mut c) in senders.into_iter().enumerate() {
         let (barrier, msgs, burst, last_ack) =
             (start_barrier.clone(), p.messages, p.burst, last_ack.clone());
         threads.push(std::thread::spawn(move || {
             barrier.wait();
             let pad = "x".repeat(60);
-            let start = Instant::now();
             if burst {
                 let mut frames = Vec::new();
                 for n in 0..msgs {
@@ -317,13 +320,6 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                 }
             } else {
                 for n in 0..msgs {
-                    if let Some(iv) = per_sender_interval {
-                        let due = start + iv * n as u32;
-                        let now = Instant::now();
-                        if due > now {
-                            std::thread::sleep(due - now);
-                        }
-                    }
                     c.say("general", &format!("t={} s={si} n={n} {pad}", now_us()))
                         .expect("say");
                 }
@@ -362,6 +358,161 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
         "offered_msgs_per_s": p.rate,
         "deliveries": got, "lost": expected - got.min(expected),
         "stored_msgs_per_s": ((p.senders * p.messages) as f64 / acked_s.max(1e-9)).round(),
+        "deliveries_per_s": (got as f64 / elapsed_s.max(1e-9)).round(),
+        "latency": summary(lat),
+        "server_cpu_us_per_delivery": (cpu as f64 / got.max(1) as f64 * 100.0).round() / 100.0,
+        "bench_cpu_us_per_delivery": (own as f64 / got.max(1) as f64 * 100.0).round() / 100.0,
+        "cores_busy": ((cpu + own) as f64 / 1e6 / elapsed_s.max(1e-9) * 100.0).round() / 100.0,
+    })
+}
+
+/// The paced fan-out: `clients` members of #general, the first `senders`
+/// of whom also send, each at its share of the offered rate, staggered so
+/// that the offered rate is even (not every sender at the same tick). Every
+/// message reaches the `clients - 1` other members: a room of 200 members
+/// with 20 senders, like the IRC servers' figures in the issue.
+///
+/// Two threads serve 100 members each from one `epoll` set (a thread per
+/// connection would cost the load generator more than the server it
+/// measures). A sender's message goes out from its thread's loop when due,
+/// without waiting for the ack, which comes back on the same connection.
+fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
+    register_users(server, "recv", p.clients);
+    let members: Vec<Client> = (0..p.clients)
+        .map(|i| server.user(&format!("recv{i}")))
+        .collect();
+    let senders = p.senders.min(p.clients);
+    let total_msgs = senders * p.messages;
+    let rate = p.rate.unwrap_or(200.0);
+    // Sender `si` sends its n-th message at start + interval * (n + si/senders).
+    let interval = Duration::from_secs_f64(senders as f64 / rate);
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total_msgs * p.clients)));
+    let received = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let last_rx = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(3));
+    let mut groups: Vec<Vec<(usize, Client)>> = vec![Vec::new(), Vec::new()];
+    for (i, c) in members.into_iter().enumerate() {
+        groups[i % 2].push((i, c));
+    }
+    let mut threads = Vec::new();
+    for mut group in groups {
+        let (latencies, received, acked, last_rx, barrier) = (
+            latencies.clone(),
+            received.clone(),
+            acked.clone(),
+            last_rx.clone(),
+            barrier.clone(),
+        );
+        let msgs = p.messages;
+        threads.push(std::thread::spawn(move || {
+            let fds: Vec<_> = group.iter().map(|(_, c)| c.raw_fd()).collect();
+            let Ok(mut set) = crate::poller::ReadySet::new(&fds) else {
+                return;
+            };
+            // What this thread's members should receive: every message but
+            // their own.
+            let mine_sent: usize = group.iter().filter(|(i, _)| *i < senders).count() * msgs;
+            let want = group.len() * total_msgs - mine_sent;
+            let want_acks = mine_sent;
+            let mut next_n = vec![0usize; group.len()];
+            let pad = "x".repeat(60);
+            let mut lat = Vec::with_capacity(want);
+            let mut acks = 0usize;
+            let mut ready = Vec::new();
+            barrier.wait();
+            let start = Instant::now();
+            let due = |si: usize, n: usize| {
+                start + interval * n as u32 + interval.mul_f64(si as f64 / senders as f64)
+            };
+            let mut idle_since = Instant::now();
+            while (lat.len() < want || acks < want_acks)
+                && idle_since.elapsed() < Duration::from_secs(10)
+            {
+                // Send what is due; find when the next send is.
+                let now = Instant::now();
+                let mut next_due: Option<Instant> = None;
+                for (k, (i, c)) in group.iter_mut().enumerate() {
+                    if *i >= senders {
+                        continue;
+                    }
+                    while next_n[k] < msgs && due(*i, next_n[k]) <= now {
+                        let n = next_n[k];
+                        let frame = encode_json(&ClientFrame {
+                            req: Some(n as u64 + 1),
+                            request: Request::Say {
+                                room: "general".into(),
+                                body: format!("t={} s={i} n={n} {pad}", now_us()),
+                            },
+                        });
+                        if c.send_frame(&frame).is_err() {
+                            next_n[k] = msgs;
+                            break;
+                        }
+                        next_n[k] += 1;
+                    }
+                    if next_n[k] < msgs {
+                        let d = due(*i, next_n[k]);
+                        next_due = Some(next_due.map_or(d, |x: Instant| x.min(d)));
+                    }
+                }
+                let timeout = next_due
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(200))
+                    .min(Duration::from_millis(200));
+                if set.wait(timeout, &mut ready).is_err() {
+                    break;
+                }
+                for &k in &ready {
+                    let c = &mut group[k].1;
+                    while let Ok(f) = c.recv_frame(Instant::now()) {
+                        match f.msg {
+                            ServerMsg::Message(m) => {
+                                if let Some(t) = m
+                                    .body
+                                    .strip_prefix("t=")
+                                    .and_then(|b| b.split(' ').next()?.parse::<u64>().ok())
+                                {
+                                    lat.push(now_us().saturating_sub(t));
+                                    idle_since = Instant::now();
+                                }
+                            }
+                            ServerMsg::Ack { .. } => {
+                                acks += 1;
+                                idle_since = Instant::now();
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            received.fetch_add(lat.len() as u64, Ordering::Relaxed);
+            acked.fetch_add(acks as u64, Ordering::Relaxed);
+            last_rx.fetch_max(now_us(), Ordering::Relaxed);
+            latencies.lock().unwrap().extend(lat);
+        }));
+    }
+    barrier.wait();
+    let cpu0 = server.cpu_us();
+    let own0 = own_cpu_us();
+    let t0 = now_us();
+    for t in threads {
+        let _ = t.join();
+    }
+    let cpu = server.cpu_us() - cpu0;
+    let own = own_cpu_us() - own0;
+    let got = received.load(Ordering::Relaxed);
+    let expected = (total_msgs * (p.clients - 1)) as u64;
+    let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
+    let lat = Arc::try_unwrap(latencies)
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_default();
+    json!({
+        "scenario": "fanout",
+        "clients": p.clients, "senders": senders, "messages": total_msgs,
+        "offered_msgs_per_s": rate,
+        "deliveries": got, "lost": expected - got.min(expected),
+        "acked": acked.load(Ordering::Relaxed),
         "deliveries_per_s": (got as f64 / elapsed_s.max(1e-9)).round(),
         "latency": summary(lat),
         "server_cpu_us_per_delivery": (cpu as f64 / got.max(1) as f64 * 100.0).round() / 100.0,

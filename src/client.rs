@@ -269,7 +269,7 @@ impl Client {
     }
 
     /// The socket's descriptor, to wait on many clients at once
-    /// (`poller::wait_readable`) before calling [`Client::drain_messages`].
+    /// (`poller::ReadySet`) before calling [`Client::drain_messages`].
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.conn.get_ref().get_ref().as_raw_fd()
     }

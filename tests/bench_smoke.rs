@@ -27,7 +27,14 @@ fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
     assert_eq!(lines.len(), 2);
     for v in &lines {
         assert_eq!(v["lost"], 0, "{v}");
-        assert_eq!(v["deliveries"], 400, "{v}");
         assert!(v["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{v}");
     }
+    // The paced fan-out: 10 members, 2 of whom send 20 messages each; each
+    // message reaches the 9 others, and each sender gets its 20 acks.
+    assert_eq!(lines[0]["scenario"], "fanout");
+    assert_eq!(lines[0]["deliveries"], 40 * 9, "{}", lines[0]);
+    assert_eq!(lines[0]["acked"], 40, "{}", lines[0]);
+    // The burst: 2 extra sessions send 20 each to 10 receivers.
+    assert_eq!(lines[1]["scenario"], "burst");
+    assert_eq!(lines[1]["deliveries"], 400, "{}", lines[1]);
 }

@@ -359,8 +359,9 @@ fn report(results: &[(String, Value)], quick: bool) -> String {
                 v["messages"], v["senders"], v["stored_msgs_per_s"], v["server_cpu_us_per_message"]
             ),
             "fanout" | "fanout-fast" | "burst" => format!(
-                "{} clients, {} msgs{}: {} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, {} µs server CPU per delivery, lost {}",
+                "{} clients, {} senders, {} msgs{}: {} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, {} µs server CPU per delivery, lost {}",
                 v["clients"],
+                v["senders"],
                 v["messages"],
                 v["offered_msgs_per_s"]
                     .as_f64()

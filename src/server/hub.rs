@@ -11,149 +11,14 @@
 //! that fan-out needs no query. Session threads update the database first,
 //! then the hub.
 
-use crate::poller::Waker;
+use super::outbox::Outbox;
 use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerFrame, ServerMsg, encode_json};
 use crate::store::{RoomId, RoomRecord, UserId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Identifies one connection for its lifetime.
 pub type SessionId = u64;
-
-/// Bytes waiting to be written to one session, filled by other threads.
-///
-/// Bounded: a session that reads slower than it is written to overflows,
-/// and its thread then disconnects it, so one stalled reader can never make
-/// the server buffer without limit or slow a room down.
-#[derive(Debug)]
-pub struct Outbox {
-    state: Mutex<OutboxState>,
-    waker: Waker,
-    limit: usize,
-}
-
-#[derive(Debug, Default)]
-struct OutboxState {
-    buf: Vec<u8>,
-    overflowed: bool,
-    closing: bool,
-}
-
-/// What the owner of an outbox must do besides writing its bytes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxFlags {
-    /// The reader was too slow: drop the connection now.
-    pub overflowed: bool,
-    /// The server asked this session to end once its bytes are written.
-    pub closing: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding an outbox lock leaves plain bytes behind, which
-    // are still safe to use; recover rather than spread the panic.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Outbox {
-    /// An empty outbox holding at most `limit` bytes.
-    pub fn new(limit: usize) -> std::io::Result<Outbox> {
-        Ok(Outbox {
-            state: Mutex::new(OutboxState::default()),
-            waker: Waker::new()?,
-            limit,
-        })
-    }
-
-    /// Queues an encoded frame and wakes the session's thread if it may be
-    /// asleep. Returns `false` (and marks the outbox overflowed) when the
-    /// frame does not fit.
-    pub fn push(&self, frame: &[u8]) -> bool {
-        let mut st = lock(&self.state);
-        if st.overflowed || st.closing {
-            return false;
-        }
-        let was_empty = st.buf.is_empty();
-        if st.buf.len() + frame.len() > self.limit {
-            st.overflowed = true;
-            st.buf.clear();
-            drop(st);
-            self.waker.wake();
-            return false;
-        }
-        st.buf.extend_from_slice(frame);
-        drop(st);
-        // The owner drains the waker before it takes the buffer, so a push
-        // onto a non-empty buffer will be picked up by a take that has not
-        // happened yet: only the empty -> non-empty edge needs a wake-up.
-        if was_empty {
-            self.waker.wake();
-        }
-        true
-    }
-
-    /// Like [`Outbox::push`], but leaves the wake-up to the caller: returns
-    /// `Some(true)` if the owner must be woken (call [`Outbox::wake`]),
-    /// `Some(false)` if not, `None` if the frame was dropped. The message
-    /// writer queues a whole batch first and wakes the sessions after, so it
-    /// is not preempted by every session it wakes halfway through a
-    /// fan-out.
-    pub fn push_deferred(&self, frame: &[u8]) -> Option<bool> {
-        let mut st = lock(&self.state);
-        if st.overflowed || st.closing {
-            return None;
-        }
-        if st.buf.len() + frame.len() > self.limit {
-            st.overflowed = true;
-            st.buf.clear();
-            return Some(true);
-        }
-        let was_empty = st.buf.is_empty();
-        st.buf.extend_from_slice(frame);
-        Some(was_empty)
-    }
-
-    /// Wakes the owning session's thread.
-    pub fn wake(&self) {
-        self.waker.wake();
-    }
-
-    /// Takes everything queued, and the flags.
-    pub fn take(&self) -> (Vec<u8>, OutboxFlags) {
-        let mut st = lock(&self.state);
-        let flags = OutboxFlags {
-            overflowed: st.overflowed,
-            closing: st.closing,
-        };
-        (std::mem::take(&mut st.buf), flags)
-    }
-
-    /// The flags, without taking the bytes.
-    pub fn flags(&self) -> OutboxFlags {
-        let st = lock(&self.state);
-        OutboxFlags {
-            overflowed: st.overflowed,
-            closing: st.closing,
-        }
-    }
-
-    /// Queues a last frame (even past the limit: it is small) and asks the
-    /// owner to end the session once it is written. Later pushes are
-    /// dropped.
-    pub fn close_with(&self, frame: &[u8]) {
-        let mut st = lock(&self.state);
-        if !st.closing {
-            st.buf.extend_from_slice(frame);
-            st.closing = true;
-        }
-        drop(st);
-        self.waker.wake();
-    }
-
-    /// The waker the owning thread sleeps on.
-    pub fn waker(&self) -> &Waker {
-        &self.waker
-    }
-}
 
 /// One session as the hub sees it.
 #[derive(Debug, Clone)]
@@ -195,14 +60,32 @@ impl HubState {
     /// Pushes `frame` to every session of `user` except `except`; returns
     /// whether the user has any session at all.
     fn send_to_user(&self, user: UserId, frame: &[u8], except: Option<SessionId>) -> bool {
+        let mut wake = Vec::new();
+        let online = self.send_to_user_deferred(user, frame, except, &mut wake);
+        for outbox in wake {
+            outbox.wake();
+        }
+        online
+    }
+
+    /// Like [`HubState::send_to_user`], but adds the outboxes that need a
+    /// wake-up to `wake` (see [`Outbox::push_deferred`]).
+    fn send_to_user_deferred(
+        &self,
+        user: UserId,
+        frame: &[u8],
+        except: Option<SessionId>,
+        wake: &mut Vec<Arc<Outbox>>,
+    ) -> bool {
         let Some(sids) = self.online.get(&user) else {
             return false;
         };
         for sid in sids {
             if Some(*sid) != except
                 && let Some(s) = self.sessions.get(sid)
+                && s.outbox.push_deferred(frame) == Some(true)
             {
-                s.outbox.push(frame);
+                wake.push(s.outbox.clone());
             }
         }
         true
@@ -484,7 +367,8 @@ impl Hub {
 
     /// Like [`Hub::fan_out_room`], but adds the outboxes that need a
     /// wake-up to `wake` instead of waking them (see
-    /// [`Outbox::push_deferred`]).
+    /// [`Outbox::push_deferred`]); the caller calls [`Outbox::deliver`] on
+    /// each once it holds no lock.
     pub fn fan_out_room_deferred(
         &self,
         name: &str,
@@ -497,19 +381,7 @@ impl Hub {
             return;
         };
         for user in room.members.keys() {
-            let Some(sids) = st.online.get(user) else {
-                continue;
-            };
-            for sid in sids {
-                if Some(*sid) == except {
-                    continue;
-                }
-                if let Some(s) = st.sessions.get(sid)
-                    && s.outbox.push_deferred(frame) == Some(true)
-                {
-                    wake.push(s.outbox.clone());
-                }
-            }
+            st.send_to_user_deferred(*user, frame, except, wake);
         }
     }
 
@@ -517,6 +389,18 @@ impl Hub {
     /// `except`; returns whether the user has a session.
     pub fn send_to_user(&self, user: UserId, frame: &[u8], except: Option<SessionId>) -> bool {
         self.read().send_to_user(user, frame, except)
+    }
+
+    /// Like [`Hub::send_to_user`], deferring wake-ups as
+    /// [`Hub::fan_out_room_deferred`] does.
+    pub fn send_to_user_deferred(
+        &self,
+        user: UserId,
+        frame: &[u8],
+        except: Option<SessionId>,
+        wake: &mut Vec<Arc<Outbox>>,
+    ) -> bool {
+        self.read().send_to_user_deferred(user, frame, except, wake)
     }
 
     /// Sessions logged in now.

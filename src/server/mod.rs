@@ -19,15 +19,18 @@
 
 mod auth;
 mod context;
+mod delivery;
 mod file_store;
 mod front_door;
 mod hub;
+mod outbox;
 mod session;
 mod transfer;
 mod wait_queue;
 mod writer;
 
-pub use hub::{Hub, Outbox, SessionId};
+pub use hub::{Hub, SessionId};
+pub use outbox::Outbox;
 
 use crate::config::ServerConfig;
 use crate::protocol::{ErrorCode, ServerFrame, ServerMsg, encode_json};

@@ -1,13 +1,17 @@
 //! One client connection, from TLS handshake to goodbye, on its own thread.
 //!
-//! The thread owns the TLS stream; nothing else touches it (OpenSSL streams
-//! cannot be shared between threads). Its loop:
+//! The TLS stream lives in the session's [`Outbox`], behind a mutex that
+//! this thread holds whenever it is awake (OpenSSL streams must not be used
+//! by two threads at once). Its loop:
 //!
 //! 1. take whatever other threads queued in its [`Outbox`] (deliveries,
 //!    acks, presence) and write it, with its own replies, in one batch;
-//! 2. sleep in `poll(2)` on the socket and the outbox's waker: no CPU while
-//!    idle, and a delivery wakes it at once even while it waits to read;
-//! 3. read what arrived and answer each complete request.
+//! 2. let go of the connection and sleep in `poll(2)` on the socket and the
+//!    outbox's waker: no CPU while idle. Meanwhile the message writer may
+//!    write deliveries to the socket itself ([`Outbox::deliver`]) and wakes
+//!    this thread only when it cannot;
+//! 3. take the connection back, read what arrived and answer each complete
+//!    request.
 //!
 //! Requests that need the database (login, join, history) run here, on the
 //! session's own thread, so they delay only this client. Chat messages go to
@@ -15,7 +19,8 @@
 
 use super::context::{IpGuard, ServerContext};
 use super::front_door::TlsConnection;
-use super::hub::{Hub, Outbox, SessionId};
+use super::hub::{Hub, SessionId};
+use super::outbox::{Outbox, TAKE_BELOW};
 use super::transfer::{Download, Upload};
 use super::wait_queue::Slot;
 use super::writer::{Submission, Target};
@@ -40,10 +45,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Most offline direct messages replayed at login (older ones stay in
 /// history).
 const OFFLINE_DM_REPLAY: u32 = 1000;
-/// Outbox bytes are taken only while less than this is unsent, so a client
-/// that stops reading fills its bounded outbox rather than an unbounded
-/// connection buffer.
-const TAKE_BELOW: usize = 256 * 1024;
 
 /// Where a session is in its life.
 enum Phase {
@@ -76,8 +77,11 @@ impl Drop for Registration<'_> {
 struct Session<'a> {
     id: SessionId,
     ctx: &'a ServerContext,
+    /// Also holds the connection (see the module doc).
     outbox: Arc<Outbox>,
-    conn: TlsConnection,
+    /// This thread's own replies, moved into the connection before each
+    /// write.
+    out: Vec<u8>,
     phase: Phase,
     peer: SocketAddr,
     /// Set when the session should end once its queued bytes are written.
@@ -127,7 +131,7 @@ pub fn start(
 /// never reach the accept loop.
 fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &ServerContext) {
     let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
-    let outbox = match Outbox::new(ctx.limits.outbox_limit) {
+    let outbox = match Outbox::with_connection(ctx.limits.outbox_limit, conn) {
         Ok(o) => Arc::new(o),
         Err(err) => {
             log::warn!("session {id} from {peer}: cannot create waker: {err}");
@@ -141,7 +145,7 @@ fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &Serv
         id,
         ctx,
         outbox,
-        conn,
+        out: Vec::new(),
         phase: Phase::Hello,
         peer,
         closing: None,
@@ -161,18 +165,27 @@ fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &Serv
         Ok(()) => log::debug!("session {id} from {peer}: closed"),
         Err(err) => log::debug!("session {id} from {peer}: ended: {err}"),
     }
-    let _ = session.conn.flush();
-    let _ = session.conn.get_mut().shutdown();
+    if let Some(mut conn) = session.outbox.connection() {
+        conn.queue_vec(std::mem::take(&mut session.out));
+        let _ = conn.flush();
+        let _ = conn.get_mut().shutdown();
+    }
 }
 
 impl Session<'_> {
     fn run(&mut self) -> Result<(), ConnectionError> {
-        let fd = self.conn.get_ref().get_ref().as_raw_fd();
+        let outbox = self.outbox.clone();
+        let Some(mut conn) = outbox.connection() else {
+            return Ok(());
+        };
+        let fd = conn.get_ref().get_ref().as_raw_fd();
         let mut check_outbox = true;
         // Read before the first sleep: the handshake may have left a
         // decrypted record inside OpenSSL, which poll(2) cannot see.
         let mut read_state = ReadState::More;
         loop {
+            // Replies first: they were answered before the outbox was read.
+            self.move_replies(&mut conn);
             if check_outbox {
                 let flags = self.outbox.flags();
                 if flags.overflowed {
@@ -183,10 +196,10 @@ impl Session<'_> {
                     log::info!("session {}: disconnected: too slow to read", self.id);
                     return Ok(());
                 }
-                if self.conn.unsent() < TAKE_BELOW {
+                if conn.unsent() < TAKE_BELOW {
                     let (bytes, flags) = self.outbox.take();
                     if !bytes.is_empty() {
-                        self.conn.queue_vec(bytes);
+                        conn.queue_vec(bytes);
                     }
                     if flags.closing && self.closing.is_none() {
                         self.closing = Some(Instant::now() + CLOSE_GRACE);
@@ -195,9 +208,10 @@ impl Session<'_> {
                 }
             }
             if self.closing.is_none() {
-                self.pump_download();
+                self.pump_download(&mut conn);
+                self.move_replies(&mut conn);
             }
-            let all_written = self.conn.flush()?;
+            let all_written = conn.flush()?;
             let now = Instant::now();
             let timeout = match self.closing {
                 Some(deadline) => {
@@ -218,7 +232,14 @@ impl Session<'_> {
                 }
                 None => None,
             };
-            let ready = poller::wait(fd, !all_written, Some(self.outbox.waker()), timeout)?;
+            // Asleep, the connection is free for `Outbox::deliver`.
+            drop(conn);
+            let ready = poller::wait(fd, !all_written, Some(self.outbox.waker()), timeout);
+            conn = match outbox.connection() {
+                Some(c) => c,
+                None => return Ok(()),
+            };
+            let ready = ready?;
             if ready.woken {
                 // Drain before take: see `Outbox::push`.
                 self.outbox.waker().drain();
@@ -228,9 +249,9 @@ impl Session<'_> {
                 continue;
             }
             if ready.socket_readable || read_state == ReadState::More {
-                read_state = self.conn.fill()?;
+                read_state = conn.fill()?;
                 while self.closing.is_none() {
-                    match self.conn.next_frame() {
+                    match conn.next_frame() {
                         Ok(Some(frame)) => self.handle_frame(frame),
                         Ok(None) => break,
                         Err(ConnectionError::Frame(err)) => {
@@ -246,16 +267,23 @@ impl Session<'_> {
         }
     }
 
+    /// Moves this thread's replies into the connection.
+    fn move_replies(&mut self, conn: &mut TlsConnection) {
+        if !self.out.is_empty() {
+            conn.queue_vec(std::mem::take(&mut self.out));
+        }
+    }
+
     /// Queues download data while the client's unsent bytes are few.
-    fn pump_download(&mut self) {
+    fn pump_download(&mut self, conn: &mut TlsConnection) {
         while let Some(dl) = &mut self.download {
-            if self.conn.unsent() >= TAKE_BELOW {
+            if conn.unsent() >= TAKE_BELOW {
                 return;
             }
             let mut out = Vec::new();
             match dl.pump(&mut out) {
                 Ok(done) => {
-                    self.conn.queue_vec(out);
+                    conn.queue_vec(out);
                     if done {
                         let (download, sha256) = (dl.id, dl.sha256.clone());
                         self.download = None;
@@ -309,7 +337,7 @@ impl Session<'_> {
     }
 
     fn send(&mut self, frame: &ServerFrame) {
-        self.conn.queue(&encode_json(frame));
+        self.out.extend_from_slice(&encode_json(frame));
     }
 
     fn reply(&mut self, req: Option<u64>, msg: ServerMsg) {

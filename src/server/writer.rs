@@ -12,7 +12,9 @@
 //! - Deliveries leave in id order, the order of history, for everyone.
 //! - One writer means no lock contention between writers in SQLite.
 
-use super::hub::{Hub, Outbox, SessionId};
+use super::delivery::Deliverers;
+use super::hub::{Hub, SessionId};
+use super::outbox::Outbox;
 use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ServerFrame, ServerMsg, encode_json};
 use crate::store::{Destination, NewMessage, RoomId, Store, UserId, now_ms};
 use std::sync::Arc;
@@ -104,13 +106,14 @@ impl WriterHandle {
 /// after storing and delivering what was queued.
 pub fn spawn(store: Store, hub: Arc<Hub>) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(QUEUE_LEN);
+    let deliverers = Deliverers::for_this_machine()?;
     let handle = std::thread::Builder::new()
         .name("message-writer".into())
-        .spawn(move || run(&store, &hub, &rx))?;
+        .spawn(move || run(&store, &hub, &deliverers, &rx))?;
     Ok((WriterHandle { tx }, handle))
 }
 
-fn run(store: &Store, hub: &Hub, rx: &Receiver<Job>) {
+fn run(store: &Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closed = false;
     let mut next = rx.recv().ok();
@@ -132,7 +135,7 @@ fn run(store: &Store, hub: &Hub, rx: &Receiver<Job>) {
         if closed {
             refuse(&mut batch);
         } else if !batch.is_empty() {
-            commit_and_deliver(store, hub, &mut batch);
+            commit_and_deliver(store, hub, deliverers, &mut batch);
         }
         if let Some(reply) = close_reply {
             closed = true;
@@ -154,7 +157,12 @@ fn refuse(batch: &mut Vec<Submission>) {
     }
 }
 
-fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
+fn commit_and_deliver(
+    store: &Store,
+    hub: &Hub,
+    deliverers: &Deliverers,
+    batch: &mut Vec<Submission>,
+) {
     let ts = now_ms();
     let rows: Vec<NewMessage> = batch
         .iter()
@@ -183,7 +191,7 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             return;
         }
     };
-    // Queue every delivery of the batch first, wake the sessions after.
+    // Queue every delivery of the batch first, deliver after (no lock held).
     let mut wake = Vec::new();
     for (sub, id) in batch.drain(..).zip(ids) {
         let (room, to) = match &sub.target {
@@ -205,8 +213,8 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
             }
             Target::User { id: to, .. } => {
                 // The sender's other sessions see their own DM too.
-                hub.send_to_user(sub.sender.0, &event, Some(sub.session));
-                if hub.send_to_user(*to, &event, None)
+                hub.send_to_user_deferred(sub.sender.0, &event, Some(sub.session), &mut wake);
+                if hub.send_to_user_deferred(*to, &event, None, &mut wake)
                     && let Err(err) = store.advance_dm_cursor(*to, id)
                 {
                     // Not fatal: the DM is stored and will be offered again
@@ -215,12 +223,11 @@ fn commit_and_deliver(store: &Store, hub: &Hub, batch: &mut Vec<Submission>) {
                 }
             }
         }
-        sub.outbox.push(&encode_json(&ServerFrame::reply(
-            sub.req,
-            ServerMsg::Ack { id, ts },
-        )));
+        let ack = encode_json(&ServerFrame::reply(sub.req, ServerMsg::Ack { id, ts }));
+        if sub.outbox.push_deferred(&ack) == Some(true) {
+            wake.push(sub.outbox);
+        }
     }
-    for outbox in wake {
-        outbox.wake();
-    }
+    // Write to the sleeping sessions' sockets from here; wake the others.
+    deliverers.deliver(wake);
 }

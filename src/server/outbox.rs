@@ -1,0 +1,222 @@
+//! A session's outbox: the bytes other threads queue for one client, and
+//! the client's connection while its thread sleeps.
+//!
+//! Other threads (the message writer, sessions announcing presence) never
+//! touch a session's TLS stream while its thread uses it. They push encoded
+//! frames into the session's [`Outbox`] and raise its waker; the session's
+//! thread takes the bytes and writes them.
+//!
+//! **Direct delivery.** A session thread that goes to sleep in `poll(2)`
+//! leaves its connection in the outbox's `conn` mutex and takes it back
+//! when it wakes (it holds the lock the whole time it is awake). The message
+//! writer, after queueing a batch, calls [`Outbox::deliver`]: if the lock is
+//! free it writes the queued bytes to the socket itself (non-blocking), and
+//! the session thread is not woken at all. Only if the session is awake, the
+//! socket is full, or the outbox has a flag to act on, does it fall back to
+//! the waker. One thread writing to many sockets costs a system call per
+//! recipient; waking a thread per recipient cost a context switch each, which
+//! was most of the server's CPU in a busy room (docs/BENCHMARKS.md).
+//!
+//! The stream is still used by one thread at a time (the mutex), as OpenSSL
+//! requires, and a write that returned `WouldBlock` is retried from the same
+//! buffer by whoever holds the connection next (see `connection`).
+
+use super::front_door::TlsConnection;
+use crate::poller::Waker;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+/// Outbox bytes are moved into the connection only while less than this is
+/// unsent there, so a client that stops reading fills its bounded outbox
+/// (and is cut off) rather than an unbounded connection buffer.
+pub const TAKE_BELOW: usize = 256 * 1024;
+
+/// Bytes waiting to be written to one session, filled by other threads.
+///
+/// Bounded: a session that reads slower than it is written to overflows,
+/// and its thread then disconnects it, so one stalled reader can never make
+/// the server buffer without limit or slow a room down.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    waker: Waker,
+    limit: usize,
+    /// The session's connection; locked by its thread while it is awake.
+    conn: Option<Mutex<TlsConnection>>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    buf: Vec<u8>,
+    overflowed: bool,
+    closing: bool,
+}
+
+/// What the owner of an outbox must do besides writing its bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxFlags {
+    /// The reader was too slow: drop the connection now.
+    pub overflowed: bool,
+    /// The server asked this session to end once its bytes are written.
+    pub closing: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding an outbox lock leaves plain bytes behind, which
+    // are still safe to use; recover rather than spread the panic.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `limit` bytes.
+    pub fn new(limit: usize) -> std::io::Result<Outbox> {
+        Ok(Outbox {
+            state: Mutex::new(OutboxState::default()),
+            waker: Waker::new()?,
+            limit,
+            conn: None,
+        })
+    }
+
+    /// An empty outbox that also holds the session's connection, so that
+    /// [`Outbox::deliver`] can write to it while the session sleeps.
+    pub fn with_connection(limit: usize, conn: TlsConnection) -> std::io::Result<Outbox> {
+        Ok(Outbox {
+            conn: Some(Mutex::new(conn)),
+            ..Outbox::new(limit)?
+        })
+    }
+
+    /// The connection, for the session's thread to lock while it is awake.
+    pub fn connection(&self) -> Option<MutexGuard<'_, TlsConnection>> {
+        self.conn.as_ref().map(lock)
+    }
+
+    /// Writes what is queued straight to the connection if the session's
+    /// thread is asleep and the socket takes it all; otherwise wakes the
+    /// thread to do it. Call after [`Outbox::push_deferred`] returned
+    /// `Some(true)`.
+    pub fn deliver(&self) {
+        if self.try_deliver() {
+            return;
+        }
+        self.waker.wake();
+    }
+
+    /// Whether everything queued was written without the session's thread.
+    fn try_deliver(&self) -> bool {
+        let Some(conn) = &self.conn else {
+            return false;
+        };
+        let mut conn = match conn.try_lock() {
+            Ok(c) => c,
+            // Awake (it will see the waker), or gone after a panic.
+            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return false,
+        };
+        if conn.unsent() >= TAKE_BELOW {
+            return false;
+        }
+        {
+            let mut st = lock(&self.state);
+            if st.overflowed || st.closing {
+                return false;
+            }
+            let bytes = std::mem::take(&mut st.buf);
+            drop(st);
+            conn.queue_vec(bytes);
+        }
+        // Bytes the socket did not take, or an error, are the session's
+        // business: it is woken and finds them in the connection.
+        matches!(conn.flush(), Ok(true))
+    }
+
+    /// Queues an encoded frame and wakes the session's thread if it may be
+    /// asleep. Returns `false` (and marks the outbox overflowed) when the
+    /// frame does not fit.
+    pub fn push(&self, frame: &[u8]) -> bool {
+        let mut st = lock(&self.state);
+        if st.overflowed || st.closing {
+            return false;
+        }
+        let was_empty = st.buf.is_empty();
+        if st.buf.len() + frame.len() > self.limit {
+            st.overflowed = true;
+            st.buf.clear();
+            drop(st);
+            self.waker.wake();
+            return false;
+        }
+        st.buf.extend_from_slice(frame);
+        drop(st);
+        // The owner drains the waker before it takes the buffer, so a push
+        // onto a non-empty buffer will be picked up by a take that has not
+        // happened yet: only the empty -> non-empty edge needs a wake-up.
+        if was_empty {
+            self.waker.wake();
+        }
+        true
+    }
+
+    /// Like [`Outbox::push`], but leaves the wake-up to the caller: returns
+    /// `Some(true)` if the owner must be woken (call [`Outbox::wake`]),
+    /// `Some(false)` if not, `None` if the frame was dropped.
+    /// ([`Outbox::deliver`] is the wake-up that may write directly.) The message
+    /// writer queues a whole batch first and wakes the sessions after, so it
+    /// is not preempted by every session it wakes halfway through a
+    /// fan-out.
+    pub fn push_deferred(&self, frame: &[u8]) -> Option<bool> {
+        let mut st = lock(&self.state);
+        if st.overflowed || st.closing {
+            return None;
+        }
+        if st.buf.len() + frame.len() > self.limit {
+            st.overflowed = true;
+            st.buf.clear();
+            return Some(true);
+        }
+        let was_empty = st.buf.is_empty();
+        st.buf.extend_from_slice(frame);
+        Some(was_empty)
+    }
+
+    /// Wakes the owning session's thread (see also [`Outbox::deliver`]).
+    pub fn wake(&self) {
+        self.waker.wake();
+    }
+
+    /// Takes everything queued, and the flags.
+    pub fn take(&self) -> (Vec<u8>, OutboxFlags) {
+        let mut st = lock(&self.state);
+        let flags = OutboxFlags {
+            overflowed: st.overflowed,
+            closing: st.closing,
+        };
+        (std::mem::take(&mut st.buf), flags)
+    }
+
+    /// The flags, without taking the bytes.
+    pub fn flags(&self) -> OutboxFlags {
+        let st = lock(&self.state);
+        OutboxFlags {
+            overflowed: st.overflowed,
+            closing: st.closing,
+        }
+    }
+
+    /// Queues a last frame (even past the limit: it is small) and asks the
+    /// owner to end the session once it is written. Later pushes are
+    /// dropped.
+    pub fn close_with(&self, frame: &[u8]) {
+        let mut st = lock(&self.state);
+        if !st.closing {
+            st.buf.extend_from_slice(frame);
+            st.closing = true;
+        }
+        drop(st);
+        self.waker.wake();
+    }
+
+    /// The waker the owning thread sleeps on.
+    pub fn waker(&self) -> &Waker {
+        &self.waker
+    }
+}
