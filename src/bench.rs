@@ -8,7 +8,7 @@
 //! its receive time. Server CPU and memory come from `/proc/<pid>`.
 
 use crate::client::{Client, Conversation};
-use crate::protocol::{ClientFrame, Request, ServerMsg, encode_json};
+use crate::protocol::{ClientFrame, Request, encode_json};
 use crate::tls::{Trust, client_connector};
 use native_tls::TlsConnector;
 use serde_json::{Value, json};
@@ -168,6 +168,29 @@ impl Drop for BenchServer {
     }
 }
 
+/// The send time in a bench message event (`"body":"t=<µs> ..."`), found
+/// without decoding the JSON: the load generator reads hundreds of
+/// thousands of these per second on the cores the server needs.
+fn sent_at(json: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"body\":\"t=";
+    find(json, b"\"type\":\"message\"")?;
+    let at = find(json, KEY)? + KEY.len();
+    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&json[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether a frame is an `ack` reply.
+fn is_ack(json: &[u8]) -> bool {
+    find(json, b"\"type\":\"ack\"").is_some()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Percentiles of latencies in µs.
 fn summary(mut lat: Vec<u64>) -> Value {
     lat.sort_unstable();
@@ -262,7 +285,6 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
             let Ok(mut set) = crate::poller::ReadySet::new(&fds) else {
                 return;
             };
-            let mut batch = Vec::new();
             let mut ready = Vec::new();
             let mut idle_since = Instant::now();
             while mine.len() < want && idle_since.elapsed() < Duration::from_secs(10) {
@@ -270,20 +292,14 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                     break;
                 }
                 for &i in &ready {
-                    let c = &mut group[i];
-                    if c.drain_messages(&mut batch).is_err() {
-                        continue;
-                    }
-                    let now = now_us();
-                    for m in batch.drain(..) {
-                        if let Some(t) = m
-                            .body
-                            .strip_prefix("t=")
-                            .and_then(|b| b.split(' ').next()?.parse::<u64>().ok())
-                        {
-                            mine.push(now.saturating_sub(t));
-                            idle_since = Instant::now();
+                    let before = mine.len();
+                    let _ = group[i].drain_raw(&mut |json| {
+                        if let Some(t) = sent_at(json) {
+                            mine.push(now_us().saturating_sub(t));
                         }
+                    });
+                    if mine.len() > before {
+                        idle_since = Instant::now();
                     }
                 }
             }
@@ -310,12 +326,20 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                     }));
                 }
                 c.send_frame(&frames).expect("burst sent");
+                // The acks, read raw: this session also receives the
+                // room's messages, which need no decoding here.
                 let mut acks = 0;
+                let fd = c.raw_fd();
                 while acks < msgs {
-                    match c.recv_frame(Instant::now() + Duration::from_secs(30)) {
-                        Ok(f) if matches!(f.msg, ServerMsg::Ack { .. }) => acks += 1,
-                        Ok(_) => {}
-                        Err(_) => break,
+                    match c.drain_raw(&mut |json| acks += usize::from(is_ack(json))) {
+                        Ok(true) => {}
+                        _ => break,
+                    }
+                    if acks < msgs
+                        && crate::poller::wait(fd, false, None, Some(Duration::from_secs(30)))
+                            .is_err()
+                    {
+                        break;
                     }
                 }
             } else {
@@ -464,25 +488,20 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
                     break;
                 }
                 for &k in &ready {
-                    let c = &mut group[k].1;
-                    while let Ok(f) = c.recv_frame(Instant::now()) {
-                        match f.msg {
-                            ServerMsg::Message(m) => {
-                                if let Some(t) = m
-                                    .body
-                                    .strip_prefix("t=")
-                                    .and_then(|b| b.split(' ').next()?.parse::<u64>().ok())
-                                {
-                                    lat.push(now_us().saturating_sub(t));
-                                    idle_since = Instant::now();
-                                }
-                            }
-                            ServerMsg::Ack { .. } => {
-                                acks += 1;
-                                idle_since = Instant::now();
-                            }
-                            _ => {}
+                    let mut seen = false;
+                    let _ = group[k].1.drain_raw(&mut |json| match sent_at(json) {
+                        Some(t) => {
+                            lat.push(now_us().saturating_sub(t));
+                            seen = true;
                         }
+                        None if is_ack(json) => {
+                            acks += 1;
+                            seen = true;
+                        }
+                        None => {}
+                    });
+                    if seen {
+                        idle_since = Instant::now();
                     }
                 }
             }
@@ -706,4 +725,33 @@ pub fn upload(server: &BenchServer) -> Value {
            "mb_per_s": ((bytes.len() as f64 / 1e6 / secs) * 10.0).round() / 10.0,
            "chat_p99_ms_quiet": p99(&quiet), "chat_p99_ms_during_upload": p99(&during),
            "lost": quiet["lost"].as_u64().unwrap_or(0) + during["lost"].as_u64().unwrap_or(0)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ChatMessage, ServerFrame, ServerMsg};
+
+    #[test]
+    fn timestamps_and_acks_are_found_in_real_frames_without_decoding() {
+        let event = serde_json::to_vec(&ServerFrame::event(ServerMsg::Message(ChatMessage {
+            id: 9,
+            room: Some("general".into()),
+            to: None,
+            from: "recv3".into(),
+            body: "t=123456 s=3 n=7 xxxx".into(),
+            ts: 1,
+            file: None,
+        })))
+        .unwrap();
+        assert_eq!(sent_at(&event), Some(123456));
+        assert!(!is_ack(&event));
+        let ack = serde_json::to_vec(&ServerFrame::reply(
+            Some(4),
+            ServerMsg::Ack { id: 9, ts: 1 },
+        ))
+        .unwrap();
+        assert_eq!(sent_at(&ack), None);
+        assert!(is_ack(&ack));
+    }
 }

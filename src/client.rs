@@ -274,6 +274,27 @@ impl Client {
         self.conn.get_ref().get_ref().as_raw_fd()
     }
 
+    /// Without waiting: reads what has arrived and hands each JSON frame's
+    /// payload to `f` undecoded (data frames are skipped). For the load
+    /// generator, which only looks for a timestamp in each message and must
+    /// cost less than the server it measures; nothing is queued for
+    /// `next_event`. `Ok(false)` when the server has closed the connection.
+    pub fn drain_raw(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<bool, ClientError> {
+        loop {
+            let state = self.conn.fill()?;
+            while let Some(frame) = self.conn.next_frame()? {
+                if frame.kind == FrameKind::Json {
+                    f(&frame.payload);
+                }
+            }
+            match state {
+                ReadState::More => {}
+                ReadState::Drained => return Ok(true),
+                ReadState::Closed => return Ok(false),
+            }
+        }
+    }
+
     /// Without waiting: reads what has arrived and moves every chat message
     /// into `out` (other events stay queued for `next_event`). Lets one
     /// thread serve many connections.

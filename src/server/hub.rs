@@ -15,10 +15,41 @@ use super::outbox::Outbox;
 use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerFrame, ServerMsg, encode_json};
 use crate::store::{RoomId, RoomRecord, UserId};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Identifies one connection for its lifetime.
 pub type SessionId = u64;
+
+/// A map keyed by ids the server hands out (session and user ids), hashed
+/// by one multiplication instead of SipHash: fan-out looks up two of these
+/// per recipient, and the keys are not chosen by clients, so there is no
+/// flooding attack to defend against.
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of one integer key.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = n as u64;
+    }
+}
 
 /// One session as the hub sees it.
 #[derive(Debug, Clone)]
@@ -49,11 +80,11 @@ impl Room {
 
 #[derive(Debug, Default)]
 struct HubState {
-    sessions: HashMap<SessionId, SessionEntry>,
-    online: HashMap<UserId, Vec<SessionId>>,
+    sessions: IdMap<SessionId, SessionEntry>,
+    online: IdMap<UserId, Vec<SessionId>>,
     rooms: HashMap<String, Room>,
     /// Away messages of online users (cleared when they go offline).
-    away: HashMap<UserId, String>,
+    away: IdMap<UserId, String>,
 }
 
 impl HubState {
