@@ -16,10 +16,14 @@
 
 use crate::protocol::{Frame, FrameDecoder, FrameError};
 use std::io::{self, Read, Write};
+use std::os::fd::RawFd;
 
 /// How many bytes one [`Connection::fill`] call reads at most before it
 /// returns, so one fast sender cannot monopolise its thread.
 const READ_BUDGET: usize = 256 * 1024;
+/// The least room offered to one read. Reads go straight into the frame
+/// decoder's buffer, which grows (and is reused) when more arrives.
+const READ_CHUNK: usize = 4 * 1024;
 
 /// What [`Connection::fill`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub struct Connection<S> {
     inflight: Vec<u8>,
     inflight_pos: usize,
     pending: Vec<u8>,
+    /// The socket under a TLS stream, to ask the kernel whether anything is
+    /// left to read (see [`Connection::skip_empty_reads`]).
+    socket: Option<RawFd>,
 }
 
 impl<S: Read + Write> Connection<S> {
@@ -64,7 +71,18 @@ impl<S: Read + Write> Connection<S> {
             inflight: Vec::new(),
             inflight_pos: 0,
             pending: Vec::new(),
+            socket: None,
         }
+    }
+
+    /// Lets [`Connection::fill`] stop without the read that would only
+    /// return `WouldBlock`, when a read returned less than it was offered
+    /// (OpenSSL, which reads one record at a time unless read-ahead is on,
+    /// as it is not in native-tls, then holds nothing more) and `socket`
+    /// has no unread bytes in the kernel. That saves a `recvfrom` per
+    /// wake-up of a session.
+    pub fn skip_empty_reads(&mut self, socket: RawFd) {
+        self.socket = Some(socket);
     }
 
     /// The stream, e.g. to find its file descriptor.
@@ -79,14 +97,23 @@ impl<S: Read + Write> Connection<S> {
 
     /// Reads what the stream has, up to a budget, into the frame decoder.
     pub fn fill(&mut self) -> Result<ReadState, ConnectionError> {
-        let mut chunk = [0u8; 16 * 1024];
         let mut total = 0;
         loop {
-            match self.stream.read(&mut chunk) {
+            let stream = &mut self.stream;
+            let mut offered = 0;
+            match self.decoder.read_with(READ_CHUNK, |buf| {
+                offered = buf.len();
+                stream.read(buf)
+            }) {
                 Ok(0) => return Ok(ReadState::Closed),
                 Ok(n) => {
-                    self.decoder.push(&chunk[..n]);
                     total += n;
+                    if n < offered
+                        && let Some(fd) = self.socket
+                        && matches!(crate::poller::unread_bytes(fd), Ok(0))
+                    {
+                        return Ok(ReadState::Drained);
+                    }
                     if total >= READ_BUDGET {
                         return Ok(ReadState::More);
                     }
@@ -134,6 +161,20 @@ impl<S: Read + Write> Connection<S> {
     /// Whether bytes are waiting to be written.
     pub fn wants_write(&self) -> bool {
         self.inflight_pos < self.inflight.len() || !self.pending.is_empty()
+    }
+
+    /// Frees the buffers that hold nothing (read, in flight, pending), so
+    /// an idle connection costs only its TLS state. Call before a long
+    /// sleep.
+    pub fn release_idle_buffers(&mut self) {
+        self.decoder.release_if_empty();
+        if self.inflight_pos == self.inflight.len() {
+            self.inflight = Vec::new();
+            self.inflight_pos = 0;
+        }
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
     }
 
     /// Bytes queued and not yet written.

@@ -124,10 +124,17 @@ pub fn parse_data(payload: &[u8]) -> Option<(u32, &[u8])> {
 /// (plus whatever one `push` hands it).
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// Initialised storage; bytes `start..end` are received and unread,
+    /// `end..` is room for the next read (zeroed once, when it grows).
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     max_len: usize,
 }
+
+/// The most room [`FrameDecoder::read_with`] offers one read: a TLS
+/// record's largest plaintext.
+const MAX_READ_ROOM: usize = 16 * 1024;
 
 impl FrameDecoder {
     /// A decoder that accepts payloads up to `max_len` bytes.
@@ -135,27 +142,71 @@ impl FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
             start: 0,
+            end: 0,
             max_len,
         }
     }
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+        self.make_room(bytes.len());
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
+    /// Lets `read` write received bytes straight into the buffer (no
+    /// intermediate copy, no big buffer on the reader's stack): it gets at
+    /// least `min` bytes of room (at most 16 KiB unless `min` asks for
+    /// more) and returns how many it wrote. Its error is passed through.
+    pub fn read_with<E>(
+        &mut self,
+        min: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        self.make_room(min);
+        let room = (self.buf.len() - self.end).min(MAX_READ_ROOM.max(min));
+        let result = read(&mut self.buf[self.end..self.end + room]);
+        if let Ok(n) = &result {
+            self.end += (*n).min(room);
         }
-        self.buf.extend_from_slice(bytes);
+        result
+    }
+
+    /// Makes `n` bytes of room after `end`: first by dropping what was
+    /// read, then by growing (zeroing only the new part).
+    fn make_room(&mut self, n: usize) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.buf.len() - self.end >= n {
+            return;
+        }
+        self.compact();
+        if self.buf.len() - self.end < n {
+            let want = (self.end + n).max(self.buf.len() * 2);
+            self.buf.resize(want, 0);
+        }
+    }
+
+    /// Frees the buffer if it holds nothing, so an idle connection keeps no
+    /// receive memory.
+    pub fn release_if_empty(&mut self) {
+        if self.start == self.end {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let avail = &self.buf[self.start..];
+        let avail = &self.buf[self.start..self.end];
         if avail.len() < HEADER_LEN {
             self.compact();
             return Ok(None);
@@ -185,7 +236,8 @@ impl FrameDecoder {
     /// without bound on a long-lived connection.
     fn compact(&mut self) {
         if self.start > 0 {
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
     }

@@ -232,6 +232,10 @@ impl Session<'_> {
                 }
                 None => None,
             };
+            if timeout.is_none() {
+                // Idle until something happens: keep no empty buffers.
+                conn.release_idle_buffers();
+            }
             // Asleep, the connection is free for `Outbox::deliver`.
             drop(conn);
             let ready = poller::wait(fd, !all_written, Some(self.outbox.waker()), timeout);
