@@ -263,17 +263,34 @@ fn targets(results: &[(String, Value)]) -> String {
         md.push_str(&format!("| {what} | {target} | {m} | {verdict} |\n"));
     }
     md.push_str(
-        "\n**What holds the fan-out back.** The server gives each session its own thread, which sleeps in \
-         `poll(2)` and is woken through an eventfd when something is queued for it (see ARCHITECTURE.md). At low \
-         rates every message is delivered alone, so each delivery costs a wake-up and a few system calls on the \
-         recipient's thread (poll, eventfd read, the TLS write). The first version woke each session as it queued \
-         the message for it, and the writer thread was preempted by nearly every session it woke: 15-19 µs of \
-         server CPU per delivery and p99 around 70 ms at 200 msgs/s. Queueing the whole batch first and waking the \
-         sessions afterwards cut that to 4-6 µs and a p99 of 21-25 ms over several runs (same machine, same scenario). What is left: \
-         each message still makes 200 session threads runnable at once on 2 cores, and the last one waits for the \
-         run queue, so the tail stays far above the epoll-based IRC servers' 1.5 ms. What would lift it: serve \
-         many sessions per thread (a few poll loops, each owning a shard of sockets and outboxes), so that one \
-         wake-up writes to many sockets.\n",
+        "\n**How the fan-out is measured.** 200 members in #general; 20 of them also send, each at a twentieth \
+         of the offered rate, staggered so that the offered rate is even; every message reaches the 199 other \
+         members (as in the IRC servers' figures in the issue). Two load-generator threads serve 100 members each \
+         from one epoll set and read frames raw (a timestamp scan, no JSON decoding). Until 2026-11-25 all 20 \
+         senders fired at the same tick, i.e. 20-message bursts every 100 ms, which inflated the p99 at \
+         \"200 msgs/s\"; the figures below and in the table use the even pacing.\n\n\
+         **What changed, and what holds the fan-out back.** Each session has its own thread (the design's \
+         `threadpool`). Deliveries used to be queued in the recipient's outbox and its thread woken to write them: \
+         a wake-up and two context switches per delivery, which dominated the server's profile. Now a sleeping \
+         session leaves its connection in its outbox, and the message writer plus one delivery helper per extra \
+         core write committed messages straight to the sleeping sessions' sockets (ARCHITECTURE.md). Measured by \
+         hand on 2026-11-25 with this load generator on the same machine, two runs each, server at e727664 \
+         (before) and with direct delivery and the hub's faster hashing (after), `confab-bench --server <binary> fanout fanout-fast \
+         burst`: 200 msgs/s p99 3.9-4.9 ms -> 2.9-3.2 ms and server CPU 17.7-20.7 -> 9.0-10.1 µs per delivery; \
+         1,000 msgs/s p99 12.6-13.0 -> 7.0-7.4 ms and 6.6 -> 4.8 µs per delivery; burst 1.8-2.2 -> 2.3-2.4 M \
+         deliveries/s and 0.55 -> 0.44 µs.\n\n\
+         What is left is the kernel's TCP work: in a `perf record -a -g` of `confab-bench fanout-fast` (by hand, \
+         2026-11-25; hardware counters are not available on this VM), 65% of the writer's and delivery helper's \
+         samples are in the kernel (tcp_sendmsg, __tcp_transmit_skb, tcp_v4_rcv, the wake-up of the receiving \
+         thread), 15% in OpenSSL, 10% in libc and 8% in confab. On loopback the receiver's TCP processing runs in \
+         the sender's context, so it is charged to the server here; on a network it is the client machine's. At \
+         1,000 msgs/s the server's ~4.8 µs and the load generator's ~4.9 µs per delivery, times 200,000 \
+         deliveries/s, make 1.9 of the 2 cores busy: the p99 there is queueing on a saturated machine. At 200 \
+         msgs/s each message is written alone to 199 sockets by two threads (about 1 ms each) and each write \
+         wakes a sleeping generator thread, hence ~9 µs per delivery and a p99 near 3 ms. What would lift it: \
+         a load generator on another machine (or pinned to its own cores), so that the server's figures are the \
+         server's; on this machine, less kernel work per delivery needs fewer, larger writes, i.e. batching \
+         messages for a few hundred microseconds, which trades latency for CPU.\n",
     );
     if let (Some(s), Some(b)) = (
         get("burst", &["server_cpu_us_per_delivery"]),
@@ -281,24 +298,25 @@ fn targets(results: &[(String, Value)]) -> String {
     ) {
         md.push_str(&format!(
             "\n**The burst** keeps both cores busy: {s} µs of server CPU and {b} µs of load-generator CPU per delivery, \
-             so at these costs 2 cores carry at most about {} deliveries/s in this setup; \
-             2.5 M/s would need under 0.8 µs per delivery on each side.\n",
+             so at these costs 2 cores carry at most about {} deliveries/s in this setup; 2.5 M/s needs the two \
+             together under 0.8 µs. The generator cost 1.33 µs per delivery while it decoded every message's JSON \
+             (serde's internally tagged enums buffer each object); scanning raw frames brought it to ~0.36 µs, and \
+             hashing the hub's id-keyed maps with one multiplication instead of SipHash took the server from 0.53 \
+             to ~0.45 µs. Runs vary by about ±15% on this VM.\n",
             (2e6 / (s + b)).round()
         ));
     }
     md.push_str(
-        "\n**Profile** (by hand, 2026-11-25, `perf record -e cpu-clock -g -p <server pid>` for 8 s during \
-         `confab-bench fanout-fast`; hardware counters are not available on this VM): 22% of the server's CPU \
-         samples are in the kernel's `finish_task_switch` and 21% more in the scheduler's spin-unlock paths — \
-         context switches of session threads woken once per delivery. `poll`, malloc/free and memmove are 1-2% \
-         each; OpenSSL and confab's own code are each under 2%. The cost is the wake-ups, not the work. \
-         (That profile was taken before the writer deferred its wake-ups; it is what led to that change.)\n",
-    );
-    md.push_str(
-        "\n**Idle memory** is at the floor of this design: an idle native-tls (OpenSSL) connection with its own \
-         thread measured ~61.5 KiB RSS on this machine before confab existed (shared/FACTS.md); confab adds a \
-         few KiB of buffers. Reaching 34 KiB needs OpenSSL to release its per-connection buffers while idle \
-         (SSL_MODE_RELEASE_BUFFERS, which native-tls does not expose) or fewer threads than sessions.\n",
+        "\n**Idle memory.** Measured by hand on 2026-11-25 from /proc/<pid>/smaps with 2,000 logged-in idle \
+         sessions: each session's thread stack grew by 16.8 KiB, most of it a 16 KiB read array on the stack; \
+         reads now go straight into the frame decoder's buffer, which is freed (with the write buffers) before an \
+         idle sleep: 4.8 KiB of stack per session, and 64.6 -> 50.8 KiB RSS per session in `confab-bench idle`. \
+         What remains is ~37 KiB of heap per session, of which OpenSSL's connection state is the largest known \
+         part (heaptrack: ~7 KiB from CRYPTO_zalloc per connection); OpenSSL's 16 KiB record buffers are already \
+         released while idle (rust-openssl's `SslAcceptor`, which native-tls uses, sets SSL_MODE_RELEASE_BUFFERS). \
+         Not counted in the per-session figure: `threadpool` starts all `max_sessions` worker threads at start-up, \
+         about 9 KiB RSS each while unused. Reaching 34 KiB needs fewer threads than sessions (several sessions \
+         per poll loop), which the design's thread-per-session pool rules out.\n",
     );
     if let (Some(s), Some(b)) = (
         get("connect", &["server_cpu_ms_per_resumed_session"]),
