@@ -177,6 +177,7 @@ impl Store {
             // (journal_mode is a property of the file, set once in migrate:
             // setting it here on every new connection could meet a writer's
             // lock and fail the connection.)
+            conn.set_prepared_statement_cache_capacity(64);
             conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
         });
         let pool = r2d2::Pool::builder()
@@ -197,11 +198,11 @@ impl Store {
         if found > supported {
             return Err(StoreError::TooNew { found, supported });
         }
-        let fresh: bool = tx.query_row(
-            "SELECT count(*) = 0 FROM sqlite_master WHERE type = 'table' AND name = 'users'",
-            [],
-            |r| r.get(0),
-        )?;
+        let fresh: bool = tx
+            .prepare_cached(
+                "SELECT count(*) = 0 FROM sqlite_master WHERE type = 'table' AND name = 'users'",
+            )?
+            .query_row([], |r| r.get(0))?;
         if !fresh {
             for (version, sql) in MIGRATIONS {
                 if *version > found {
@@ -229,25 +230,23 @@ impl Store {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let now = now_ms();
-        tx.execute(
-            "INSERT INTO users (name, password, created_at) VALUES (?1, ?2, ?3)",
-            params![name, password_hash, now],
-        )
-        .map_err(|e| map_unique(e, StoreError::UserExists))?;
+        tx.prepare_cached("INSERT INTO users (name, password, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![name, password_hash, now])
+            .map_err(|e| map_unique(e, StoreError::UserExists))?;
         let id = tx.last_insert_rowid();
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at)
              SELECT id, ?1, ?2 FROM rooms WHERE name = 'general'",
-            params![id, now],
-        )?;
+        )?
+        .execute(params![id, now])?;
         // A newcomer has read nothing, but owes nothing either: general's
         // history before they arrived is not "unread".
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO room_reads (user_id, room_id, last_read)
              SELECT ?1, r.id, coalesce((SELECT max(m.id) FROM messages m WHERE m.room_id = r.id), 0)
              FROM rooms r WHERE r.name = 'general'",
-            params![id],
-        )?;
+        )?
+        .execute(params![id])?;
         tx.commit()?;
         Ok(id)
     }
@@ -256,17 +255,14 @@ impl Store {
     pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .query_row(
-                "SELECT id, name, password FROM users WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(UserRecord {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password: r.get(2)?,
-                    })
-                },
-            )
+            .prepare_cached("SELECT id, name, password FROM users WHERE name = ?1")?
+            .query_row([name], |r| {
+                Ok(UserRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    password: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -307,24 +303,24 @@ impl Store {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let now = now_ms();
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO rooms (name, topic, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, topic, creator, now],
-        )
+        )?
+        .execute(params![name, topic, creator, now])
         .map_err(|e| map_unique(e, StoreError::RoomExists))?;
         let id = tx.last_insert_rowid();
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
-            params![id, creator, now],
-        )?;
+        )?
+        .execute(params![id, creator, now])?;
         tx.commit()?;
         Ok(id)
     }
 
     /// Records that `user` joined `room` (no-op if already a member).
     pub fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+        self.pool.get()?.prepare_cached("INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)")?
+.execute(
             params![room, user, now_ms()],
         )?;
         Ok(())
@@ -332,19 +328,19 @@ impl Store {
 
     /// Records that `user` left `room`.
     pub fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-            params![room, user],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached("DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2")?
+            .execute(params![room, user])?;
         Ok(())
     }
 
     /// Sets a room's topic.
     pub fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "UPDATE rooms SET topic = ?2 WHERE id = ?1",
-            params![room, topic],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached("UPDATE rooms SET topic = ?2 WHERE id = ?1")?
+            .execute(params![room, topic])?;
         Ok(())
     }
 
@@ -375,10 +371,10 @@ impl Store {
 
     /// Marks direct messages up to `id` as delivered to `user`.
     pub fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "UPDATE users SET dm_cursor = max(dm_cursor, ?2) WHERE id = ?1",
-            params![user, id],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached("UPDATE users SET dm_cursor = max(dm_cursor, ?2) WHERE id = ?1")?
+            .execute(params![user, id])?;
         Ok(())
     }
 
@@ -469,9 +465,9 @@ impl Store {
             Destination::User(u) => (None, Some(u)),
         };
         let conn = self.pool.get()?;
-        conn.execute(
-            "INSERT INTO files (sha256, name, mime, size, uploader_id, room_id, recipient_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        conn.prepare_cached("INSERT INTO files (sha256, name, mime, size, uploader_id, room_id, recipient_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+.execute(
             params![f.sha256, f.name, f.mime, f.size as i64, f.uploader, room, user, now_ms()],
         )?;
         Ok(conn.last_insert_rowid())
@@ -481,40 +477,41 @@ impl Store {
     pub fn find_file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, name, mime, size, sha256, uploader_id, room_id, recipient_id
                  FROM files WHERE id = ?1",
-                [id],
-                |r| {
-                    let room: Option<RoomId> = r.get(6)?;
-                    let user: Option<UserId> = r.get(7)?;
-                    Ok(FileRecord {
-                        info: FileInfo {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            mime: r.get(2)?,
-                            size: r.get::<_, i64>(3)? as u64,
-                            sha256: r.get(4)?,
-                        },
-                        uploader: r.get(5)?,
-                        to: match (room, user) {
-                            (Some(room), _) => Destination::Room(room),
-                            (None, Some(user)) => Destination::User(user),
-                            (None, None) => Destination::User(0),
-                        },
-                    })
-                },
-            )
+            )?
+            .query_row([id], |r| {
+                let room: Option<RoomId> = r.get(6)?;
+                let user: Option<UserId> = r.get(7)?;
+                Ok(FileRecord {
+                    info: FileInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        mime: r.get(2)?,
+                        size: r.get::<_, i64>(3)? as u64,
+                        sha256: r.get(4)?,
+                    },
+                    uploader: r.get(5)?,
+                    to: match (room, user) {
+                        (Some(room), _) => Destination::Room(room),
+                        (None, Some(user)) => Destination::User(user),
+                        (None, None) => Destination::User(0),
+                    },
+                })
+            })
             .optional()?)
     }
 
     /// Whether a user is a member of a room (for download rights).
     pub fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        Ok(self.pool.get()?.query_row(
-            "SELECT count(*) > 0 FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-            params![room, user],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached(
+                "SELECT count(*) > 0 FROM room_members WHERE room_id = ?1 AND user_id = ?2",
+            )?
+            .query_row(params![room, user], |r| r.get(0))?)
     }
 
     /// The latest files of a room, newest first.
@@ -566,9 +563,9 @@ fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
 impl Store {
     /// Records that `user` read `room` up to `id` (never moves backwards).
     pub fn mark_room_read(&self, user: UserId, room: RoomId, id: i64) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+        self.pool.get()?.prepare_cached("INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)")?
+.execute(
             params![user, room, id],
         )?;
         Ok(())
@@ -576,9 +573,9 @@ impl Store {
 
     /// Records that `user` read the conversation with `peer` up to `id`.
     pub fn mark_dm_read(&self, user: UserId, peer: UserId, id: i64) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT INTO dm_reads (user_id, peer_id, last_read) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, peer_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+        self.pool.get()?.prepare_cached("INSERT INTO dm_reads (user_id, peer_id, last_read) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, peer_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)")?
+.execute(
             params![user, peer, id],
         )?;
         Ok(())
@@ -587,10 +584,10 @@ impl Store {
     /// Marks a room read up to its newest message, so that someone who just
     /// joined does not see its whole history as unread.
     pub fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT INTO room_reads (user_id, room_id, last_read)
+        self.pool.get()?.prepare_cached("INSERT INTO room_reads (user_id, room_id, last_read)
              SELECT ?1, ?2, coalesce(max(id), 0) FROM messages WHERE room_id = ?2
-             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)")?
+.execute(
             params![user, room],
         )?;
         Ok(())
@@ -692,30 +689,26 @@ impl Store {
                 std::io::Error::other(e.to_string()),
             )))
         })?;
-        conn.execute(
-            "INSERT OR IGNORE INTO server_secret (id, secret) VALUES (1, ?1)",
-            [&fresh[..]],
-        )?;
-        Ok(
-            conn.query_row("SELECT secret FROM server_secret WHERE id = 1", [], |r| {
-                r.get(0)
-            })?,
-        )
+        conn.prepare_cached("INSERT OR IGNORE INTO server_secret (id, secret) VALUES (1, ?1)")?
+            .execute([&fresh[..]])?;
+        Ok(conn
+            .prepare_cached("SELECT secret FROM server_secret WHERE id = 1")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// Replaces a user's password hash.
     pub fn set_password(&self, user: UserId, hash: &str) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "UPDATE users SET password = ?2 WHERE id = ?1",
-            params![user, hash],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached("UPDATE users SET password = ?2 WHERE id = ?1")?
+            .execute(params![user, hash])?;
         Ok(())
     }
 
     /// Stores a resume token's digest for `user`, valid until `expires_at`.
     pub fn add_token(&self, user: UserId, digest: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT INTO resume_tokens (digest, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        self.pool.get()?.prepare_cached("INSERT INTO resume_tokens (digest, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+.execute(
             params![digest, user, now_ms(), expires_at],
         )?;
         Ok(())
@@ -725,9 +718,9 @@ impl Store {
     pub fn token_user(&self, digest: &str) -> Result<Option<UserRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .query_row(
-                "SELECT u.id, u.name, u.password FROM resume_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.digest = ?1 AND t.expires_at > ?2",
+            .prepare_cached("SELECT u.id, u.name, u.password FROM resume_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.digest = ?1 AND t.expires_at > ?2")?
+.query_row(
                 params![digest, now_ms()],
                 |r| {
                     Ok(UserRecord {
@@ -744,7 +737,8 @@ impl Store {
     pub fn revoke_token(&self, digest: &str) -> Result<(), StoreError> {
         self.pool
             .get()?
-            .execute("DELETE FROM resume_tokens WHERE digest = ?1", [digest])?;
+            .prepare_cached("DELETE FROM resume_tokens WHERE digest = ?1")?
+            .execute([digest])?;
         Ok(())
     }
 
@@ -753,7 +747,8 @@ impl Store {
         Ok(self
             .pool
             .get()?
-            .execute("DELETE FROM resume_tokens WHERE user_id = ?1", [user])?)
+            .prepare_cached("DELETE FROM resume_tokens WHERE user_id = ?1")?
+            .execute([user])?)
     }
 
     /// Whether a user is an administrator.
@@ -761,27 +756,28 @@ impl Store {
         Ok(self
             .pool
             .get()?
-            .query_row("SELECT is_admin FROM users WHERE id = ?1", [user], |r| {
-                r.get::<_, i64>(0)
-            })?
+            .prepare_cached("SELECT is_admin FROM users WHERE id = ?1")?
+            .query_row([user], |r| r.get::<_, i64>(0))?
             != 0)
     }
 
     /// Grants or revokes administrator rights; `false` if no such user.
     pub fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
-        Ok(self.pool.get()?.execute(
-            "UPDATE users SET is_admin = ?2 WHERE name = ?1",
-            params![name, admin as i64],
-        )? == 1)
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached("UPDATE users SET is_admin = ?2 WHERE name = ?1")?
+            .execute(params![name, admin as i64])?
+            == 1)
     }
 
     /// The ban in force on a user, if any.
     pub fn ban_of(&self, user: UserId) -> Result<Option<Ban>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .query_row(
-                "SELECT u.name, b.reason, b.banned_by, b.expires_at FROM bans b JOIN users u ON u.id = b.user_id
-                 WHERE b.user_id = ?1 AND (b.expires_at IS NULL OR b.expires_at > ?2)",
+            .prepare_cached("SELECT u.name, b.reason, b.banned_by, b.expires_at FROM bans b JOIN users u ON u.id = b.user_id
+                 WHERE b.user_id = ?1 AND (b.expires_at IS NULL OR b.expires_at > ?2)")?
+.query_row(
                 params![user, now_ms()],
                 |r| {
                     Ok(Ban {
@@ -803,8 +799,8 @@ impl Store {
         by: &str,
         until: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT OR REPLACE INTO bans (user_id, reason, banned_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        self.pool.get()?.prepare_cached("INSERT OR REPLACE INTO bans (user_id, reason, banned_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+.execute(
             params![user, reason, by, now_ms(), until],
         )?;
         Ok(())
@@ -815,7 +811,8 @@ impl Store {
         Ok(self
             .pool
             .get()?
-            .execute("DELETE FROM bans WHERE user_id = ?1", [user])?
+            .prepare_cached("DELETE FROM bans WHERE user_id = ?1")?
+            .execute([user])?
             == 1)
     }
 
@@ -845,8 +842,8 @@ impl Store {
         by: &str,
         until: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT OR REPLACE INTO room_mutes (room_id, user_id, muted_by, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        self.pool.get()?.prepare_cached("INSERT OR REPLACE INTO room_mutes (room_id, user_id, muted_by, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+.execute(
             params![room, user, by, until],
         )?;
         Ok(())
@@ -854,20 +851,24 @@ impl Store {
 
     /// Lifts a mute; `false` if there was none.
     pub fn unmute(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        Ok(self.pool.get()?.execute(
-            "DELETE FROM room_mutes WHERE room_id = ?1 AND user_id = ?2",
-            params![room, user],
-        )? == 1)
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached("DELETE FROM room_mutes WHERE room_id = ?1 AND user_id = ?2")?
+            .execute(params![room, user])?
+            == 1)
     }
 
     /// Whether a user is muted in a room now.
     pub fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        Ok(self.pool.get()?.query_row(
-            "SELECT count(*) > 0 FROM room_mutes WHERE room_id = ?1 AND user_id = ?2
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached(
+                "SELECT count(*) > 0 FROM room_mutes WHERE room_id = ?1 AND user_id = ?2
              AND (expires_at IS NULL OR expires_at > ?3)",
-            params![room, user, now_ms()],
-            |r| r.get(0),
-        )?)
+            )?
+            .query_row(params![room, user, now_ms()], |r| r.get(0))?)
     }
 
     /// Records an event in the audit table.
@@ -878,20 +879,22 @@ impl Store {
         action: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "INSERT INTO audit (at, user, ip, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_ms(), user, ip, action, detail],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT INTO audit (at, user, ip, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![now_ms(), user, ip, action, detail])?;
         Ok(())
     }
 
     /// How many rooms a user is in.
     pub fn room_count(&self, user: UserId) -> Result<u32, StoreError> {
-        Ok(self.pool.get()?.query_row(
-            "SELECT count(*) FROM room_members WHERE user_id = ?1",
-            [user],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached("SELECT count(*) FROM room_members WHERE user_id = ?1")?
+            .query_row([user], |r| r.get(0))?)
     }
 }
 
