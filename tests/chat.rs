@@ -219,3 +219,95 @@ fn idle_sessions_cost_no_cpu() {
     assert!(used <= 3, "server used {used} ticks of CPU while idle");
     drop(clients);
 }
+
+/// Deliveries are written by the message writer and a delivery helper
+/// straight to sleeping sessions, and through a wake-up to sessions that are
+/// busy (here: the senders, pipelining their own messages). Either way every
+/// member gets every other member's message exactly once, in id order.
+#[test]
+fn concurrent_senders_reach_every_member_once_and_in_id_order() {
+    use confab::protocol::{ClientFrame, Request, encode_json};
+    const SENDERS: usize = 4;
+    const LISTENERS: usize = 12;
+    const EACH: usize = 150;
+    let server = TestServer::start();
+    let listeners: Vec<_> = (0..LISTENERS)
+        .map(|i| server.user(&format!("listener{i}")))
+        .collect();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|i| server.user(&format!("sender{i}")))
+        .collect();
+    let collect = |mut c: confab::client::Client, want: usize| {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < want {
+                match c.next_message(WAIT).unwrap() {
+                    Some(m) => got.push((m.id, m.from, m.body)),
+                    None => break,
+                }
+            }
+            got
+        })
+    };
+    let mut threads = Vec::new();
+    for (si, mut c) in senders.into_iter().enumerate() {
+        threads.push(std::thread::spawn(move || {
+            // Pipelined in bursts of 30, so this session is often awake
+            // (reading acks) when deliveries for it arrive.
+            for burst in 0..EACH / 30 {
+                let mut frames = Vec::new();
+                for n in burst * 30..(burst + 1) * 30 {
+                    frames.extend(encode_json(&ClientFrame {
+                        req: Some(n as u64 + 1),
+                        request: Request::Say {
+                            room: "general".into(),
+                            body: format!("s{si} n{n}"),
+                        },
+                    }));
+                }
+                c.send_frame(&frames).unwrap();
+            }
+            // Then it listens: the others' messages it has not read yet.
+            let mut got = Vec::new();
+            while got.len() < (SENDERS - 1) * EACH {
+                match c.next_message(WAIT).unwrap() {
+                    Some(m) => got.push((m.id, m.from, m.body)),
+                    None => break,
+                }
+            }
+            got
+        }));
+    }
+    let listening: Vec<_> = listeners
+        .into_iter()
+        .map(|c| collect(c, SENDERS * EACH))
+        .collect();
+    let check = |got: &[(i64, String, String)], want: usize, who: &str| {
+        assert_eq!(got.len(), want, "{who} got every message once");
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "{who} got them in id order"
+        );
+        for si in 0..SENDERS {
+            let from: Vec<&str> = got
+                .iter()
+                .filter(|(_, f, _)| *f == format!("sender{si}"))
+                .map(|(_, _, b)| b.as_str())
+                .collect();
+            if !from.is_empty() {
+                let expected: Vec<String> = (0..EACH).map(|n| format!("s{si} n{n}")).collect();
+                assert_eq!(from, expected, "{who}: sender{si}'s messages in send order");
+            }
+        }
+    };
+    for (i, t) in listening.into_iter().enumerate() {
+        check(&t.join().unwrap(), SENDERS * EACH, &format!("listener{i}"));
+    }
+    for (i, t) in threads.into_iter().enumerate() {
+        check(
+            &t.join().unwrap(),
+            (SENDERS - 1) * EACH,
+            &format!("sender{i}"),
+        );
+    }
+}
