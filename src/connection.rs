@@ -16,7 +16,6 @@
 
 use crate::protocol::{Frame, FrameDecoder, FrameError};
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
 
 /// How many bytes one [`Connection::fill`] call reads at most before it
 /// returns, so one fast sender cannot monopolise its thread.
@@ -57,9 +56,6 @@ pub struct Connection<S> {
     inflight: Vec<u8>,
     inflight_pos: usize,
     pending: Vec<u8>,
-    /// The socket under a TLS stream, to ask the kernel whether anything is
-    /// left to read (see [`Connection::skip_empty_reads`]).
-    socket: Option<RawFd>,
 }
 
 impl<S: Read + Write> Connection<S> {
@@ -71,18 +67,7 @@ impl<S: Read + Write> Connection<S> {
             inflight: Vec::new(),
             inflight_pos: 0,
             pending: Vec::new(),
-            socket: None,
         }
-    }
-
-    /// Lets [`Connection::fill`] stop without the read that would only
-    /// return `WouldBlock`, when a read returned less than it was offered
-    /// (OpenSSL, which reads one record at a time unless read-ahead is on,
-    /// as it is not in native-tls, then holds nothing more) and `socket`
-    /// has no unread bytes in the kernel. That saves a `recvfrom` per
-    /// wake-up of a session.
-    pub fn skip_empty_reads(&mut self, socket: RawFd) {
-        self.socket = Some(socket);
     }
 
     /// The stream, e.g. to find its file descriptor.
@@ -100,20 +85,10 @@ impl<S: Read + Write> Connection<S> {
         let mut total = 0;
         loop {
             let stream = &mut self.stream;
-            let mut offered = 0;
-            match self.decoder.read_with(READ_CHUNK, |buf| {
-                offered = buf.len();
-                stream.read(buf)
-            }) {
+            match self.decoder.read_with(READ_CHUNK, |buf| stream.read(buf)) {
                 Ok(0) => return Ok(ReadState::Closed),
                 Ok(n) => {
                     total += n;
-                    if n < offered
-                        && let Some(fd) = self.socket
-                        && matches!(crate::poller::unread_bytes(fd), Ok(0))
-                    {
-                        return Ok(ReadState::Drained);
-                    }
                     if total >= READ_BUDGET {
                         return Ok(ReadState::More);
                     }

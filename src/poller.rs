@@ -131,17 +131,6 @@ pub fn wait(
     }
 }
 
-/// How many received bytes wait in the kernel for `socket` (`FIONREAD`).
-pub fn unread_bytes(socket: RawFd) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points
-    // to a live local.
-    if unsafe { libc::ioctl(socket, libc::FIONREAD, &mut n) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(n).unwrap_or(0))
-}
-
 /// Many sockets watched at once with `epoll(7)`, for one thread that serves
 /// many connections (the load generator's receivers). A wake-up costs in
 /// proportion to the sockets that are ready, not to all that are watched,

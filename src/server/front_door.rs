@@ -27,7 +27,6 @@ use crate::protocol::{
 };
 use native_tls::TlsStream;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -84,12 +83,7 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
 fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
     let ip_guard = PerIpLimit::acquire(ctx, peer.ip());
     let mut conn = match handshake(tcp, ctx) {
-        Ok(tls) => {
-            let fd = tls.get_ref().as_raw_fd();
-            let mut conn = Connection::new(tls, ctx.limits.max_request_len);
-            conn.skip_empty_reads(fd);
-            conn
-        }
+        Ok(tls) => Connection::new(tls, ctx.limits.max_request_len),
         Err(err) => {
             log::debug!("{peer}: TLS handshake failed: {err}");
             return;
