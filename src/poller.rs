@@ -1,13 +1,16 @@
 //! Sleeping until a socket is ready or another thread has work for us.
 //!
 //! An OpenSSL stream must not be read and written from two threads at once,
-//! so each connection has one thread that owns its stream. That thread sleeps
-//! in `poll(2)` on two descriptors: the socket, and a [`Waker`] (an eventfd)
-//! that other threads signal after queueing bytes for it. An idle connection
-//! therefore costs no CPU at all, and a delivery wakes its thread at once.
+//! so each server connection has one thread that uses its stream while awake
+//! (others may write to it only while that thread sleeps, see
+//! `server::outbox`). That thread sleeps in `poll(2)` on two descriptors:
+//! the socket, and a [`Waker`] (an eventfd) that other threads signal after
+//! queueing bytes for it. An idle connection therefore costs no CPU at all.
+//! [`ReadySet`] (epoll) is for one thread serving many connections: the
+//! load generator.
 //!
-//! This is the one module with `unsafe`: thin wrappers over `eventfd`,
-//! `read`, `write` and `poll`.
+//! Its `unsafe` is confined to thin wrappers over `eventfd`,
+//! `read`, `write`, `poll` and `epoll`.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -311,7 +311,7 @@ fn targets(results: &[(String, Value)]) -> String {
          sessions: each session's thread stack grew by 16.8 KiB, most of it a 16 KiB read array on the stack; \
          reads now go straight into the frame decoder's buffer, which is freed (with the write buffers) before an \
          idle sleep: 4.8 KiB of stack per session, and 64.6 -> 46.5 KiB RSS per session in `confab-bench idle`. \
-         What remains is ~37 KiB of heap per session, of which OpenSSL's connection state is the largest known \
+         What remains is 30-37 KiB of heap per session (it varies with how allocations land in glibc's arenas), of which OpenSSL's connection state is the largest known \
          part (heaptrack: ~7 KiB from CRYPTO_zalloc per connection); OpenSSL's 16 KiB record buffers are already \
          released while idle (rust-openssl's `SslAcceptor`, which native-tls uses, sets SSL_MODE_RELEASE_BUFFERS). \
          Not counted in the per-session figure: `threadpool` starts all `max_sessions` worker threads at start-up, \
