@@ -388,31 +388,60 @@ impl Hub {
 
     /// Delivers an encoded frame to every online member of a room, except
     /// the session `except` (the sender, who gets an ack instead).
-    pub fn fan_out_room(&self, name: &str, frame: &[u8], except: Option<SessionId>) {
+    pub fn fan_out_room(&self, name: &str, frame: &[u8], except: SessionId) {
         let mut wake = Vec::new();
-        self.fan_out_room_deferred(name, frame, except, &mut wake);
+        self.fan_out_room_run(name, &[(except, frame.to_vec())], &mut wake);
         for outbox in wake {
             outbox.wake();
         }
     }
 
-    /// Like [`Hub::fan_out_room`], but adds the outboxes that need a
-    /// wake-up to `wake` instead of waking them (see
+    /// Fans out a run of consecutive messages to one room: `events` holds
+    /// each message's sending session and encoded frame, in id order. A
+    /// session that sent none of them gets all of them in one push (one
+    /// lock, one copy); a sender gets the others' messages, not its own.
+    /// The outboxes that need a wake-up are added to `wake` (see
     /// [`Outbox::push_deferred`]); the caller calls [`Outbox::deliver`] on
     /// each once it holds no lock.
-    pub fn fan_out_room_deferred(
+    pub fn fan_out_room_run(
         &self,
         name: &str,
-        frame: &[u8],
-        except: Option<SessionId>,
+        events: &[(SessionId, Vec<u8>)],
         wake: &mut Vec<Arc<Outbox>>,
     ) {
+        let all: Vec<u8> = events.iter().flat_map(|(_, e)| e.iter().copied()).collect();
+        let mut senders: Vec<SessionId> = events.iter().map(|(sid, _)| *sid).collect();
+        senders.sort_unstable();
+        senders.dedup();
         let st = self.read();
         let Some(room) = st.rooms.get(name) else {
             return;
         };
         for user in room.members.keys() {
-            st.send_to_user_deferred(*user, frame, except, wake);
+            let Some(sids) = st.online.get(user) else {
+                continue;
+            };
+            for sid in sids {
+                let Some(s) = st.sessions.get(sid) else {
+                    continue;
+                };
+                let pushed = if senders.binary_search(sid).is_ok() {
+                    let others: Vec<u8> = events
+                        .iter()
+                        .filter(|(from, _)| from != sid)
+                        .flat_map(|(_, e)| e.iter().copied())
+                        .collect();
+                    if others.is_empty() {
+                        continue;
+                    }
+                    s.outbox.push_deferred(&others)
+                } else {
+                    s.outbox.push_deferred(&all)
+                };
+                if pushed == Some(true) {
+                    wake.push(s.outbox.clone());
+                }
+            }
         }
     }
 
@@ -476,7 +505,7 @@ mod tests {
         hub.login(20, 2, "bob");
         a.take();
         b.take();
-        hub.fan_out_room("general", b"msg", Some(10));
+        hub.fan_out_room("general", b"msg", 10);
         assert_eq!(a.take().0, b"");
         assert_eq!(b.take().0, b"msg");
         let members = hub.members("general").unwrap();

@@ -192,7 +192,10 @@ fn commit_and_deliver(
         }
     };
     // Queue every delivery of the batch first, deliver after (no lock held).
+    // Consecutive messages to one room go out as one run: one push per
+    // recipient instead of one per message (a burst is one room's run).
     let mut wake = Vec::new();
+    let mut run = Run::default();
     for (sub, id) in batch.drain(..).zip(ids) {
         let (room, to) = match &sub.target {
             Target::Room { name, .. } => (Some(name.clone()), None),
@@ -207,11 +210,18 @@ fn commit_and_deliver(
             ts,
             file: sub.file,
         })));
+        let ack = encode_json(&ServerFrame::reply(sub.req, ServerMsg::Ack { id, ts }));
         match &sub.target {
             Target::Room { name, .. } => {
-                hub.fan_out_room_deferred(name, &event, Some(sub.session), &mut wake)
+                if run.room.as_deref() != Some(name.as_str()) {
+                    run.flush(hub, &mut wake);
+                    run.room = Some(name.clone());
+                }
+                run.events.push((sub.session, event));
+                run.acks.push((sub.outbox, ack));
             }
             Target::User { id: to, .. } => {
+                run.flush(hub, &mut wake);
                 // The sender's other sessions see their own DM too.
                 hub.send_to_user_deferred(sub.sender.0, &event, Some(sub.session), &mut wake);
                 if hub.send_to_user_deferred(*to, &event, None, &mut wake)
@@ -221,13 +231,37 @@ fn commit_and_deliver(
                     // at the recipient's next login (a duplicate, not a loss).
                     log::warn!("advancing DM cursor failed: {err}");
                 }
+                if sub.outbox.push_deferred(&ack) == Some(true) {
+                    wake.push(sub.outbox);
+                }
             }
         }
-        let ack = encode_json(&ServerFrame::reply(sub.req, ServerMsg::Ack { id, ts }));
-        if sub.outbox.push_deferred(&ack) == Some(true) {
-            wake.push(sub.outbox);
-        }
     }
+    run.flush(hub, &mut wake);
     // Write to the sleeping sessions' sockets from here; wake the others.
     deliverers.deliver(wake);
+}
+
+/// Consecutive room messages of a batch, fanned out together.
+#[derive(Default)]
+struct Run {
+    room: Option<String>,
+    /// Sending session and encoded event of each message, in id order.
+    events: Vec<(SessionId, Vec<u8>)>,
+    /// Each sender's ack, queued after the run's deliveries.
+    acks: Vec<(Arc<Outbox>, Vec<u8>)>,
+}
+
+impl Run {
+    fn flush(&mut self, hub: &Hub, wake: &mut Vec<Arc<Outbox>>) {
+        if let Some(room) = self.room.take() {
+            hub.fan_out_room_run(&room, &self.events, wake);
+        }
+        self.events.clear();
+        for (outbox, ack) in self.acks.drain(..) {
+            if outbox.push_deferred(&ack) == Some(true) {
+                wake.push(outbox);
+            }
+        }
+    }
 }
