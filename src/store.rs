@@ -319,10 +319,13 @@ impl Store {
 
     /// Records that `user` joined `room` (no-op if already a member).
     pub fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)")?
-.execute(
-            params![room, user, now_ms()],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT OR IGNORE INTO room_members (room_id, user_id, joined_at)
+             VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![room, user, now_ms()])?;
         Ok(())
     }
 
@@ -465,11 +468,21 @@ impl Store {
             Destination::User(u) => (None, Some(u)),
         };
         let conn = self.pool.get()?;
-        conn.prepare_cached("INSERT INTO files (sha256, name, mime, size, uploader_id, room_id, recipient_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
-.execute(
-            params![f.sha256, f.name, f.mime, f.size as i64, f.uploader, room, user, now_ms()],
-        )?;
+        conn.prepare_cached(
+            "INSERT INTO files
+             (sha256, name, mime, size, uploader_id, room_id, recipient_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            f.sha256,
+            f.name,
+            f.mime,
+            f.size as i64,
+            f.uploader,
+            room,
+            user,
+            now_ms()
+        ])?;
         Ok(conn.last_insert_rowid())
     }
 
@@ -563,33 +576,44 @@ fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
 impl Store {
     /// Records that `user` read `room` up to `id` (never moves backwards).
     pub fn mark_room_read(&self, user: UserId, room: RoomId, id: i64) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)")?
-.execute(
-            params![user, room, id],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT INTO room_reads (user_id, room_id, last_read)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, room_id)
+             DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+            )?
+            .execute(params![user, room, id])?;
         Ok(())
     }
 
     /// Records that `user` read the conversation with `peer` up to `id`.
     pub fn mark_dm_read(&self, user: UserId, peer: UserId, id: i64) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT INTO dm_reads (user_id, peer_id, last_read) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, peer_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)")?
-.execute(
-            params![user, peer, id],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT INTO dm_reads (user_id, peer_id, last_read)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, peer_id)
+             DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+            )?
+            .execute(params![user, peer, id])?;
         Ok(())
     }
 
     /// Marks a room read up to its newest message, so that someone who just
     /// joined does not see its whole history as unread.
     pub fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT INTO room_reads (user_id, room_id, last_read)
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT INTO room_reads (user_id, room_id, last_read)
              SELECT ?1, ?2, coalesce(max(id), 0) FROM messages WHERE room_id = ?2
-             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)")?
-.execute(
-            params![user, room],
-        )?;
+             ON CONFLICT (user_id, room_id)
+             DO UPDATE SET last_read = max(last_read, excluded.last_read)",
+            )?
+            .execute(params![user, room])?;
         Ok(())
     }
 
@@ -707,10 +731,13 @@ impl Store {
 
     /// Stores a resume token's digest for `user`, valid until `expires_at`.
     pub fn add_token(&self, user: UserId, digest: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT INTO resume_tokens (digest, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-.execute(
-            params![digest, user, now_ms(), expires_at],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT INTO resume_tokens (digest, user_id, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![digest, user, now_ms(), expires_at])?;
         Ok(())
     }
 
@@ -718,18 +745,18 @@ impl Store {
     pub fn token_user(&self, digest: &str) -> Result<Option<UserRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .prepare_cached("SELECT u.id, u.name, u.password FROM resume_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.digest = ?1 AND t.expires_at > ?2")?
-.query_row(
-                params![digest, now_ms()],
-                |r| {
-                    Ok(UserRecord {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password: r.get(2)?,
-                    })
-                },
-            )
+            .prepare_cached(
+                "SELECT u.id, u.name, u.password
+             FROM resume_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.digest = ?1 AND t.expires_at > ?2",
+            )?
+            .query_row(params![digest, now_ms()], |r| {
+                Ok(UserRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    password: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -775,19 +802,19 @@ impl Store {
     pub fn ban_of(&self, user: UserId) -> Result<Option<Ban>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .prepare_cached("SELECT u.name, b.reason, b.banned_by, b.expires_at FROM bans b JOIN users u ON u.id = b.user_id
-                 WHERE b.user_id = ?1 AND (b.expires_at IS NULL OR b.expires_at > ?2)")?
-.query_row(
-                params![user, now_ms()],
-                |r| {
-                    Ok(Ban {
-                        user: r.get(0)?,
-                        reason: r.get(1)?,
-                        by: r.get(2)?,
-                        until: r.get(3)?,
-                    })
-                },
-            )
+            .prepare_cached(
+                "SELECT u.name, b.reason, b.banned_by, b.expires_at
+             FROM bans b JOIN users u ON u.id = b.user_id
+                 WHERE b.user_id = ?1 AND (b.expires_at IS NULL OR b.expires_at > ?2)",
+            )?
+            .query_row(params![user, now_ms()], |r| {
+                Ok(Ban {
+                    user: r.get(0)?,
+                    reason: r.get(1)?,
+                    by: r.get(2)?,
+                    until: r.get(3)?,
+                })
+            })
             .optional()?)
     }
 
@@ -799,10 +826,13 @@ impl Store {
         by: &str,
         until: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT OR REPLACE INTO bans (user_id, reason, banned_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-.execute(
-            params![user, reason, by, now_ms(), until],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT OR REPLACE INTO bans (user_id, reason, banned_by, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![user, reason, by, now_ms(), until])?;
         Ok(())
     }
 
@@ -842,10 +872,13 @@ impl Store {
         by: &str,
         until: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached("INSERT OR REPLACE INTO room_mutes (room_id, user_id, muted_by, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-.execute(
-            params![room, user, by, until],
-        )?;
+        self.pool
+            .get()?
+            .prepare_cached(
+                "INSERT OR REPLACE INTO room_mutes (room_id, user_id, muted_by, expires_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![room, user, by, until])?;
         Ok(())
     }
 
