@@ -689,6 +689,18 @@ impl Store {
         Ok(out)
     }
 }
+/// A ban as the server's ban watch sees it.
+#[derive(Debug, Clone)]
+pub struct NewBan {
+    /// The banned user.
+    pub user_id: UserId,
+    /// Why.
+    pub reason: String,
+    /// Who banned them.
+    pub by: String,
+    /// When the ban was made (ms since the epoch).
+    pub created_at: i64,
+}
 
 /// A ban in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -834,6 +846,26 @@ impl Store {
             )?
             .execute(params![user, reason, by, now_ms(), until])?;
         Ok(())
+    }
+
+    /// Bans in force that were created at or after `since_ms`, oldest
+    /// first.
+    pub fn bans_created_since(&self, since_ms: i64) -> Result<Vec<NewBan>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT user_id, reason, banned_by, created_at FROM bans
+             WHERE created_at >= ?1 AND (expires_at IS NULL OR expires_at > ?2)
+             ORDER BY created_at, user_id",
+        )?;
+        let rows = stmt.query_map(params![since_ms, now_ms()], |r| {
+            Ok(NewBan {
+                user_id: r.get(0)?,
+                reason: r.get(1)?,
+                by: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Lifts a ban; `false` if there was none.

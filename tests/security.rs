@@ -413,3 +413,19 @@ fn message_and_frame_limits_come_from_the_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_message_len"));
 }
+
+/// `confab-server admin ban` writes the database of a running server; the
+/// server notices within a couple of seconds and ends the banned user's live
+/// sessions, not only their next login.
+#[test]
+fn a_ban_from_the_command_line_ends_the_live_session() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let (ok, out) = admin(&server, &["ban", "alice", "--reason", "spam"], "");
+    assert!(ok, "{out}");
+    let reason = expect_closing(&mut alice, ErrorCode::Kicked);
+    assert!(reason.contains("spam"), "{reason}");
+    // Bob is untouched and the room still works for him.
+    bob.say("general", "still here").unwrap();
+}

@@ -53,6 +53,57 @@ const SESSION_STACK: usize = 512 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// How often the server logs its counters.
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the database is checked for bans made outside the server (by
+/// `confab-server admin ban`), whose users' live sessions must end.
+const BAN_POLL: Duration = Duration::from_secs(2);
+
+/// Ends the live sessions of users banned from the command line: the admin
+/// tool writes the `bans` table of a running server's database, and the
+/// server notices within [`BAN_POLL`]. (A ban made through the protocol
+/// ends the sessions at once; seeing it here again finds none.)
+struct BanWatch {
+    /// Bans created before this (ms) have been handled.
+    since: i64,
+    /// Users whose bans created at exactly `since` were handled.
+    at_since: Vec<i64>,
+}
+
+impl BanWatch {
+    fn new() -> BanWatch {
+        BanWatch {
+            since: crate::store::now_ms(),
+            at_since: Vec::new(),
+        }
+    }
+
+    fn enforce(&mut self, ctx: &ServerContext) {
+        let found = match ctx.store.bans_created_since(self.since) {
+            Ok(found) => found,
+            Err(err) => {
+                log::warn!("checking for new bans failed: {err}");
+                return;
+            }
+        };
+        for ban in found {
+            if ban.created_at == self.since && self.at_since.contains(&ban.user_id) {
+                continue;
+            }
+            if ban.created_at > self.since {
+                self.since = ban.created_at;
+                self.at_since.clear();
+            }
+            self.at_since.push(ban.user_id);
+            let frame = encode_json(&ServerFrame::event(ServerMsg::Closing {
+                code: ErrorCode::Kicked,
+                message: format!("banned by {}: {}", ban.by, ban.reason),
+            }));
+            let ended = ctx.hub.close_user(ban.user_id, &frame);
+            if ended > 0 {
+                log::info!("ended {ended} session(s) of a user banned by {}", ban.by);
+            }
+        }
+    }
+}
 
 /// Why the server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -288,8 +339,15 @@ impl Server {
         let handle = std::thread::Builder::new()
             .name("stats".into())
             .spawn(move || {
-                // Sleeps until the interval passes or the sender is dropped.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(STATS_INTERVAL) {
+                let mut bans = BanWatch::new();
+                let mut next_stats = Instant::now() + STATS_INTERVAL;
+                // Sleeps until the next tick or until the sender is dropped.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(BAN_POLL) {
+                    bans.enforce(&ctx);
+                    if Instant::now() < next_stats {
+                        continue;
+                    }
+                    next_stats += STATS_INTERVAL;
                     let s = ctx.stats();
                     log::info!(
                         "stats: {} active / {} slots, {} queued, {} logged in; totals: {} admitted, {} queued, {} rejected, {} rate-limited, {} slow consumers",
