@@ -6,9 +6,10 @@ mod util;
 
 use util::sqlite;
 
+use confab::protocol::ErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use util::TestServer;
+use util::{TestServer, WAIT, code};
 
 #[test]
 fn no_acknowledged_message_is_lost_when_the_server_is_killed_mid_stream() {
@@ -79,4 +80,29 @@ fn no_acknowledged_message_is_lost_when_the_server_is_killed_mid_stream() {
         }
     }
     eprintln!("server killed with {total} messages acked by {SENDERS} senders; lost: 0");
+}
+
+/// When the database refuses a write (here another process holds SQLite's
+/// write lock past the server's 5 s busy timeout), the sender gets
+/// `server_error`, nobody receives the message, and the next message once
+/// the lock is gone is stored and delivered as usual.
+#[test]
+fn a_message_the_database_refuses_is_neither_acked_nor_delivered() {
+    use r2d2_sqlite::rusqlite::Connection;
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let locker = Connection::open(server.db()).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let refused = alice.say("general", "while locked");
+    assert_eq!(code(refused), ErrorCode::ServerError);
+    locker.execute_batch("COMMIT").unwrap();
+    alice.say("general", "after the lock").unwrap();
+    let m = bob.next_message(WAIT).unwrap().expect("delivered");
+    assert_eq!(
+        m.body, "after the lock",
+        "the refused message was never sent"
+    );
+    let stored = sqlite(&server.db(), "SELECT group_concat(body, '|') FROM messages");
+    assert_eq!(stored.trim(), "after the lock");
 }
