@@ -196,6 +196,24 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Starts a run (the caller is the last party of `barrier`), waits for its
+/// `threads`, and returns the server's and this process's CPU time during
+/// it (µs) and when it started (µs since the process-wide epoch).
+fn run_measured(
+    server: &BenchServer,
+    barrier: &Barrier,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) -> (u64, u64, u64) {
+    barrier.wait();
+    let cpu0 = server.cpu_us();
+    let own0 = own_cpu_us();
+    let t0 = now_us();
+    for t in threads {
+        let _ = t.join();
+    }
+    (server.cpu_us() - cpu0, own_cpu_us() - own0, t0)
+}
+
 /// Percentiles of latencies in µs.
 fn summary(mut lat: Vec<u64>) -> Value {
     lat.sort_unstable();
@@ -356,15 +374,7 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
             last_ack.fetch_max(now_us(), Ordering::Relaxed);
         }));
     }
-    start_barrier.wait();
-    let cpu0 = server.cpu_us();
-    let own0 = own_cpu_us();
-    let t0 = now_us();
-    for t in threads {
-        let _ = t.join();
-    }
-    let cpu = server.cpu_us() - cpu0;
-    let own = own_cpu_us() - own0;
+    let (cpu, own, t0) = run_measured(server, &start_barrier, threads);
     let got = received.load(Ordering::Relaxed);
     let expected = (expected_each * p.clients) as u64;
     let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
@@ -516,15 +526,7 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
             latencies.lock().unwrap().extend(lat);
         }));
     }
-    barrier.wait();
-    let cpu0 = server.cpu_us();
-    let own0 = own_cpu_us();
-    let t0 = now_us();
-    for t in threads {
-        let _ = t.join();
-    }
-    let cpu = server.cpu_us() - cpu0;
-    let own = own_cpu_us() - own0;
+    let (cpu, own, t0) = run_measured(server, &barrier, threads);
     let got = received.load(Ordering::Relaxed);
     let expected = (total_msgs * (p.clients - 1)) as u64;
     let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;

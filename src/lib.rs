@@ -18,7 +18,7 @@
 //! - [`server`]: accept loop, front door and wait queue, session threads,
 //!   shared state, message writer, shutdown.
 //! - [`tui`]: the full-screen terminal client (cursive) on the client library.
-//! - [`bench`]: load scenarios for `confab-bench` and `make bench`.
+//! - [`bench`](mod@bench): load scenarios for `confab-bench` and `make bench`.
 //! - [`client`]: the client library used by the `confab` binary, the tests
 //!   and the benchmark.
 //!

@@ -452,7 +452,7 @@ impl Hub {
     }
 
     /// Like [`Hub::send_to_user`], deferring wake-ups as
-    /// [`Hub::fan_out_room_deferred`] does.
+    /// [`Hub::fan_out_room_run`] does.
     pub fn send_to_user_deferred(
         &self,
         user: UserId,
