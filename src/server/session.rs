@@ -549,13 +549,12 @@ impl Session<'_> {
             .auth
             .verify(pw, record.as_ref().map(|r| r.password.as_str()));
         let Some(r) = record.filter(|_| ok) else {
-            log::info!("failed login for {name:?} from {}", self.peer);
-            self.ctx.auth.failure(&name, self.peer.ip());
-            self.audit(Some(&name), "login_failed", "");
-            return Err((
+            return self.login_failed(
+                &name,
+                "",
                 ErrorCode::AuthFailed,
-                "wrong user name or password".to_owned(),
-            ));
+                "wrong user name or password",
+            );
         };
         self.not_banned(r.id, &r.name)?;
         self.ctx.auth.success(&name);
@@ -589,12 +588,12 @@ impl Session<'_> {
             .map_err(|e| server_error(&e))?
             .filter(|r| r.name == name);
         let Some(r) = record else {
-            self.ctx.auth.failure(&name, self.peer.ip());
-            self.audit(Some(&name), "login_failed", "token");
-            return Err((
+            return self.login_failed(
+                &name,
+                "token",
                 ErrorCode::InvalidToken,
-                "the resume token is not valid; log in with your password".to_owned(),
-            ));
+                "the resume token is not valid; log in with your password",
+            );
         };
         self.not_banned(r.id, &r.name)?;
         self.audit(Some(&r.name), "login", "token");
@@ -604,6 +603,16 @@ impl Session<'_> {
 
     /// A new resume token for this session (its digest is remembered so
     /// that `logout` can revoke it).
+    /// A failed password or token login: counted against the name and the
+    /// address (`Throttle`), audited with `how` as detail, answered with
+    /// `code`.
+    fn login_failed(&self, name: &str, how: &str, code: ErrorCode, message: &str) -> Reply {
+        log::info!("failed login for {name:?} from {}", self.peer);
+        self.ctx.auth.failure(name, self.peer.ip());
+        self.audit(Some(name), "login_failed", how);
+        Err((code, message.to_owned()))
+    }
+
     fn issue_token(&mut self, user_id: UserId) -> Option<String> {
         let (token, digest) = self.ctx.auth.new_token()?;
         let expires = crate::store::now_ms() + self.ctx.limits.token_lifetime.as_millis() as i64;
