@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+/// Fewer recipients than this are delivered by the writer alone: a
+/// hand-off costs a wake-up of the helper, worth it only for a few sends.
+const MIN_SPLIT: usize = 8;
 /// Batches a helper may have waiting before the writer waits for it.
 const HELPER_QUEUE: usize = 64;
 
@@ -60,8 +63,7 @@ impl Deliverers {
     /// the calling thread does the first.
     pub fn deliver(&self, mut list: Vec<Arc<Outbox>>) {
         let parts = self.helpers.len() + 1;
-        // Too few recipients to be worth a hand-off.
-        if parts == 1 || list.len() < 8 {
+        if parts == 1 || list.len() < MIN_SPLIT {
             list.iter().for_each(|o| o.deliver());
             return;
         }

@@ -115,15 +115,14 @@ impl Outbox {
         if conn.unsent() >= TAKE_BELOW {
             return false;
         }
-        {
+        let bytes = {
             let mut st = lock(&self.state);
             if st.overflowed || st.closing {
                 return false;
             }
-            let bytes = std::mem::take(&mut st.buf);
-            drop(st);
-            conn.queue_vec(bytes);
-        }
+            std::mem::take(&mut st.buf)
+        };
+        conn.queue_vec(bytes);
         // Bytes the socket did not take, or an error, are the session's
         // business: it is woken and finds them in the connection.
         matches!(conn.flush(), Ok(true))
@@ -133,36 +132,28 @@ impl Outbox {
     /// asleep. Returns `false` (and marks the outbox overflowed) when the
     /// frame does not fit.
     pub fn push(&self, frame: &[u8]) -> bool {
-        let mut st = lock(&self.state);
-        if st.overflowed || st.closing {
-            return false;
+        match self.push_deferred(frame) {
+            None => false,
+            Some(wake) => {
+                if wake {
+                    self.waker.wake();
+                }
+                // An overflow cleared the buffer, this frame included.
+                !self.flags().overflowed
+            }
         }
-        let was_empty = st.buf.is_empty();
-        if st.buf.len() + frame.len() > self.limit {
-            st.overflowed = true;
-            st.buf.clear();
-            drop(st);
-            self.waker.wake();
-            return false;
-        }
-        st.buf.extend_from_slice(frame);
-        drop(st);
-        // The owner drains the waker before it takes the buffer, so a push
-        // onto a non-empty buffer will be picked up by a take that has not
-        // happened yet: only the empty -> non-empty edge needs a wake-up.
-        if was_empty {
-            self.waker.wake();
-        }
-        true
     }
 
     /// Like [`Outbox::push`], but leaves the wake-up to the caller: returns
-    /// `Some(true)` if the owner must be woken (call [`Outbox::wake`]),
-    /// `Some(false)` if not, `None` if the frame was dropped.
-    /// ([`Outbox::deliver`] is the wake-up that may write directly.) The message
-    /// writer queues a whole batch first and wakes the sessions after, so it
-    /// is not preempted by every session it wakes halfway through a
-    /// fan-out.
+    /// `Some(true)` if the owner must be woken (call [`Outbox::deliver`] or
+    /// [`Outbox::wake`]), `Some(false)` if not, `None` if the frame was
+    /// dropped. The message writer queues a whole batch first and delivers
+    /// after, so it is not preempted by every session it wakes halfway
+    /// through a fan-out.
+    ///
+    /// The owner drains the waker before it takes the buffer, so a push onto
+    /// a non-empty buffer is picked up by a take that has not happened yet:
+    /// only the empty -> non-empty edge (or an overflow) needs a wake-up.
     pub fn push_deferred(&self, frame: &[u8]) -> Option<bool> {
         let mut st = lock(&self.state);
         if st.overflowed || st.closing {
