@@ -5,7 +5,7 @@
 
 use crate::config::{AdminAction, ServerConfig};
 use crate::password;
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{self, StoreError, now_ms};
 use crate::validate;
 
 /// Why an administration task failed.
@@ -31,7 +31,7 @@ pub fn run(
     action: &AdminAction,
     stdin: &mut dyn std::io::BufRead,
 ) -> Result<String, AdminError> {
-    let store = Store::open(&config.db, 2)?;
+    let store = store::open(&config.db, 2)?;
     let user_of = |name: &str| -> Result<crate::store::UserRecord, AdminError> {
         let canonical =
             validate::username(name).map_err(|_| AdminError::NoSuchUser(name.to_owned()))?;

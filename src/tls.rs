@@ -5,9 +5,14 @@
 //! accepts TLS 1.2 and up; there is no plaintext listener. The client trusts
 //! either the system roots or one CA file (`--ca`, as `make client` does).
 
-use native_tls::{Certificate, Identity, Protocol, TlsAcceptor, TlsConnector};
+use crate::connection::Connection;
+use native_tls::{Certificate, Identity, Protocol, TlsAcceptor, TlsConnector, TlsStream};
 use sha2::{Digest, Sha256};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+
+/// A framed connection over TLS on TCP, as the server's sessions use it.
+pub type TlsConnection = Connection<TlsStream<TcpStream>>;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use super::hub::Hub;
 use super::wait_queue::WaitQueue;
 use super::writer::WriterHandle;
 use crate::protocol::ServerStats;
-use crate::store::Store;
+use crate::store::SharedStore;
 use native_tls::TlsAcceptor;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -56,7 +56,7 @@ pub struct Counters {
 /// Shared by every server thread.
 pub struct ServerContext {
     /// The database.
-    pub store: Store,
+    pub store: SharedStore,
     /// Shared in-memory state.
     pub hub: Arc<Hub>,
     /// The message writer.

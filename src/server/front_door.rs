@@ -25,6 +25,7 @@ use crate::connection::{Connection, ConnectionError, ReadState};
 use crate::protocol::{
     ErrorCode, Frame, Request, ServerFrame, ServerMsg, encode_json, parse_request,
 };
+use crate::tls::TlsConnection;
 use native_tls::TlsStream;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -42,9 +43,6 @@ const QUEUE_TICK: Duration = Duration::from_millis(200);
 const QUEUED_UNSENT_MAX: usize = 64 * 1024;
 /// Stack of front-door threads; they do a handshake and little else.
 const STACK: usize = 256 * 1024;
-
-/// A TLS connection as sessions use it.
-pub type TlsConnection = Connection<TlsStream<TcpStream>>;
 
 /// Counts a front-door thread; dropping it uncounts it.
 struct ThreadCount(Arc<ServerContext>);

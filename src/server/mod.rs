@@ -34,7 +34,7 @@ pub use outbox::Outbox;
 
 use crate::config::ServerConfig;
 use crate::protocol::{ErrorCode, ServerFrame, ServerMsg, encode_json};
-use crate::store::{Store, StoreError};
+use crate::store::{self, StoreError};
 use crate::tls::{self, TlsSetupError};
 use context::{Counters, Limits, PerIpLimit, ServerContext};
 use std::net::{SocketAddr, TcpListener};
@@ -185,7 +185,7 @@ impl Server {
             path: config.db.clone(),
             err,
         };
-        let store = Store::open(&config.db, 8).map_err(store_err)?;
+        let store = store::open(&config.db, 8).map_err(store_err)?;
         let secret = store.server_secret().map_err(store_err)?;
         let files =
             file_store::FileStore::open(&config.data_dir).map_err(|err| ServerError::Io {

@@ -21,8 +21,8 @@
 //! requires, and a write that returned `WouldBlock` is retried from the same
 //! buffer by whoever holds the connection next (see `connection`).
 
-use super::front_door::TlsConnection;
 use crate::poller::Waker;
+use crate::tls::TlsConnection;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 /// Outbox bytes are moved into the connection only while less than this is

@@ -18,7 +18,6 @@
 //! the writer thread, which stores them before anyone sees them.
 
 use super::context::{IpGuard, ServerContext};
-use super::front_door::TlsConnection;
 use super::hub::{Hub, SessionId};
 use super::outbox::{Outbox, TAKE_BELOW};
 use super::transfer::{Download, Upload};
@@ -32,6 +31,7 @@ use crate::protocol::{
 };
 use crate::rate_limit::{FloodControl, Verdict};
 use crate::store::{StoreError, UserId};
+use crate::tls::TlsConnection;
 use crate::validate;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

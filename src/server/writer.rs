@@ -16,7 +16,7 @@ use super::delivery::Deliverers;
 use super::hub::{Hub, SessionId};
 use super::outbox::Outbox;
 use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ServerFrame, ServerMsg, encode_json};
-use crate::store::{Destination, NewMessage, RoomId, Store, UserId, now_ms};
+use crate::store::{Destination, NewMessage, RoomId, SharedStore, Store, UserId, now_ms};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -104,16 +104,16 @@ impl WriterHandle {
 
 /// Starts the writer thread. It stops when every [`WriterHandle`] is gone,
 /// after storing and delivering what was queued.
-pub fn spawn(store: Store, hub: Arc<Hub>) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
+pub fn spawn(store: SharedStore, hub: Arc<Hub>) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(QUEUE_LEN);
     let deliverers = Deliverers::for_this_machine()?;
     let handle = std::thread::Builder::new()
         .name("message-writer".into())
-        .spawn(move || run(&store, &hub, &deliverers, &rx))?;
+        .spawn(move || run(&*store, &hub, &deliverers, &rx))?;
     Ok((WriterHandle { tx }, handle))
 }
 
-fn run(store: &Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>) {
+fn run(store: &dyn Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closed = false;
     let mut next = rx.recv().ok();
@@ -158,7 +158,7 @@ fn refuse(batch: &mut Vec<Submission>) {
 }
 
 fn commit_and_deliver(
-    store: &Store,
+    store: &dyn Store,
     hub: &Hub,
     deliverers: &Deliverers,
     batch: &mut Vec<Submission>,

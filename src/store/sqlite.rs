@@ -1,16 +1,18 @@
-//! The database: every SQL statement in confab lives in this module.
+//! The SQLite backend of the storage contract: every SQL statement for
+//! SQLite lives here.
 //!
 //! SQLite in WAL mode behind an r2d2 pool. `schema.sql` (compiled in) is
 //! applied at open; numbered migrations in [`MIGRATIONS`] bring older
 //! databases up to date, tracked by `PRAGMA user_version`. Per-connection
 //! pragmas (foreign keys, busy timeout, synchronous) are set in the pool's
-//! init hook because SQLite keeps them per connection.
-//!
-//! Chat messages are written in batches ([`Store::insert_messages`]) by the
-//! server's single message-writer thread; everything else (accounts, rooms,
-//! membership) is written by session threads directly, which is rare enough
-//! that the busy timeout covers the contention.
+//! init hook because SQLite keeps them per connection. Concurrent writers
+//! contend for one write lock; the busy timeout covers the rare writes of
+//! session threads, and messages come from one writer thread.
 
+use super::{
+    AuditEntry, Ban, Destination, FileRecord, NewBan, NewFile, NewMessage, RoomId, RoomRecord,
+    Store, StoreError, UserId, UserRecord, now_ms,
+};
 use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, params};
@@ -18,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema, applied at every open.
-pub const SCHEMA: &str = include_str!("../schema.sql");
+pub const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// Migrations for databases created by older versions: `(version, sql)`,
 /// applied in order while `user_version < version`, before `SCHEMA`. A new
@@ -36,123 +38,16 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A user's id in the database.
-pub type UserId = i64;
-/// A room's id in the database.
-pub type RoomId = i64;
-
-/// Why a database operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite reported an error.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// No connection could be had from the pool in time.
-    #[error("database pool error: {0}")]
-    Pool(#[from] r2d2::Error),
-    /// A user with that name exists already.
-    #[error("user name is taken")]
-    UserExists,
-    /// A room with that name exists already.
-    #[error("room name is taken")]
-    RoomExists,
-    /// The database file was made by a newer confab.
-    #[error("database schema version {found} is newer than this server's {supported}")]
-    TooNew {
-        /// `user_version` in the file.
-        found: u32,
-        /// The newest this build knows.
-        supported: u32,
-    },
-}
-
-/// A user row as login needs it.
-#[derive(Debug, Clone)]
-pub struct UserRecord {
-    /// Row id.
-    pub id: UserId,
-    /// Canonical name.
-    pub name: String,
-    /// Stored password hash string.
-    pub password: String,
-}
-
-/// A room with its members, as the server loads it at start.
-#[derive(Debug, Clone)]
-pub struct RoomRecord {
-    /// Row id.
-    pub id: RoomId,
-    /// Name.
-    pub name: String,
-    /// Topic.
-    pub topic: String,
-    /// Members: id and name.
-    pub members: Vec<(UserId, String)>,
-}
-
-/// Where a new message goes.
-#[derive(Debug, Clone, Copy)]
-pub enum Destination {
-    /// A room.
-    Room(RoomId),
-    /// A user (direct message).
-    User(UserId),
-}
-
-/// A message to insert.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    /// Sender's id.
-    pub sender: UserId,
-    /// Room or recipient.
-    pub to: Destination,
-    /// Text.
-    pub body: String,
-    /// Server time, ms since the epoch.
-    pub ts: i64,
-    /// The shared file this message announces.
-    pub file_id: Option<i64>,
-}
-
-/// A file to record once its content is stored and verified.
-#[derive(Debug, Clone)]
-pub struct NewFile {
-    /// Hex SHA-256.
-    pub sha256: String,
-    /// Sanitised name.
-    pub name: String,
-    /// MIME type from the content.
-    pub mime: String,
-    /// Size, bytes.
-    pub size: u64,
-    /// Uploader.
-    pub uploader: UserId,
-    /// Room or recipient.
-    pub to: Destination,
-}
-
-/// A stored file with who may see it.
-#[derive(Debug, Clone)]
-pub struct FileRecord {
-    /// What clients see.
-    pub info: FileInfo,
-    /// Uploader.
-    pub uploader: UserId,
-    /// Room or recipient.
-    pub to: Destination,
-}
-
-/// A handle on the database; cheap to clone.
+/// The SQLite database behind an r2d2 pool; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
 }
 
 fn map_unique(err: rusqlite::Error, unique: StoreError) -> StoreError {
@@ -166,10 +61,10 @@ fn map_unique(err: rusqlite::Error, unique: StoreError) -> StoreError {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies the schema
     /// and migrations, and builds a pool of `pool_size` connections.
-    pub fn open(path: &Path, pool_size: u32) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, pool_size: u32) -> Result<SqliteStore, StoreError> {
         let manager = SqliteConnectionManager::file(path).with_init(|conn| {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             // NORMAL in WAL mode survives a process crash (kill -9); only an
@@ -184,7 +79,7 @@ impl Store {
             .max_size(pool_size.max(2))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let store = Store { pool };
+        let store = SqliteStore { pool };
         store.migrate()?;
         Ok(store)
     }
@@ -215,18 +110,19 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
 
-    /// Copies the write-ahead log into the database file and truncates it,
-    /// so the file is complete on its own (done at shutdown).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
+impl Store for SqliteStore {
+    // --- Accounts, rooms, membership and messages ---
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
         self.pool
             .get()?
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
-    /// Creates a user and makes them a member of `general`.
-    pub fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
+    fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let now = now_ms();
@@ -251,8 +147,7 @@ impl Store {
         Ok(id)
     }
 
-    /// Looks a user up by name (case-insensitively).
-    pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+    fn find_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
             .prepare_cached("SELECT id, name, password FROM users WHERE name = ?1")?
@@ -266,8 +161,7 @@ impl Store {
             .optional()?)
     }
 
-    /// All rooms with their members, for the server's in-memory view.
-    pub fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+    fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
         let conn = self.pool.get()?;
         let mut rooms: Vec<RoomRecord> = conn
             .prepare("SELECT id, name, topic FROM rooms ORDER BY id")?
@@ -293,13 +187,7 @@ impl Store {
         Ok(rooms)
     }
 
-    /// Creates a room with `creator` as its first member.
-    pub fn create_room(
-        &self,
-        name: &str,
-        topic: &str,
-        creator: UserId,
-    ) -> Result<RoomId, StoreError> {
+    fn create_room(&self, name: &str, topic: &str, creator: UserId) -> Result<RoomId, StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let now = now_ms();
@@ -317,8 +205,7 @@ impl Store {
         Ok(id)
     }
 
-    /// Records that `user` joined `room` (no-op if already a member).
-    pub fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
+    fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached(
@@ -329,8 +216,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records that `user` left `room`.
-    pub fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
+    fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached("DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2")?
@@ -338,8 +224,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a room's topic.
-    pub fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError> {
+    fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached("UPDATE rooms SET topic = ?2 WHERE id = ?1")?
@@ -347,10 +232,7 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a batch of messages in one transaction and returns their new
-    /// ids in input order. One commit for the whole batch is what makes the
-    /// message writer fast (group commit).
-    pub fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError> {
+    fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
@@ -372,8 +254,7 @@ impl Store {
         Ok(ids)
     }
 
-    /// Marks direct messages up to `id` as delivered to `user`.
-    pub fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError> {
+    fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached("UPDATE users SET dm_cursor = max(dm_cursor, ?2) WHERE id = ?1")?
@@ -381,13 +262,7 @@ impl Store {
         Ok(())
     }
 
-    /// Direct messages to `user` not yet delivered to any of their
-    /// sessions, oldest first (at most `limit`).
-    pub fn undelivered_dms(
-        &self,
-        user: UserId,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+    fn undelivered_dms(&self, user: UserId, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
@@ -404,9 +279,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// A page of a room's history: up to `limit` messages with id below
-    /// `before`, oldest first, and whether older ones exist.
-    pub fn room_history(
+    fn room_history(
         &self,
         room: RoomId,
         before: Option<i64>,
@@ -430,9 +303,7 @@ impl Store {
         page(rows.collect::<Result<_, _>>()?, limit)
     }
 
-    /// A page of the direct messages between `a` and `b`, like
-    /// [`Store::room_history`].
-    pub fn dm_history(
+    fn dm_history(
         &self,
         a: UserId,
         b: UserId,
@@ -458,11 +329,10 @@ impl Store {
         )?;
         page(rows.collect::<Result<_, _>>()?, limit)
     }
-}
 
-impl Store {
-    /// Records a stored, verified file; returns its id.
-    pub fn insert_file(&self, f: &NewFile) -> Result<i64, StoreError> {
+    // --- Files ---
+
+    fn insert_file(&self, f: &NewFile) -> Result<i64, StoreError> {
         let (room, user) = match f.to {
             Destination::Room(r) => (Some(r), None),
             Destination::User(u) => (None, Some(u)),
@@ -486,8 +356,7 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
-    /// A file by id.
-    pub fn find_file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+    fn find_file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
             .prepare_cached(
@@ -516,8 +385,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Whether a user is a member of a room (for download rights).
-    pub fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+    fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -527,8 +395,7 @@ impl Store {
             .query_row(params![room, user], |r| r.get(0))?)
     }
 
-    /// The latest files of a room, newest first.
-    pub fn room_files(&self, room: RoomId, limit: u32) -> Result<Vec<SharedFile>, StoreError> {
+    fn room_files(&self, room: RoomId, limit: u32) -> Result<Vec<SharedFile>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT f.id, f.name, f.mime, f.size, f.sha256, u.name, f.created_at
@@ -539,13 +406,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The latest files exchanged between two users, newest first.
-    pub fn dm_files(
-        &self,
-        a: UserId,
-        b: UserId,
-        limit: u32,
-    ) -> Result<Vec<SharedFile>, StoreError> {
+    fn dm_files(&self, a: UserId, b: UserId, limit: u32) -> Result<Vec<SharedFile>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT f.id, f.name, f.mime, f.size, f.sha256, u.name, f.created_at
@@ -557,25 +418,10 @@ impl Store {
         let rows = stmt.query_map(params![a, b, limit], shared_file)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-}
 
-fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
-    Ok(SharedFile {
-        file: FileInfo {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            mime: r.get(2)?,
-            size: r.get::<_, i64>(3)? as u64,
-            sha256: r.get(4)?,
-        },
-        from: r.get(5)?,
-        ts: r.get(6)?,
-    })
-}
+    // --- Read state ---
 
-impl Store {
-    /// Records that `user` read `room` up to `id` (never moves backwards).
-    pub fn mark_room_read(&self, user: UserId, room: RoomId, id: i64) -> Result<(), StoreError> {
+    fn mark_room_read(&self, user: UserId, room: RoomId, id: i64) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached(
@@ -588,8 +434,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records that `user` read the conversation with `peer` up to `id`.
-    pub fn mark_dm_read(&self, user: UserId, peer: UserId, id: i64) -> Result<(), StoreError> {
+    fn mark_dm_read(&self, user: UserId, peer: UserId, id: i64) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached(
@@ -602,9 +447,7 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a room read up to its newest message, so that someone who just
-    /// joined does not see its whole history as unread.
-    pub fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError> {
+    fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached(
@@ -617,9 +460,7 @@ impl Store {
         Ok(())
     }
 
-    /// What `user` (named `name`) has not read: per room and per DM peer,
-    /// how many messages and how many mention them. Only non-zero entries.
-    pub fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {
+    fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {
         let conn = self.pool.get()?;
         let mut out = Vec::new();
         // Rooms: count in SQL; mentions need the word-boundary matcher, so
@@ -688,36 +529,10 @@ impl Store {
         }
         Ok(out)
     }
-}
-/// A ban as the server's ban watch sees it.
-#[derive(Debug, Clone)]
-pub struct NewBan {
-    /// The banned user.
-    pub user_id: UserId,
-    /// Why.
-    pub reason: String,
-    /// Who banned them.
-    pub by: String,
-    /// When the ban was made (ms since the epoch).
-    pub created_at: i64,
-}
 
-/// A ban in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ban {
-    /// Who is banned.
-    pub user: String,
-    /// Why.
-    pub reason: String,
-    /// By whom.
-    pub by: String,
-    /// Until when (ms since the epoch); `None` for good.
-    pub until: Option<i64>,
-}
+    // --- Security: secrets, passwords, tokens, admins, bans, mutes, audit ---
 
-impl Store {
-    /// The secret that keys resume-token digests, made on first use.
-    pub fn server_secret(&self) -> Result<Vec<u8>, StoreError> {
+    fn server_secret(&self) -> Result<Vec<u8>, StoreError> {
         let conn = self.pool.get()?;
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).map_err(|e| {
@@ -732,8 +547,7 @@ impl Store {
             .query_row([], |r| r.get(0))?)
     }
 
-    /// Replaces a user's password hash.
-    pub fn set_password(&self, user: UserId, hash: &str) -> Result<(), StoreError> {
+    fn set_password(&self, user: UserId, hash: &str) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached("UPDATE users SET password = ?2 WHERE id = ?1")?
@@ -741,8 +555,7 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a resume token's digest for `user`, valid until `expires_at`.
-    pub fn add_token(&self, user: UserId, digest: &str, expires_at: i64) -> Result<(), StoreError> {
+    fn add_token(&self, user: UserId, digest: &str, expires_at: i64) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached(
@@ -753,8 +566,7 @@ impl Store {
         Ok(())
     }
 
-    /// The user a live token digest belongs to.
-    pub fn token_user(&self, digest: &str) -> Result<Option<UserRecord>, StoreError> {
+    fn token_user(&self, digest: &str) -> Result<Option<UserRecord>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
             .prepare_cached(
@@ -772,8 +584,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Revokes one token.
-    pub fn revoke_token(&self, digest: &str) -> Result<(), StoreError> {
+    fn revoke_token(&self, digest: &str) -> Result<(), StoreError> {
         self.pool
             .get()?
             .prepare_cached("DELETE FROM resume_tokens WHERE digest = ?1")?
@@ -781,8 +592,7 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes every token of a user; returns how many.
-    pub fn revoke_tokens(&self, user: UserId) -> Result<usize, StoreError> {
+    fn revoke_tokens(&self, user: UserId) -> Result<usize, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -790,8 +600,7 @@ impl Store {
             .execute([user])?)
     }
 
-    /// Whether a user is an administrator.
-    pub fn is_admin(&self, user: UserId) -> Result<bool, StoreError> {
+    fn is_admin(&self, user: UserId) -> Result<bool, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -800,8 +609,7 @@ impl Store {
             != 0)
     }
 
-    /// Grants or revokes administrator rights; `false` if no such user.
-    pub fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
+    fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -810,8 +618,7 @@ impl Store {
             == 1)
     }
 
-    /// The ban in force on a user, if any.
-    pub fn ban_of(&self, user: UserId) -> Result<Option<Ban>, StoreError> {
+    fn ban_of(&self, user: UserId) -> Result<Option<Ban>, StoreError> {
         let conn = self.pool.get()?;
         Ok(conn
             .prepare_cached(
@@ -830,8 +637,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Bans a user (replacing an earlier ban).
-    pub fn ban(
+    fn ban(
         &self,
         user: UserId,
         reason: &str,
@@ -848,9 +654,7 @@ impl Store {
         Ok(())
     }
 
-    /// Bans in force that were created at or after `since_ms`, oldest
-    /// first.
-    pub fn bans_created_since(&self, since_ms: i64) -> Result<Vec<NewBan>, StoreError> {
+    fn bans_created_since(&self, since_ms: i64) -> Result<Vec<NewBan>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT user_id, reason, banned_by, created_at FROM bans
@@ -868,8 +672,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Lifts a ban; `false` if there was none.
-    pub fn unban(&self, user: UserId) -> Result<bool, StoreError> {
+    fn unban(&self, user: UserId) -> Result<bool, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -878,8 +681,7 @@ impl Store {
             == 1)
     }
 
-    /// Bans in force.
-    pub fn bans(&self) -> Result<Vec<Ban>, StoreError> {
+    fn bans(&self) -> Result<Vec<Ban>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare(
             "SELECT u.name, b.reason, b.banned_by, b.expires_at FROM bans b JOIN users u ON u.id = b.user_id
@@ -896,8 +698,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Mutes a user in a room until `until` (`None`: until unmuted).
-    pub fn mute(
+    fn mute(
         &self,
         room: RoomId,
         user: UserId,
@@ -914,8 +715,7 @@ impl Store {
         Ok(())
     }
 
-    /// Lifts a mute; `false` if there was none.
-    pub fn unmute(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+    fn unmute(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -924,8 +724,7 @@ impl Store {
             == 1)
     }
 
-    /// Whether a user is muted in a room now.
-    pub fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+    fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         Ok(self
             .pool
             .get()?
@@ -936,8 +735,7 @@ impl Store {
             .query_row(params![room, user, now_ms()], |r| r.get(0))?)
     }
 
-    /// Records an event in the audit table.
-    pub fn audit(
+    fn audit(
         &self,
         user: Option<&str>,
         ip: Option<&str>,
@@ -953,14 +751,44 @@ impl Store {
         Ok(())
     }
 
-    /// How many rooms a user is in.
-    pub fn room_count(&self, user: UserId) -> Result<u32, StoreError> {
+    fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, user, ip, action, detail FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                user: r.get(1)?,
+                ip: r.get(2)?,
+                action: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn room_count(&self, user: UserId) -> Result<u32, StoreError> {
         Ok(self
             .pool
             .get()?
             .prepare_cached("SELECT count(*) FROM room_members WHERE user_id = ?1")?
             .query_row([user], |r| r.get(0))?)
     }
+}
+
+fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
+    Ok(SharedFile {
+        file: FileInfo {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            mime: r.get(2)?,
+            size: r.get::<_, i64>(3)? as u64,
+            sha256: r.get(4)?,
+        },
+        from: r.get(5)?,
+        ts: r.get(6)?,
+    })
 }
 
 /// Turns newest-first rows (one more than asked, to detect `more`) into an
@@ -998,14 +826,14 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
 mod tests {
     use super::*;
 
-    fn temp_store() -> (Store, std::path::PathBuf) {
+    fn temp_store() -> (SqliteStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "confab-store-test-{}-{}",
             std::process::id(),
             now_ms() as u64 ^ rand_u64()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir.join("t.db"), 4).unwrap(), dir)
+        (SqliteStore::open(&dir.join("t.db"), 4).unwrap(), dir)
     }
 
     fn rand_u64() -> u64 {
@@ -1017,7 +845,7 @@ mod tests {
     #[test]
     fn schema_applies_twice_and_general_exists_once() {
         let (store, dir) = temp_store();
-        let again = Store::open(&dir.join("t.db"), 2).unwrap();
+        let again = SqliteStore::open(&dir.join("t.db"), 2).unwrap();
         let rooms = again.load_rooms().unwrap();
         assert_eq!(rooms.iter().filter(|r| r.name == "general").count(), 1);
         drop(store);
@@ -1105,7 +933,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = Store::open(&path, 2).unwrap();
+        let store = SqliteStore::open(&path, 2).unwrap();
         let (page, _) = store.room_history(1, None, 10).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].body, "from the old days");
@@ -1119,6 +947,6 @@ mod tests {
         assert_eq!(version, MIGRATIONS.last().unwrap().0);
         // Reopening is a no-op.
         drop(store);
-        Store::open(&path, 2).unwrap();
+        SqliteStore::open(&path, 2).unwrap();
     }
 }

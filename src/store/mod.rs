@@ -1,0 +1,357 @@
+//! The storage contract: everything confab keeps, behind one trait.
+//!
+//! [`Store`] is what the server, the admin tool and the tests ask of a
+//! database: accounts, rooms and membership, messages and history, direct
+//! messages and their delivery cursors, files, read state, resume tokens,
+//! admins, bans, mutes and the audit log. A backend implements it in a
+//! module of its own, which owns all of its SQL: [`sqlite`] today (the
+//! embedded default), PostgreSQL later. The contract test suite
+//! (`tests/store_contract.rs`) runs every backend through the same cases.
+//!
+//! **Invariant:** no SQL exists outside the backend modules under
+//! `src/store/`; callers see typed records and [`StoreError`].
+//!
+//! Chat messages are written in batches ([`Store::insert_messages`]) by the
+//! server's single message-writer thread; everything else (accounts, rooms,
+//! membership) is written by session threads directly, which is rare.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
+use r2d2_sqlite::rusqlite;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A user's id in the database.
+pub type UserId = i64;
+/// A room's id in the database.
+pub type RoomId = i64;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No connection could be had from the pool in time.
+    #[error("database pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// A user with that name exists already.
+    #[error("user name is taken")]
+    UserExists,
+    /// A room with that name exists already.
+    #[error("room name is taken")]
+    RoomExists,
+    /// The database file was made by a newer confab.
+    #[error("database schema version {found} is newer than this server's {supported}")]
+    TooNew {
+        /// `user_version` in the file.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
+}
+
+/// A user row as login needs it.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// Row id.
+    pub id: UserId,
+    /// Canonical name.
+    pub name: String,
+    /// Stored password hash string.
+    pub password: String,
+}
+
+/// A room with its members, as the server loads it at start.
+#[derive(Debug, Clone)]
+pub struct RoomRecord {
+    /// Row id.
+    pub id: RoomId,
+    /// Name.
+    pub name: String,
+    /// Topic.
+    pub topic: String,
+    /// Members: id and name.
+    pub members: Vec<(UserId, String)>,
+}
+
+/// Where a new message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination {
+    /// A room.
+    Room(RoomId),
+    /// A user (direct message).
+    User(UserId),
+}
+
+/// A message to insert.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Sender's id.
+    pub sender: UserId,
+    /// Room or recipient.
+    pub to: Destination,
+    /// Text.
+    pub body: String,
+    /// Server time, ms since the epoch.
+    pub ts: i64,
+    /// The shared file this message announces.
+    pub file_id: Option<i64>,
+}
+
+/// A file to record once its content is stored and verified.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Sanitised name.
+    pub name: String,
+    /// MIME type from the content.
+    pub mime: String,
+    /// Size, bytes.
+    pub size: u64,
+    /// Uploader.
+    pub uploader: UserId,
+    /// Room or recipient.
+    pub to: Destination,
+}
+
+/// A stored file with who may see it.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// What clients see.
+    pub info: FileInfo,
+    /// Uploader.
+    pub uploader: UserId,
+    /// Room or recipient.
+    pub to: Destination,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A ban as the server's ban watch sees it.
+#[derive(Debug, Clone)]
+pub struct NewBan {
+    /// The banned user.
+    pub user_id: UserId,
+    /// Why.
+    pub reason: String,
+    /// Who banned them.
+    pub by: String,
+    /// When the ban was made (ms since the epoch).
+    pub created_at: i64,
+}
+
+/// A ban in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// Who is banned.
+    pub user: String,
+    /// Why.
+    pub reason: String,
+    /// By whom.
+    pub by: String,
+    /// Until when (ms since the epoch); `None` for good.
+    pub until: Option<i64>,
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When (ms since the epoch).
+    pub at: i64,
+    /// The user concerned, if any.
+    pub user: Option<String>,
+    /// The client's address, if any.
+    pub ip: Option<String>,
+    /// What happened (`login`, `ban`, ...).
+    pub action: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// A shared handle on whichever backend the server was configured with.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the database at `path` (creating and migrating it as needed) with
+/// a pool of `pool_size` connections.
+pub fn open(path: &Path, pool_size: u32) -> Result<SharedStore, StoreError> {
+    Ok(Arc::new(SqliteStore::open(path, pool_size)?))
+}
+
+/// The storage contract. Every method is one step that either happens
+/// completely or not at all; none holds a lock of the caller's.
+pub trait Store: Send + Sync {
+    /// Makes the database complete on its own, e.g. copies SQLite's
+    /// write-ahead log into the main file (done at shutdown).
+    fn checkpoint(&self) -> Result<(), StoreError>;
+
+    // --- Accounts, rooms, membership and messages ---
+    /// Creates a user and makes them a member of `general`.
+    fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError>;
+
+    /// Looks a user up by name (case-insensitively).
+    fn find_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// All rooms with their members, for the server's in-memory view.
+    fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
+
+    /// Creates a room with `creator` as its first member.
+    fn create_room(&self, name: &str, topic: &str, creator: UserId) -> Result<RoomId, StoreError>;
+
+    /// Records that `user` joined `room` (no-op if already a member).
+    fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError>;
+
+    /// Records that `user` left `room`.
+    fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError>;
+
+    /// Sets a room's topic.
+    fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError>;
+
+    /// Inserts a batch of messages in one transaction and returns their new
+    /// ids in input order. One commit for the whole batch is what makes the
+    /// message writer fast (group commit).
+    fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError>;
+
+    /// Marks direct messages up to `id` as delivered to `user`.
+    fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError>;
+
+    /// Direct messages to `user` not yet delivered to any of their
+    /// sessions, oldest first (at most `limit`).
+    fn undelivered_dms(&self, user: UserId, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// A page of a room's history: up to `limit` messages with id below
+    /// `before`, oldest first, and whether older ones exist.
+    fn room_history(
+        &self,
+        room: RoomId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
+
+    /// A page of the direct messages between `a` and `b`, like
+    /// [`Store::room_history`].
+    fn dm_history(
+        &self,
+        a: UserId,
+        b: UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
+
+    // --- Files ---
+    /// Records a stored, verified file; returns its id.
+    fn insert_file(&self, f: &NewFile) -> Result<i64, StoreError>;
+
+    /// A file by id.
+    fn find_file(&self, id: i64) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Whether a user is a member of a room (for download rights).
+    fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+
+    /// The latest files of a room, newest first.
+    fn room_files(&self, room: RoomId, limit: u32) -> Result<Vec<SharedFile>, StoreError>;
+
+    /// The latest files exchanged between two users, newest first.
+    fn dm_files(&self, a: UserId, b: UserId, limit: u32) -> Result<Vec<SharedFile>, StoreError>;
+
+    // --- Read state ---
+    /// Records that `user` read `room` up to `id` (never moves backwards).
+    fn mark_room_read(&self, user: UserId, room: RoomId, id: i64) -> Result<(), StoreError>;
+
+    /// Records that `user` read the conversation with `peer` up to `id`.
+    fn mark_dm_read(&self, user: UserId, peer: UserId, id: i64) -> Result<(), StoreError>;
+
+    /// Marks a room read up to its newest message, so that someone who just
+    /// joined does not see its whole history as unread.
+    fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError>;
+
+    /// What `user` (named `name`) has not read: per room and per DM peer,
+    /// how many messages and how many mention them. Only non-zero entries.
+    fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError>;
+
+    // --- Security: secrets, passwords, tokens, admins, bans, mutes, audit ---
+    /// The secret that keys resume-token digests, made on first use.
+    fn server_secret(&self) -> Result<Vec<u8>, StoreError>;
+
+    /// Replaces a user's password hash.
+    fn set_password(&self, user: UserId, hash: &str) -> Result<(), StoreError>;
+
+    /// Stores a resume token's digest for `user`, valid until `expires_at`.
+    fn add_token(&self, user: UserId, digest: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    /// The user a live token digest belongs to.
+    fn token_user(&self, digest: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Revokes one token.
+    fn revoke_token(&self, digest: &str) -> Result<(), StoreError>;
+
+    /// Revokes every token of a user; returns how many.
+    fn revoke_tokens(&self, user: UserId) -> Result<usize, StoreError>;
+
+    /// Whether a user is an administrator.
+    fn is_admin(&self, user: UserId) -> Result<bool, StoreError>;
+
+    /// Grants or revokes administrator rights; `false` if no such user.
+    fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError>;
+
+    /// The ban in force on a user, if any.
+    fn ban_of(&self, user: UserId) -> Result<Option<Ban>, StoreError>;
+
+    /// Bans a user (replacing an earlier ban).
+    fn ban(
+        &self,
+        user: UserId,
+        reason: &str,
+        by: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Bans in force that were created at or after `since_ms`, oldest
+    /// first.
+    fn bans_created_since(&self, since_ms: i64) -> Result<Vec<NewBan>, StoreError>;
+
+    /// Lifts a ban; `false` if there was none.
+    fn unban(&self, user: UserId) -> Result<bool, StoreError>;
+
+    /// Bans in force.
+    fn bans(&self) -> Result<Vec<Ban>, StoreError>;
+
+    /// Mutes a user in a room until `until` (`None`: until unmuted).
+    fn mute(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Lifts a mute; `false` if there was none.
+    fn unmute(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+
+    /// Whether a user is muted in a room now.
+    fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+
+    /// Records an event in the audit table.
+    fn audit(
+        &self,
+        user: Option<&str>,
+        ip: Option<&str>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The newest `limit` audit entries, newest first.
+    fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// How many rooms a user is in.
+    fn room_count(&self, user: UserId) -> Result<u32, StoreError>;
+}
