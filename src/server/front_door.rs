@@ -55,7 +55,7 @@ impl Drop for ThreadCount {
 
 /// Takes an accepted connection from the accept loop. Never blocks.
 pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
-    let cap = MAX_FRONT_DOOR_THREADS + ctx.queue.snapshot().1;
+    let cap = MAX_FRONT_DOOR_THREADS + ctx.services.queue.snapshot().1;
     if ctx.front_door_threads.fetch_add(1, Ordering::Relaxed) >= cap {
         ctx.front_door_threads.fetch_sub(1, Ordering::Relaxed);
         log::warn!("too many connections in handshake; dropping {peer}");
@@ -81,14 +81,17 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
 fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
     let ip_guard = PerIpLimit::acquire(ctx, peer.ip());
     let mut conn = match handshake(tcp, ctx) {
-        Ok(tls) => Connection::new(tls, ctx.limits.max_request_len),
+        Ok(tls) => Connection::new(tls, ctx.services.limits.max_request_len),
         Err(err) => {
             log::debug!("{peer}: TLS handshake failed: {err}");
             return;
         }
     };
     let Some(ip_guard) = ip_guard else {
-        ctx.counters.per_ip_rejected.fetch_add(1, Ordering::Relaxed);
+        ctx.services
+            .counters
+            .per_ip_rejected
+            .fetch_add(1, Ordering::Relaxed);
         log::info!("{peer}: refused: too many connections from this address");
         say_goodbye(
             &mut conn,
@@ -97,7 +100,7 @@ fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
         );
         return;
     };
-    match ctx.queue.enter() {
+    match ctx.services.queue.enter() {
         Entry::Admitted(slot) => session::start(conn, peer, slot, ip_guard, None, ctx),
         Entry::Full => {
             log::info!("{peer}: refused: server full");
@@ -115,7 +118,7 @@ fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
 /// the socket to non-blocking for the rest of the connection.
 fn handshake(tcp: TcpStream, ctx: &ServerContext) -> Result<TlsStream<TcpStream>, String> {
     let _ = tcp.set_nodelay(true);
-    let timeout = Some(ctx.limits.handshake_timeout);
+    let timeout = Some(ctx.services.limits.handshake_timeout);
     tcp.set_read_timeout(timeout)
         .and_then(|()| tcp.set_write_timeout(timeout))
         .map_err(|e| e.to_string())?;
@@ -160,7 +163,7 @@ fn wait_in_line(
     ip_guard: Option<IpGuard>,
     ctx: &Arc<ServerContext>,
 ) {
-    let queue = &ctx.queue;
+    let queue = &ctx.services.queue;
     let start = Instant::now();
     let mut told: Option<u32> = None;
     let mut last_sent = start;
@@ -227,7 +230,7 @@ fn wait_in_line(
             queue.leave(ticket);
             return;
         }
-        if start.elapsed() >= ctx.limits.queue_timeout {
+        if start.elapsed() >= ctx.services.limits.queue_timeout {
             log::info!("{peer}: queue timeout");
             leave(
                 &mut conn,

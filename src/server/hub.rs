@@ -10,9 +10,14 @@
 //! The database is the truth for rooms and membership; the hub mirrors it so
 //! that fan-out needs no query. Session threads update the database first,
 //! then the hub.
+//!
+//! Events come in typed ([`Outgoing`]) and leave as each recipient's wire
+//! format wants them: an event is encoded once per format in use, not once
+//! per recipient.
 
 use super::outbox::Outbox;
-use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerFrame, ServerMsg, encode_json};
+use super::wire::{Concatenated, Outgoing};
+use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerMsg};
 use crate::store::{RoomId, RoomRecord, UserId};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -88,11 +93,11 @@ struct HubState {
 }
 
 impl HubState {
-    /// Pushes `frame` to every session of `user` except `except`; returns
+    /// Pushes `event` to every session of `user` except `except`; returns
     /// whether the user has any session at all.
-    fn send_to_user(&self, user: UserId, frame: &[u8], except: Option<SessionId>) -> bool {
+    fn send_to_user(&self, user: UserId, event: &Outgoing, except: Option<SessionId>) -> bool {
         let mut wake = Vec::new();
-        let online = self.send_to_user_deferred(user, frame, except, &mut wake);
+        let online = self.send_to_user_deferred(user, event, except, &mut wake);
         for outbox in wake {
             outbox.wake();
         }
@@ -104,7 +109,7 @@ impl HubState {
     fn send_to_user_deferred(
         &self,
         user: UserId,
-        frame: &[u8],
+        event: &Outgoing,
         except: Option<SessionId>,
         wake: &mut Vec<Arc<Outbox>>,
     ) -> bool {
@@ -114,7 +119,7 @@ impl HubState {
         for sid in sids {
             if Some(*sid) != except
                 && let Some(s) = self.sessions.get(sid)
-                && s.outbox.push_deferred(frame) == Some(true)
+                && s.outbox.push_deferred(event.bytes(s.outbox.wire())) == Some(true)
             {
                 wake.push(s.outbox.clone());
             }
@@ -122,21 +127,21 @@ impl HubState {
         true
     }
 
-    fn send_to_room(&self, room: &Room, frame: &[u8], except_user: Option<UserId>) {
+    fn send_to_room(&self, room: &Room, event: &Outgoing, except_user: Option<UserId>) {
         for user in room.members.keys() {
             if Some(*user) != except_user {
-                self.send_to_user(*user, frame, None);
+                self.send_to_user(*user, event, None);
             }
         }
     }
 
     fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
-        let frame = encode_json(&ServerFrame::event(ServerMsg::Presence {
+        let event = Outgoing::event(ServerMsg::Presence {
             room: room.name.clone(),
             user: user.to_owned(),
             event,
-        }));
-        self.send_to_room(room, &frame, Some(user_id));
+        });
+        self.send_to_room(room, &event, Some(user_id));
     }
 
     fn members(&self, room: &Room) -> Vec<Member> {
@@ -283,23 +288,23 @@ impl Hub {
         }
     }
 
-    /// Sends `frame` as last words to every session of a user (kick, ban);
+    /// Sends `event` as last words to every session of a user (kick, ban);
     /// returns how many sessions.
-    pub fn close_user(&self, user_id: UserId, frame: &[u8]) -> usize {
+    pub fn close_user(&self, user_id: UserId, event: &Outgoing) -> usize {
         let st = self.read();
         let sids = st.online.get(&user_id).cloned().unwrap_or_default();
         for sid in &sids {
             if let Some(s) = st.sessions.get(sid) {
-                s.outbox.close_with(frame);
+                s.outbox.close_with(event.bytes(s.outbox.wire()));
             }
         }
         sids.len()
     }
 
-    /// Sends `frame` to every session as its last words (server shutdown).
-    pub fn close_all(&self, frame: &[u8]) {
+    /// Sends `event` to every session as its last words (server shutdown).
+    pub fn close_all(&self, event: &Outgoing) {
         for entry in self.read().sessions.values() {
-            entry.outbox.close_with(frame);
+            entry.outbox.close_with(event.bytes(entry.outbox.wire()));
         }
     }
 
@@ -364,13 +369,13 @@ impl Hub {
             return;
         };
         room.topic = topic.to_owned();
-        let frame = encode_json(&ServerFrame::event(ServerMsg::TopicChanged {
+        let event = Outgoing::event(ServerMsg::TopicChanged {
             room: name.to_owned(),
             topic: topic.to_owned(),
             by: by.to_owned(),
-        }));
+        });
         let room = &st.rooms[name];
-        st.send_to_room(room, &frame, None);
+        st.send_to_room(room, &event, None);
     }
 
     /// A room's members and whether each is online.
@@ -386,30 +391,31 @@ impl Hub {
         rooms
     }
 
-    /// Delivers an encoded frame to every online member of a room, except
-    /// the session `except` (the sender, who gets an ack instead).
-    pub fn fan_out_room(&self, name: &str, frame: &[u8], except: SessionId) {
+    /// Delivers an event to every online member of a room, except the
+    /// session `except` (the sender, who gets an ack instead).
+    pub fn fan_out_room(&self, name: &str, event: Outgoing, except: SessionId) {
         let mut wake = Vec::new();
-        self.fan_out_room_run(name, &[(except, frame.to_vec())], &mut wake);
+        self.fan_out_room_run(name, &[(except, event)], &mut wake);
         for outbox in wake {
             outbox.wake();
         }
     }
 
     /// Fans out a run of consecutive messages to one room: `events` holds
-    /// each message's sending session and encoded frame, in id order. A
-    /// session that sent none of them gets all of them in one push (one
-    /// lock, one copy); a sender gets the others' messages, not its own.
+    /// each message's sending session and event, in id order. A session
+    /// that sent none of them gets all of them in one push (one lock, one
+    /// copy, the run encoded once per wire format); a sender gets the
+    /// others' messages, not its own.
     /// The outboxes that need a wake-up are added to `wake` (see
     /// [`Outbox::push_deferred`]); the caller calls [`Outbox::deliver`] on
     /// each once it holds no lock.
     pub fn fan_out_room_run(
         &self,
         name: &str,
-        events: &[(SessionId, Vec<u8>)],
+        events: &[(SessionId, Outgoing)],
         wake: &mut Vec<Arc<Outbox>>,
     ) {
-        let all: Vec<u8> = events.iter().flat_map(|(_, e)| e.iter().copied()).collect();
+        let all = Concatenated::default();
         let mut senders: Vec<SessionId> = events.iter().map(|(sid, _)| *sid).collect();
         senders.sort_unstable();
         senders.dedup();
@@ -425,18 +431,20 @@ impl Hub {
                 let Some(s) = st.sessions.get(sid) else {
                     continue;
                 };
+                let wire = s.outbox.wire();
                 let pushed = if senders.binary_search(sid).is_ok() {
                     let others: Vec<u8> = events
                         .iter()
                         .filter(|(from, _)| from != sid)
-                        .flat_map(|(_, e)| e.iter().copied())
+                        .flat_map(|(_, e)| e.bytes(wire).iter().copied())
                         .collect();
                     if others.is_empty() {
                         continue;
                     }
                     s.outbox.push_deferred(&others)
                 } else {
-                    s.outbox.push_deferred(&all)
+                    s.outbox
+                        .push_deferred(all.bytes(wire, events.iter().map(|(_, e)| e)))
                 };
                 if pushed == Some(true) {
                     wake.push(s.outbox.clone());
@@ -445,10 +453,10 @@ impl Hub {
         }
     }
 
-    /// Delivers an encoded frame to every session of `user` except
-    /// `except`; returns whether the user has a session.
-    pub fn send_to_user(&self, user: UserId, frame: &[u8], except: Option<SessionId>) -> bool {
-        self.read().send_to_user(user, frame, except)
+    /// Delivers an event to every session of `user` except `except`;
+    /// returns whether the user has a session.
+    pub fn send_to_user(&self, user: UserId, event: &Outgoing, except: Option<SessionId>) -> bool {
+        self.read().send_to_user(user, event, except)
     }
 
     /// Like [`Hub::send_to_user`], deferring wake-ups as
@@ -456,11 +464,11 @@ impl Hub {
     pub fn send_to_user_deferred(
         &self,
         user: UserId,
-        frame: &[u8],
+        event: &Outgoing,
         except: Option<SessionId>,
         wake: &mut Vec<Arc<Outbox>>,
     ) -> bool {
-        self.read().send_to_user_deferred(user, frame, except, wake)
+        self.read().send_to_user_deferred(user, event, except, wake)
     }
 
     /// Sessions logged in now.
@@ -505,9 +513,11 @@ mod tests {
         hub.login(20, 2, "bob");
         a.take();
         b.take();
-        hub.fan_out_room("general", b"msg", 10);
+        let msg = Outgoing::event(ServerMsg::Pong);
+        let want = msg.bytes(super::super::wire::Wire::Confab).to_vec();
+        hub.fan_out_room("general", msg, 10);
         assert_eq!(a.take().0, b"");
-        assert_eq!(b.take().0, b"msg");
+        assert_eq!(b.take().0, want);
         let members = hub.members("general").unwrap();
         assert_eq!(members.iter().filter(|m| m.online).count(), 2);
         hub.detach(20);

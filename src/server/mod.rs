@@ -22,21 +22,25 @@ mod context;
 mod delivery;
 mod file_store;
 mod front_door;
+mod handlers;
 mod hub;
 mod outbox;
+mod services;
 mod session;
 mod transfer;
 mod wait_queue;
+mod wire;
 mod writer;
 
 pub use hub::{Hub, SessionId};
 pub use outbox::Outbox;
 
 use crate::config::ServerConfig;
-use crate::protocol::{ErrorCode, ServerFrame, ServerMsg, encode_json};
+use crate::protocol::{ErrorCode, ServerMsg};
 use crate::store::{self, StoreError};
 use crate::tls::{self, TlsSetupError};
-use context::{Counters, Limits, PerIpLimit, ServerContext};
+use context::{PerIpLimit, ServerContext};
+use services::{Services, StartError};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -44,7 +48,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use wait_queue::WaitQueue;
+use wire::Outgoing;
 
 /// Stack size of session threads. Stacks are committed lazily, so this
 /// bounds virtual memory, not RSS; session code needs little stack.
@@ -76,8 +80,8 @@ impl BanWatch {
         }
     }
 
-    fn enforce(&mut self, ctx: &ServerContext) {
-        let found = match ctx.store.bans_created_since(self.since) {
+    fn enforce(&mut self, services: &Services) {
+        let found = match services.store.bans_created_since(self.since) {
             Ok(found) => found,
             Err(err) => {
                 log::warn!("checking for new bans failed: {err}");
@@ -93,11 +97,11 @@ impl BanWatch {
                 self.at_since.clear();
             }
             self.at_since.push(ban.user_id);
-            let frame = encode_json(&ServerFrame::event(ServerMsg::Closing {
+            let goodbye = Outgoing::event(ServerMsg::Closing {
                 code: ErrorCode::Kicked,
                 message: format!("banned by {}: {}", ban.by, ban.reason),
-            }));
-            let ended = ctx.hub.close_user(ban.user_id, &frame);
+            });
+            let ended = services.hub.close_user(ban.user_id, &goodbye);
             if ended > 0 {
                 log::info!("ended {ended} session(s) of a user banned by {}", ban.by);
             }
@@ -186,20 +190,17 @@ impl Server {
             err,
         };
         let store = store::open(&config.db, 8).map_err(store_err)?;
-        let secret = store.server_secret().map_err(store_err)?;
-        let files =
-            file_store::FileStore::open(&config.data_dir).map_err(|err| ServerError::Io {
-                what: format!(
-                    "cannot open the file store in {}",
-                    config.data_dir.display()
-                ),
-                err,
-            })?;
-        let hub = Arc::new(Hub::new(store.load_rooms().map_err(store_err)?));
-        let (writer, writer_thread) =
-            writer::spawn(store.clone(), hub.clone()).map_err(|err| ServerError::Io {
-                what: "cannot start the message writer".into(),
-                err,
+        let (services, writer_thread) =
+            Services::start(config, store).map_err(|err| match err {
+                StartError::Store(err) => store_err(err),
+                StartError::Files { path, err } => ServerError::Io {
+                    what: format!("cannot open the file store in {}", path.display()),
+                    err,
+                },
+                StartError::Writer(err) => ServerError::Io {
+                    what: "cannot start the message writer".into(),
+                    err,
+                },
             })?;
         let listener = TcpListener::bind(config.listen).map_err(|err| ServerError::Io {
             what: format!("cannot listen on {}", config.listen),
@@ -215,38 +216,12 @@ impl Server {
             .thread_stack_size(SESSION_STACK)
             .build();
         let ctx = Arc::new(ServerContext {
-            store,
-            hub,
-            writer,
+            services,
             acceptor,
-            queue: WaitQueue::new(config.max_sessions, config.queue_limit),
             pool,
-            limits: Limits {
-                handshake_timeout: config.handshake_timeout,
-                login_timeout: config.login_timeout,
-                queue_timeout: config.queue_timeout,
-                outbox_limit: config.outbox_limit,
-                flood_burst: config.flood_burst,
-                flood_rate: config.flood_rate,
-                max_sessions: config.max_sessions,
-                token_lifetime: config.token_lifetime,
-                max_rooms_per_user: config.max_rooms_per_user,
-                max_message_len: config.max_message_len,
-                max_request_len: config.max_request_len,
-            },
-            admins: config.admins.clone(),
-            files,
-            file_rules: config.file_rules.clone(),
-            auth: auth::Auth::new(
-                config.hash_threads,
-                config.password_iterations,
-                secret,
-                config.login_failures,
-            ),
             next_session: AtomicU64::new(1),
             per_ip: PerIpLimit::new(config.max_per_ip),
             front_door_threads: AtomicUsize::new(0),
-            counters: Counters::default(),
         });
         Ok(Server {
             listener,
@@ -304,16 +279,16 @@ impl Server {
     fn shut_down(self) {
         let started = Instant::now();
         log::info!("shutting down");
-        let ctx = &self.ctx;
+        let ctx = &self.ctx.services;
         // Queued clients are told and dropped; no newcomer gets a slot.
         ctx.queue.shut_down();
         // Every message sent before this point is stored and its ack
         // queued; later ones are refused with `shutting_down`.
         ctx.writer.close();
-        let goodbye = encode_json(&ServerFrame::event(ServerMsg::Closing {
+        let goodbye = Outgoing::event(ServerMsg::Closing {
             code: ErrorCode::ShuttingDown,
             message: "the server is shutting down".into(),
-        }));
+        });
         ctx.hub.close_all(&goodbye);
         if !ctx.queue.wait_idle(Instant::now() + SHUTDOWN_GRACE) {
             log::warn!("some sessions did not close in time");
@@ -343,18 +318,18 @@ impl Server {
                 let mut next_stats = Instant::now() + STATS_INTERVAL;
                 // Sleeps until the next tick or until the sender is dropped.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(BAN_POLL) {
-                    bans.enforce(&ctx);
+                    bans.enforce(&ctx.services);
                     if Instant::now() < next_stats {
                         continue;
                     }
                     next_stats += STATS_INTERVAL;
-                    let s = ctx.stats();
+                    let s = ctx.services.stats();
                     log::info!(
                         "stats: {} active / {} slots, {} queued, {} logged in; totals: {} admitted, {} queued, {} rejected, {} rate-limited, {} slow consumers",
                         s.active,
                         s.max_sessions,
                         s.queued,
-                        ctx.hub.logged_in_count(),
+                        ctx.services.hub.logged_in_count(),
                         s.admitted_total,
                         s.queued_total,
                         s.rejected_total,

@@ -21,7 +21,9 @@
 //! requires, and a write that returned `WouldBlock` is retried from the same
 //! buffer by whoever holds the connection next (see `connection`).
 
+use super::wire::Wire;
 use crate::poller::Waker;
+use crate::protocol::ServerFrame;
 use crate::tls::TlsConnection;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
@@ -40,6 +42,8 @@ pub struct Outbox {
     state: Mutex<OutboxState>,
     waker: Waker,
     limit: usize,
+    /// The wire format of the session: what other threads encode for it.
+    wire: Wire,
     /// The session's connection; locked by its thread while it is awake.
     conn: Option<Mutex<TlsConnection>>,
 }
@@ -73,8 +77,14 @@ impl Outbox {
             state: Mutex::new(OutboxState::default()),
             waker: Waker::new()?,
             limit,
+            wire: Wire::Confab,
             conn: None,
         })
+    }
+
+    /// The wire format the session speaks.
+    pub fn wire(&self) -> Wire {
+        self.wire
     }
 
     /// An empty outbox that also holds the session's connection, so that
@@ -142,6 +152,12 @@ impl Outbox {
                 !self.flags().overflowed
             }
         }
+    }
+
+    /// Encodes one frame in the session's wire format and queues it, as
+    /// [`Outbox::push`] does.
+    pub fn push_frame(&self, frame: &ServerFrame) -> bool {
+        self.push(&self.wire.encode(frame))
     }
 
     /// Like [`Outbox::push`], but leaves the wake-up to the caller: returns

@@ -15,7 +15,8 @@
 use super::delivery::Deliverers;
 use super::hub::{Hub, SessionId};
 use super::outbox::Outbox;
-use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ServerFrame, ServerMsg, encode_json};
+use super::wire::Outgoing;
+use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ServerFrame, ServerMsg};
 use crate::store::{Destination, NewMessage, RoomId, SharedStore, Store, UserId, now_ms};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -149,11 +150,11 @@ fn run(store: &dyn Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>
 /// Answers messages that arrived after shutdown began: not stored, not sent.
 fn refuse(batch: &mut Vec<Submission>) {
     for sub in batch.drain(..) {
-        sub.outbox.push(&encode_json(&ServerFrame::error(
+        sub.outbox.push_frame(&ServerFrame::error(
             sub.req,
             ErrorCode::ShuttingDown,
             "the server is shutting down; the message was not sent",
-        )));
+        ));
     }
 }
 
@@ -182,11 +183,11 @@ fn commit_and_deliver(
         Err(err) => {
             log::error!("storing {} messages failed: {err}", batch.len());
             for sub in batch.drain(..) {
-                sub.outbox.push(&encode_json(&ServerFrame::error(
+                sub.outbox.push_frame(&ServerFrame::error(
                     sub.req,
                     ErrorCode::ServerError,
                     "the message could not be stored; it was not sent",
-                )));
+                ));
             }
             return;
         }
@@ -201,7 +202,7 @@ fn commit_and_deliver(
             Target::Room { name, .. } => (Some(name.clone()), None),
             Target::User { name, .. } => (None, Some(name.clone())),
         };
-        let event = encode_json(&ServerFrame::event(ServerMsg::Message(ChatMessage {
+        let event = Outgoing::event(ServerMsg::Message(ChatMessage {
             id,
             room,
             to,
@@ -209,8 +210,12 @@ fn commit_and_deliver(
             body: sub.body,
             ts,
             file: sub.file,
-        })));
-        let ack = encode_json(&ServerFrame::reply(sub.req, ServerMsg::Ack { id, ts }));
+        }));
+        // The ack has one recipient: encoded here, in its session's format.
+        let ack = sub
+            .outbox
+            .wire()
+            .encode(&ServerFrame::reply(sub.req, ServerMsg::Ack { id, ts }));
         match &sub.target {
             Target::Room { name, .. } => {
                 if run.room.as_deref() != Some(name.as_str()) {
@@ -246,8 +251,8 @@ fn commit_and_deliver(
 #[derive(Default)]
 struct Run {
     room: Option<String>,
-    /// Sending session and encoded event of each message, in id order.
-    events: Vec<(SessionId, Vec<u8>)>,
+    /// Sending session and event of each message, in id order.
+    events: Vec<(SessionId, Outgoing)>,
     /// Each sender's ack, queued after the run's deliveries.
     acks: Vec<(Arc<Outbox>, Vec<u8>)>,
 }

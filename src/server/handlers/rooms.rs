@@ -1,0 +1,109 @@
+//! Room requests: `rooms`, `create_room`, `join`, `leave`, `topic`, `who`.
+//!
+//! Each writes the database first, then the hub (which tells the room), so
+//! the hub never shows a room or a membership the database lacks.
+
+use super::{Answer, Cx, Handled, Refusal, User, existing_room, member_room};
+use crate::protocol::{ErrorCode, JOIN_REPLAY, ServerMsg};
+use crate::store::StoreError;
+use crate::validate;
+
+/// Every room, by name.
+pub fn list(cx: &mut Cx) -> Handled {
+    Ok(Answer::Reply(ServerMsg::RoomList {
+        rooms: cx.svc.hub.room_list(),
+    }))
+}
+
+/// Creates a room with the caller as its first member.
+pub fn create(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
+    room_allowance(cx, me)?;
+    let room = validate::room(room)?;
+    validate::topic(topic)?;
+    let id = match cx.svc.store.create_room(&room, topic, me.id) {
+        Ok(id) => id,
+        Err(StoreError::RoomExists) => {
+            return Err(Refusal::new(
+                ErrorCode::RoomExists,
+                format!("#{room} exists; join it instead"),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    cx.svc.hub.add_room(id, &room, topic, (me.id, &me.name));
+    joined(cx, me, &room)
+}
+
+/// Joins a room (or, for a member, fetches it again).
+pub fn join(cx: &mut Cx, me: &User, room: &str) -> Handled {
+    let room = existing_room(cx.svc, room)?;
+    let was_member = cx.svc.hub.is_member(&room.name, me.id);
+    if !was_member {
+        room_allowance(cx, me)?;
+    }
+    cx.svc.store.add_member(room.id, me.id)?;
+    if !was_member {
+        // History from before joining is not "unread".
+        cx.svc.store.mark_room_read_to_latest(me.id, room.id)?;
+    }
+    joined(cx, me, &room.name)
+}
+
+/// Leaves a room.
+pub fn leave(cx: &mut Cx, me: &User, room: &str) -> Handled {
+    let room = member_room(cx.svc, room, me.id)?;
+    cx.svc.store.remove_member(room.id, me.id)?;
+    cx.svc.hub.leave(&room.name, me.id, &me.name);
+    Ok(Answer::Reply(ServerMsg::Ok))
+}
+
+/// Sets a room's topic; its members are told.
+pub fn topic(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
+    let room = member_room(cx.svc, room, me.id)?;
+    validate::topic(topic)?;
+    cx.svc.store.set_topic(room.id, topic)?;
+    cx.svc.hub.set_topic(&room.name, topic, &me.name);
+    Ok(Answer::Reply(ServerMsg::Ok))
+}
+
+/// A room's members and whether each is online or away.
+pub fn who(cx: &mut Cx, room: &str) -> Handled {
+    let room = existing_room(cx.svc, room)?;
+    let members = cx.svc.hub.members(&room.name).unwrap_or_default();
+    Ok(Answer::Reply(ServerMsg::Users {
+        room: room.name,
+        members,
+    }))
+}
+
+/// Adds the caller to the hub's room (telling its members) and answers
+/// with the room, its members and its latest history.
+fn joined(cx: &mut Cx, me: &User, room: &str) -> Handled {
+    let Some((info, members)) = cx.svc.hub.join(room, me.id, &me.name) else {
+        return Err(Refusal::new(
+            ErrorCode::NoSuchRoom,
+            format!("no room #{room}"),
+        ));
+    };
+    let history = match cx.svc.hub.room(room).map(|r| r.id) {
+        Some(id) => cx.svc.store.room_history(id, None, JOIN_REPLAY)?.0,
+        None => Vec::new(),
+    };
+    Ok(Answer::Reply(ServerMsg::Joined {
+        room: info,
+        members,
+        history,
+    }))
+}
+
+/// Refuses to add a room to a user who is in as many as allowed.
+fn room_allowance(cx: &Cx, me: &User) -> Result<(), Refusal> {
+    let n = cx.svc.store.room_count(me.id)?;
+    if n >= cx.svc.limits.max_rooms_per_user {
+        return Err(Refusal::new(
+            ErrorCode::TooManyRooms,
+            format!("you are in {n} rooms, the most allowed here; leave one first"),
+        ));
+    }
+    Ok(())
+}

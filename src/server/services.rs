@@ -1,0 +1,181 @@
+//! What request handlers share: the database, the hub, the message writer,
+//! password hashing and throttling, the file store and its rules, the
+//! settings, the wait queue (for `stats`) and the counters.
+//!
+//! [`Services`] holds no socket and no TLS material, so a handler can be
+//! run against it in a unit test with a temporary database and an outbox
+//! without a connection. The accept loop's own state (the TLS acceptor,
+//! the session pool, per-address counts) lives in `context`, above this.
+
+use super::auth::Auth;
+use super::file_store::FileStore;
+use super::hub::Hub;
+use super::wait_queue::WaitQueue;
+use super::writer::{self, WriterHandle};
+use crate::config::ServerConfig;
+use crate::file_rules::FileRules;
+use crate::protocol::ServerStats;
+use crate::store::{SharedStore, StoreError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Settings a session or front-door thread consults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Deadline to log in after admission.
+    pub login_timeout: Duration,
+    /// Longest wait in the queue.
+    pub queue_timeout: Duration,
+    /// Per-session outbox limit in bytes.
+    pub outbox_limit: usize,
+    /// Flood control burst.
+    pub flood_burst: u32,
+    /// Flood control rate per second.
+    pub flood_rate: f64,
+    /// Session slots.
+    pub max_sessions: usize,
+    /// How long a resume token stays valid.
+    pub token_lifetime: Duration,
+    /// Most rooms one user may be in.
+    pub max_rooms_per_user: u32,
+    /// Longest message body, bytes.
+    pub max_message_len: usize,
+    /// Largest frame payload a client may send, bytes.
+    pub max_request_len: usize,
+}
+
+impl Limits {
+    /// The limits a configuration sets.
+    pub fn from_config(config: &ServerConfig) -> Limits {
+        Limits {
+            handshake_timeout: config.handshake_timeout,
+            login_timeout: config.login_timeout,
+            queue_timeout: config.queue_timeout,
+            outbox_limit: config.outbox_limit,
+            flood_burst: config.flood_burst,
+            flood_rate: config.flood_rate,
+            max_sessions: config.max_sessions,
+            token_lifetime: config.token_lifetime,
+            max_rooms_per_user: config.max_rooms_per_user,
+            max_message_len: config.max_message_len,
+            max_request_len: config.max_request_len,
+        }
+    }
+}
+
+/// Counters since start, for `stats` and the minute log line.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages refused by flood control.
+    pub rate_limited: AtomicU64,
+    /// Sessions dropped for reading too slowly.
+    pub slow_consumers: AtomicU64,
+    /// Connections refused by the per-IP limit.
+    pub per_ip_rejected: AtomicU64,
+}
+
+/// Shared by every request handler (and, through `context`, by every
+/// server thread).
+pub struct Services {
+    /// The database.
+    pub store: SharedStore,
+    /// Shared in-memory state.
+    pub hub: Arc<Hub>,
+    /// The message writer.
+    pub writer: WriterHandle,
+    /// Session slots and the wait queue.
+    pub queue: Arc<WaitQueue>,
+    /// Settings.
+    pub limits: Limits,
+    /// Users allowed admin requests.
+    pub admins: Vec<String>,
+    /// Shared files on disk.
+    pub files: FileStore,
+    /// What may be shared.
+    pub file_rules: FileRules,
+    /// Password hashing, login throttling, resume tokens.
+    pub auth: Auth,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// Why the services could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The file store could not be opened.
+    #[error("cannot open the file store in {path}: {err}")]
+    Files {
+        /// The data directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// The message writer's threads could not start.
+    #[error("cannot start the message writer: {0}")]
+    Writer(std::io::Error),
+}
+
+impl Services {
+    /// Loads the hub from `store`, opens the file store and starts the
+    /// message writer (whose thread handle is returned, to be joined at
+    /// shutdown).
+    pub fn start(
+        config: &ServerConfig,
+        store: SharedStore,
+    ) -> Result<(Services, JoinHandle<()>), StartError> {
+        let secret = store.server_secret()?;
+        let files = FileStore::open(&config.data_dir).map_err(|err| StartError::Files {
+            path: config.data_dir.clone(),
+            err,
+        })?;
+        let hub = Arc::new(Hub::new(store.load_rooms()?));
+        let (writer, writer_thread) =
+            writer::spawn(store.clone(), hub.clone()).map_err(StartError::Writer)?;
+        let services = Services {
+            store,
+            hub,
+            writer,
+            queue: WaitQueue::new(config.max_sessions, config.queue_limit),
+            limits: Limits::from_config(config),
+            admins: config.admins.clone(),
+            files,
+            file_rules: config.file_rules.clone(),
+            auth: Auth::new(
+                config.hash_threads,
+                config.password_iterations,
+                secret,
+                config.login_failures,
+            ),
+            counters: Counters::default(),
+        };
+        Ok((services, writer_thread))
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ServerStats {
+        let (active, queued, q) = self.queue.snapshot();
+        ServerStats {
+            active: active as u32,
+            queued: queued as u32,
+            max_sessions: self.limits.max_sessions as u32,
+            admitted_total: q.admitted_total,
+            queued_total: q.queued_total,
+            rejected_total: q.full_total + self.counters.per_ip_rejected.load(Ordering::Relaxed),
+            rate_limited_total: self.counters.rate_limited.load(Ordering::Relaxed),
+            slow_consumers_total: self.counters.slow_consumers.load(Ordering::Relaxed),
+        }
+    }
+}

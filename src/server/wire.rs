@@ -1,0 +1,128 @@
+//! Wire formats: how confab's typed events become bytes for one session.
+//!
+//! The server's core (request handlers, the hub, the message writer) speaks
+//! confab's own typed events ([`ServerFrame`] / `ServerMsg`). Which bytes a
+//! client receives is the business of its session's codec, named by a
+//! [`Wire`]: confab's length-prefixed JSON frames today; IRC lines are meant
+//! to be a second variant, not a second server.
+//!
+//! An event for many recipients travels as an [`Outgoing`]: the typed event
+//! plus its encoding for each wire format, made the first time a recipient
+//! of that format needs it. A room's fan-out therefore encodes once per
+//! wire format in use, never once per recipient.
+//!
+//! **Invariant:** this module only converts values to bytes: no I/O, no
+//! locks, no SQL.
+
+use crate::protocol::{ServerFrame, ServerMsg, encode_json};
+use std::cell::OnceCell;
+
+/// A wire format a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wire {
+    /// confab's protocol: a 5-byte header and a JSON payload per frame
+    /// (docs/PROTOCOL.md).
+    #[default]
+    Confab,
+}
+
+impl Wire {
+    /// How many wire formats exist (the size of an [`Outgoing`]'s cache).
+    pub const COUNT: usize = 1;
+
+    /// The index of this format in an [`Outgoing`]'s cache.
+    fn index(self) -> usize {
+        match self {
+            Wire::Confab => 0,
+        }
+    }
+
+    /// Encodes one frame for a session of this format.
+    pub fn encode(self, frame: &ServerFrame) -> Vec<u8> {
+        match self {
+            Wire::Confab => encode_json(frame),
+        }
+    }
+}
+
+/// One event on its way to any number of sessions, encoded at most once
+/// per wire format.
+#[derive(Debug)]
+pub struct Outgoing {
+    frame: ServerFrame,
+    encoded: [OnceCell<Vec<u8>>; Wire::COUNT],
+}
+
+impl Outgoing {
+    /// Wraps a frame; nothing is encoded yet.
+    pub fn new(frame: ServerFrame) -> Outgoing {
+        Outgoing {
+            frame,
+            encoded: Default::default(),
+        }
+    }
+
+    /// An unsolicited event (no request id).
+    pub fn event(msg: ServerMsg) -> Outgoing {
+        Outgoing::new(ServerFrame::event(msg))
+    }
+
+    /// The event's bytes in `wire`'s format, encoded on first use.
+    pub fn bytes(&self, wire: Wire) -> &[u8] {
+        self.encoded[wire.index()].get_or_init(|| wire.encode(&self.frame))
+    }
+}
+
+/// The bytes of several events back to back, per wire format, built on
+/// first use (a run of messages pushed to each recipient in one go).
+#[derive(Debug, Default)]
+pub struct Concatenated {
+    encoded: [OnceCell<Vec<u8>>; Wire::COUNT],
+}
+
+impl Concatenated {
+    /// All of `events` in `wire`'s format, in order.
+    pub fn bytes<'a, I>(&'a self, wire: Wire, events: I) -> &'a [u8]
+    where
+        I: IntoIterator<Item = &'a Outgoing>,
+    {
+        self.encoded[wire.index()].get_or_init(|| {
+            let mut all = Vec::new();
+            for e in events {
+                all.extend_from_slice(e.bytes(wire));
+            }
+            all
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ServerMsg;
+
+    #[test]
+    fn an_outgoing_event_is_encoded_once_and_matches_the_codec() {
+        let ev = Outgoing::event(ServerMsg::Pong);
+        let first = ev.bytes(Wire::Confab).as_ptr();
+        assert_eq!(
+            ev.bytes(Wire::Confab).as_ptr(),
+            first,
+            "cached, not re-encoded"
+        );
+        assert_eq!(
+            ev.bytes(Wire::Confab),
+            &encode_json(&ServerFrame::event(ServerMsg::Pong))[..]
+        );
+    }
+
+    #[test]
+    fn concatenated_events_keep_their_order() {
+        let a = Outgoing::event(ServerMsg::Pong);
+        let b = Outgoing::event(ServerMsg::Ok);
+        let all = Concatenated::default();
+        let mut want = a.bytes(Wire::Confab).to_vec();
+        want.extend_from_slice(b.bytes(Wire::Confab));
+        assert_eq!(all.bytes(Wire::Confab, [&a, &b]), &want[..]);
+    }
+}
