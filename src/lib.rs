@@ -12,7 +12,8 @@
 //! - [`known_hosts`]: trust on first use of server certificates, like ssh.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
 //! - [`rate_limit`]: token buckets for flood control.
-//! - [`store`]: the SQLite database; all SQL lives here.
+//! - [`store`]: the storage contract (the `Store` trait) and its SQLite
+//!   backend, which holds all the SQL.
 //! - [`config`]: server settings from flags, environment and TOML.
 //! - [`admin`]: `confab-server admin ...` tasks on the database.
 //! - [`server`]: accept loop, front door and wait queue, session threads,

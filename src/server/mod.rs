@@ -1,15 +1,27 @@
 //! The confab server: an accept loop, front-door threads, a wait queue, and
 //! a pool of session threads.
 //!
-//! - `context`: what all server threads share; counters; the per-IP limit.
+//! From the accept loop down (the arrows between these files run one way):
+//!
 //! - `front_door`: a connection's life before it has a slot: handshake,
 //!   per-IP limit, waiting in line.
-//! - `wait_queue`: session slots and the FIFO queue (`Mutex` + `Condvar`).
-//! - `session`: an admitted connection's thread: requests and deliveries.
+//! - `context`: what all server threads share: the handlers' `Services`,
+//!   the TLS acceptor, the session pool, the per-IP limit.
+//! - `session`: an admitted connection's thread: the loop that moves bytes,
+//!   the phase, and routing each request to its handler.
+//! - `handlers`: what each request means, one module per concern
+//!   (`account`, `rooms`, `messages`, `files`, `moderation`).
+//! - `services`: what handlers share (store, hub, writer, limits, auth,
+//!   files, counters), free of sockets so handlers are testable alone.
+//! - `writer`: the thread that stores chat messages, then delivers them;
+//!   `delivery`: its helper threads.
 //! - `hub`: shared in-memory state (sessions, rooms, outboxes) and fan-out.
-//! - `writer`: the thread that stores chat messages, then delivers them.
-//! - `file_store`: shared files on disk, content-addressed.
-//! - `transfer`: one session's upload and download in progress.
+//! - `outbox`: one session's queue of bytes, and its connection while it
+//!   sleeps.
+//! - `wire`: a session's wire format; events encoded once per format.
+//! - `wait_queue`: session slots and the FIFO queue (`Mutex` + `Condvar`).
+//! - `auth`, `file_store`, `transfer`: password hashing and throttling,
+//!   shared files on disk, one session's upload and download.
 //!
 //! The accept loop only accepts and hands off, so a client that stalls
 //! cannot block anyone else. Every thread that serves one client runs

@@ -1,0 +1,448 @@
+//! The storage contract, checked the same way for every backend.
+//!
+//! Each case is written once, against `&dyn Store`, and the `contract!`
+//! macro runs all of them for one backend (GreptimeDB's habit:
+//! `test_object_crud(store)` for every object store). SQLite runs here
+//! today; a new backend adds one constructor and one `contract!` line and
+//! is checked by the same cases on day one.
+
+use confab::protocol::Unread;
+use confab::store::{
+    self, Destination, NewFile, NewMessage, RoomId, SharedStore, Store, StoreError, UserId, now_ms,
+};
+
+/// A backend under test and whatever must live as long as it.
+struct Backend {
+    store: SharedStore,
+    _keep: Box<dyn std::any::Any>,
+}
+
+/// A fresh SQLite database in a temporary directory.
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = store::open(&dir.path().join("contract.db"), 4).expect("opening SQLite");
+    Backend {
+        store,
+        _keep: Box::new(dir),
+    }
+}
+
+/// Runs every contract case against the backend made by `$make`.
+macro_rules! contract {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            fn make() -> Backend {
+                $make
+            }
+
+            #[test]
+            fn accounts() {
+                super::accounts(&*make().store);
+            }
+            #[test]
+            fn rooms_and_membership() {
+                super::rooms_and_membership(&*make().store);
+            }
+            #[test]
+            fn messages_and_history_paging() {
+                super::messages_and_history_paging(&*make().store);
+            }
+            #[test]
+            fn direct_messages_and_cursors() {
+                super::direct_messages_and_cursors(&*make().store);
+            }
+            #[test]
+            fn files() {
+                super::files(&*make().store);
+            }
+            #[test]
+            fn read_state() {
+                super::read_state(&*make().store);
+            }
+            #[test]
+            fn resume_tokens() {
+                super::resume_tokens(&*make().store);
+            }
+            #[test]
+            fn bans() {
+                super::bans(&*make().store);
+            }
+            #[test]
+            fn mutes() {
+                super::mutes(&*make().store);
+            }
+            #[test]
+            fn audit_and_secret() {
+                super::audit_and_secret(&*make().store);
+            }
+        }
+    };
+}
+
+contract!(sqlite_backend, sqlite());
+
+fn general(s: &dyn Store) -> RoomId {
+    s.load_rooms()
+        .unwrap()
+        .iter()
+        .find(|r| r.name == "general")
+        .expect("general exists in a new database")
+        .id
+}
+
+fn say(s: &dyn Store, from: UserId, to: Destination, body: &str) -> i64 {
+    s.insert_messages(&[NewMessage {
+        sender: from,
+        to,
+        body: body.into(),
+        ts: now_ms(),
+        file_id: None,
+    }])
+    .unwrap()[0]
+}
+
+fn accounts(s: &dyn Store) {
+    let alice = s.create_user("alice", "hash-1").unwrap();
+    assert!(matches!(
+        s.create_user("ALICE", "x"),
+        Err(StoreError::UserExists)
+    ));
+    let found = s.find_user("Alice").unwrap().expect("found ignoring case");
+    assert_eq!((found.id, found.name.as_str()), (alice, "alice"));
+    assert_eq!(found.password, "hash-1");
+    assert!(s.find_user("nobody").unwrap().is_none());
+
+    s.set_password(alice, "hash-2").unwrap();
+    assert_eq!(s.find_user("alice").unwrap().unwrap().password, "hash-2");
+
+    assert!(!s.is_admin(alice).unwrap());
+    assert!(s.set_admin("alice", true).unwrap());
+    assert!(s.is_admin(alice).unwrap());
+    assert!(s.set_admin("alice", false).unwrap());
+    assert!(!s.is_admin(alice).unwrap());
+    assert!(!s.set_admin("nobody", true).unwrap(), "no such user");
+
+    // A new account starts in general, and in nothing else.
+    let rooms = s.load_rooms().unwrap();
+    let general = rooms.iter().find(|r| r.name == "general").unwrap();
+    assert_eq!(general.members, vec![(alice, "alice".to_string())]);
+    assert_eq!(s.room_count(alice).unwrap(), 1);
+}
+
+fn rooms_and_membership(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let rust = s.create_room("rust", "crabs", alice).unwrap();
+    assert!(matches!(
+        s.create_room("RUST", "", bob),
+        Err(StoreError::RoomExists)
+    ));
+    assert!(s.is_member(rust, alice).unwrap(), "the creator is a member");
+    assert!(!s.is_member(rust, bob).unwrap());
+
+    s.add_member(rust, bob).unwrap();
+    s.add_member(rust, bob).unwrap(); // a second join is a no-op
+    assert!(s.is_member(rust, bob).unwrap());
+    assert_eq!(s.room_count(bob).unwrap(), 2);
+
+    s.set_topic(rust, "more crabs").unwrap();
+    let rooms = s.load_rooms().unwrap();
+    let r = rooms.iter().find(|r| r.id == rust).unwrap();
+    assert_eq!((r.name.as_str(), r.topic.as_str()), ("rust", "more crabs"));
+    let mut members = r.members.clone();
+    members.sort();
+    assert_eq!(
+        members,
+        vec![(alice, "alice".to_string()), (bob, "bob".to_string())]
+    );
+
+    s.remove_member(rust, bob).unwrap();
+    assert!(!s.is_member(rust, bob).unwrap());
+    assert_eq!(s.room_count(bob).unwrap(), 1);
+}
+
+fn messages_and_history_paging(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let g = general(s);
+    assert_eq!(s.room_history(g, None, 10).unwrap(), (Vec::new(), false));
+    let batch: Vec<NewMessage> = (0..7)
+        .map(|i| NewMessage {
+            sender: alice,
+            to: Destination::Room(g),
+            body: format!("m{i}"),
+            ts: 1000 + i,
+            file_id: None,
+        })
+        .collect();
+    let ids = s.insert_messages(&batch).unwrap();
+    assert_eq!(ids.len(), 7);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids grow in input order"
+    );
+
+    let (newest, more) = s.room_history(g, None, 3).unwrap();
+    assert!(more);
+    let bodies: Vec<&str> = newest.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["m4", "m5", "m6"], "the newest page, oldest first");
+    let m = &newest[0];
+    assert_eq!(m.room.as_deref(), Some("general"));
+    assert_eq!(
+        (m.from.as_str(), m.ts, m.to.as_deref()),
+        ("alice", 1004, None)
+    );
+
+    let (older, more) = s.room_history(g, Some(newest[0].id), 3).unwrap();
+    assert!(more);
+    assert_eq!(older.last().unwrap().body, "m3");
+    let (oldest, more) = s.room_history(g, Some(older[0].id), 3).unwrap();
+    assert!(!more, "nothing before the first message");
+    let bodies: Vec<&str> = oldest.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["m0"]);
+
+    // An empty batch stores nothing.
+    assert!(s.insert_messages(&[]).unwrap().is_empty());
+}
+
+fn direct_messages_and_cursors(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let carol = s.create_user("carol", "h").unwrap();
+    let d1 = say(s, alice, Destination::User(bob), "one");
+    let d2 = say(s, bob, Destination::User(alice), "two");
+    let d3 = say(s, alice, Destination::User(bob), "three");
+    say(
+        s,
+        carol,
+        Destination::User(bob),
+        "not between alice and bob",
+    );
+
+    let waiting = s.undelivered_dms(bob, 10).unwrap();
+    let bodies: Vec<&str> = waiting.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["one", "three", "not between alice and bob"]);
+    assert_eq!(waiting[0].to.as_deref(), Some("bob"));
+    assert_eq!(waiting[0].room, None);
+    assert_eq!(s.undelivered_dms(bob, 1).unwrap().len(), 1, "limit");
+
+    s.advance_dm_cursor(bob, d3).unwrap();
+    s.advance_dm_cursor(bob, d1).unwrap(); // never moves backwards
+    let waiting = s.undelivered_dms(bob, 10).unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].from, "carol");
+
+    let (conv, more) = s.dm_history(alice, bob, None, 10).unwrap();
+    assert!(!more);
+    let ids: Vec<i64> = conv.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [d1, d2, d3], "both directions, oldest first");
+    let (same, _) = s.dm_history(bob, alice, None, 10).unwrap();
+    assert_eq!(same, conv, "the same conversation from either side");
+    let (page, more) = s.dm_history(alice, bob, Some(d3), 1).unwrap();
+    assert!(more);
+    assert_eq!(page[0].id, d2);
+}
+
+fn files(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let g = general(s);
+    let file = |name: &str, to| NewFile {
+        sha256: format!("{:0>64}", name.len()),
+        name: name.into(),
+        mime: "image/png".into(),
+        size: 1234,
+        uploader: alice,
+        to,
+    };
+    let f1 = s.insert_file(&file("a.png", Destination::Room(g))).unwrap();
+    let f2 = s
+        .insert_file(&file("bb.png", Destination::Room(g)))
+        .unwrap();
+    let f3 = s
+        .insert_file(&file("ccc.png", Destination::User(bob)))
+        .unwrap();
+
+    let rec = s.find_file(f3).unwrap().expect("recorded");
+    assert_eq!(rec.info.name, "ccc.png");
+    assert_eq!((rec.info.size, rec.info.mime.as_str()), (1234, "image/png"));
+    assert_eq!(rec.uploader, alice);
+    assert!(matches!(rec.to, Destination::User(u) if u == bob));
+    assert!(matches!(s.find_file(f1).unwrap().unwrap().to, Destination::Room(r) if r == g));
+    assert!(s.find_file(f3 + 100).unwrap().is_none());
+
+    let in_room: Vec<i64> = s
+        .room_files(g, 10)
+        .unwrap()
+        .iter()
+        .map(|f| f.file.id)
+        .collect();
+    assert_eq!(in_room, [f2, f1], "newest first");
+    assert_eq!(s.room_files(g, 1).unwrap().len(), 1, "limit");
+    let between = s.dm_files(bob, alice, 10).unwrap();
+    assert_eq!(between.len(), 1);
+    assert_eq!(
+        (between[0].file.id, between[0].from.as_str()),
+        (f3, "alice")
+    );
+
+    // A message announcing a file carries it in history.
+    s.insert_messages(&[NewMessage {
+        sender: alice,
+        to: Destination::Room(g),
+        body: "shared a.png".into(),
+        ts: now_ms(),
+        file_id: Some(f1),
+    }])
+    .unwrap();
+    let (history, _) = s.room_history(g, None, 1).unwrap();
+    assert_eq!(history[0].file.as_ref().map(|f| f.id), Some(f1));
+}
+
+fn unread_of(s: &dyn Store, user: UserId, name: &str) -> Vec<Unread> {
+    s.unread(user, name).unwrap()
+}
+
+fn read_state(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let g = general(s);
+    say(s, alice, Destination::Room(g), "before bob existed");
+    // A newcomer owes nothing of general's past.
+    let bob = s.create_user("bob", "h").unwrap();
+    assert!(unread_of(s, bob, "bob").is_empty());
+
+    let m1 = say(s, alice, Destination::Room(g), "hello everyone");
+    let m2 = say(s, alice, Destination::Room(g), "bob: are you there?");
+    say(
+        s,
+        bob,
+        Destination::Room(g),
+        "my own message is never unread",
+    );
+    let unread = unread_of(s, bob, "bob");
+    assert_eq!(unread.len(), 1);
+    let u = &unread[0];
+    assert_eq!(u.room.as_deref(), Some("general"));
+    assert_eq!((u.count, u.mentions), (2, 1));
+    assert!(u.newest > m2);
+
+    s.mark_room_read(bob, g, m2).unwrap();
+    s.mark_room_read(bob, g, m1).unwrap(); // never moves backwards
+    assert!(unread_of(s, bob, "bob").is_empty());
+
+    // Joining a room marks its history read.
+    let rust = s.create_room("rust", "", alice).unwrap();
+    say(s, alice, Destination::Room(rust), "old news");
+    s.add_member(rust, bob).unwrap();
+    s.mark_room_read_to_latest(bob, rust).unwrap();
+    assert!(unread_of(s, bob, "bob").is_empty());
+
+    let d1 = say(s, alice, Destination::User(bob), "psst");
+    let d2 = say(s, alice, Destination::User(bob), "psst again");
+    let unread = unread_of(s, bob, "bob");
+    assert_eq!(unread.len(), 1);
+    assert_eq!(unread[0].with.as_deref(), Some("alice"));
+    assert_eq!((unread[0].count, unread[0].newest), (2, d2));
+    s.mark_dm_read(bob, alice, d2).unwrap();
+    s.mark_dm_read(bob, alice, d1).unwrap();
+    assert!(unread_of(s, bob, "bob").is_empty());
+}
+
+fn resume_tokens(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let far = now_ms() + 3_600_000;
+    s.add_token(alice, "digest-1", far).unwrap();
+    s.add_token(alice, "digest-2", far).unwrap();
+    s.add_token(alice, "expired", now_ms() - 1).unwrap();
+    assert_eq!(s.token_user("digest-1").unwrap().unwrap().id, alice);
+    assert!(s.token_user("expired").unwrap().is_none());
+    assert!(s.token_user("unknown").unwrap().is_none());
+
+    s.revoke_token("digest-1").unwrap();
+    assert!(s.token_user("digest-1").unwrap().is_none());
+    assert!(s.token_user("digest-2").unwrap().is_some());
+    assert_eq!(
+        s.revoke_tokens(alice).unwrap(),
+        2,
+        "digest-2 and the expired one"
+    );
+    assert!(s.token_user("digest-2").unwrap().is_none());
+}
+
+fn bans(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let carol = s.create_user("carol", "h").unwrap();
+    let before = now_ms();
+    assert!(s.ban_of(bob).unwrap().is_none());
+    s.ban(bob, "spam", "alice", None).unwrap();
+    s.ban(carol, "a while ago", "alice", Some(now_ms() - 1))
+        .unwrap();
+
+    let ban = s.ban_of(bob).unwrap().expect("in force");
+    assert_eq!(
+        (
+            ban.user.as_str(),
+            ban.reason.as_str(),
+            ban.by.as_str(),
+            ban.until
+        ),
+        ("bob", "spam", "alice", None)
+    );
+    assert!(s.ban_of(carol).unwrap().is_none(), "expired");
+    let users: Vec<String> = s.bans().unwrap().into_iter().map(|b| b.user).collect();
+    assert_eq!(users, ["bob"]);
+    let new = s.bans_created_since(before).unwrap();
+    assert_eq!(new.len(), 1);
+    assert_eq!((new[0].user_id, new[0].by.as_str()), (bob, "alice"));
+    assert!(new[0].created_at >= before);
+    assert!(s.bans_created_since(now_ms() + 1000).unwrap().is_empty());
+
+    // A new ban replaces the old one.
+    let until = now_ms() + 60_000;
+    s.ban(bob, "still spam", "alice", Some(until)).unwrap();
+    assert_eq!(s.ban_of(bob).unwrap().unwrap().until, Some(until));
+    assert!(s.unban(bob).unwrap());
+    assert!(!s.unban(bob).unwrap(), "nothing left to lift");
+    assert!(s.ban_of(bob).unwrap().is_none());
+    assert!(s.ban_of(alice).unwrap().is_none());
+}
+
+fn mutes(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let g = general(s);
+    assert!(!s.is_muted(g, bob).unwrap());
+    s.mute(g, bob, "alice", None).unwrap();
+    assert!(s.is_muted(g, bob).unwrap());
+    assert!(!s.is_muted(g, alice).unwrap());
+    assert!(s.unmute(g, bob).unwrap());
+    assert!(!s.unmute(g, bob).unwrap());
+    assert!(!s.is_muted(g, bob).unwrap());
+    s.mute(g, bob, "alice", Some(now_ms() - 1)).unwrap();
+    assert!(!s.is_muted(g, bob).unwrap(), "expired");
+    s.mute(g, bob, "alice", Some(now_ms() + 60_000)).unwrap();
+    assert!(s.is_muted(g, bob).unwrap());
+}
+
+fn audit_and_secret(s: &dyn Store) {
+    s.audit(Some("alice"), Some("127.0.0.1"), "login", "password")
+        .unwrap();
+    s.audit(None, None, "grant", "").unwrap();
+    let log = s.audit_log(10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].action.as_str(), log[0].user.as_deref()),
+        ("grant", None)
+    );
+    assert_eq!(log[1].user.as_deref(), Some("alice"));
+    assert_eq!(log[1].ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(log[1].detail, "password");
+    assert_eq!(s.audit_log(1).unwrap().len(), 1);
+
+    let secret = s.server_secret().unwrap();
+    assert_eq!(secret.len(), 32);
+    assert_eq!(s.server_secret().unwrap(), secret, "made once, then kept");
+    s.checkpoint().unwrap();
+}
