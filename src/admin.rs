@@ -41,6 +41,39 @@ pub fn run(
     };
     let cli = Some("(command line)");
     match action {
+        AdminAction::AddUser {
+            user,
+            generate,
+            admin,
+        } => {
+            let name = validate::username(user).map_err(|e| AdminError::Nothing(e.message))?;
+            let new = new_password(*generate, stdin)?;
+            let hash = password::hash(&new, config.password_iterations)
+                .map_err(|e| AdminError::Password(e.to_string()))?;
+            match store.create_user(&name, &hash) {
+                Ok(_) => {}
+                Err(StoreError::UserExists) => {
+                    return Err(AdminError::Nothing(format!("the name {name} is taken")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let admin = *admin || config.admins.contains(&name);
+            if admin {
+                store.set_admin(&name, true)?;
+            }
+            store.audit(
+                Some(&name),
+                cli,
+                "register",
+                if admin { "administrator" } else { "" },
+            )?;
+            let role = if admin { "administrator " } else { "" };
+            Ok(if *generate {
+                format!("created {role}{name} with password: {new}")
+            } else {
+                format!("created {role}{name}")
+            })
+        }
         AdminAction::Grant { user } | AdminAction::Revoke { user } => {
             let grant = matches!(action, AdminAction::Grant { .. });
             let u = user_of(user)?;
@@ -59,18 +92,7 @@ pub fn run(
         }
         AdminAction::ResetPassword { user, generate } => {
             let u = user_of(user)?;
-            let new = if *generate {
-                let mut raw = [0u8; 12];
-                getrandom::fill(&mut raw).map_err(|e| AdminError::Password(e.to_string()))?;
-                raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            } else {
-                let mut line = String::new();
-                stdin
-                    .read_line(&mut line)
-                    .map_err(|e| AdminError::Password(e.to_string()))?;
-                line.trim_end_matches(['\n', '\r']).to_owned()
-            };
-            validate::password(&new).map_err(|e| AdminError::Password(e.message))?;
+            let new = new_password(*generate, stdin)?;
             let hash = password::hash(&new, config.password_iterations)
                 .map_err(|e| AdminError::Password(e.to_string()))?;
             store.set_password(u.id, &hash)?;
@@ -131,4 +153,22 @@ pub fn run(
                 .join("\n"))
         }
     }
+}
+
+/// A new password: made up (24 hex digits) or read as one line from
+/// `stdin`, and checked against the rules.
+fn new_password(generate: bool, stdin: &mut dyn std::io::BufRead) -> Result<String, AdminError> {
+    let new = if generate {
+        let mut raw = [0u8; 12];
+        getrandom::fill(&mut raw).map_err(|e| AdminError::Password(e.to_string()))?;
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    } else {
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(|e| AdminError::Password(e.to_string()))?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    validate::password(&new).map_err(|e| AdminError::Password(e.message))?;
+    Ok(new)
 }

@@ -145,6 +145,21 @@ pub enum Command {
 /// Administration tasks (`confab-server admin ...`).
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminAction {
+    /// Creates the account USER with a password read from standard input
+    /// (one line), or a random one that is printed with --generate. It is
+    /// an administrator if --admin is given or USER is in the `admins`
+    /// setting (whose names `register` refuses, so this is how they are
+    /// made).
+    AddUser {
+        /// User name.
+        user: String,
+        /// Make up a password and print it.
+        #[arg(long)]
+        generate: bool,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
     /// Makes USER an administrator.
     Grant {
         /// User name.

@@ -239,8 +239,8 @@ fn concurrent_clients_are_admitted_fairly_with_no_lost_wakeup() {
 /// the rest of the room receives everything.
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_the_room_keeps_receiving() {
-    let server = TestServer::start_with(&["--outbox-limit", "1048576", "--admin", "alice"]);
-    let mut alice = server.user("alice");
+    let server = TestServer::start_with(&["--outbox-limit", "1048576"]);
+    let mut alice = server.admin_user("alice");
     let _sloth = server.user("sloth"); // never reads again
     let mut reader = server.user("reader");
     const N: usize = 5000;
@@ -319,15 +319,8 @@ fn per_ip_limit_refuses_extra_connections_with_a_reason() {
 
 #[test]
 fn stats_are_for_admins_only_and_count_what_happened() {
-    let server = TestServer::start_with(&[
-        "--admin",
-        "alice",
-        "--max-sessions",
-        "3",
-        "--queue-limit",
-        "0",
-    ]);
-    let mut alice = server.user("alice");
+    let server = TestServer::start_with(&["--max-sessions", "3", "--queue-limit", "0"]);
+    let mut alice = server.admin_user("alice");
     let mut bob = server.user("bob");
     let err = bob.request(Request::Stats).unwrap_err();
     assert!(matches!(
@@ -411,4 +404,97 @@ fn sigterm_tells_everyone_exits_cleanly_and_keeps_every_acked_message() {
         assert!(stored.contains(id), "acked message {id} was lost");
     }
     assert_eq!(util::sqlite(&server.db(), "PRAGMA integrity_check"), "ok");
+}
+
+/// A plain TCP connection to `to` from the local address `from` (any
+/// 127.0.0.x is this machine), which never starts TLS.
+fn tcp_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(to) = to else {
+        panic!("the test server listens on IPv4");
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the
+    // address structs live across the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(from, 0);
+        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Issue 14, item 1: thousands of silent TCP connections from one address
+/// used to take every front-door thread (the per-address count came after
+/// the handshake) and lock out clients from every other address.
+#[test]
+fn a_connection_flood_from_one_address_does_not_lock_out_another() {
+    let server = TestServer::start_with(&[
+        "--max-per-ip",
+        "16",
+        // Long enough that, without the fix, the flood outlives the wait.
+        "--handshake-timeout",
+        "60",
+    ]);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut flood = Vec::new();
+    for _ in 0..2500 {
+        match tcp_from(attacker, addr) {
+            Ok(s) => flood.push(s),
+            // The server may already be closing the surplus.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Err(e) => panic!("opening the flood: {e}"),
+        }
+    }
+    assert!(
+        flood.len() >= 2000,
+        "only {} flood connections",
+        flood.len()
+    );
+    // A real client from 127.0.0.1 gets in and logs in, while the flood is
+    // still connected.
+    let deadline = Instant::now() + WAIT;
+    let mut last = String::new();
+    let logged_in = loop {
+        let connector = client_connector(&Trust::CaFile(util::certs().join("ca.pem"))).unwrap();
+        match Client::connect_with(
+            &server.addr,
+            "localhost",
+            &connector,
+            Duration::from_secs(2),
+        )
+        .and_then(|mut c| c.register("alice", PW).map(|_| c))
+        {
+            Ok(c) => break Some(c),
+            Err(e) if Instant::now() < deadline => {
+                last = e.to_string();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                last = e.to_string();
+                break None;
+            }
+        }
+    };
+    assert!(logged_in.is_some(), "locked out by the flood: {last}");
+    drop(flood);
 }

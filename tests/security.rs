@@ -10,30 +10,7 @@ use util::{PW, TestServer, WAIT, code, expect_closing, sqlite};
 
 /// Runs `confab-server admin ...` on the test server's database.
 fn admin(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
-        .arg("--db")
-        .arg(server.db())
-        .args(["--password-iterations", util::TEST_ITERATIONS, "admin"])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    server.admin(args, stdin)
 }
 
 #[test]
@@ -428,4 +405,65 @@ fn a_ban_from_the_command_line_ends_the_live_session() {
     assert!(reason.contains("spam"), "{reason}");
     // Bob is untouched and the room still works for him.
     bob.say("general", "still here").unwrap();
+}
+
+/// Issue 14, item 2: with `--admin boss` and no account `boss`, anyone
+/// could register `boss` and get admin rights. Now the name is reserved;
+/// the operator creates it with the admin tool, and rights come from the
+/// database flag alone.
+#[test]
+fn a_configured_admin_name_cannot_be_claimed_by_registering_it() {
+    let server = TestServer::start_with(&["--admin", "boss"]);
+    let mut eve = server.client();
+    let claim = eve.register("boss", PW);
+    assert_eq!(code(claim), ErrorCode::UserExists);
+    let mut eve = server.user("eve");
+    assert_eq!(code(eve.request(Request::Stats)), ErrorCode::Forbidden);
+    assert_eq!(
+        code(eve.request(Request::Kick {
+            user: "eve".into(),
+            reason: "x".into()
+        })),
+        ErrorCode::Forbidden
+    );
+    // The operator makes the account; it is an admin because the setting
+    // names it.
+    let (ok, out) = server.admin_with(
+        &["--admin", "boss"],
+        &["add-user", "boss"],
+        &format!("{PW}\n"),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("administrator"), "{out}");
+    let mut boss = server.login("boss");
+    assert!(matches!(
+        boss.request(Request::Stats),
+        Ok(ServerMsg::Stats(_))
+    ));
+    let audit = sqlite(
+        &server.db(),
+        "SELECT count(*) FROM audit WHERE action = 'register_reserved' AND user = 'boss'",
+    );
+    assert_eq!(audit, "1");
+}
+
+/// An account that exists when the server starts with `--admin NAME` is
+/// made an administrator (and the grant is audited).
+#[test]
+fn the_admins_setting_grants_existing_accounts_at_start() {
+    let mut server = TestServer::start();
+    drop(server.user("alice"));
+    server.restart_with(&["--admin", "alice"]);
+    let mut alice = server.login("alice");
+    assert!(matches!(
+        alice.request(Request::Stats),
+        Ok(ServerMsg::Stats(_))
+    ));
+    assert_eq!(
+        sqlite(
+            &server.db(),
+            "SELECT detail FROM audit WHERE action = 'grant' AND user = 'alice'"
+        ),
+        "from the admins setting"
+    );
 }

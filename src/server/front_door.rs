@@ -1,14 +1,17 @@
 //! The front door: what happens to a connection between `accept()` and a
 //! session slot.
 //!
-//! Each accepted connection gets a short-lived thread of its own (not a
-//! pool thread), so a client that connects and says nothing, or stalls
-//! mid-handshake, holds neither the accept loop nor a session slot. The
-//! thread:
+//! Each accepted connection is first counted against its address
+//! (`per_ip`), on the accept thread, before anything else: an address over
+//! its limit gets a few connections answered `too_many_connections` and the
+//! rest closed at once, so no address can hold more than a handful of
+//! threads beyond its limit. Then it gets a short-lived thread of its own
+//! (not a pool thread), so a client that connects and says nothing, or
+//! stalls mid-handshake, holds neither the accept loop nor a session slot.
+//! The thread:
 //!
-//! 1. counts the connection against its IP address's limit;
-//! 2. completes the TLS handshake within `handshake_timeout`;
-//! 3. asks the [`WaitQueue`] for a slot. Admitted: it hands the connection
+//! 1. completes the TLS handshake within `handshake_timeout`;
+//! 2. asks the [`WaitQueue`] for a slot. Admitted: it hands the connection
 //!    to the session pool and ends. Queue full: it says `server_full` and
 //!    closes. Otherwise it waits in line, telling the client its position
 //!    whenever it changes and every [`KEEPALIVE`], answering `ping`, keeping
@@ -18,7 +21,8 @@
 //! Front-door threads are capped at [`MAX_FRONT_DOOR_THREADS`] beyond the
 //! queue limit; past that, new connections are closed without a word.
 
-use super::context::{IpGuard, PerIpLimit, ServerContext};
+use super::context::ServerContext;
+use super::per_ip::{Admission, IpGuard};
 use super::session;
 use super::wait_queue::{Entry, Ticket, Turn};
 use crate::connection::{Connection, ConnectionError, ReadState};
@@ -55,6 +59,17 @@ impl Drop for ThreadCount {
 
 /// Takes an accepted connection from the accept loop. Never blocks.
 pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
+    let ip_guard = match ctx.per_ip.admit(peer.ip()) {
+        Admission::Counted(guard) => guard,
+        Admission::Drop => {
+            ctx.services
+                .counters
+                .per_ip_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            log::debug!("{peer}: closed at once: too many connections from this address");
+            return;
+        }
+    };
     let cap = MAX_FRONT_DOOR_THREADS + ctx.services.queue.snapshot().1;
     if ctx.front_door_threads.fetch_add(1, Ordering::Relaxed) >= cap {
         ctx.front_door_threads.fetch_sub(1, Ordering::Relaxed);
@@ -68,7 +83,7 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
         .stack_size(STACK)
         .spawn(move || {
             let _count = count;
-            if catch_unwind(AssertUnwindSafe(|| front_door(tcp, peer, &ctx))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| front_door(tcp, peer, ip_guard, &ctx))).is_err() {
                 log::error!("front door for {peer} panicked; other clients are unaffected");
             }
         });
@@ -78,8 +93,12 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
     }
 }
 
-fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
-    let ip_guard = PerIpLimit::acquire(ctx, peer.ip());
+fn front_door(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ip_guard: Option<IpGuard>,
+    ctx: &Arc<ServerContext>,
+) {
     let mut conn = match handshake(tcp, ctx) {
         Ok(tls) => Connection::new(tls, ctx.services.limits.max_request_len),
         Err(err) => {
@@ -87,7 +106,7 @@ fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
             return;
         }
     };
-    let Some(ip_guard) = ip_guard else {
+    if ip_guard.as_ref().is_some_and(IpGuard::over_limit) {
         ctx.services
             .counters
             .per_ip_rejected
@@ -99,7 +118,7 @@ fn front_door(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
             "too many connections from your address; close some and retry",
         );
         return;
-    };
+    }
     match ctx.services.queue.enter() {
         Entry::Admitted(slot) => session::start(conn, peer, slot, ip_guard, None, ctx),
         Entry::Full => {

@@ -15,7 +15,7 @@ use super::writer::{self, WriterHandle};
 use crate::config::ServerConfig;
 use crate::file_rules::FileRules;
 use crate::protocol::ServerStats;
-use crate::store::{SharedStore, StoreError};
+use crate::store::{SharedStore, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -91,7 +91,8 @@ pub struct Services {
     pub queue: Arc<WaitQueue>,
     /// Settings.
     pub limits: Limits,
-    /// Users allowed admin requests.
+    /// The `admins` setting: names granted admin rights at start if their
+    /// account exists, and reserved (not open to `register`) if not.
     pub admins: Vec<String>,
     /// Shared files on disk.
     pub files: FileStore,
@@ -137,6 +138,7 @@ impl Services {
         store: SharedStore,
     ) -> Result<(Services, JoinHandle<()>), StartError> {
         let secret = store.server_secret()?;
+        grant_configured_admins(&*store, &config.admins)?;
         let files = FileStore::open(&config.data_dir).map_err(|err| StartError::Files {
             path: config.data_dir.clone(),
             err,
@@ -178,4 +180,24 @@ impl Services {
             slow_consumers_total: self.counters.slow_consumers.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Applies the `admins` setting: an existing account named there gets the
+/// admin flag (audited); a name without an account stays reserved until an
+/// operator creates it (`confab-server admin add-user NAME`).
+fn grant_configured_admins(store: &dyn Store, admins: &[String]) -> Result<(), StoreError> {
+    for name in admins {
+        let Some(user) = store.find_user(name)? else {
+            log::warn!(
+                "admin {name:?} has no account; the name is reserved: create it with `confab-server admin add-user {name}`"
+            );
+            continue;
+        };
+        if !store.is_admin(user.id)? {
+            store.set_admin(&user.name, true)?;
+            store.audit(Some(&user.name), None, "grant", "from the admins setting")?;
+            log::info!("{} is an administrator (admins setting)", user.name);
+        }
+    }
+    Ok(())
 }

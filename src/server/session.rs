@@ -20,10 +20,11 @@
 //! client. Chat messages go to the writer thread, which stores them before
 //! anyone sees them.
 
-use super::context::{IpGuard, ServerContext};
+use super::context::ServerContext;
 use super::handlers::{self, Answer, Cx, Handled, Refusal, SessionState, User, account, files};
 use super::hub::{Hub, SessionId};
 use super::outbox::{Outbox, TAKE_BELOW};
+use super::per_ip::IpGuard;
 use super::wait_queue::Slot;
 use crate::connection::{ConnectionError, ReadState};
 use crate::poller;

@@ -258,6 +258,51 @@ impl TestServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Runs `confab-server admin ARGS...` on this server's database, with
+    /// `stdin` as its input; returns whether it succeeded and what it said.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        self.admin_with(&[], args, stdin)
+    }
+
+    /// Like [`TestServer::admin`], with server `flags` before `admin`.
+    pub fn admin_with(&self, flags: &[&str], args: &[&str], stdin: &str) -> (bool, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+            .arg("--db")
+            .arg(self.db())
+            .args(["--password-iterations", TEST_ITERATIONS])
+            .args(flags)
+            .arg("admin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("confab-server admin");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(stdin.as_bytes())
+            .expect("writing the admin tool's input");
+        let out = child.wait_with_output().expect("confab-server admin");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Registers `user` and makes them an administrator (with the admin
+    /// tool, as an operator would).
+    pub fn admin_user(&self, user: &str) -> Client {
+        let c = self.user(user);
+        let (ok, out) = self.admin(&["grant", user], "");
+        assert!(ok, "grant {user}: {out}");
+        c
+    }
+
     /// A connected, greeted client that trusts the test CA.
     pub fn client(&self) -> Client {
         let connector = client_connector(&Trust::CaFile(certs().join("ca.pem"))).unwrap();

@@ -52,6 +52,15 @@ pub fn hello(cx: &mut Cx, version: u32, client: &str) -> Handled {
 pub fn register(cx: &mut Cx, user: &str, pw: &str) -> Handled {
     let user = validate::username(user)?;
     validate::password(pw)?;
+    if cx.svc.admins.contains(&user) {
+        // A configured admin name without an account: only an operator may
+        // create it, or anyone could claim admin rights by registering it.
+        cx.audit(Some(&user), "register_reserved", "");
+        return Err(Refusal::new(
+            ErrorCode::UserExists,
+            format!("the name {user} is reserved"),
+        ));
+    }
     let hash = cx
         .svc
         .auth

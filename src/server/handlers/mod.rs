@@ -492,9 +492,10 @@ pub(crate) mod tests {
 
     #[test]
     fn admin_requests_need_the_right_and_kick_ends_the_sessions() {
-        let server = TestServer::new(&["boss"]);
+        let server = TestServer::new(&[]);
         let mut boss = server.session(1, "boss");
         let mut eve = server.session(2, "eve");
+        server.svc.store.set_admin("boss", true).unwrap();
         let kick = |user: &str| Request::Kick {
             user: user.into(),
             reason: "spam".into(),
@@ -515,6 +516,22 @@ pub(crate) mod tests {
                 .iter()
                 .any(|a| a.action == "kick" && a.detail.contains("eve"))
         );
+    }
+
+    #[test]
+    fn a_configured_admin_name_cannot_be_registered() {
+        let server = TestServer::new(&["boss"]);
+        let mut anon = TestSession {
+            sid: 9,
+            outbox: Arc::new(Outbox::new(1 << 20).unwrap()),
+            state: SessionState::new(&server.svc, Instant::now()),
+            user: None,
+        };
+        let claim = anon.run(&server, |cx| {
+            account::register(cx, "Boss", "a good password")
+        });
+        assert_eq!(code(claim), ErrorCode::UserExists);
+        assert!(server.svc.store.find_user("boss").unwrap().is_none());
     }
 
     #[test]

@@ -111,11 +111,12 @@ pub fn stats(cx: &mut Cx, me: &User) -> Handled {
     Ok(Answer::Reply(ServerMsg::Stats(cx.svc.stats())))
 }
 
-/// Whether the user may run admin requests: the database's flag, or the
-/// `admins` setting.
+/// Whether the user may run admin requests: the database's flag, and
+/// nothing else. (The `admins` setting sets that flag at start for accounts
+/// that exist, and reserves the names of those that do not: rights never
+/// come from winning a race to a name.)
 fn require_admin(cx: &Cx, me: &User) -> Result<(), Refusal> {
-    let flagged = cx.svc.store.is_admin(me.id)?;
-    if flagged || cx.svc.admins.contains(&me.name) {
+    if cx.svc.store.is_admin(me.id)? {
         Ok(())
     } else {
         Err(Refusal::new(
