@@ -241,13 +241,32 @@ impl Client {
             }
         }
         let tcp = connected.ok_or_else(|| connect_err(last_err))?;
+        Client::over_tcp(tcp, server_name, connector, timeout)
+    }
+
+    /// Completes TLS on a TCP connection the caller made (e.g. from a
+    /// chosen local address) but sends nothing, like
+    /// [`Client::connect_unhello`].
+    pub fn over_tcp(
+        tcp: TcpStream,
+        server_name: &str,
+        connector: &TlsConnector,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let addr = tcp
+            .peer_addr()
+            .map_or_else(|_| "the server".to_owned(), |a| a.to_string());
+        let connect_err = |err| ClientError::Connect {
+            addr: addr.clone(),
+            err,
+        };
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(timeout)).map_err(connect_err)?;
         tcp.set_write_timeout(Some(timeout)).map_err(connect_err)?;
         let tls = connector
             .connect(server_name, tcp)
             .map_err(|e| ClientError::Handshake {
-                addr: addr.to_owned(),
+                addr: addr.clone(),
                 reason: e.to_string(),
             })?;
         let server_fingerprint = tls

@@ -406,42 +406,6 @@ fn sigterm_tells_everyone_exits_cleanly_and_keeps_every_acked_message() {
     assert_eq!(util::sqlite(&server.db(), "PRAGMA integrity_check"), "ok");
 }
 
-/// A plain TCP connection to `to` from the local address `from` (any
-/// 127.0.0.x is this machine), which never starts TLS.
-fn tcp_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
-    use std::os::fd::FromRawFd;
-    let std::net::SocketAddr::V4(to) = to else {
-        panic!("the test server listens on IPv4");
-    };
-    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket calls on a descriptor this function owns; the
-    // address structs live across the calls that read them.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        let local = sockaddr(from, 0);
-        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let remote = sockaddr(*to.ip(), to.port());
-        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(stream)
-    }
-}
-
 /// Issue 14, item 1: thousands of silent TCP connections from one address
 /// used to take every front-door thread (the per-address count came after
 /// the handshake) and lock out clients from every other address.
@@ -458,7 +422,7 @@ fn a_connection_flood_from_one_address_does_not_lock_out_another() {
     let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let mut flood = Vec::new();
     for _ in 0..2500 {
-        match tcp_from(attacker, addr) {
+        match util::tcp_from(attacker, addr) {
             Ok(s) => flood.push(s),
             // The server may already be closing the surplus.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,

@@ -6,6 +6,7 @@ mod util;
 use confab::client::ClientError;
 use confab::protocol::{ErrorCode, Request, ServerMsg};
 use std::process::Command;
+use std::sync::Arc;
 use util::{PW, TestServer, WAIT, code, expect_closing, sqlite};
 
 /// Runs `confab-server admin ...` on the test server's database.
@@ -466,4 +467,83 @@ fn the_admins_setting_grants_existing_accounts_at_start() {
         ),
         "from the admins setting"
     );
+}
+
+/// Issue 14, item 3: parallel wrong guesses all passed the throttle's check
+/// before any failure was counted (10 of 16 were checked against the
+/// password where 5 were allowed). Now an attempt is counted when it is
+/// admitted: 16 parallel guesses from 16 addresses get exactly the
+/// per-account bound (4 × `--login-failures`) checked, the rest wait.
+#[test]
+fn parallel_guesses_cannot_race_past_the_throttle() {
+    let server = TestServer::start_with(&[
+        "--login-failures",
+        "2",
+        // Slow hashing on one thread, so that all 16 are in flight at once.
+        "--password-iterations",
+        "20000",
+        "--hash-threads",
+        "1",
+    ]);
+    drop(server.user("alice"));
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let guesses: Vec<_> = (0..16u8)
+        .map(|i| {
+            let mut c = server.client_from(std::net::Ipv4Addr::new(127, 0, 1, 10 + i));
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                code(c.login("alice", "not the password"))
+            })
+        })
+        .collect();
+    let codes: Vec<ErrorCode> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    let checked = codes
+        .iter()
+        .filter(|c| **c == ErrorCode::AuthFailed)
+        .count();
+    let waited = codes
+        .iter()
+        .filter(|c| **c == ErrorCode::TooManyAttempts)
+        .count();
+    assert_eq!((checked, waited), (8, 8), "{codes:?}");
+    assert_eq!(
+        sqlite(
+            &server.db(),
+            "SELECT count(*) FROM audit WHERE action = 'login_failed'"
+        ),
+        "8"
+    );
+}
+
+/// Issue 14, item 9: failing logins under someone's name, from anywhere,
+/// used to lock them out. Failures from many addresses now delay logins
+/// from new places only; the owner's usual address keeps working.
+#[test]
+fn failures_from_many_addresses_do_not_lock_the_owner_out() {
+    let server = TestServer::start();
+    let home = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    drop(server.user("alice")); // from home
+    let mut refused = 0;
+    for n in 0..15u8 {
+        for _ in 0..2 {
+            let mut c = server.client_from(std::net::Ipv4Addr::new(127, 0, 2, 10 + n));
+            match code(c.login("alice", "guess")) {
+                ErrorCode::AuthFailed => {}
+                ErrorCode::TooManyAttempts => refused += 1,
+                other => panic!("{other}"),
+            }
+        }
+    }
+    assert_eq!(refused, 30 - 20, "the per-account bound is 4 × 5 failures");
+    let mut stranger = server.client_from(std::net::Ipv4Addr::new(127, 0, 2, 200));
+    assert_eq!(
+        code(stranger.login("alice", PW)),
+        ErrorCode::TooManyAttempts,
+        "a new place waits"
+    );
+    let mut owner = server.client_from(home);
+    owner
+        .login("alice", PW)
+        .expect("the owner's address still works");
 }

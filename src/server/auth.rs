@@ -4,15 +4,18 @@
 //! - PBKDF2 (~70 ms per hash at 600,000 iterations) runs on `hash_threads`
 //!   threads only, never on more: a storm of logins queues there instead of
 //!   taking every core from the sessions that are chatting.
-//! - [`Throttle`] counts failed logins per account name and per IP address
-//!   over ten minutes; from the fifth on, further attempts wait 1, 2, 4 ...
+//! - [`Throttle`] counts failed logins over ten minutes per account and
+//!   address, per address, and (looser, and not for addresses the account
+//!   uses) per account; past a bound, further attempts wait 1, 2, 4 ...
 //!   seconds (at most 15 minutes) and are refused with `too_many_attempts`
-//!   without checking the password. Unknown names are throttled the same way,
-//!   so the answer never tells whether an account exists.
+//!   without checking the password. Unknown names are throttled the same
+//!   way, so the answer never tells whether an account exists. An attempt
+//!   is counted when it is admitted, so checking and counting are one step.
 //! - A resume token is 32 random bytes given to the client after a password
 //!   login; the server stores only HMAC-SHA256(server secret, token), so a
 //!   stolen database does not yield usable tokens.
 
+use super::per_ip::AddressKey;
 use crate::password;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -27,10 +30,18 @@ use threadpool::ThreadPool;
 const WINDOW: Duration = Duration::from_secs(600);
 /// Failures allowed before attempts are delayed.
 const FREE_FAILURES: usize = 5;
+/// The per-account bound (failures from addresses the account has never
+/// logged in from) is this many times the per-address one.
+const ACCOUNT_FACTOR: usize = 4;
 /// The longest delay.
 const MAX_DELAY: Duration = Duration::from_secs(900);
+/// How long an address stays "known" for an account after a successful
+/// login from it.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86400);
+/// Most known addresses remembered per account (the oldest is forgotten).
+const KNOWN_MAX: usize = 16;
 
-/// Failed-login bookkeeping for one key (an account name or an address).
+/// Failed-login bookkeeping for one key.
 #[derive(Debug, Default, Clone)]
 struct Failures {
     times: VecDeque<Instant>,
@@ -57,13 +68,50 @@ impl Failures {
         let delay = Duration::from_secs(1u64 << exp).min(MAX_DELAY);
         self.times.back().map(|last| *last + delay)
     }
+
+    /// Takes back one attempt that turned out not to be a failure.
+    fn forget_one(&mut self) {
+        self.times.pop_back();
+    }
 }
 
-/// Failed logins per account and per address. Time is passed in.
+/// How a login proves itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A password: subject to every bound.
+    Password,
+    /// A resume token (256 random bits, not guessable): not subject to
+    /// the per-account bound.
+    Token,
+}
+
+/// What an admitted attempt was counted under, to take back on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    account: bool,
+}
+
+/// Failed logins, counted three ways (time is passed in):
+///
+/// - per account *and* address: `free` failures, then waits of 1 s,
+///   2 s, 4 s ... (at most 15 minutes);
+/// - per address, over all accounts: the same bound, so one address
+///   guessing at many names is slowed down as much as at one;
+/// - per account, over all addresses, `ACCOUNT_FACTOR` times looser, and
+///   only for addresses the account has not logged in from in the last 30
+///   days: a botnet can slow down logins to an account from new places, but
+///   cannot lock its owner out of the places they use.
+///
+/// An attempt is counted as a failure when it is admitted ([`Throttle::begin`]),
+/// before the password is checked, and taken back if it succeeds: so
+/// parallel attempts cannot all pass the check before any is counted.
 #[derive(Debug)]
 pub struct Throttle {
-    by_user: HashMap<String, Failures>,
-    by_ip: HashMap<IpAddr, Failures>,
+    by_pair: HashMap<(String, AddressKey), Failures>,
+    by_address: HashMap<AddressKey, Failures>,
+    by_account: HashMap<String, Failures>,
+    /// Addresses each account logged in from, with when.
+    known: HashMap<String, Vec<(AddressKey, Instant)>>,
     /// Failures allowed before delays start; 0 turns throttling off.
     free: usize,
 }
@@ -75,55 +123,141 @@ impl Default for Throttle {
 }
 
 impl Throttle {
-    /// A throttle allowing `free` failures in ten minutes before delays
-    /// start (0: never throttle).
+    /// A throttle allowing `free` failures in ten minutes per account and
+    /// address before delays start (0: never throttle).
     pub fn new(free: usize) -> Throttle {
         Throttle {
-            by_user: HashMap::new(),
-            by_ip: HashMap::new(),
+            by_pair: HashMap::new(),
+            by_address: HashMap::new(),
+            by_account: HashMap::new(),
+            known: HashMap::new(),
             free,
         }
     }
 
-    /// `Err(wait)` if an attempt for `user` from `ip` must wait.
-    pub fn check(&mut self, user: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut until = None;
-        if let Some(f) = self.by_user.get_mut(user) {
-            f.prune(now);
-            until = until.max(f.locked_until(self.free));
-        }
-        if let Some(f) = self.by_ip.get_mut(&ip) {
-            f.prune(now);
-            until = until.max(f.locked_until(self.free));
-        }
-        match until {
-            Some(t) if t > now => Err(t - now),
-            _ => Ok(()),
-        }
+    fn is_known(&self, user: &str, addr: AddressKey, now: Instant) -> bool {
+        self.known.get(user).is_some_and(|list| {
+            list.iter()
+                .any(|(a, t)| *a == addr && now.saturating_duration_since(*t) < KNOWN_FOR)
+        })
     }
 
-    /// Records a failed attempt.
-    pub fn failure(&mut self, user: &str, ip: IpAddr, now: Instant) {
+    /// Admits an attempt for `user` from `ip` and counts it as a failure
+    /// (taken back by [`Throttle::succeeded`]), or says how long to wait.
+    pub fn begin(
+        &mut self,
+        user: &str,
+        ip: IpAddr,
+        proof: Proof,
+        now: Instant,
+    ) -> Result<Counted, Duration> {
+        if self.free == 0 {
+            return Ok(Counted { account: false });
+        }
+        let addr = AddressKey::of(ip);
+        let account = proof == Proof::Password && !self.is_known(user, addr, now);
+        let pair = self.by_pair.entry((user.to_owned(), addr)).or_default();
+        pair.prune(now);
+        let mut until = pair.locked_until(self.free);
+        let by_addr = self.by_address.entry(addr).or_default();
+        by_addr.prune(now);
+        until = until.max(by_addr.locked_until(self.free));
+        if account {
+            let by_acct = self.by_account.entry(user.to_owned()).or_default();
+            by_acct.prune(now);
+            until = until.max(by_acct.locked_until(self.free * ACCOUNT_FACTOR));
+        }
+        if let Some(t) = until.filter(|t| *t > now) {
+            return Err(t - now);
+        }
         for f in [
-            self.by_user.entry(user.to_owned()).or_default(),
-            self.by_ip.entry(ip).or_default(),
-        ] {
-            f.prune(now);
+            self.by_pair.get_mut(&(user.to_owned(), addr)),
+            self.by_address.get_mut(&addr),
+        ]
+        .into_iter()
+        .flatten()
+        {
             f.times.push_back(now);
         }
-        // Keep the maps from growing without bound under a spray of names.
-        if self.by_user.len() > 100_000 {
-            self.by_user.retain(|_, f| {
-                f.prune(now);
-                !f.times.is_empty()
-            });
+        if account {
+            self.by_account
+                .entry(user.to_owned())
+                .or_default()
+                .times
+                .push_back(now);
         }
+        self.bound_memory(now);
+        Ok(Counted { account })
     }
 
-    /// A successful login clears the account's failures (not the
-    /// address's: one good password must not unlock guessing at others).
-    pub fn success(&mut self, user: &str) {
-        self.by_user.remove(user);
+    /// The attempt succeeded: it was no failure. Clears the failures of
+    /// the account from this address (not the address's own: one good
+    /// password must not unlock guessing at other accounts) and remembers
+    /// the address as one the account uses.
+    pub fn succeeded(&mut self, user: &str, ip: IpAddr, counted: Counted, now: Instant) {
+        if self.free == 0 {
+            return;
+        }
+        let addr = AddressKey::of(ip);
+        self.by_pair.remove(&(user.to_owned(), addr));
+        if let Some(f) = self.by_address.get_mut(&addr) {
+            f.forget_one();
+        }
+        if counted.account
+            && let Some(f) = self.by_account.get_mut(user)
+        {
+            f.forget_one();
+        }
+        self.remember(user, ip, now);
+    }
+
+    /// Remembers `ip` as an address `user` uses (a login, or the account's
+    /// creation, from there): it is exempt from the per-account bound.
+    pub fn remember(&mut self, user: &str, ip: IpAddr, now: Instant) {
+        let addr = AddressKey::of(ip);
+        let list = self.known.entry(user.to_owned()).or_default();
+        list.retain(|(a, t)| *a != addr && now.saturating_duration_since(*t) < KNOWN_FOR);
+        if list.len() >= KNOWN_MAX {
+            list.remove(0);
+        }
+        list.push((addr, now));
+    }
+
+    /// Keeps the maps from growing without bound under a spray of names.
+    fn bound_memory(&mut self, now: Instant) {
+        const MAX_KEYS: usize = 100_000;
+        let live = |f: &mut Failures| {
+            f.prune(now);
+            !f.times.is_empty()
+        };
+        if self.by_pair.len() > MAX_KEYS {
+            self.by_pair.retain(|_, f| live(f));
+        }
+        if self.by_account.len() > MAX_KEYS {
+            self.by_account.retain(|_, f| live(f));
+        }
+        if self.by_address.len() > MAX_KEYS {
+            self.by_address.retain(|_, f| live(f));
+        }
+    }
+}
+
+/// One admitted login attempt. It was counted as a failure when admitted;
+/// dropping it leaves it so, [`Attempt::succeeded`] takes it back.
+#[must_use = "an attempt is a failure unless it is marked as succeeded"]
+pub struct Attempt<'a> {
+    auth: &'a Auth,
+    user: String,
+    ip: IpAddr,
+    counted: Counted,
+}
+
+impl Attempt<'_> {
+    /// The credentials were right.
+    pub fn succeeded(self) {
+        self.auth
+            .lock_throttle()
+            .succeeded(&self.user, self.ip, self.counted, Instant::now());
     }
 }
 
@@ -191,28 +325,28 @@ impl Auth {
         password::iterations_of(stored).is_some_and(|n| n < self.iterations)
     }
 
-    /// See [`Throttle::check`].
-    pub fn check(&self, user: &str, ip: IpAddr) -> Result<(), Duration> {
-        self.throttle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .check(user, ip, Instant::now())
+    /// Admits a login attempt, counted as a failure unless
+    /// [`Attempt::succeeded`] is called; `Err(wait)` if it must wait.
+    pub fn attempt(&self, user: &str, ip: IpAddr, proof: Proof) -> Result<Attempt<'_>, Duration> {
+        let counted = self
+            .lock_throttle()
+            .begin(user, ip, proof, Instant::now())?;
+        Ok(Attempt {
+            auth: self,
+            user: user.to_owned(),
+            ip,
+            counted,
+        })
     }
 
-    /// See [`Throttle::failure`].
-    pub fn failure(&self, user: &str, ip: IpAddr) {
-        self.throttle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .failure(user, ip, Instant::now());
+    /// Remembers `ip` as an address `user` uses (see [`Throttle::remember`]).
+    pub fn remember(&self, user: &str, ip: IpAddr) {
+        self.lock_throttle().remember(user, ip, Instant::now());
     }
 
-    /// See [`Throttle::success`].
-    pub fn success(&self, user: &str) {
-        self.throttle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .success(user);
+    fn lock_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // Counters stay consistent even if a holder panicked.
+        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A new resume token (hex, for the client) and its digest (to store).
@@ -245,23 +379,52 @@ mod tests {
         IpAddr::from([10, 0, 0, 1])
     }
 
+    fn fail(t: &mut Throttle, user: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        t.begin(user, ip, Proof::Password, now).map(|_| ())
+    }
+
+    fn addr(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 1, n])
+    }
+
     #[test]
     fn five_failures_are_free_then_the_wait_doubles() {
         let t0 = Instant::now();
         let mut t = Throttle::default();
         for i in 0..5 {
-            assert_eq!(t.check("alice", ip(), t0), Ok(()), "attempt {i}");
-            t.failure("alice", ip(), t0);
+            assert_eq!(fail(&mut t, "alice", ip(), t0), Ok(()), "attempt {i}");
         }
-        assert_eq!(t.check("alice", ip(), t0), Err(Duration::from_secs(1)));
+        assert_eq!(fail(&mut t, "alice", ip(), t0), Err(Duration::from_secs(1)));
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(t.check("alice", ip(), t1), Ok(()));
-        t.failure("alice", ip(), t1);
-        assert_eq!(t.check("alice", ip(), t1), Err(Duration::from_secs(2)));
+        assert_eq!(fail(&mut t, "alice", ip(), t1), Ok(()));
+        assert_eq!(fail(&mut t, "alice", ip(), t1), Err(Duration::from_secs(2)));
         // Ten minutes later the slate is clean.
         assert_eq!(
-            t.check("alice", ip(), t1 + WINDOW + Duration::from_secs(1)),
+            fail(&mut t, "alice", ip(), t1 + WINDOW + Duration::from_secs(1)),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn an_attempt_is_counted_before_its_outcome_is_known() {
+        // Issue 14, item 3: parallel attempts all passed the check before
+        // any failure was counted.
+        let t0 = Instant::now();
+        let mut t = Throttle::default();
+        let admitted = (0..16)
+            .filter(|_| fail(&mut t, "alice", ip(), t0).is_ok())
+            .count();
+        assert_eq!(admitted, FREE_FAILURES);
+        // A success takes its own attempt back.
+        let mut t = Throttle::default();
+        for _ in 0..4 {
+            fail(&mut t, "bob", ip(), t0).unwrap();
+        }
+        let c = t.begin("bob", ip(), Proof::Password, t0).unwrap();
+        t.succeeded("bob", ip(), c, t0);
+        assert!(
+            fail(&mut t, "bob", ip(), t0).is_ok(),
+            "bob's slate is clean"
         );
     }
 
@@ -270,28 +433,73 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Throttle::default();
         for i in 0..5 {
-            t.failure(&format!("user{i}"), ip(), t0);
+            fail(&mut t, &format!("user{i}"), ip(), t0).unwrap();
         }
-        assert!(t.check("someone-else", ip(), t0).is_err());
-        assert!(
-            t.check("someone-else", IpAddr::from([10, 0, 0, 2]), t0)
-                .is_ok()
-        );
-        t.success("user1");
-        assert!(
-            t.check("someone-else", ip(), t0).is_err(),
-            "success does not clear the address"
-        );
+        assert!(fail(&mut t, "someone-else", ip(), t0).is_err());
+        assert!(fail(&mut t, "someone-else", addr(2), t0).is_ok());
     }
 
     #[test]
-    fn the_wait_is_capped() {
+    fn failures_from_many_addresses_cannot_lock_the_owner_out_of_a_known_address() {
+        // Issue 14, item 9: failing logins under a name from anywhere used
+        // to lock its owner out.
+        let t0 = Instant::now();
+        let mut t = Throttle::default();
+        let home = addr(200);
+        let c = t.begin("alice", home, Proof::Password, t0).unwrap();
+        t.succeeded("alice", home, c, t0);
+        // A botnet: 2 failures from each of 100 addresses.
+        let mut refused = 0;
+        for n in 0..100 {
+            for _ in 0..2 {
+                if fail(&mut t, "alice", addr(n), t0).is_err() {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(
+            200 - refused,
+            FREE_FAILURES * ACCOUNT_FACTOR,
+            "the account bound"
+        );
+        assert!(
+            fail(&mut t, "alice", addr(150), t0).is_err(),
+            "a new place waits"
+        );
+        assert!(fail(&mut t, "alice", home, t0).is_ok(), "home still works");
+        // A token login is not subject to the account bound either.
+        assert!(t.begin("alice", addr(151), Proof::Token, t0).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_a_count() {
+        let t0 = Instant::now();
+        let mut t = Throttle::default();
+        for i in 0..5u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]);
+            fail(&mut t, &format!("u{i}"), ip, t0).unwrap();
+        }
+        let same_prefix = IpAddr::from([0x2001, 0xdb8, 0, 1, 9, 9, 9, 9]);
+        assert!(fail(&mut t, "x", same_prefix, t0).is_err());
+    }
+
+    #[test]
+    fn the_wait_is_capped_and_zero_turns_it_off() {
         let t0 = Instant::now();
         let mut t = Throttle::default();
         for _ in 0..40 {
-            t.failure("x", ip(), t0);
+            let _ = fail(&mut t, "x", ip(), t0);
         }
-        assert_eq!(t.check("x", ip(), t0), Err(MAX_DELAY));
+        assert_eq!(fail(&mut t, "x", ip(), t0), Err(Duration::from_secs(1)));
+        let last = t0;
+        let later = last + Duration::from_secs(500);
+        let _ = fail(&mut t, "x", ip(), later);
+        for _ in 0..40 {
+            let _ = fail(&mut t, "x", ip(), later);
+        }
+        assert!(fail(&mut t, "x", ip(), later).unwrap_err() <= MAX_DELAY);
+        let mut off = Throttle::new(0);
+        assert!((0..100).all(|_| fail(&mut off, "x", ip(), t0).is_ok()));
     }
 
     #[test]

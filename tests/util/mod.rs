@@ -323,6 +323,16 @@ impl TestServer {
         c
     }
 
+    /// A connected, greeted client whose TCP connection comes from the
+    /// local address `from` (any 127.0.0.x is this machine).
+    pub fn client_from(&self, from: std::net::Ipv4Addr) -> Client {
+        let connector = client_connector(&Trust::CaFile(certs().join("ca.pem"))).unwrap();
+        let tcp = tcp_from(from, self.addr.parse().expect("an IPv4 address")).expect("connect");
+        let mut c = Client::over_tcp(tcp, "localhost", &connector, WAIT).expect("TLS");
+        c.greet(&mut |_| {}).expect("hello");
+        c
+    }
+
     /// Logs in as an existing `user`.
     pub fn login(&self, user: &str) -> Client {
         let mut c = self.client();
@@ -337,5 +347,44 @@ impl Drop for TestServer {
         if std::thread::panicking() {
             eprintln!("---- server log ----\n{}", self.log());
         }
+    }
+}
+
+/// A plain TCP connection to `to` from the local address `from` (any
+/// 127.0.0.x is this machine), which never starts TLS.
+pub fn tcp_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(to) = to else {
+        panic!("the test server listens on IPv4");
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the
+    // address structs live across the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let local = sockaddr(from, 0);
+        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
     }
 }

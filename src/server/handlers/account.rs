@@ -9,6 +9,7 @@
 
 use super::{Answer, Cx, Entry, Handled, Refusal, User};
 use crate::protocol::{ErrorCode, PROTOCOL_VERSION, ServerMsg};
+use crate::server::auth::{Attempt, Proof};
 use crate::store::{UserId, now_ms};
 use crate::validate;
 
@@ -77,6 +78,7 @@ pub fn register(cx: &mut Cx, user: &str, pw: &str) -> Handled {
         Err(err) => return Err(err.into()),
     };
     log::info!("registered {user} from {}", cx.peer);
+    cx.svc.auth.remember(&user, cx.peer.ip());
     cx.audit(Some(&user), "register", "");
     // The new user is in `general` in the database; mirror it.
     cx.svc.hub.join("general", user_id, &user);
@@ -87,7 +89,7 @@ pub fn register(cx: &mut Cx, user: &str, pw: &str) -> Handled {
 /// Logs in with a password.
 pub fn login(cx: &mut Cx, user: &str, pw: &str) -> Handled {
     let name = user.to_ascii_lowercase();
-    throttled(cx, &name)?;
+    let attempt = admit_attempt(cx, &name, Proof::Password)?;
     let record = match validate::username(user) {
         Ok(name) => cx.svc.store.find_user(&name)?,
         Err(_) => None,
@@ -101,14 +103,15 @@ pub fn login(cx: &mut Cx, user: &str, pw: &str) -> Handled {
     let Some(r) = record.filter(|_| ok) else {
         return Err(login_failed(
             cx,
+            attempt,
             &name,
             "",
             ErrorCode::AuthFailed,
             "wrong user name or password",
         ));
     };
+    attempt.succeeded();
     not_banned(cx, r.id, &r.name)?;
-    cx.svc.auth.success(&name);
     if cx.svc.auth.needs_rehash(&r.password) {
         // The configured cost went up: upgrade the stored hash now that we
         // have the password.
@@ -130,18 +133,20 @@ pub fn login(cx: &mut Cx, user: &str, pw: &str) -> Handled {
 /// Logs in with a resume token: no password hashing.
 pub fn resume(cx: &mut Cx, user: &str, token: &str) -> Handled {
     let name = user.to_ascii_lowercase();
-    throttled(cx, &name)?;
+    let attempt = admit_attempt(cx, &name, Proof::Token)?;
     let digest = cx.svc.auth.digest(token);
     let record = cx.svc.store.token_user(&digest)?.filter(|r| r.name == name);
     let Some(r) = record else {
         return Err(login_failed(
             cx,
+            attempt,
             &name,
             "token",
             ErrorCode::InvalidToken,
             "the resume token is not valid; log in with your password",
         ));
     };
+    attempt.succeeded();
     not_banned(cx, r.id, &r.name)?;
     cx.audit(Some(&r.name), "login", "token");
     cx.state.token_digest = Some(digest);
@@ -162,13 +167,17 @@ pub fn change_password(cx: &mut Cx, me: &User, old: &str, new: &str) -> Handled 
     validate::password(new)?;
     let record = super::existing_user(cx.svc, &me.name)
         .map_err(|_| Refusal::new(ErrorCode::ServerError, "your account vanished"))?;
+    let attempt = admit_attempt(cx, &me.name, Proof::Password)?;
     if !cx.svc.auth.verify(old, Some(&record.password)) {
-        cx.svc.auth.failure(&me.name, cx.peer.ip());
+        // The attempt stays counted: guessing the current password from a
+        // logged-in session is throttled like guessing it at login.
+        drop(attempt);
         return Err(Refusal::new(
             ErrorCode::AuthFailed,
             "the current password is wrong",
         ));
     }
+    attempt.succeeded();
     let hash = cx
         .svc
         .auth
@@ -196,10 +205,11 @@ pub fn away(cx: &mut Cx, me: &User, message: Option<String>) -> Handled {
     Ok(Answer::Reply(ServerMsg::Ok))
 }
 
-/// Refuses an attempt while the account or address is throttled.
-fn throttled(cx: &Cx, name: &str) -> Result<(), Refusal> {
-    match cx.svc.auth.check(name, cx.peer.ip()) {
-        Ok(()) => Ok(()),
+/// Admits (and counts) a login attempt, or refuses it while the account
+/// or address is throttled.
+fn admit_attempt<'a>(cx: &Cx<'a>, name: &str, proof: Proof) -> Result<Attempt<'a>, Refusal> {
+    match cx.svc.auth.attempt(name, cx.peer.ip(), proof) {
+        Ok(attempt) => Ok(attempt),
         Err(wait) => {
             cx.audit(Some(name), "login_throttled", "");
             Err(Refusal::new(
@@ -229,12 +239,19 @@ fn not_banned(cx: &Cx, user_id: UserId, name: &str) -> Result<(), Refusal> {
     ))
 }
 
-/// A failed password or token login: counted against the name and the
-/// address (`Throttle`), audited with `how` as detail, answered with
-/// `code`.
-fn login_failed(cx: &Cx, name: &str, how: &str, code: ErrorCode, message: &str) -> Refusal {
+/// A failed password or token login: the attempt stays counted against
+/// the name and the address (`Throttle`); audited with `how` as detail,
+/// answered with `code`.
+fn login_failed(
+    cx: &Cx,
+    attempt: Attempt,
+    name: &str,
+    how: &str,
+    code: ErrorCode,
+    message: &str,
+) -> Refusal {
+    drop(attempt);
     log::info!("failed login for {name:?} from {}", cx.peer);
-    cx.svc.auth.failure(name, cx.peer.ip());
     cx.audit(Some(name), "login_failed", how);
     Refusal::new(code, message)
 }
