@@ -313,3 +313,15 @@ fn a_client_that_drops_mid_frame_loses_nothing_for_others() {
     assert_eq!(history.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
     alice.say("general", "after").unwrap();
 }
+
+/// Issue 14, item 6: a data frame (kind 2) before `hello` was silently
+/// ignored, where the protocol says the first frame must be `hello`.
+#[test]
+fn a_data_frame_before_hello_gets_hello_required() {
+    let server = TestServer::start();
+    let mut c = server.raw_client();
+    let mut frame = Vec::new();
+    encode_frame(FrameKind::Data, &[0, 0, 0, 1, b'x'], &mut frame);
+    c.send_frame(&frame).unwrap();
+    util::expect_closing(&mut c, ErrorCode::HelloRequired);
+}

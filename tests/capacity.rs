@@ -462,3 +462,52 @@ fn a_connection_flood_from_one_address_does_not_lock_out_another() {
     assert!(logged_in.is_some(), "locked out by the flood: {last}");
     drop(flood);
 }
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Issue 14, item 7: a client that pipelines requests and never reads the
+/// replies grew the server's memory without bound (2,000,000 pings: +34
+/// MB, never cut off). Its unread replies now count against the outbox
+/// bound: it is cut off, and the server's memory stays bounded.
+#[test]
+fn a_client_that_never_reads_its_replies_is_cut_off_with_bounded_memory() {
+    let server = TestServer::start_with(&["--outbox-limit", "1048576"]);
+    let mut c = server.client();
+    let before = rss_kib(server.pid());
+    let mut batch = Vec::new();
+    for i in 0..1000u64 {
+        batch.extend_from_slice(&encode_json(&ClientFrame {
+            req: Some(i),
+            request: Request::Ping,
+        }));
+    }
+    let mut sent = 0u64;
+    let cut_off = loop {
+        if sent >= 2_000_000 {
+            break false;
+        }
+        match c.send_frame(&batch) {
+            Ok(()) => sent += 1000,
+            Err(_) => break true,
+        }
+    };
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(
+        cut_off,
+        "never cut off after {sent} pings (RSS +{grown} KiB)"
+    );
+    assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");
+    let deadline = Instant::now() + WAIT;
+    while !server.log().contains("replies unread") {
+        assert!(Instant::now() < deadline, "no log line:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -232,7 +232,12 @@ impl Session<'_> {
                 read_state = conn.fill()?;
                 while self.closing.is_none() {
                     match conn.next_frame() {
-                        Ok(Some(frame)) => self.handle_frame(frame),
+                        Ok(Some(frame)) => {
+                            self.handle_frame(frame);
+                            if self.replies_overflow(&conn) {
+                                return Ok(());
+                            }
+                        }
                         Ok(None) => break,
                         Err(ConnectionError::Frame(err)) => {
                             self.close(ErrorCode::BadFrame, err.to_string());
@@ -245,6 +250,27 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Whether this session's own replies waiting to be written exceed
+    /// the outbox bound: a client that sends requests but never reads
+    /// their replies would otherwise grow the server's memory without
+    /// limit. Such a client is cut off like a slow reader of deliveries.
+    fn replies_overflow(&self, conn: &TlsConnection) -> bool {
+        let waiting = self.out.len() + conn.unsent();
+        if waiting <= self.ctx.services.limits.outbox_limit {
+            return false;
+        }
+        self.ctx
+            .services
+            .counters
+            .slow_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        log::info!(
+            "session {}: disconnected: {waiting} bytes of replies unread",
+            self.id
+        );
+        true
     }
 
     /// Moves this thread's replies into the connection.
@@ -398,6 +424,10 @@ impl Session<'_> {
 
     /// A data frame: the next chunk of the upload in progress.
     fn handle_data(&mut self, payload: &[u8]) {
+        if matches!(self.phase, Phase::Hello) {
+            self.close(ErrorCode::HelloRequired, "the first request must be hello");
+            return;
+        }
         let Some((id, bytes)) = protocol::parse_data(payload) else {
             self.close(ErrorCode::BadFrame, "data frame without a stream id");
             return;
