@@ -184,7 +184,9 @@ pub fn sanitize_name(raw: &str) -> Result<String, Rejection> {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control())
+        // Controls could rewrite a terminal; bidi controls and zero-width
+        // characters could make the name lie about its extension.
+        .filter(|c| !crate::text::is_unsafe_in_line(*c))
         .collect::<String>()
         .trim()
         .trim_start_matches('.')

@@ -12,6 +12,8 @@
 //! - [`known_hosts`]: trust on first use of server certificates, like ssh.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
 //! - [`rate_limit`]: token buckets for flood control.
+//! - [`text`]: which characters may hide or reorder text; terminal-safe
+//!   printing of any string from the network or the database.
 //! - [`store`]: the storage contract (the `Store` trait) and its SQLite
 //!   backend, which holds all the SQL.
 //! - [`config`]: server settings from flags, environment and TOML.
@@ -42,6 +44,7 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod tls;
 pub mod tui;
 pub mod validate;

@@ -105,8 +105,11 @@ pub fn body_within(raw: &str, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks a topic: at most [`MAX_TOPIC_LEN`] bytes, one line, no control
-/// characters.
+/// Checks a topic (and any one-line text a user sets for others to see:
+/// away messages, kick and ban reasons): at most [`MAX_TOPIC_LEN`] bytes,
+/// one line, no control characters, and no invisible format characters
+/// (bidi overrides and isolates, zero-width spaces: see `text`), which
+/// could disguise or reorder the text around them.
 pub fn topic(raw: &str) -> Result<(), Invalid> {
     if raw.len() > MAX_TOPIC_LEN {
         return Err(invalid(
@@ -118,6 +121,12 @@ pub fn topic(raw: &str) -> Result<(), Invalid> {
         return Err(invalid(
             ErrorCode::InvalidBody,
             "topic contains control characters",
+        ));
+    }
+    if raw.chars().any(crate::text::is_hidden_format) {
+        return Err(invalid(
+            ErrorCode::InvalidBody,
+            "text contains invisible formatting characters (bidi controls, zero-width spaces)",
         ));
     }
     Ok(())

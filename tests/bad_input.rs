@@ -325,3 +325,35 @@ fn a_data_frame_before_hello_gets_hello_required() {
     c.send_frame(&frame).unwrap();
     util::expect_closing(&mut c, ErrorCode::HelloRequired);
 }
+
+/// Issue 14, item 4: topics, away messages and moderation reasons are one
+/// line that others see; bidi controls and zero-width characters in them
+/// are refused (bodies keep them: right-to-left writers need the marks,
+/// and clients render them safely).
+#[test]
+fn invisible_formatting_characters_are_refused_in_topics_away_and_reasons() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    for text in ["evil\u{202E}cipot", "zero\u{200B}width", "isolate\u{2067}x"] {
+        assert_eq!(
+            code(alice.request(Request::Topic {
+                room: "general".into(),
+                topic: text.into()
+            })),
+            ErrorCode::InvalidBody,
+            "{text:?}"
+        );
+        assert_eq!(
+            code(alice.request(Request::Away {
+                message: Some(text.into())
+            })),
+            ErrorCode::InvalidBody
+        );
+    }
+    alice
+        .request(Request::Topic {
+            room: "general".into(),
+            topic: "שלום and 👨\u{200D}👩\u{200D}👧 are fine".into(),
+        })
+        .expect("ordinary right-to-left text and emoji sequences pass");
+}

@@ -570,3 +570,30 @@ fn chat_keeps_flowing_during_a_25_mib_transfer() {
         "chat interleaved with the download ({received} frames)"
     );
 }
+
+/// Issue 14, item 4: a right-to-left override in a file name was stored
+/// and listed intact, so other clients showed a name lying about its
+/// extension. Bidi controls and zero-width characters are stripped from
+/// file names like NUL and ESC.
+#[test]
+fn bidi_and_zero_width_characters_are_stripped_from_file_names() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    raw_upload(
+        &mut alice,
+        "general",
+        "invoice\u{202E}txt.exe\u{200B}.txt",
+        TEXT,
+        None,
+    )
+    .unwrap();
+    let m = bob.next_message(WAIT).unwrap().expect("announced");
+    let f = m.file.expect("the message carries the file");
+    assert_eq!(f.name, "invoicetxt.exe.txt");
+    assert!(!m.body.contains('\u{202E}'), "{}", m.body);
+    assert_eq!(
+        sqlite(&server.db(), "SELECT name FROM files"),
+        "invoicetxt.exe.txt"
+    );
+}

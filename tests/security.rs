@@ -547,3 +547,23 @@ fn failures_from_many_addresses_do_not_lock_the_owner_out() {
         .login("alice", PW)
         .expect("the owner's address still works");
 }
+
+/// Issue 14, item 5: the command-line tools never print a string from the
+/// database raw (a ban reason written by an older server, or by hand).
+#[test]
+fn the_admin_tool_never_prints_escape_sequences() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    sqlite(
+        &server.db(),
+        "INSERT INTO bans (user_id, reason, banned_by, created_at)
+         SELECT id, 'evil' || char(27) || '[2J' || char(8238) || 'txt', 'x', 0 FROM users WHERE name = 'alice'",
+    );
+    let (ok, out) = server.admin(&["bans"], "");
+    assert!(ok, "{out}");
+    assert!(out.contains("alice"), "{out}");
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{202E}'),
+        "{out:?}"
+    );
+}

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
     if let Some(confab::config::Command::Admin { action }) = command {
         return match confab::admin::run(&config, &action, &mut std::io::stdin().lock()) {
             Ok(out) => {
-                println!("{out}");
+                // Names and reasons from the database: never printed raw.
+                println!("{}", confab::text::for_terminal(&out));
                 ExitCode::SUCCESS
             }
             Err(err) => {

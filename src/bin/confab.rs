@@ -44,7 +44,8 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("confab: {err}");
+            // Errors can carry the server's words: never print them raw.
+            eprintln!("confab: {}", confab::text::for_terminal(&err.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -168,12 +168,15 @@ mod tests {
         );
         assert!(matches!(limit.admit(ip), Admission::Drop));
         // Another address is unaffected.
-        assert!(served(&limit.admit("10.0.0.2".parse().unwrap())));
+        let other = limit.admit("10.0.0.2".parse().unwrap());
+        assert!(served(&other));
         drop(a);
-        assert!(served(&limit.admit(ip)));
-        drop(goodbyes);
-        drop(b);
-        assert_eq!(limit.addresses(), 2);
+        let again = limit.admit(ip);
+        assert!(served(&again), "a freed place is served again");
+        drop((goodbyes, b, again));
+        assert_eq!(limit.addresses(), 1);
+        drop(other);
+        assert_eq!(limit.addresses(), 0, "counts are released on drop");
     }
 
     #[test]

@@ -152,7 +152,8 @@ pub fn render(s: &mut Cursive) {
         app.report_read();
         let m = &app.model;
         (
-            m.status_line(),
+            // The status line carries the topic and server reasons.
+            crate::text::for_terminal_line(&m.status_line()).into_owned(),
             view::render_windows(m),
             view::render_messages(m.current(), &m.me),
             view::render_users(m.current()),
@@ -669,7 +670,8 @@ fn login_dialog(s: &mut Cursive, reason: &str) {
             .content(
                 cursive::views::LinearLayout::vertical()
                     .child(TextView::new(format!(
-                        "{reason}.\n\nPassword for {user} (or choose Register to create the account {user}):"
+                        "{}.\n\nPassword for {user} (or choose Register to create the account {user}):",
+                        crate::text::for_terminal(reason)
                     )))
                     .child(EditView::new().secret().with_name(PASSWORD)),
             )

@@ -15,6 +15,7 @@
 //! 40-column terminal shows the status line, the messages and the input.
 
 use super::model::{Delivery, Line, Model, Window, WindowId};
+use crate::text::{for_terminal, for_terminal_line};
 use crate::tui::commands::ACTION_PREFIX;
 use cursive::Vec2;
 use cursive::theme::{BaseColor, Color, ColorStyle, Effect, Style};
@@ -179,22 +180,26 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                 if from == me {
                     nick_style = nick_style.combine(Effect::Bold);
                 }
+                // Whatever the server sent, nothing reaches the terminal
+                // that could rewrite it or reorder the text around it.
+                let nick = for_terminal_line(from);
                 if let Some(action) = body.strip_prefix(ACTION_PREFIX) {
                     out.append_plain("* ");
-                    out.append_styled(from.as_str(), nick_style);
-                    out.append_plain(format!(" {action}"));
+                    out.append_styled(nick, nick_style);
+                    out.append_plain(format!(" {}", for_terminal(action)));
                 } else {
                     out.append_plain("<");
-                    out.append_styled(from.as_str(), nick_style);
+                    out.append_styled(nick, nick_style);
                     out.append_plain("> ");
+                    let text = for_terminal(body);
                     if from != me && crate::mention::mentions(body, me) {
                         // A mention of us stands out, as in irssi.
                         out.append_styled(
-                            body.as_str(),
+                            text,
                             Style::from(Color::Light(BaseColor::Yellow)).combine(Effect::Bold),
                         );
                     } else {
-                        out.append_plain(body.as_str());
+                        out.append_plain(text);
                     }
                 }
                 if let Some(file_id) = file {
@@ -209,7 +214,7 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                         out.append_styled(" (sending…)", Style::from(Effect::Dim));
                     }
                     Delivery::Failed(reason) => out.append_styled(
-                        format!(" [not sent: {reason}]"),
+                        format!(" [not sent: {}]", for_terminal_line(reason)),
                         Style::from(Color::Light(BaseColor::Red)),
                     ),
                 }
@@ -217,13 +222,13 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
             }
             Line::Notice { ts, text } => {
                 out.append_styled(
-                    format!("{} -- {text}\n", clock(*ts)),
+                    format!("{} -- {}\n", clock(*ts), for_terminal(text)),
                     Style::from(Effect::Dim),
                 );
             }
             Line::Error { ts, text } => {
                 out.append_styled(
-                    format!("{} !! {text}\n", clock(*ts)),
+                    format!("{} !! {}\n", clock(*ts), for_terminal(text)),
                     Style::from(Color::Light(BaseColor::Red)),
                 );
             }
@@ -237,10 +242,12 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
 pub fn render_windows(m: &Model) -> StyledString {
     let mut out = StyledString::new();
     for (i, w) in m.windows.iter().enumerate() {
+        let label = w.id.label();
+        let label = for_terminal_line(&label);
         let text = if w.unread > 0 {
-            format!("{} {} ({})\n", i + 1, w.id.label(), w.unread)
+            format!("{} {label} ({})\n", i + 1, w.unread)
         } else {
-            format!("{} {}\n", i + 1, w.id.label())
+            format!("{} {label}\n", i + 1)
         };
         if i == m.current {
             out.append_styled(text, Style::from(Effect::Reverse));
@@ -264,7 +271,7 @@ pub fn render_users(w: &Window) -> StyledString {
             (true, Some(_)) => ("◐", Style::from(Effect::Dim)),
             (false, _) => ("○", Style::from(Effect::Dim)),
         };
-        out.append_styled(format!("{mark} {}\n", m.user), style);
+        out.append_styled(format!("{mark} {}\n", for_terminal_line(&m.user)), style);
     }
     out
 }
@@ -304,6 +311,44 @@ mod tests {
         m.on_send_failed(local, "slow down");
         let text = source(&render_messages(m.current(), "alice"));
         assert!(text.contains("[not sent: slow down]"));
+    }
+
+    /// Issue 14, items 4 and 5: nothing the server sends reaches the
+    /// terminal raw: no escape sequence, no bidi override, wherever it is.
+    #[test]
+    fn escape_sequences_and_bidi_controls_from_the_server_never_reach_the_terminal() {
+        let mut m = Model::new("alice");
+        let i = m.open(WindowId::Room("general".into()));
+        m.on_message(&ChatMessage {
+            id: 1,
+            room: Some("general".into()),
+            to: None,
+            from: "ev\u{1b}]0;pwned\u{7}il".into(),
+            body: "see \u{1b}[2J\u{202E}gnp.exe and \u{200B}this".into(),
+            ts: 0,
+            file: None,
+        });
+        m.select(i);
+        m.status_notice("notice \u{1b}[31mred\u{2066}");
+        let texts = [
+            source(&render_messages(m.current(), "alice")),
+            source(&render_messages(&m.windows[0], "alice")),
+            source(&render_users(m.current())),
+            source(&render_windows(&m)),
+        ];
+        for text in &texts {
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\n') || crate::text::is_hidden_format(c)),
+                "{text:?}"
+            );
+        }
+        assert!(
+            texts[0].contains("see \u{FFFD}[2Jgnp.exe and this"),
+            "{}",
+            texts[0]
+        );
     }
 
     #[test]

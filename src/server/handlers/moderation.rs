@@ -14,6 +14,7 @@ use crate::store::{UserId, now_ms};
 /// Ends every session of a user.
 pub fn kick(cx: &mut Cx, me: &User, user: &str, reason: &str) -> Handled {
     require_admin(cx, me)?;
+    crate::validate::topic(reason)?;
     let target = existing_user(cx.svc, user)?;
     let n = end_sessions(cx, target.id, &format!("kicked by {}: {reason}", me.name));
     cx.audit(
@@ -28,6 +29,7 @@ pub fn kick(cx: &mut Cx, me: &User, user: &str, reason: &str) -> Handled {
 /// and ends their sessions.
 pub fn ban(cx: &mut Cx, me: &User, user: &str, reason: &str, minutes: Option<u64>) -> Handled {
     require_admin(cx, me)?;
+    crate::validate::topic(reason)?;
     let target = existing_user(cx.svc, user)?;
     cx.svc
         .store
