@@ -105,6 +105,9 @@ pub struct ServerArgs {
     /// Most rooms one user may be in.
     #[arg(long, env = "CONFAB_MAX_ROOMS_PER_USER")]
     pub max_rooms_per_user: Option<u32>,
+    /// Most existing rooms one user (not an admin) may have created.
+    #[arg(long, env = "CONFAB_MAX_ROOMS_CREATED")]
+    pub max_rooms_created: Option<u32>,
     /// Longest message body in bytes (at most 4096).
     #[arg(long, env = "CONFAB_MAX_MESSAGE_LEN")]
     pub max_message_len: Option<usize>,
@@ -224,6 +227,7 @@ struct FileConfig {
     login_failures: Option<usize>,
     token_days: Option<u64>,
     max_rooms_per_user: Option<u32>,
+    max_rooms_created: Option<u32>,
     max_message_len: Option<usize>,
     max_request_len: Option<usize>,
     max_file_size: Option<u64>,
@@ -276,6 +280,8 @@ pub struct ServerConfig {
     pub token_lifetime: Duration,
     /// Rooms per user.
     pub max_rooms_per_user: u32,
+    /// Most existing rooms one (non-admin) user may have created.
+    pub max_rooms_created: u32,
     /// Longest message body.
     pub max_message_len: usize,
     /// Largest client frame.
@@ -308,6 +314,7 @@ impl Default for ServerConfig {
             login_failures: 5,
             token_lifetime: Duration::from_secs(30 * 86400),
             max_rooms_per_user: 100,
+            max_rooms_created: 20,
             max_message_len: crate::protocol::MAX_BODY_LEN,
             max_request_len: crate::protocol::MAX_REQUEST_LEN,
             log: "info".into(),
@@ -418,6 +425,10 @@ impl ServerConfig {
                 .max_rooms_per_user
                 .or(file.max_rooms_per_user)
                 .unwrap_or(d.max_rooms_per_user),
+            max_rooms_created: args
+                .max_rooms_created
+                .or(file.max_rooms_created)
+                .unwrap_or(d.max_rooms_created),
             max_message_len: args
                 .max_message_len
                 .or(file.max_message_len)

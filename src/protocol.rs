@@ -372,6 +372,13 @@ pub enum Request {
         /// New topic.
         topic: String,
     },
+    /// Deletes a room with its history and files, for good. Allowed to
+    /// administrators, and to the room's creator while nobody else is in
+    /// it; never for `general`.
+    DeleteRoom {
+        /// Room name.
+        room: String,
+    },
     /// Lists a room's members and whether each is online.
     Who {
         /// Room name.
@@ -706,6 +713,14 @@ pub enum ServerMsg {
         with: Option<String>,
         /// The newest message read.
         id: i64,
+    },
+    /// Event, to every session of every member: a room was deleted (its
+    /// history and files are gone).
+    RoomDeleted {
+        /// Room name.
+        room: String,
+        /// Who deleted it.
+        by: String,
     },
     /// Event: a room's topic changed.
     TopicChanged {

@@ -567,3 +567,72 @@ fn the_admin_tool_never_prints_escape_sequences() {
         "{out:?}"
     );
 }
+
+/// Issue 14, item 8: rooms were never deleted and the per-user cap counted
+/// only rooms the user was in, so leave-then-create made rooms without
+/// end. Creation is now bounded per account (leaving gives nothing back),
+/// and a room can be deleted with its history and files.
+#[test]
+fn room_creation_is_bounded_and_rooms_can_be_deleted_with_their_history() {
+    let server = TestServer::start_with(&["--max-rooms-created", "3"]);
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let mut boss = server.admin_user("boss");
+    for i in 0..3 {
+        let room = format!("r{i}");
+        alice.create_room(&room, "").unwrap();
+        alice.request(Request::Leave { room }).unwrap();
+    }
+    assert_eq!(
+        code(alice.create_room("r3", "")),
+        ErrorCode::TooManyRooms,
+        "leaving does not give the allowance back"
+    );
+    // The creator may delete a room nobody else is in ...
+    alice.join("r0").unwrap();
+    alice.say("r0", "soon gone").unwrap();
+    alice
+        .request(Request::DeleteRoom { room: "r0".into() })
+        .unwrap();
+    assert_eq!(code(alice.join("r0")), ErrorCode::NoSuchRoom);
+    alice.create_room("r3", "").expect("deleting gave one back");
+    // ... but not one with other members, whose messages would vanish.
+    bob.join("r1").unwrap();
+    bob.say("r1", "my words").unwrap();
+    assert_eq!(
+        code(alice.request(Request::DeleteRoom { room: "r1".into() })),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        code(boss.request(Request::DeleteRoom {
+            room: "general".into()
+        })),
+        ErrorCode::BadRequest,
+        "general stays, whoever asks"
+    );
+    // An admin may; members are told, and history goes with the room.
+    boss.request(Request::DeleteRoom { room: "r1".into() })
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let f = bob.recv_frame(deadline).expect("room_deleted");
+        if let ServerMsg::RoomDeleted { room, by } = f.msg {
+            assert_eq!((room.as_str(), by.as_str()), ("r1", "boss"));
+            break;
+        }
+    }
+    assert_eq!(
+        sqlite(
+            &server.db(),
+            "SELECT count(*) FROM messages WHERE body IN ('soon gone', 'my words')"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sqlite(
+            &server.db(),
+            "SELECT group_concat(action || ':' || detail) FROM audit WHERE action = 'delete_room'"
+        ),
+        "delete_room:r0,delete_room:r1"
+    );
+}

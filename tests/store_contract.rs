@@ -74,6 +74,10 @@ macro_rules! contract {
                 super::mutes(&*make().store);
             }
             #[test]
+            fn deleting_a_room() {
+                super::deleting_a_room(&*make().store);
+            }
+            #[test]
             fn audit_and_secret() {
                 super::audit_and_secret(&*make().store);
             }
@@ -424,6 +428,62 @@ fn mutes(s: &dyn Store) {
     assert!(!s.is_muted(g, bob).unwrap(), "expired");
     s.mute(g, bob, "alice", Some(now_ms() + 60_000)).unwrap();
     assert!(s.is_muted(g, bob).unwrap());
+}
+
+fn deleting_a_room(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    assert_eq!(s.rooms_created_by(alice).unwrap(), 0);
+    let rust = s.create_room("rust", "", alice).unwrap();
+    let go = s.create_room("go", "", alice).unwrap();
+    assert_eq!(s.rooms_created_by(alice).unwrap(), 2);
+    assert_eq!(s.room_creator(rust).unwrap(), Some(alice));
+    assert_eq!(s.room_creator(general(s)).unwrap(), None, "built in");
+    s.add_member(rust, bob).unwrap();
+    s.mute(rust, bob, "alice", None).unwrap();
+    s.mark_room_read(bob, rust, 1).unwrap();
+    let f = |name: &str, sha: &str, room| NewFile {
+        sha256: sha.into(),
+        name: name.into(),
+        mime: "image/png".into(),
+        size: 1,
+        uploader: alice,
+        to: Destination::Room(room),
+    };
+    let only_here = format!("{:a>64}", "");
+    let shared = format!("{:b>64}", "");
+    let file = s.insert_file(&f("a.png", &only_here, rust)).unwrap();
+    s.insert_file(&f("b.png", &shared, rust)).unwrap();
+    s.insert_file(&f("b-too.png", &shared, go)).unwrap();
+    s.insert_messages(&[NewMessage {
+        sender: bob,
+        to: Destination::Room(rust),
+        body: "shared a.png".into(),
+        ts: now_ms(),
+        file_id: Some(file),
+    }])
+    .unwrap();
+    let kept = say(s, bob, Destination::Room(go), "elsewhere");
+
+    let unused = s.delete_room(rust).unwrap();
+    assert_eq!(
+        unused,
+        vec![only_here],
+        "content still used elsewhere stays"
+    );
+    assert!(s.load_rooms().unwrap().iter().all(|r| r.id != rust));
+    assert!(!s.is_member(rust, bob).unwrap());
+    assert!(!s.is_muted(rust, bob).unwrap());
+    assert_eq!(s.room_history(rust, None, 10).unwrap().0, Vec::new());
+    assert!(s.find_file(file).unwrap().is_none());
+    assert_eq!(s.room_count(bob).unwrap(), 1, "general only");
+    assert_eq!(s.rooms_created_by(alice).unwrap(), 1);
+    assert!(
+        unread_of(s, bob, "bob")
+            .iter()
+            .all(|u| u.room.as_deref() != Some("rust"))
+    );
+    assert_eq!(s.room_history(go, None, 10).unwrap().0[0].id, kept);
 }
 
 fn audit_and_secret(s: &dyn Store) {

@@ -98,6 +98,15 @@ impl FileStore {
     pub fn open_content(&self, sha256: &str) -> io::Result<File> {
         File::open(self.path_of(sha256))
     }
+
+    /// Removes stored content no file record uses any more (a missing file
+    /// is not an error).
+    pub fn remove_content(&self, sha256: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.path_of(sha256)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl PartialFile {

@@ -362,6 +362,21 @@ impl Hub {
         }
     }
 
+    /// Removes a room (already deleted in the database) and tells every
+    /// session of every member, `by`'s included. `false` if no such room.
+    pub fn delete_room(&self, name: &str, by: &str) -> bool {
+        let mut st = self.write();
+        let Some(room) = st.rooms.remove(name) else {
+            return false;
+        };
+        let event = Outgoing::event(ServerMsg::RoomDeleted {
+            room: room.name.clone(),
+            by: by.to_owned(),
+        });
+        st.send_to_room(&room, &event, None);
+        true
+    }
+
     /// Sets a room's topic (already stored) and tells its members.
     pub fn set_topic(&self, name: &str, topic: &str, by: &str) {
         let mut st = self.write();

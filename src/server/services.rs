@@ -42,6 +42,8 @@ pub struct Limits {
     pub token_lifetime: Duration,
     /// Most rooms one user may be in.
     pub max_rooms_per_user: u32,
+    /// Most existing rooms one (non-admin) user may have created.
+    pub max_rooms_created: u32,
     /// Longest message body, bytes.
     pub max_message_len: usize,
     /// Largest frame payload a client may send, bytes.
@@ -61,6 +63,7 @@ impl Limits {
             max_sessions: config.max_sessions,
             token_lifetime: config.token_lifetime,
             max_rooms_per_user: config.max_rooms_per_user,
+            max_rooms_created: config.max_rooms_created,
             max_message_len: config.max_message_len,
             max_request_len: config.max_request_len,
         }

@@ -207,6 +207,18 @@ pub trait Store: Send + Sync {
     /// Creates a room with `creator` as its first member.
     fn create_room(&self, name: &str, topic: &str, creator: UserId) -> Result<RoomId, StoreError>;
 
+    /// How many existing rooms `user` created.
+    fn rooms_created_by(&self, user: UserId) -> Result<u32, StoreError>;
+
+    /// Who created a room (`None` for built-in rooms and unknown ids).
+    fn room_creator(&self, room: RoomId) -> Result<Option<UserId>, StoreError>;
+
+    /// Deletes a room for good with its memberships, read markers, mutes,
+    /// messages and file records, in one transaction. Returns the SHA-256
+    /// of each file content that no file record uses any more, for the
+    /// caller to remove from disk.
+    fn delete_room(&self, room: RoomId) -> Result<Vec<String>, StoreError>;
+
     /// Records that `user` joined `room` (no-op if already a member).
     fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError>;
 

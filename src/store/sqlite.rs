@@ -205,6 +205,54 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    fn rooms_created_by(&self, user: UserId) -> Result<u32, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached("SELECT count(*) FROM rooms WHERE created_by = ?1")?
+            .query_row([user], |r| r.get(0))?)
+    }
+
+    fn room_creator(&self, room: RoomId) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached("SELECT created_by FROM rooms WHERE id = ?1")?
+            .query_row([room], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn delete_room(&self, room: RoomId) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let shas: Vec<String> = tx
+            .prepare_cached("SELECT DISTINCT sha256 FROM files WHERE room_id = ?1")?
+            .query_map([room], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        tx.prepare_cached("DELETE FROM messages WHERE room_id = ?1")?
+            .execute([room])?;
+        tx.prepare_cached("DELETE FROM files WHERE room_id = ?1")?
+            .execute([room])?;
+        tx.prepare_cached("DELETE FROM room_mutes WHERE room_id = ?1")?
+            .execute([room])?;
+        // Memberships and read markers go with the room (ON DELETE CASCADE).
+        tx.prepare_cached("DELETE FROM rooms WHERE id = ?1")?
+            .execute([room])?;
+        let mut unused = Vec::new();
+        {
+            let mut still_used =
+                tx.prepare_cached("SELECT count(*) > 0 FROM files WHERE sha256 = ?1")?;
+            for sha in shas {
+                if !still_used.query_row([&sha], |r| r.get::<_, bool>(0))? {
+                    unused.push(sha);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(unused)
+    }
+
     fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
         self.pool
             .get()?

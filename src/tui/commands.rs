@@ -34,6 +34,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "list all rooms on the server",
     },
     CommandSpec {
+        name: "deleteroom",
+        args: "ROOM",
+        help: "delete ROOM with its history and files (admins, or its creator when alone in it)",
+    },
+    CommandSpec {
         name: "msg",
         args: "USER [TEXT]",
         help: "open a direct conversation with USER, sending TEXT if given",
@@ -141,6 +146,8 @@ pub enum Command {
     Leave(Option<String>),
     /// `/rooms`
     Rooms,
+    /// `/deleteroom ROOM`
+    DeleteRoom(String),
     /// `/msg USER [TEXT]`
     Msg {
         /// Recipient.
@@ -226,6 +233,7 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
         "join" | "j" => Command::Join(arg(rest).ok_or_else(|| usage("join"))?),
         "leave" | "part" => Command::Leave(arg(rest)),
         "rooms" | "list" => Command::Rooms,
+        "deleteroom" => Command::DeleteRoom(arg(rest).ok_or_else(|| usage("deleteroom"))?),
         "msg" | "query" => {
             let rest = rest.trim();
             let (to, text) = rest.split_once(' ').unwrap_or((rest, ""));

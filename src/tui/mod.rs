@@ -368,6 +368,10 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 None => m.error("not in a room: /leave ROOM"),
             },
             Command::Rooms => app.net.send(NetCommand::Rooms),
+            Command::DeleteRoom(room) => match validate::room(&room) {
+                Ok(room) => app.net.send(NetCommand::DeleteRoom(room)),
+                Err(e) => m.error(e.message),
+            },
             Command::Msg { to, text } => match validate::username(&to) {
                 Ok(to) => {
                     let window = WindowId::Direct(to);
@@ -560,6 +564,10 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         }
         NetEvent::Server(ServerMsg::TopicChanged { room, topic, by }) => {
             m.on_topic(&room, &topic, &by)
+        }
+        NetEvent::Server(ServerMsg::RoomDeleted { room, by }) => {
+            m.close(&WindowId::Room(room.clone()));
+            m.status_notice(format!("#{room} was deleted by {by}"));
         }
         NetEvent::Server(_) => {}
         NetEvent::Acked { local, id, ts } => m.on_ack(local, id, ts),

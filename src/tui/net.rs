@@ -73,6 +73,8 @@ pub enum NetCommand {
     Join(String),
     /// Leave a room.
     Leave(String),
+    /// Delete a room.
+    DeleteRoom(String),
     /// Set a room's topic.
     Topic {
         /// Room.
@@ -750,6 +752,9 @@ impl Net {
             NetCommand::Leave(room) => client
                 .request(Request::Leave { room: room.clone() })
                 .map(|_| emit(NetEvent::Left(room))),
+            NetCommand::DeleteRoom(room) => {
+                client.request(Request::DeleteRoom { room }).map(|_| ())
+            }
             NetCommand::Topic { room, topic } => {
                 client.request(Request::Topic { room, topic }).map(|_| ())
             }

@@ -207,6 +207,7 @@ pub fn dispatch(cx: &mut Cx, me: &User, request: Request) -> Handled {
         Request::Join { room } => rooms::join(cx, me, &room),
         Request::Leave { room } => rooms::leave(cx, me, &room),
         Request::Topic { room, topic } => rooms::topic(cx, me, &room, &topic),
+        Request::DeleteRoom { room } => rooms::delete(cx, me, &room),
         Request::Who { room } => rooms::who(cx, &room),
         Request::Say { room, body } => messages::say(cx, me, &room, body),
         Request::Dm { to, body } => messages::dm(cx, me, &to, body),

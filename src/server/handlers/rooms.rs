@@ -18,6 +18,7 @@ pub fn list(cx: &mut Cx) -> Handled {
 /// Creates a room with the caller as its first member.
 pub fn create(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
     room_allowance(cx, me)?;
+    creation_allowance(cx, me)?;
     let room = validate::room(room)?;
     validate::topic(topic)?;
     let id = match cx.svc.store.create_room(&room, topic, me.id) {
@@ -66,6 +67,45 @@ pub fn topic(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
     Ok(Answer::Reply(ServerMsg::Ok))
 }
 
+/// Deletes a room with its history and files: for administrators, and for
+/// its creator while nobody else is in it (so nobody else's messages
+/// vanish); never `general`.
+pub fn delete(cx: &mut Cx, me: &User, room: &str) -> Handled {
+    let room = existing_room(cx.svc, room)?;
+    if room.name == "general" {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "#general cannot be deleted",
+        ));
+    }
+    let admin = cx.svc.store.is_admin(me.id)?;
+    let alone_creator = cx.svc.store.room_creator(room.id)? == Some(me.id)
+        && cx
+            .svc
+            .hub
+            .members(&room.name)
+            .is_some_and(|m| m.iter().all(|m| m.user == me.name));
+    if !admin && !alone_creator {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!(
+                "only an administrator, or its creator while nobody else is in it, may delete #{}",
+                room.name
+            ),
+        ));
+    }
+    let unused = cx.svc.store.delete_room(room.id)?;
+    for sha in unused {
+        if let Err(e) = cx.svc.files.remove_content(&sha) {
+            log::warn!("removing the content of a deleted room's file {sha}: {e}");
+        }
+    }
+    cx.svc.hub.delete_room(&room.name, &me.name);
+    log::info!("{} deleted #{}", me.name, room.name);
+    cx.audit(Some(&me.name), "delete_room", &room.name);
+    Ok(Answer::Reply(ServerMsg::Ok))
+}
+
 /// A room's members and whether each is online or away.
 pub fn who(cx: &mut Cx, room: &str) -> Handled {
     let room = existing_room(cx.svc, room)?;
@@ -94,6 +134,21 @@ fn joined(cx: &mut Cx, me: &User, room: &str) -> Handled {
         members,
         history,
     }))
+}
+
+/// Refuses a new room to a user who created as many (still existing) as
+/// allowed; administrators have no such bound. Leaving a room does not
+/// give the allowance back, deleting it does.
+fn creation_allowance(cx: &Cx, me: &User) -> Result<(), Refusal> {
+    let n = cx.svc.store.rooms_created_by(me.id)?;
+    let max = cx.svc.limits.max_rooms_created;
+    if n >= max && !cx.svc.store.is_admin(me.id)? {
+        return Err(Refusal::new(
+            ErrorCode::TooManyRooms,
+            format!("you created {n} rooms, the most allowed here; delete one first"),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses to add a room to a user who is in as many as allowed.
