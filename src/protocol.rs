@@ -573,6 +573,17 @@ pub enum ServerMsg {
         /// File types the server accepts (`png`, `pdf`, `text`, ...).
         #[serde(default)]
         file_types: Vec<String>,
+        /// Flood control: `say`/`dm` allowed at once.
+        #[serde(default)]
+        flood_burst: u32,
+        /// Flood control: one more `say`/`dm` is allowed every this many
+        /// milliseconds.
+        #[serde(default)]
+        flood_refill_ms: u64,
+        /// Flood control: refusals (`slow_down`) tolerated at once before
+        /// `flooding` ends the session; one more every second.
+        #[serde(default)]
+        flood_strikes: u32,
     },
     /// A request failed; the session goes on unless a `closing` follows.
     Error {

@@ -61,7 +61,7 @@ pub enum Verdict {
 }
 
 /// Refusals tolerated in a burst before disconnecting...
-const STRIKE_BURST: u32 = 20;
+pub const STRIKE_BURST: u32 = 20;
 /// ...and how fast that allowance comes back, per second.
 const STRIKE_RATE: f64 = 1.0;
 

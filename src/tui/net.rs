@@ -737,7 +737,14 @@ impl Net {
                     Err(ClientError::Server {
                         code: ErrorCode::NoSuchRoom,
                         ..
-                    }) => client.create_room(&room, ""),
+                    }) => match client.create_room(&room, "") {
+                        // Someone else created it first: join theirs.
+                        Err(ClientError::Server {
+                            code: ErrorCode::RoomExists,
+                            ..
+                        }) => client.join(&room),
+                        other => other,
+                    },
                     other => other,
                 };
                 joined.map(|j| {

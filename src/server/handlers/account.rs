@@ -46,7 +46,19 @@ pub fn hello(cx: &mut Cx, version: u32, client: &str) -> Handled {
             .iter()
             .map(|k| format!("{k:?}").to_ascii_lowercase())
             .collect(),
+        flood_burst: svc.limits.flood_burst,
+        flood_refill_ms: refill_ms(svc.limits.flood_rate),
+        flood_strikes: crate::rate_limit::STRIKE_BURST,
     }))
+}
+
+/// Milliseconds per token at `rate` tokens per second (0 for no refill).
+fn refill_ms(rate: f64) -> u64 {
+    if rate > 0.0 {
+        (1000.0 / rate).round().max(1.0) as u64
+    } else {
+        0
+    }
 }
 
 /// Creates an account (which starts in `general`) and logs it in.
