@@ -39,7 +39,7 @@ pub enum ConfigError {
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "confab-server",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CONFAB_COMMIT"), ")"),
     about = "The confab secure chat server"
 )]
 pub struct ServerArgs {

@@ -3,14 +3,18 @@
 
 #[test]
 fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
+    // Issue 14: `--certs DIR` is made if absent, as --help says, and the
+    // report names the measured server's own version and commit.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs-made-here");
+    let report = dir.path().join("report.md");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-bench"))
-        .args([
-            "--quick",
-            "--server",
-            env!("CARGO_BIN_EXE_confab-server"),
-            "fanout",
-            "burst",
-        ])
+        .args(["--quick", "--server", env!("CARGO_BIN_EXE_confab-server")])
+        .arg("--certs")
+        .arg(&certs)
+        .arg("--out")
+        .arg(&report)
+        .args(["fanout", "burst"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("confab-bench runs");
@@ -37,4 +41,16 @@ fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
     // The burst: 2 extra sessions send 20 each to 10 receivers.
     assert_eq!(lines[1]["scenario"], "burst");
     assert_eq!(lines[1]["deliveries"], 400, "{}", lines[1]);
+    assert!(certs.join("server.pem").exists(), "certificates were made");
+    let report = std::fs::read_to_string(&report).unwrap();
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&server.stdout).trim().to_owned();
+    assert!(version.contains("(commit "), "{version}");
+    assert!(
+        report.contains(&format!("- Server: {version}")),
+        "{version} not in:\n{report}"
+    );
 }

@@ -53,23 +53,21 @@ const ALL: &[&str] = &[
 ];
 
 fn run(args: &Args) -> Result<(), String> {
-    let certs = match &args.certs {
-        Some(c) => c.clone(),
-        None => {
-            let dir =
-                std::env::temp_dir().join(format!("confab-bench-certs-{}", std::process::id()));
-            let status = std::process::Command::new("sh")
-                .arg("certs/gen-certs.sh")
-                .arg(&dir)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map_err(|e| format!("certs/gen-certs.sh: {e}"))?;
-            if !status.success() {
-                return Err("certs/gen-certs.sh failed".into());
-            }
-            dir
+    let certs = args.certs.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("confab-bench-certs-{}", std::process::id()))
+    });
+    // Made if absent, as --help says (kept if present).
+    if !certs.join("server.pem").exists() {
+        let status = std::process::Command::new("sh")
+            .arg("certs/gen-certs.sh")
+            .arg(&certs)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("certs/gen-certs.sh: {e}"))?;
+        if !status.success() {
+            return Err(format!("certs/gen-certs.sh {} failed", certs.display()));
         }
-    };
+    }
     let scenarios: Vec<String> = if args.scenarios.is_empty() {
         ALL.iter().map(|s| s.to_string()).collect()
     } else {
@@ -161,7 +159,9 @@ fn run(args: &Args) -> Result<(), String> {
         results.push((name.clone(), result));
     }
     if let Some(out) = &args.out {
-        std::fs::write(out, report(&results, q)).map_err(|e| format!("{}: {e}", out.display()))?;
+        let server = server_version(&args.server);
+        std::fs::write(out, report(&results, q, &server))
+            .map_err(|e| format!("{}: {e}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())
@@ -358,20 +358,27 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} memory")
 }
 
-fn report(results: &[(String, Value)], quick: bool) -> String {
+/// What the measured server binary says it is (`--version`: its release
+/// and the commit it was built from), not what this checkout is.
+fn server_version(server: &std::path::Path) -> String {
+    std::process::Command::new(server)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| format!("unknown ({} --version failed)", server.display()))
+}
+
+fn report(results: &[(String, Value)], quick: bool, server: &str) -> String {
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
     let mut md = format!(
         "# confab benchmarks\n\nWritten by `make bench` (`target/release/confab-bench --out docs/BENCHMARKS.md`{}).\n\n\
-         - Machine: {}\n- Date: {date}\n- Commit: {commit}\n- Setup: a release `confab-server` started per scenario on a fresh temporary database, \
+         - Machine: {}\n- Date: {date}\n- Server: {server} (from its `--version`)\n- Setup: a release `confab-server` started per scenario on a fresh temporary database, \
          TLS on loopback, the load generator on the same machine (it competes for the same cores). Every message is stored in SQLite before it is acked.\n\n\
          | scenario | figures | run it alone |\n|---|---|---|\n",
         if quick { " --quick" } else { "" },
