@@ -139,6 +139,23 @@ pub struct Joined {
     pub members: Vec<Member>,
     /// Its latest messages, oldest first.
     pub history: Vec<ChatMessage>,
+    /// How many members are online.
+    pub online: u32,
+    /// Whether `members` is only the first page (see [`Client::who_page`]).
+    pub more_members: bool,
+    /// Whether the room sends presence events (else refresh with `who`).
+    pub live_presence: bool,
+}
+
+/// A page of a room's members (the reply to `who`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPage {
+    /// Members on this page, by name.
+    pub members: Vec<Member>,
+    /// Whether members after the last one exist.
+    pub more: bool,
+    /// How many members are online, of all.
+    pub online: u32,
 }
 
 /// A connected, greeted client.
@@ -608,10 +625,16 @@ impl Client {
                 room,
                 members,
                 history,
+                online,
+                more_members,
+                live_presence,
             } => Ok(Joined {
                 room,
                 members,
                 history,
+                online,
+                more_members,
+                live_presence,
             }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -706,8 +729,32 @@ impl Client {
 
     /// Lists a room's members.
     pub fn who(&mut self, room: &str) -> Result<Vec<Member>, ClientError> {
-        match self.request(Request::Who { room: room.into() })? {
-            ServerMsg::Users { members, .. } => Ok(members),
+        Ok(self.who_page(room, None, None)?.members)
+    }
+
+    /// A page of a room's members by name: those after `after`, at most
+    /// `limit` (the server's default page when `None`).
+    pub fn who_page(
+        &mut self,
+        room: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<MemberPage, ClientError> {
+        match self.request(Request::Who {
+            room: room.into(),
+            after: after.map(str::to_owned),
+            limit,
+        })? {
+            ServerMsg::Users {
+                members,
+                more,
+                online,
+                ..
+            } => Ok(MemberPage {
+                members,
+                more,
+                online,
+            }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -108,6 +108,10 @@ pub struct ServerArgs {
     /// Most existing rooms one user (not an admin) may have created.
     #[arg(long, env = "CONFAB_MAX_ROOMS_CREATED")]
     pub max_rooms_created: Option<u32>,
+    /// Rooms with more members than this send no presence events (members
+    /// page through the member list instead).
+    #[arg(long, env = "CONFAB_PRESENCE_ROOM_LIMIT")]
+    pub presence_room_limit: Option<usize>,
     /// Longest message body in bytes (at most 4096).
     #[arg(long, env = "CONFAB_MAX_MESSAGE_LEN")]
     pub max_message_len: Option<usize>,
@@ -228,6 +232,7 @@ struct FileConfig {
     token_days: Option<u64>,
     max_rooms_per_user: Option<u32>,
     max_rooms_created: Option<u32>,
+    presence_room_limit: Option<usize>,
     max_message_len: Option<usize>,
     max_request_len: Option<usize>,
     max_file_size: Option<u64>,
@@ -282,6 +287,8 @@ pub struct ServerConfig {
     pub max_rooms_per_user: u32,
     /// Most existing rooms one (non-admin) user may have created.
     pub max_rooms_created: u32,
+    /// Rooms with more members than this send no presence events.
+    pub presence_room_limit: usize,
     /// Longest message body.
     pub max_message_len: usize,
     /// Largest client frame.
@@ -315,6 +322,7 @@ impl Default for ServerConfig {
             token_lifetime: Duration::from_secs(30 * 86400),
             max_rooms_per_user: 100,
             max_rooms_created: 20,
+            presence_room_limit: 1000,
             max_message_len: crate::protocol::MAX_BODY_LEN,
             max_request_len: crate::protocol::MAX_REQUEST_LEN,
             log: "info".into(),
@@ -429,6 +437,10 @@ impl ServerConfig {
                 .max_rooms_created
                 .or(file.max_rooms_created)
                 .unwrap_or(d.max_rooms_created),
+            presence_room_limit: args
+                .presence_room_limit
+                .or(file.presence_room_limit)
+                .unwrap_or(d.presence_room_limit),
             max_message_len: args
                 .max_message_len
                 .or(file.max_message_len)

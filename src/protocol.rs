@@ -34,6 +34,17 @@ pub const MAX_BODY_LEN: usize = 4096;
 pub const MAX_TOPIC_LEN: usize = 256;
 /// Most messages one `history` reply carries.
 pub const HISTORY_PAGE_MAX: u32 = 100;
+/// Most members a `joined` reply lists.
+pub const JOIN_MEMBERS: usize = 100;
+/// Members a `who` reply lists when the request names no `limit`.
+pub const WHO_PAGE: u32 = 500;
+/// Most members a `who` reply lists.
+pub const WHO_PAGE_MAX: u32 = 1000;
+
+fn yes() -> bool {
+    true
+}
+
 /// How many recent messages a `joined` reply replays.
 pub const JOIN_REPLAY: u32 = 50;
 /// Bytes of file data per data frame (fits in [`MAX_REQUEST_LEN`] with
@@ -383,6 +394,13 @@ pub enum Request {
     Who {
         /// Room name.
         room: String,
+        /// Page through the members by name: only those after this name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most members in the reply (default [`WHO_PAGE`], at most
+        /// [`WHO_PAGE_MAX`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Sends a message to a room.
     Say {
@@ -637,17 +655,36 @@ pub enum ServerMsg {
     Joined {
         /// The room.
         room: RoomInfo,
-        /// Its members.
+        /// Its members: all of them, or (in a room of more than
+        /// [`JOIN_MEMBERS`]) the first [`JOIN_MEMBERS`], online ones first.
         members: Vec<Member>,
         /// Its latest messages, oldest first.
         history: Vec<ChatMessage>,
+        /// How many members are online.
+        #[serde(default)]
+        online: u32,
+        /// Whether `members` left some out (page with `who`).
+        #[serde(default)]
+        more_members: bool,
+        /// Whether the room sends `presence` events; a room over the
+        /// server's size for that does not, and its member list is kept
+        /// fresh with `who`.
+        #[serde(default = "yes")]
+        live_presence: bool,
     },
     /// Reply to `who`.
     Users {
         /// Room name.
         room: String,
-        /// Its members.
+        /// A page of its members, by name.
         members: Vec<Member>,
+        /// Whether members after the last one exist (ask again with
+        /// `after` = the last name).
+        #[serde(default)]
+        more: bool,
+        /// How many members are online (of all, not just this page).
+        #[serde(default)]
+        online: u32,
     },
     /// Reply to `history`.
     History {

@@ -537,8 +537,14 @@ fn failures_from_many_addresses_do_not_lock_the_owner_out() {
         .iter_mut()
         .map(|c| code(c.login("alice", "guess")))
         .collect();
-    let checked = codes.iter().filter(|c| **c == ErrorCode::AuthFailed).count();
-    assert_eq!(checked, 20, "the per-account bound is 4 x 5 failures: {codes:?}");
+    let checked = codes
+        .iter()
+        .filter(|c| **c == ErrorCode::AuthFailed)
+        .count();
+    assert_eq!(
+        checked, 20,
+        "the per-account bound is 4 x 5 failures: {codes:?}"
+    );
     assert_eq!(
         code(stranger.login("alice", PW)),
         ErrorCode::TooManyAttempts,

@@ -16,6 +16,7 @@
 //! per recipient.
 
 use super::outbox::Outbox;
+use super::presence::{Change, PresenceQueue};
 use super::wire::{Concatenated, Outgoing};
 use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerMsg};
 use crate::store::{RoomId, RoomRecord, UserId};
@@ -71,9 +72,43 @@ struct Room {
     name: String,
     topic: String,
     members: BTreeMap<UserId, String>,
+    /// The same members by name, for paging through them.
+    by_name: BTreeMap<String, UserId>,
 }
 
 impl Room {
+    fn new(id: RoomId, name: &str, topic: &str, members: Vec<(UserId, String)>) -> Room {
+        let mut room = Room {
+            id,
+            name: name.to_owned(),
+            topic: topic.to_owned(),
+            members: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+        };
+        for (id, user) in members {
+            room.add(id, &user);
+        }
+        room
+    }
+
+    /// Adds a member; `false` if they were one already.
+    fn add(&mut self, id: UserId, user: &str) -> bool {
+        let new = self.members.insert(id, user.to_owned()).is_none();
+        self.by_name.insert(user.to_owned(), id);
+        new
+    }
+
+    /// Removes a member; `false` if they were none.
+    fn remove(&mut self, id: UserId) -> bool {
+        match self.members.remove(&id) {
+            Some(user) => {
+                self.by_name.remove(&user);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn info(&self) -> RoomInfo {
         RoomInfo {
             name: self.name.clone(),
@@ -90,6 +125,21 @@ struct HubState {
     rooms: HashMap<String, Room>,
     /// Away messages of online users (cleared when they go offline).
     away: IdMap<UserId, String>,
+    /// Where presence changes go (the same queue as [`Hub::presence`]).
+    presence: Arc<PresenceQueue>,
+    /// Rooms with more members than this get no presence events.
+    presence_limit: usize,
+}
+
+/// A page of a room's members, with counts over all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPage {
+    /// The members on this page.
+    pub members: Vec<Member>,
+    /// How many are online, of all members.
+    pub online: u32,
+    /// Whether members not on this page exist.
+    pub more: bool,
 }
 
 impl HubState {
@@ -135,24 +185,129 @@ impl HubState {
         }
     }
 
+    /// Pushes a run of events to every online session of a room's
+    /// members: all of them in one push (encoded once per wire format),
+    /// except that a recipient whose key (`key_of(user, session)`: the
+    /// sending session for messages, the user for presence) is an event's
+    /// key does not get that event. Outboxes needing a wake-up go to
+    /// `wake`.
+    fn push_run<K: Copy + Ord>(
+        &self,
+        room: &Room,
+        events: &[(K, Outgoing)],
+        key_of: impl Fn(UserId, SessionId) -> K,
+        wake: &mut Vec<Arc<Outbox>>,
+    ) {
+        let all = Concatenated::default();
+        let mut keys: Vec<K> = events.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for user in room.members.keys() {
+            let Some(sids) = self.online.get(user) else {
+                continue;
+            };
+            for sid in sids {
+                let Some(s) = self.sessions.get(sid) else {
+                    continue;
+                };
+                let wire = s.outbox.wire();
+                let key = key_of(*user, *sid);
+                let pushed = if keys.binary_search(&key).is_ok() {
+                    let others: Vec<u8> = events
+                        .iter()
+                        .filter(|(k, _)| *k != key)
+                        .flat_map(|(_, e)| e.bytes(wire).iter().copied())
+                        .collect();
+                    if others.is_empty() {
+                        continue;
+                    }
+                    s.outbox.push_deferred(&others)
+                } else {
+                    s.outbox
+                        .push_deferred(all.bytes(wire, events.iter().map(|(_, e)| e)))
+                };
+                if pushed == Some(true) {
+                    wake.push(s.outbox.clone());
+                }
+            }
+        }
+    }
+
+    /// Records a presence change for the presence thread, which
+    /// coalesces and delivers it; nothing for a room too large for
+    /// per-user presence.
     fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
-        let event = Outgoing::event(ServerMsg::Presence {
+        if !self.live_presence(room) {
+            return;
+        }
+        self.presence.record(Change {
             room: room.name.clone(),
+            user_id,
             user: user.to_owned(),
             event,
         });
-        self.send_to_room(room, &event, Some(user_id));
     }
 
-    fn members(&self, room: &Room) -> Vec<Member> {
-        room.members
-            .iter()
-            .map(|(id, name)| Member {
-                user: name.clone(),
-                online: self.online.contains_key(id),
-                away: self.away.get(id).cloned(),
-            })
-            .collect()
+    fn live_presence(&self, room: &Room) -> bool {
+        room.members.len() <= self.presence_limit
+    }
+
+    fn member(&self, id: UserId, name: &str) -> Member {
+        Member {
+            user: name.to_owned(),
+            online: self.online.contains_key(&id),
+            away: self.away.get(&id).cloned(),
+        }
+    }
+
+    /// Up to `limit` members, online ones first, each group by name.
+    fn first_page(&self, room: &Room, limit: usize) -> MemberPage {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let mut online = 0u32;
+        for (name, id) in &room.by_name {
+            let m = self.member(*id, name);
+            if m.online {
+                online += 1;
+                if on.len() < limit {
+                    on.push(m);
+                }
+            } else if off.len() < limit {
+                off.push(m);
+            }
+        }
+        on.extend(off);
+        let more = on.len() > limit;
+        on.truncate(limit);
+        MemberPage {
+            members: on,
+            online,
+            more,
+        }
+    }
+
+    /// Up to `limit` members by name, after `after` (from the first one
+    /// when `None`).
+    fn page_after(&self, room: &Room, after: Option<&str>, limit: usize) -> MemberPage {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        let mut members: Vec<Member> = room
+            .by_name
+            .range((from, Bound::Unbounded))
+            .take(limit + 1)
+            .map(|(name, id)| self.member(*id, name))
+            .collect();
+        let more = members.len() > limit;
+        members.truncate(limit);
+        let online = room
+            .members
+            .keys()
+            .filter(|id| self.online.contains_key(id))
+            .count() as u32;
+        MemberPage {
+            members,
+            online,
+            more,
+        }
     }
 }
 
@@ -160,6 +315,9 @@ impl HubState {
 #[derive(Debug, Default)]
 pub struct Hub {
     state: RwLock<HubState>,
+    /// Presence changes waiting for the presence thread (outside the
+    /// lock, so that thread can wait on it without holding the hub).
+    presence: Arc<PresenceQueue>,
 }
 
 /// A room's identity, as session threads need it for SQL.
@@ -172,24 +330,58 @@ pub struct RoomRef {
 }
 
 impl Hub {
-    /// A hub mirroring the rooms loaded from the database.
-    pub fn new(rooms: Vec<RoomRecord>) -> Hub {
+    /// A hub mirroring the rooms loaded from the database; rooms of more
+    /// than `presence_limit` members get no presence events.
+    pub fn new(rooms: Vec<RoomRecord>, presence_limit: usize) -> Hub {
         let hub = Hub::default();
         {
             let mut st = hub.write();
+            st.presence = hub.presence.clone();
+            st.presence_limit = presence_limit;
             for r in rooms {
                 st.rooms.insert(
                     r.name.clone(),
-                    Room {
-                        id: r.id,
-                        name: r.name,
-                        topic: r.topic,
-                        members: r.members.into_iter().collect(),
-                    },
+                    Room::new(r.id, &r.name, &r.topic, r.members),
                 );
             }
         }
         hub
+    }
+
+    /// The presence changes waiting for delivery.
+    pub fn presence_queue(&self) -> &PresenceQueue {
+        &self.presence
+    }
+
+    /// Delivers a batch of (collapsed) presence changes: per room, every
+    /// online member gets the room's events in one push, except those
+    /// about themselves; each event is encoded once per wire format.
+    /// Sleeping sessions are written to from this thread.
+    pub fn deliver_presence(&self, changes: Vec<Change>) {
+        let mut by_room: Vec<(String, Vec<(UserId, Outgoing)>)> = Vec::new();
+        for c in changes {
+            let event = Outgoing::event(ServerMsg::Presence {
+                room: c.room.clone(),
+                user: c.user,
+                event: c.event,
+            });
+            match by_room.iter_mut().find(|(room, _)| *room == c.room) {
+                Some((_, events)) => events.push((c.user_id, event)),
+                None => by_room.push((c.room, vec![(c.user_id, event)])),
+            }
+        }
+        let mut wake = Vec::new();
+        {
+            let st = self.read();
+            for (name, events) in &by_room {
+                if let Some(room) = st.rooms.get(name) {
+                    st.push_run(room, events, |user, _| user, &mut wake);
+                }
+            }
+        }
+        for outbox in wake {
+            outbox.deliver();
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HubState> {
@@ -328,26 +520,55 @@ impl Hub {
     pub fn add_room(&self, id: RoomId, name: &str, topic: &str, creator: (UserId, &str)) {
         self.write().rooms.insert(
             name.to_owned(),
-            Room {
-                id,
-                name: name.to_owned(),
-                topic: topic.to_owned(),
-                members: BTreeMap::from([(creator.0, creator.1.to_owned())]),
-            },
+            Room::new(id, name, topic, vec![(creator.0, creator.1.to_owned())]),
         );
     }
 
     /// Adds a member (already recorded in the database) and tells the room.
-    /// Returns the room and its members, or `None` if the room vanished.
-    pub fn join(&self, name: &str, user_id: UserId, user: &str) -> Option<(RoomInfo, Vec<Member>)> {
-        let mut st = self.write();
-        let room = st.rooms.get_mut(name)?;
-        let new = room.members.insert(user_id, user.to_owned()).is_none();
+    /// Returns the room, the first page of its members (at most `limit`,
+    /// online ones first) and whether it has live presence, or `None` if
+    /// the room vanished.
+    pub fn join(
+        &self,
+        name: &str,
+        user_id: UserId,
+        user: &str,
+        limit: usize,
+    ) -> Option<(RoomInfo, MemberPage, bool)> {
+        if !self.add_member(name, user_id, user) {
+            return None;
+        }
+        // The page is built under the read lock: a crowd joining at once
+        // does not queue behind each other's member lists.
+        let st = self.read();
         let room = st.rooms.get(name)?;
-        if new {
+        Some((
+            room.info(),
+            st.first_page(room, limit),
+            st.live_presence(room),
+        ))
+    }
+
+    /// Adds a member (already recorded in the database) and tells the room
+    /// if they are new; `false` if there is no such room.
+    pub fn add_member(&self, name: &str, user_id: UserId, user: &str) -> bool {
+        {
+            let st = self.read();
+            match st.rooms.get(name) {
+                None => return false,
+                Some(room) if room.members.contains_key(&user_id) => return true,
+                Some(_) => {}
+            }
+        }
+        let mut st = self.write();
+        let Some(room) = st.rooms.get_mut(name) else {
+            return false;
+        };
+        if room.add(user_id, user) {
+            let room = &st.rooms[name];
             st.presence(room, user, user_id, PresenceEvent::Join);
         }
-        Some((room.info(), st.members(room)))
+        true
     }
 
     /// Removes a member (already removed in the database) and tells the room.
@@ -356,7 +577,7 @@ impl Hub {
         let Some(room) = st.rooms.get_mut(name) else {
             return;
         };
-        if room.members.remove(&user_id).is_some() {
+        if room.remove(user_id) {
             let room = &st.rooms[name];
             st.presence(room, user, user_id, PresenceEvent::Leave);
         }
@@ -393,10 +614,16 @@ impl Hub {
         st.send_to_room(room, &event, None);
     }
 
-    /// A room's members and whether each is online.
-    pub fn members(&self, name: &str) -> Option<Vec<Member>> {
+    /// A page of a room's members by name, after `after`, at most
+    /// `limit`; `None` if no such room.
+    pub fn members(&self, name: &str, after: Option<&str>, limit: usize) -> Option<MemberPage> {
         let st = self.read();
-        st.rooms.get(name).map(|r| st.members(r))
+        st.rooms.get(name).map(|r| st.page_after(r, after, limit))
+    }
+
+    /// How many members a room has (`None`: no such room).
+    pub fn member_count(&self, name: &str) -> Option<usize> {
+        self.read().rooms.get(name).map(|r| r.members.len())
     }
 
     /// All rooms, by name.
@@ -430,41 +657,9 @@ impl Hub {
         events: &[(SessionId, Outgoing)],
         wake: &mut Vec<Arc<Outbox>>,
     ) {
-        let all = Concatenated::default();
-        let mut senders: Vec<SessionId> = events.iter().map(|(sid, _)| *sid).collect();
-        senders.sort_unstable();
-        senders.dedup();
         let st = self.read();
-        let Some(room) = st.rooms.get(name) else {
-            return;
-        };
-        for user in room.members.keys() {
-            let Some(sids) = st.online.get(user) else {
-                continue;
-            };
-            for sid in sids {
-                let Some(s) = st.sessions.get(sid) else {
-                    continue;
-                };
-                let wire = s.outbox.wire();
-                let pushed = if senders.binary_search(sid).is_ok() {
-                    let others: Vec<u8> = events
-                        .iter()
-                        .filter(|(from, _)| from != sid)
-                        .flat_map(|(_, e)| e.bytes(wire).iter().copied())
-                        .collect();
-                    if others.is_empty() {
-                        continue;
-                    }
-                    s.outbox.push_deferred(&others)
-                } else {
-                    s.outbox
-                        .push_deferred(all.bytes(wire, events.iter().map(|(_, e)| e)))
-                };
-                if pushed == Some(true) {
-                    wake.push(s.outbox.clone());
-                }
-            }
+        if let Some(room) = st.rooms.get(name) {
+            st.push_run(room, events, |_, sid| sid, wake);
         }
     }
 
@@ -514,12 +709,15 @@ mod tests {
 
     #[test]
     fn fan_out_skips_the_sender_session_and_offline_members() {
-        let hub = Hub::new(vec![RoomRecord {
-            id: 1,
-            name: "general".into(),
-            topic: String::new(),
-            members: vec![(1, "alice".into()), (2, "bob".into()), (3, "carol".into())],
-        }]);
+        let hub = Hub::new(
+            vec![RoomRecord {
+                id: 1,
+                name: "general".into(),
+                topic: String::new(),
+                members: vec![(1, "alice".into()), (2, "bob".into()), (3, "carol".into())],
+            }],
+            1000,
+        );
         let a = Arc::new(Outbox::new(1 << 20).unwrap());
         let b = Arc::new(Outbox::new(1 << 20).unwrap());
         hub.attach(10, a.clone());
@@ -533,9 +731,13 @@ mod tests {
         hub.fan_out_room("general", msg, 10);
         assert_eq!(a.take().0, b"");
         assert_eq!(b.take().0, want);
-        let members = hub.members("general").unwrap();
-        assert_eq!(members.iter().filter(|m| m.online).count(), 2);
+        let page = hub.members("general", None, 10).unwrap();
+        assert_eq!(page.members.iter().filter(|m| m.online).count(), 2);
+        assert_eq!(page.online, 2);
+        hub.deliver_presence(hub.presence_queue().take_now());
+        a.take();
         hub.detach(20);
+        hub.deliver_presence(hub.presence_queue().take_now());
         let (bytes, _) = a.take();
         assert!(String::from_utf8_lossy(&bytes).contains("\"offline\""));
     }

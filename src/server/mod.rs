@@ -38,6 +38,7 @@ mod handlers;
 mod hub;
 mod outbox;
 mod per_ip;
+mod presence;
 mod services;
 mod session;
 mod transfer;
@@ -303,6 +304,7 @@ impl Server {
             code: ErrorCode::ShuttingDown,
             message: "the server is shutting down".into(),
         });
+        ctx.hub.presence_queue().close();
         ctx.hub.close_all(&goodbye);
         if !ctx.queue.wait_idle(Instant::now() + SHUTDOWN_GRACE) {
             log::warn!("some sessions did not close in time");

@@ -127,7 +127,7 @@ pub enum StartError {
         /// The cause.
         err: std::io::Error,
     },
-    /// The message writer's threads could not start.
+    /// The message writer's or the presence thread could not start.
     #[error("cannot start the message writer: {0}")]
     Writer(std::io::Error),
 }
@@ -146,7 +146,8 @@ impl Services {
             path: config.data_dir.clone(),
             err,
         })?;
-        let hub = Arc::new(Hub::new(store.load_rooms()?));
+        let hub = Arc::new(Hub::new(store.load_rooms()?, config.presence_room_limit));
+        spawn_presence(hub.clone()).map_err(StartError::Writer)?;
         let (writer, writer_thread) =
             writer::spawn(store.clone(), hub.clone()).map_err(StartError::Writer)?;
         let services = Services {
@@ -183,6 +184,20 @@ impl Services {
             slow_consumers_total: self.counters.slow_consumers.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Starts the thread that delivers coalesced presence (see `presence`); it
+/// ends when the hub's presence queue is closed.
+fn spawn_presence(hub: Arc<Hub>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("presence".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            while let Some(batch) = hub.presence_queue().next_batch() {
+                hub.deliver_presence(batch);
+            }
+        })
+        .map(drop)
 }
 
 /// Applies the `admins` setting: an existing account named there gets the

@@ -94,6 +94,14 @@ impl App {
         if let Some((window, id)) = self.model.mark_read_due() {
             self.net.send(NetCommand::MarkRead { window, id });
         }
+        // A room too large for presence events: its member list is
+        // fetched again while it is shown, at most every 30 s.
+        if let Some(room) = self
+            .model
+            .members_refresh_due(std::time::Duration::from_secs(30))
+        {
+            self.net.send(NetCommand::RefreshMembers(room));
+        }
     }
 }
 
@@ -577,9 +585,10 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             members,
             history,
             focus,
+            live_presence,
         } => {
             let name = room.name.clone();
-            m.on_joined(&room, members, &history);
+            m.on_joined(&room, members, &history, live_presence);
             // Switch to a room the user asked for, or, after logging in,
             // from the status window to the first room (its history is
             // loaded now, so the "new messages" divider can be placed).
@@ -597,11 +606,18 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             messages,
             more,
         } => m.on_history(&window, &messages, more),
+        NetEvent::Members { room, members } => m.on_members(&room, members),
         NetEvent::Users { room, members } => {
-            let list: Vec<String> = members
+            // A large room's page can hold hundreds: name the first ones.
+            const NAMED: usize = 50;
+            let mut list: Vec<String> = members
                 .iter()
+                .take(NAMED)
                 .map(|u| format!("{}{}", u.user, if u.online { "" } else { " (offline)" }))
                 .collect();
+            if members.len() > NAMED {
+                list.push(format!("and {} more", members.len() - NAMED));
+            }
             if let Some(i) = m.index_of(&WindowId::Room(room.clone())) {
                 m.windows[i].members = members;
             }
@@ -759,6 +775,7 @@ mod tests {
                     file: None,
                 }],
                 focus: false,
+                live_presence: true,
             });
             // Lay the screen out once, as a terminal start would, so that
             // the first key reaches the focused input line.

@@ -108,8 +108,17 @@ pub struct Window {
     pub lines: Vec<Line>,
     /// Messages that arrived while the window was not shown.
     pub unread: u32,
-    /// Room members (rooms only).
+    /// Room members (rooms only): all of them, or the first page of a
+    /// large room.
     pub members: Vec<Member>,
+    /// How many members the room has (may be more than `members` holds).
+    pub member_total: u32,
+    /// Whether the room sends presence events; if not, the member list is
+    /// refreshed with `who` while the window is shown.
+    pub live_presence: bool,
+    /// When the member list was last fetched for a room without live
+    /// presence.
+    pub members_fetched: Option<std::time::Instant>,
     /// Whether the server has older messages than the oldest loaded.
     pub more_before: bool,
     /// A history request is outstanding (so PgUp does not repeat it).
@@ -132,6 +141,9 @@ impl Window {
             lines: Vec::new(),
             unread: 0,
             members: Vec::new(),
+            member_total: 0,
+            live_presence: true,
+            members_fetched: None,
             loading: false,
             divider_before: None,
             read_marked: 0,
@@ -495,12 +507,21 @@ impl Model {
     }
 
     /// We joined a room (or rejoined after reconnecting).
-    pub fn on_joined(&mut self, room: &RoomInfo, members: Vec<Member>, history: &[ChatMessage]) {
+    pub fn on_joined(
+        &mut self,
+        room: &RoomInfo,
+        members: Vec<Member>,
+        history: &[ChatMessage],
+        live_presence: bool,
+    ) {
         let id = WindowId::Room(room.name.clone());
         let i = self.open(id.clone());
         let w = &mut self.windows[i];
         w.topic = room.topic.clone();
+        w.member_total = room.members.max(members.len() as u32);
         w.members = members;
+        w.live_presence = live_presence;
+        w.members_fetched = Some(std::time::Instant::now());
         let first_load = w.oldest_id().is_none();
         self.on_history(
             &id,
@@ -511,6 +532,31 @@ impl Model {
                 self.windows[i].more_before
             },
         );
+    }
+
+    /// The shown room's name, when its member list (a room without live
+    /// presence) was last fetched more than `every` ago: the caller asks
+    /// the server for a fresh page. Marks it fetched now.
+    pub fn members_refresh_due(&mut self, every: std::time::Duration) -> Option<String> {
+        let w = &mut self.windows[self.current];
+        let WindowId::Room(room) = &w.id else {
+            return None;
+        };
+        if w.live_presence || w.members_fetched.is_some_and(|t| t.elapsed() < every) {
+            return None;
+        }
+        w.members_fetched = Some(std::time::Instant::now());
+        Some(room.clone())
+    }
+
+    /// A fresh page of a room's members (for a room without live
+    /// presence), with the room's online count.
+    pub fn on_members(&mut self, room: &str, members: Vec<Member>) {
+        if let Some(i) = self.index_of(&WindowId::Room(room.to_owned())) {
+            let w = &mut self.windows[i];
+            w.member_total = w.member_total.max(members.len() as u32);
+            w.members = members;
+        }
     }
 
     /// Someone joined, left, came or went, or changed away status.
@@ -834,6 +880,7 @@ mod tests {
                 away: None,
             }],
             &[],
+            true,
         );
         m.on_presence("r", "bob", PresenceEvent::Join);
         m.on_presence("r", "bob", PresenceEvent::Away);

@@ -84,6 +84,8 @@ pub enum NetCommand {
     },
     /// List a room's members.
     Who(String),
+    /// Fetch a room's member list quietly (a room without live presence).
+    RefreshMembers(String),
     /// List all rooms.
     Rooms,
     /// Load older history of a window.
@@ -192,6 +194,8 @@ pub enum NetEvent {
         history: Vec<ChatMessage>,
         /// Whether the user asked for it (switch to it).
         focus: bool,
+        /// Whether the room sends presence events.
+        live_presence: bool,
     },
     /// We left a room.
     Left(String),
@@ -209,6 +213,13 @@ pub enum NetEvent {
         /// Room.
         room: String,
         /// Members.
+        members: Vec<Member>,
+    },
+    /// A quiet refresh of a room's member list.
+    Members {
+        /// Room.
+        room: String,
+        /// Members (a page, online ones first).
         members: Vec<Member>,
     },
     /// All rooms.
@@ -497,6 +508,7 @@ impl Net {
                     members: j.members,
                     history: j.history,
                     focus: false,
+                    live_presence: j.live_presence,
                 }),
                 Err(e) => return (classify(e), true),
             }
@@ -753,6 +765,7 @@ impl Net {
                         members: j.members,
                         history: j.history,
                         focus: true,
+                        live_presence: j.live_presence,
                     })
                 })
             }
@@ -768,6 +781,15 @@ impl Net {
             NetCommand::Who(room) => client
                 .who(&room)
                 .map(|members| emit(NetEvent::Users { room, members })),
+            // The joined reply's first page (online members first) is
+            // what the user list shows; a re-join is the cheapest way to
+            // get a fresh one with the counts.
+            NetCommand::RefreshMembers(room) => client.join(&room).map(|j| {
+                emit(NetEvent::Members {
+                    room,
+                    members: j.members,
+                })
+            }),
             NetCommand::Rooms => client.rooms().map(|r| emit(NetEvent::RoomList(r))),
             NetCommand::History { window, before } => {
                 let page = match &window {

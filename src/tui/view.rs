@@ -273,6 +273,13 @@ pub fn render_users(w: &Window) -> StyledString {
         };
         out.append_styled(format!("{mark} {}\n", for_terminal_line(&m.user)), style);
     }
+    let shown = w.members.len() as u32;
+    if w.member_total > shown {
+        out.append_styled(
+            format!("+ {} more\n", w.member_total - shown),
+            Style::from(Effect::Dim),
+        );
+    }
     out
 }
 

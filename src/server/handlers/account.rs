@@ -93,7 +93,7 @@ pub fn register(cx: &mut Cx, user: &str, pw: &str) -> Handled {
     cx.svc.auth.remember(&user, cx.peer.ip());
     cx.audit(Some(&user), "register", "");
     // The new user is in `general` in the database; mirror it.
-    cx.svc.hub.join("general", user_id, &user);
+    cx.svc.hub.add_member("general", user_id, &user);
     let token = issue_token(cx, user_id);
     enter(cx, user_id, user, token)
 }

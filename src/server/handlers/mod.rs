@@ -208,7 +208,7 @@ pub fn dispatch(cx: &mut Cx, me: &User, request: Request) -> Handled {
         Request::Leave { room } => rooms::leave(cx, me, &room),
         Request::Topic { room, topic } => rooms::topic(cx, me, &room, &topic),
         Request::DeleteRoom { room } => rooms::delete(cx, me, &room),
-        Request::Who { room } => rooms::who(cx, &room),
+        Request::Who { room, after, limit } => rooms::who(cx, &room, after.as_deref(), limit),
         Request::Say { room, body } => messages::say(cx, me, &room, body),
         Request::Dm { to, body } => messages::dm(cx, me, &to, body),
         Request::History {

@@ -4,7 +4,7 @@
 //! the hub never shows a room or a membership the database lacks.
 
 use super::{Answer, Cx, Handled, Refusal, User, existing_room, member_room};
-use crate::protocol::{ErrorCode, JOIN_REPLAY, ServerMsg};
+use crate::protocol::{ErrorCode, JOIN_MEMBERS, JOIN_REPLAY, ServerMsg, WHO_PAGE, WHO_PAGE_MAX};
 use crate::store::StoreError;
 use crate::validate;
 
@@ -79,12 +79,9 @@ pub fn delete(cx: &mut Cx, me: &User, room: &str) -> Handled {
         ));
     }
     let admin = cx.svc.store.is_admin(me.id)?;
+    let members = cx.svc.hub.member_count(&room.name).unwrap_or(0);
     let alone_creator = cx.svc.store.room_creator(room.id)? == Some(me.id)
-        && cx
-            .svc
-            .hub
-            .members(&room.name)
-            .is_some_and(|m| m.iter().all(|m| m.user == me.name));
+        && (members == 0 || (members == 1 && cx.svc.hub.is_member(&room.name, me.id)));
     if !admin && !alone_creator {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
@@ -106,20 +103,29 @@ pub fn delete(cx: &mut Cx, me: &User, room: &str) -> Handled {
     Ok(Answer::Reply(ServerMsg::Ok))
 }
 
-/// A room's members and whether each is online or away.
-pub fn who(cx: &mut Cx, room: &str) -> Handled {
+/// A page of a room's members by name, and whether each is online or
+/// away.
+pub fn who(cx: &mut Cx, room: &str, after: Option<&str>, limit: Option<u32>) -> Handled {
     let room = existing_room(cx.svc, room)?;
-    let members = cx.svc.hub.members(&room.name).unwrap_or_default();
+    let limit = limit.unwrap_or(WHO_PAGE).clamp(1, WHO_PAGE_MAX) as usize;
+    let page = cx
+        .svc
+        .hub
+        .members(&room.name, after, limit)
+        .ok_or_else(|| Refusal::new(ErrorCode::NoSuchRoom, format!("no room #{}", room.name)))?;
     Ok(Answer::Reply(ServerMsg::Users {
         room: room.name,
-        members,
+        members: page.members,
+        more: page.more,
+        online: page.online,
     }))
 }
 
 /// Adds the caller to the hub's room (telling its members) and answers
 /// with the room, its members and its latest history.
 fn joined(cx: &mut Cx, me: &User, room: &str) -> Handled {
-    let Some((info, members)) = cx.svc.hub.join(room, me.id, &me.name) else {
+    let Some((info, page, live_presence)) = cx.svc.hub.join(room, me.id, &me.name, JOIN_MEMBERS)
+    else {
         return Err(Refusal::new(
             ErrorCode::NoSuchRoom,
             format!("no room #{room}"),
@@ -131,8 +137,11 @@ fn joined(cx: &mut Cx, me: &User, room: &str) -> Handled {
     };
     Ok(Answer::Reply(ServerMsg::Joined {
         room: info,
-        members,
+        members: page.members,
         history,
+        online: page.online,
+        more_members: page.more,
+        live_presence,
     }))
 }
 
