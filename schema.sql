@@ -82,6 +82,11 @@ CREATE INDEX IF NOT EXISTS messages_by_room ON messages(room_id, id)
     WHERE room_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_by_dm ON messages(recipient_id, sender_id, id)
     WHERE recipient_id IS NOT NULL;
+-- Direct messages to a user in id order: the offline-DM replay at login
+-- reads only those above the user's dm_cursor (without it, every DM the
+-- user ever received was scanned at each login).
+CREATE INDEX IF NOT EXISTS messages_to_user ON messages(recipient_id, id)
+    WHERE recipient_id IS NOT NULL;
 
 -- Where each user stopped reading each room and each direct conversation:
 -- messages with a larger id are unread. Kept by the server so unread counts

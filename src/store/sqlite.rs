@@ -38,6 +38,66 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+// The queries on the login path, named so that a test can check their
+// plans: none may scan the messages table (login must cost the same on a
+// million messages as on none).
+
+/// Direct messages to ?1 above its delivery cursor, oldest first (login).
+const UNDELIVERED_DMS: &str = "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
+                    f.id, f.name, f.mime, f.size, f.sha256
+             FROM messages m
+             JOIN users r ON r.id = m.recipient_id
+             JOIN users s ON s.id = m.sender_id
+             LEFT JOIN files f ON f.id = m.file_id
+             WHERE m.recipient_id = ?1
+               AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
+             ORDER BY m.id LIMIT ?2";
+
+/// A page of room ?1 before id ?2, newest first (join, history).
+const ROOM_HISTORY: &str = "SELECT m.id, r.name, NULL, s.name, m.body, m.created_at,
+                    f.id, f.name, f.mime, f.size, f.sha256
+             FROM messages m
+             JOIN rooms r ON r.id = m.room_id
+             JOIN users s ON s.id = m.sender_id
+             LEFT JOIN files f ON f.id = m.file_id
+             WHERE m.room_id = ?1 AND m.id < ?2
+             ORDER BY m.id DESC LIMIT ?3";
+
+/// Per room of user ?1: last read, unread count, newest id (login).
+const UNREAD_ROOMS: &str = "SELECT r.id, r.name, coalesce(rr.last_read, 0),
+                    (SELECT count(*) FROM messages m
+                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0) AND m.sender_id != ?1),
+                    (SELECT coalesce(max(m.id), 0) FROM messages m WHERE m.room_id = r.id)
+             FROM room_members mem
+             JOIN rooms r ON r.id = mem.room_id
+             LEFT JOIN room_reads rr ON rr.user_id = mem.user_id AND rr.room_id = mem.room_id
+             WHERE mem.user_id = ?1
+             ORDER BY r.name";
+
+/// Unread bodies of room ?1 after ?2 not by ?3 that may mention ?4 (login).
+const MENTION_BODIES: &str = "SELECT body FROM messages
+             WHERE room_id = ?1 AND id > ?2 AND sender_id != ?3 AND body LIKE '%' || ?4 || '%'
+             ORDER BY id DESC LIMIT 1000";
+
+/// Per sender of direct messages to ?1: last read, unread count, newest id (login).
+const UNREAD_DMS: &str = "WITH RECURSIVE peers(id) AS (
+                 SELECT (SELECT min(sender_id) FROM messages WHERE recipient_id = ?1)
+                 UNION ALL
+                 SELECT (SELECT min(sender_id) FROM messages
+                          WHERE recipient_id = ?1 AND sender_id > peers.id)
+                 FROM peers WHERE peers.id IS NOT NULL)
+             SELECT s.name, coalesce(d.last_read, 0) AS lr,
+                    (SELECT count(*) FROM messages m
+                      WHERE m.recipient_id = ?1 AND m.sender_id = p.id
+                        AND m.id > coalesce(d.last_read, 0)),
+                    (SELECT max(m.id) FROM messages m
+                      WHERE m.recipient_id = ?1 AND m.sender_id = p.id) AS newest
+             FROM peers p
+             JOIN users s ON s.id = p.id
+             LEFT JOIN dm_reads d ON d.user_id = ?1 AND d.peer_id = p.id
+             WHERE p.id IS NOT NULL AND newest > lr
+             ORDER BY s.name";
+
 /// The SQLite database behind an r2d2 pool; cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -312,17 +372,7 @@ impl Store for SqliteStore {
 
     fn undelivered_dms(&self, user: UserId, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
-                    f.id, f.name, f.mime, f.size, f.sha256
-             FROM messages m
-             JOIN users r ON r.id = m.recipient_id
-             JOIN users s ON s.id = m.sender_id
-             LEFT JOIN files f ON f.id = m.file_id
-             WHERE m.recipient_id = ?1
-               AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
-             ORDER BY m.id LIMIT ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(UNDELIVERED_DMS)?;
         let rows = stmt.query_map(params![user, limit], chat_message)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -334,16 +384,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT m.id, r.name, NULL, s.name, m.body, m.created_at,
-                    f.id, f.name, f.mime, f.size, f.sha256
-             FROM messages m
-             JOIN rooms r ON r.id = m.room_id
-             JOIN users s ON s.id = m.sender_id
-             LEFT JOIN files f ON f.id = m.file_id
-             WHERE m.room_id = ?1 AND m.id < ?2
-             ORDER BY m.id DESC LIMIT ?3",
-        )?;
+        let mut stmt = conn.prepare_cached(ROOM_HISTORY)?;
         let rows = stmt.query_map(
             params![room, before.unwrap_or(i64::MAX), limit + 1],
             chat_message,
@@ -513,22 +554,8 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         // Rooms: count in SQL; mentions need the word-boundary matcher, so
         // fetch candidate bodies (LIKE is a cheap pre-filter) and check.
-        let mut rooms = conn.prepare_cached(
-            "SELECT r.id, r.name, coalesce(rr.last_read, 0),
-                    (SELECT count(*) FROM messages m
-                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0) AND m.sender_id != ?1),
-                    (SELECT coalesce(max(m.id), 0) FROM messages m WHERE m.room_id = r.id)
-             FROM room_members mem
-             JOIN rooms r ON r.id = mem.room_id
-             LEFT JOIN room_reads rr ON rr.user_id = mem.user_id AND rr.room_id = mem.room_id
-             WHERE mem.user_id = ?1
-             ORDER BY r.name",
-        )?;
-        let mut mention_bodies = conn.prepare_cached(
-            "SELECT body FROM messages
-             WHERE room_id = ?1 AND id > ?2 AND sender_id != ?3 AND body LIKE '%' || ?4 || '%'
-             ORDER BY id DESC LIMIT 1000",
-        )?;
+        let mut rooms = conn.prepare_cached(UNREAD_ROOMS)?;
+        let mut mention_bodies = conn.prepare_cached(MENTION_BODIES)?;
         let room_rows: Vec<(RoomId, String, i64, u32, i64)> = rooms
             .query_map([user], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -554,14 +581,11 @@ impl Store for SqliteStore {
                 newest,
             });
         }
-        let mut dms = conn.prepare_cached(
-            "SELECT s.name, coalesce(d.last_read, 0), count(*), max(m.id)
-             FROM messages m
-             JOIN users s ON s.id = m.sender_id
-             LEFT JOIN dm_reads d ON d.user_id = m.recipient_id AND d.peer_id = m.sender_id
-             WHERE m.recipient_id = ?1 AND m.id > coalesce(d.last_read, 0)
-             GROUP BY m.sender_id ORDER BY s.name",
-        )?;
+        // Direct messages: hop from one sender to the next through the
+        // (recipient, sender, id) index, then count each conversation's
+        // unread range. The cost is O(peers × log n + unread), not O(every
+        // DM ever received): a login must not slow down as history grows.
+        let mut dms = conn.prepare_cached(UNREAD_DMS)?;
         let dm_rows = dms.query_map([user], |r| {
             Ok(Unread {
                 room: None,
@@ -954,6 +978,75 @@ mod tests {
         store.advance_dm_cursor(b, dm).unwrap();
         assert!(store.undelivered_dms(b, 10).unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 15: a login's cost must not grow with history. Each query on
+    /// the login path runs on a database with 100 and with 20,000 old,
+    /// read, delivered messages (room and direct); SQLite's count of
+    /// virtual-machine steps (deterministic, unlike time) must stay flat.
+    /// The DM summary used to read every DM the user ever received.
+    #[test]
+    fn login_path_queries_cost_the_same_on_a_long_history() {
+        use rusqlite::StatementStatus;
+        let steps_with = |history: i64| -> Vec<(&'static str, i32)> {
+            let (store, dir) = temp_store();
+            let alice = store.create_user("alice", "h").unwrap();
+            let bob = store.create_user("bob", "h").unwrap();
+            let conn = store.pool.get().unwrap();
+            conn.execute_batch(&format!(
+                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {history})
+                 INSERT INTO messages (room_id, recipient_id, sender_id, body, created_at)
+                 SELECT CASE i % 2 WHEN 0 THEN 1 END, CASE i % 2 WHEN 1 THEN {bob} END,
+                        {alice}, 'hello bob ' || i, i FROM c;
+                 UPDATE users SET dm_cursor = (SELECT max(id) FROM messages);
+                 INSERT OR REPLACE INTO room_reads VALUES ({bob}, 1, (SELECT max(id) FROM messages));
+                 INSERT OR REPLACE INTO dm_reads VALUES ({bob}, {alice}, (SELECT max(id) FROM messages));"
+            ))
+            .unwrap();
+            let newest: i64 = conn
+                .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))
+                .unwrap();
+            let cases: [(&str, &str, Vec<rusqlite::types::Value>); 5] = [
+                (
+                    "undelivered DMs",
+                    UNDELIVERED_DMS,
+                    vec![bob.into(), 1000.into()],
+                ),
+                (
+                    "room history",
+                    ROOM_HISTORY,
+                    vec![1.into(), i64::MAX.into(), 51.into()],
+                ),
+                ("unread rooms", UNREAD_ROOMS, vec![bob.into()]),
+                (
+                    "mention bodies",
+                    MENTION_BODIES,
+                    vec![1.into(), newest.into(), bob.into(), "bob".to_owned().into()],
+                ),
+                ("unread DMs", UNREAD_DMS, vec![bob.into()]),
+            ];
+            let steps = cases
+                .into_iter()
+                .map(|(name, sql, params)| {
+                    let mut stmt = conn.prepare(sql).unwrap();
+                    let mut rows = stmt.query(rusqlite::params_from_iter(params)).unwrap();
+                    while rows.next().unwrap().is_some() {}
+                    drop(rows);
+                    (name, stmt.get_status(StatementStatus::VmStep))
+                })
+                .collect();
+            drop(conn);
+            std::fs::remove_dir_all(dir).unwrap();
+            steps
+        };
+        let short = steps_with(100);
+        let long = steps_with(20_000);
+        for ((name, few), (_, many)) in short.iter().zip(&long) {
+            assert!(
+                *many <= few * 2 + 100,
+                "{name}: {few} steps on 100 messages, {many} on 20,000"
+            );
+        }
     }
 
     /// A database made by the first release (user_version 1: no files,

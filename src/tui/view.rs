@@ -286,7 +286,7 @@ pub fn render_users(w: &Window) -> StyledString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ChatMessage, Member};
+    use crate::protocol::{ChatMessage, Member, RoomInfo};
 
     fn source(s: &StyledString) -> String {
         s.source().to_owned()
@@ -355,6 +355,39 @@ mod tests {
             texts[0].contains("see \u{FFFD}[2Jgnp.exe and this"),
             "{}",
             texts[0]
+        );
+    }
+
+    /// Issue 15: a big room's first page is marked as such, with how many
+    /// more there are.
+    #[test]
+    fn a_partial_member_list_says_how_many_more_there_are() {
+        let mut m = Model::new("alice");
+        let room = RoomInfo {
+            name: "big".into(),
+            topic: String::new(),
+            members: 10_000,
+        };
+        let page = vec![Member {
+            user: "alice".into(),
+            online: true,
+            away: None,
+        }];
+        m.on_joined(&room, page, &[], false);
+        let i = m.index_of(&WindowId::Room("big".into())).unwrap();
+        let text = source(&render_users(&m.windows[i]));
+        assert!(text.contains("+ 9999 more"), "{text}");
+        // Shown, a room without live presence asks for a fresh list, and
+        // not again right away.
+        m.select(i);
+        m.windows[i].members_fetched = None;
+        assert_eq!(
+            m.members_refresh_due(std::time::Duration::from_secs(30)),
+            Some("big".into())
+        );
+        assert_eq!(
+            m.members_refresh_due(std::time::Duration::from_secs(30)),
+            None
         );
     }
 
