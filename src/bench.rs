@@ -734,6 +734,200 @@ pub fn upload(server: &BenchServer) -> Value {
            "lost": quiet["lost"].as_u64().unwrap_or(0) + during["lost"].as_u64().unwrap_or(0)})
 }
 
+/// One step of the `crowd` scenario: `n` clients register (which puts
+/// them in `general`, the room everyone is in) and join `general`, as the
+/// TUI does at login, from 8 threads, and all stay connected. Reports the
+/// setup's wall time, the server's CPU per login, the size of the `joined`
+/// reply, and how many clients failed to get in within `deadline`.
+pub fn crowd_step(server: &BenchServer, n: usize, deadline: Duration) -> Value {
+    let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let joined_bytes = AtomicU64::new(0);
+    let kept: Mutex<Vec<Client>> = Mutex::new(Vec::with_capacity(n));
+    let (cpu0, own0) = (server.cpu_us(), own_cpu_us());
+    let t0 = Instant::now();
+    let stop = t0 + deadline;
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= n {
+                        break;
+                    }
+                    if Instant::now() >= stop {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let Ok(mut c) = Client::connect_with(
+                        &server.addr,
+                        "localhost",
+                        &server.connector,
+                        stop.saturating_duration_since(Instant::now()),
+                    ) else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let joined = c
+                        .register(&format!("crowd{i}"), PW)
+                        .and_then(|_| c.join("general"));
+                    match joined {
+                        Ok(j) => {
+                            let size = serde_json::to_vec(&crate::protocol::ServerMsg::Joined {
+                                room: j.room,
+                                members: j.members,
+                                history: j.history,
+                                online: j.online,
+                                more_members: j.more_members,
+                                live_presence: j.live_presence,
+                            })
+                            .map_or(0, |v| v.len());
+                            joined_bytes.fetch_add(size as u64, Ordering::Relaxed);
+                            kept.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let setup = t0.elapsed().as_secs_f64();
+    let ok = n as u64 - failed.load(Ordering::Relaxed);
+    let per = |us: u64| (us as f64 / n.max(1) as f64 / 10.0).round() / 100.0;
+    let rss = server.rss_kib();
+    let result = json!({
+        "clients": n, "joined": ok, "failed": n as u64 - ok,
+        "setup_s": (setup * 100.0).round() / 100.0,
+        "server_cpu_ms_per_login": per(server.cpu_us() - cpu0),
+        "bench_cpu_ms_per_login": per(own_cpu_us() - own0),
+        "joined_reply_bytes": joined_bytes.load(Ordering::Relaxed) / ok.max(1),
+        "server_rss_kib": rss,
+    });
+    drop(kept);
+    result
+}
+
+/// Login latency on an empty database and on one with `messages` stored
+/// messages (room messages and DMs, all read and delivered): the login
+/// path must not grow with history. `logins` password logins each.
+pub fn login_history(
+    empty: &BenchServer,
+    full: &BenchServer,
+    messages: usize,
+    logins: usize,
+) -> Value {
+    let fill_start = Instant::now();
+    fill_history(full, messages);
+    let fill_s = fill_start.elapsed().as_secs_f64();
+    let measure = |server: &BenchServer| -> Value {
+        let mut c = server.client();
+        let _ = c.register("reader", PW);
+        let mut lat = Vec::with_capacity(logins);
+        for _ in 0..logins {
+            let mut c = server.client();
+            let t = Instant::now();
+            c.login("reader", PW).expect("login");
+            lat.push(t.elapsed().as_micros() as u64);
+        }
+        summary(lat)
+    };
+    let empty_lat = measure(empty);
+    let full_lat = measure(full);
+    json!({"scenario": "login-history", "messages": messages, "logins": logins,
+           "fill_seconds": (fill_s * 10.0).round() / 10.0,
+           "empty": empty_lat, "full": full_lat})
+}
+
+/// Stores `n` messages through the server: 9 in 10 to `general`, 1 in 10
+/// direct messages between two users, pipelined by 4 senders.
+fn fill_history(server: &BenchServer, n: usize) {
+    let mut reader = server.client();
+    let _ = reader.register("reader", PW);
+    drop(reader);
+    let per = n / 4;
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                let mut c = server.client();
+                let _ = c.register(&format!("filler{t}"), PW);
+                let body = "an old message about nothing in particular";
+                let mut batch = Vec::new();
+                let mut sent = 0;
+                while sent < per {
+                    batch.clear();
+                    let k = (per - sent).min(500);
+                    for i in 0..k {
+                        let request = if (sent + i) % 10 == 0 {
+                            Request::Dm {
+                                to: "reader".into(),
+                                body: body.into(),
+                            }
+                        } else {
+                            Request::Say {
+                                room: "general".into(),
+                                body: body.into(),
+                            }
+                        };
+                        batch.extend_from_slice(&encode_json(&ClientFrame {
+                            req: Some((sent + i) as u64 + 1),
+                            request,
+                        }));
+                    }
+                    c.send_frame(&batch).expect("send");
+                    let mut acked = 0;
+                    while acked < k {
+                        c.drain_raw(&mut |json| {
+                            if is_ack(json) {
+                                acked += 1;
+                            }
+                        })
+                        .expect("acks");
+                        if acked < k {
+                            let _ = crate::poller::wait(
+                                c.raw_fd(),
+                                false,
+                                None,
+                                Some(Duration::from_millis(50)),
+                            );
+                        }
+                    }
+                    sent += k;
+                }
+            });
+        }
+    });
+    // Everything is delivered and read, as after a long-running server:
+    // each login replays at most 1,000 offline DMs and moves the cursor.
+    let mut r = loop {
+        let mut r = server.client();
+        if r.login("reader", PW).expect("login").offline_dms == 0 {
+            break r;
+        }
+    };
+    let j = r.join("general").expect("join");
+    if let Some(last) = j.history.last() {
+        let _ = r.request(Request::MarkRead {
+            room: Some("general".into()),
+            with: None,
+            id: last.id,
+        });
+    }
+    for t in 0..4 {
+        let with = format!("filler{t}");
+        if let Ok((page, _)) = r.dm_history(&with, None, 1)
+            && let Some(last) = page.last()
+        {
+            let _ = r.request(Request::MarkRead {
+                room: None,
+                with: Some(with),
+                id: last.id,
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

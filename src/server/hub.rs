@@ -262,17 +262,18 @@ impl HubState {
 
     /// Up to `limit` members, online ones first, each group by name.
     fn first_page(&self, room: &Room, limit: usize) -> MemberPage {
+        // One pass over the members, allocating only for the page: this
+        // runs at every join of a room of any size.
         let (mut on, mut off) = (Vec::new(), Vec::new());
         let mut online = 0u32;
         for (name, id) in &room.by_name {
-            let m = self.member(*id, name);
-            if m.online {
+            if self.online.contains_key(id) {
                 online += 1;
                 if on.len() < limit {
-                    on.push(m);
+                    on.push(self.member(*id, name));
                 }
             } else if off.len() < limit {
-                off.push(m);
+                off.push(self.member(*id, name));
             }
         }
         on.extend(off);

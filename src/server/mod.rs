@@ -193,6 +193,7 @@ impl Server {
     /// Loads TLS material, opens the database, starts the message writer
     /// and binds the listen address.
     pub fn bind(config: &ServerConfig) -> Result<Server, ServerError> {
+        raise_descriptor_limit(config.max_sessions);
         let acceptor = tls::server_acceptor(&config.cert, &config.key)?;
         if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|err| ServerError::Io {
@@ -356,6 +357,52 @@ impl Server {
             })
             .expect("spawning the stats thread at start-up");
         (tx, handle)
+    }
+}
+
+/// Descriptors each session holds: its socket and its waker's eventfd.
+const FDS_PER_SESSION: u64 = 2;
+
+/// Raises this process's open-file limit as far as it may go (the soft
+/// limit to the hard one; as root, both to the kernel's `nr_open`), since
+/// every session holds [`FDS_PER_SESSION`] descriptors and the default
+/// soft limit (often 1,024) would cap a server at a few hundred clients.
+/// Warns when `max_sessions` still cannot fit.
+fn raise_descriptor_limit(max_sessions: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(lim.rlim_max);
+    let wanted = (max_sessions as u64 * FDS_PER_SESSION + 4096).min(nr_open);
+    for (cur, max) in [
+        (wanted.max(lim.rlim_cur), wanted.max(lim.rlim_max)),
+        (lim.rlim_max.max(lim.rlim_cur), lim.rlim_max),
+    ] {
+        let next = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: max,
+        };
+        // SAFETY: setrlimit only reads the struct; raising the hard limit
+        // fails without privilege, and then the next, lower try is made.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &next) } == 0 {
+            lim = next;
+            break;
+        }
+    }
+    let needed = max_sessions as u64 * FDS_PER_SESSION + 64;
+    if lim.rlim_cur < needed {
+        log::warn!(
+            "open-file limit {} is below the {needed} that {max_sessions} sessions need; raise it (ulimit -n, or LimitNOFILE= in a systemd unit)",
+            lim.rlim_cur
+        );
     }
 }
 
