@@ -407,9 +407,30 @@ fn targets(results: &[(String, Value)]) -> String {
          login (TLS handshake, PBKDF2 at 1,000 iterations, the account's rows, the join), the `joined` reply's \
          size and the server's RSS with everyone connected. Presence: rooms up to `presence_room_limit` (1,000) \
          members get per-user presence, coalesced over 50 ms into one push per member; larger rooms get none and \
-         list at most 100 members in `joined` (online first) with counts, paging the rest with `who`. Before \
-         (the server at 1c51986, by hand, `confab-bench --server <old binary> crowd`), every login sent presence \
-         to every online member of `general`, each a wake-up, and `joined` carried the whole member list.\n",
+         list at most 100 members in `joined` (online first) with counts, paging the rest with `who`. Before (the server at b6ecc3b, the start of this session, measured by hand on 2026-12-02 with this \
+         generator: `confab-bench --server <old binary> crowd login-history`), every login sent presence to \
+         every online member of `general`, each a wake-up, and `joined` carried the whole member list: 1,000 \
+         clients took 23.2 s at 37.1 ms of server CPU per login (now 1.7-2.2 s at 1.9-2.4 ms), 3,000 got only \
+         2,300 in within 120 s at 64.4 ms per login (now all 3,000 in 5.7-6.5 s at 2.0-2.5 ms), 10,000 got \
+         2,153 in (now 9,988), and the `joined` reply grew to 37 KB (now at most 3.6 KB). **The 10,000 step \
+         stops at 9,988 sessions** on this machine: each session holds two descriptors (its socket and its \
+         waker's eventfd), the hard open-file limit here is 20,000 and the server may not raise it (no \
+         CAP_SYS_RESOURCE); the last 12 wait for the 120 s deadline, which is why that setup time reads 120 \
+         s. The 9,988 were in after about 24 s (from the server log's timestamps). The server CPU per login \
+         still grows from 1.3-1.5 ms at 100 to 2.4-2.6 ms at 10,000 (the 1 ms target is missed): what is left \
+         per login is the TLS handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite \
+         statements, a front-door thread, and the `joined` page, which still walks the member list once (O(n) \
+         but without allocations).\n\n**How `login-history` sets up.** Two servers: one empty, one filled \
+         through the protocol with 1,000,000 messages by 4 pipelining senders (9 in 10 to `general`, 1 in 10 \
+         DMs to the measured user), after which the user's offline DMs are delivered (logins until none are \
+         left) and everything is marked read, as on a long-running server. Then 300 password logins on each. \
+         Before (b6ecc3b): p50 0.61 / p99 1.61 ms empty against p50 39.6 / p99 56.7 ms with 1,000,000 \
+         messages: the DM summary and the offline-DM replay read every DM the user had ever received. Now the \
+         summary hops between senders through the (recipient, sender, id) index and the replay uses a \
+         (recipient, id) index: p99 0.9-1.2 ms on 1,000,000 against 0.7-1.6 ms empty over two runs (ratios \
+         1.24 and 0.75: noise of a few hundred µs on a sub-ms figure). \
+         `login_path_queries_cost_the_same_on_a_long_history` in `make test` checks the same thing without \
+         timing, by SQLite's step counts.\n",
     );
     md.push_str(
         "\n**Upload** figures vary from run to run (167-205 MB/s over five runs by hand on 2026-11-25, against \
