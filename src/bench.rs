@@ -57,6 +57,8 @@ pub struct BenchServer {
     pub addr: String,
     dir: PathBuf,
     connector: TlsConnector,
+    /// How it was started, to start it again ([`BenchServer::restart`]).
+    command: (PathBuf, PathBuf, Vec<String>),
 }
 
 impl BenchServer {
@@ -70,38 +72,8 @@ impl BenchServer {
             rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let mut child = Command::new(server_bin)
-            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("--cert")
-            .arg(certs.join("server.pem"))
-            .arg("--key")
-            .arg(certs.join("server.key"))
-            .args([
-                "--max-per-ip",
-                "0",
-                "--flood-burst",
-                "1000000000",
-                "--flood-rate",
-                "1000000000",
-            ])
-            .args(["--login-failures", "0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", server_bin.display()))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().ok_or("no stdout")?)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .ok_or_else(|| format!("server said {line:?}"))?
-            .to_owned();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn_server(server_bin, certs, &extra, &dir, "127.0.0.1:0")?;
         let connector =
             client_connector(&Trust::CaFile(certs.join("ca.pem"))).map_err(|e| e.to_string())?;
         Ok(BenchServer {
@@ -109,7 +81,24 @@ impl BenchServer {
             addr,
             dir,
             connector,
+            command: (server_bin.to_path_buf(), certs.to_path_buf(), extra),
         })
+    }
+
+    /// Stops the server with SIGTERM (as an operator would), waits for it,
+    /// and starts it again on the same address and database; returns when
+    /// it listens.
+    pub fn restart(&mut self) -> Result<(), String> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        let (bin, certs, extra) = &self.command;
+        let (child, addr) = spawn_server(bin, certs, extra, &self.dir, &self.addr)?;
+        self.child = child;
+        self.addr = addr;
+        Ok(())
     }
 
     /// A greeted client.
@@ -122,7 +111,53 @@ impl BenchServer {
         )
         .expect("bench client connects")
     }
+}
 
+/// Starts a server process listening on `listen`; returns it and the
+/// address it says it listens on.
+fn spawn_server(
+    server_bin: &Path,
+    certs: &Path,
+    extra: &[String],
+    dir: &Path,
+    listen: &str,
+) -> Result<(Child, String), String> {
+    let mut child = Command::new(server_bin)
+        .args(["--listen", listen, "--log", "warn"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--cert")
+        .arg(certs.join("server.pem"))
+        .arg("--key")
+        .arg(certs.join("server.key"))
+        .args([
+            "--max-per-ip",
+            "0",
+            "--flood-burst",
+            "1000000000",
+            "--flood-rate",
+            "1000000000",
+        ])
+        .args(["--login-failures", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", server_bin.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("server said {line:?}"))?
+        .to_owned();
+    Ok((child, addr))
+}
+
+impl BenchServer {
     /// A client logged in as `user` (registered on first use).
     pub fn user(&self, user: &str) -> Client {
         let mut c = self.client();
@@ -740,6 +775,11 @@ pub fn upload(server: &BenchServer) -> Value {
 /// setup's wall time, the server's CPU per login, the size of the `joined`
 /// reply, and how many clients failed to get in within `deadline`.
 pub fn crowd_step(server: &BenchServer, n: usize, deadline: Duration) -> Value {
+    crowd_join(server, n, deadline).0
+}
+
+/// [`crowd_step`], keeping the connected clients.
+fn crowd_join(server: &BenchServer, n: usize, deadline: Duration) -> (Value, Vec<Client>) {
     let next = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let joined_bytes = AtomicU64::new(0);
@@ -805,8 +845,134 @@ pub fn crowd_step(server: &BenchServer, n: usize, deadline: Duration) -> Value {
         "joined_reply_bytes": joined_bytes.load(Ordering::Relaxed) / ok.max(1),
         "server_rss_kib": rss,
     });
+    (result, kept.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// New sessions while `online` clients sit in `general`: `k` resumed
+/// sessions, then `k` registrations, each by 8 threads as fast as they go.
+/// Logins in a crowded room must cost what they cost in an empty one.
+pub fn storm_crowded(server: &BenchServer, online: usize, k: usize) -> Value {
+    let (crowd, kept) = crowd_join(server, online, Duration::from_secs(120));
+    let mut c = server.client();
+    let token = c
+        .register("stormer", PW)
+        .expect("register")
+        .token
+        .expect("token");
+    drop(c);
+    let storm = |register: bool| -> (f64, f64) {
+        let next = AtomicU64::new(0);
+        let cpu0 = server.cpu_us();
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        if i >= k {
+                            break;
+                        }
+                        let mut c = server.client();
+                        if register {
+                            c.register(&format!("storm{i}"), PW).expect("register");
+                        } else {
+                            c.resume("stormer", &token).expect("resume");
+                        }
+                    }
+                });
+            }
+        });
+        let rate = k as f64 / t0.elapsed().as_secs_f64();
+        let cpu = (server.cpu_us() - cpu0) as f64 / k as f64 / 1000.0;
+        (rate.round(), (cpu * 100.0).round() / 100.0)
+    };
+    let (resumed, resumed_cpu) = storm(false);
+    let (registered, registered_cpu) = storm(true);
     drop(kept);
-    result
+    json!({"scenario": "storm-crowded", "online": crowd["joined"], "sessions": k, "threads": 8,
+           "resumed_per_s": resumed, "server_cpu_ms_per_resumed": resumed_cpu,
+           "registered_per_s": registered, "server_cpu_ms_per_registered": registered_cpu})
+}
+
+/// `n` clients online with resume tokens; the server is stopped (SIGTERM)
+/// and started again, and every client comes back with its token at once
+/// (8 threads). Reports how long until all are back, and whether the
+/// server then shows each of them online.
+pub fn restart(server: &mut BenchServer, n: usize) -> Value {
+    let next = AtomicU64::new(0);
+    let tokens: Mutex<Vec<(String, String, Client)>> = Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= n {
+                        break;
+                    }
+                    let mut c = server.client();
+                    let user = format!("back{i}");
+                    if let Ok(Some(token)) = c.register(&user, PW).map(|l| l.token) {
+                        tokens
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((user, token, c));
+                    }
+                }
+            });
+        }
+    });
+    let tokens = tokens.into_inner().unwrap_or_else(|e| e.into_inner());
+    let before = tokens.len();
+    let stop0 = Instant::now();
+    if let Err(e) = server.restart() {
+        return json!({"scenario": "restart", "error": e});
+    }
+    let restart_s = stop0.elapsed().as_secs_f64();
+    let credentials: Vec<(String, String)> =
+        tokens.into_iter().map(|(u, t, _old)| (u, t)).collect();
+    let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let back: Mutex<Vec<Client>> = Mutex::new(Vec::with_capacity(n));
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some((user, token)) = credentials.get(i) else {
+                        break;
+                    };
+                    let ok = Client::connect_with(
+                        &server.addr,
+                        "localhost",
+                        &server.connector,
+                        Duration::from_secs(30),
+                    )
+                    .and_then(|mut c| c.resume(user, token).map(|_| c));
+                    match ok {
+                        Ok(c) => back.lock().unwrap_or_else(|e| e.into_inner()).push(c),
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let back_s = t0.elapsed().as_secs_f64();
+    let back = back.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The server's view: everyone who came back is online in `general`.
+    let mut observer = server.client();
+    let _ = observer.register("observer", PW);
+    let online = observer
+        .who_page("general", None, Some(1))
+        .map_or(0, |p| p.online as usize);
+    let correct = online == back.len() + 1;
+    json!({"scenario": "restart", "clients": before, "restart_seconds": (restart_s * 100.0).round() / 100.0,
+           "back": back.len(), "failed": failed.load(Ordering::Relaxed),
+           "all_back_seconds": (back_s * 100.0).round() / 100.0,
+           "resumed_per_s": (back.len() as f64 / back_s).round(),
+           "online_in_general": online, "online_state_correct": correct})
 }
 
 /// Login latency on an empty database and on one with `messages` stored

@@ -51,6 +51,8 @@ const ALL: &[&str] = &[
     "history",
     "upload",
     "crowd",
+    "storm-crowded",
+    "restart",
     "login-history",
 ];
 
@@ -172,6 +174,27 @@ fn run(args: &Args) -> Result<(), String> {
                 }
                 let largest = steps.last().cloned().unwrap_or_default();
                 serde_json::json!({"scenario": "crowd", "steps": steps, "largest": largest})
+            }
+            "storm-crowded" => {
+                let s = start(
+                    &[
+                        &cheap[..],
+                        &["--max-sessions", "3500", "--queue-limit", "3500"],
+                    ]
+                    .concat(),
+                )?;
+                let (online, k) = if q { (20, 20) } else { (3000, 2000) };
+                bench::storm_crowded(&s, online, k)
+            }
+            "restart" => {
+                let mut s = start(
+                    &[
+                        &cheap[..],
+                        &["--max-sessions", "5100", "--queue-limit", "5100"],
+                    ]
+                    .concat(),
+                )?;
+                bench::restart(&mut s, if q { 20 } else { 5000 })
             }
             "login-history" => {
                 let empty = start(&cheap)?;
@@ -297,6 +320,27 @@ fn targets(results: &[(String, Value)]) -> String {
             "≤ 1",
             get("crowd", &["largest", "server_cpu_ms_per_login"]),
             1.0,
+            true,
+        ),
+        (
+            "storm with 3,000 online: resumed sessions/s",
+            "≥ 2,000",
+            get("storm-crowded", &["resumed_per_s"]),
+            2000.0,
+            false,
+        ),
+        (
+            "storm with 3,000 online: registrations/s",
+            "≥ 1,500",
+            get("storm-crowded", &["registered_per_s"]),
+            1500.0,
+            false,
+        ),
+        (
+            "5,000 resumes after a restart: all back (s)",
+            "≤ 5",
+            get("restart", &["all_back_seconds"]),
+            5.0,
             true,
         ),
         (
@@ -568,6 +612,25 @@ fn report(results: &[(String, Value)], quick: bool, server: &str) -> String {
                     .collect::<Vec<_>>()
                     .join("; ")
             }
+            "storm-crowded" => format!(
+                "with {} clients online in general, 8 threads: {} resumed sessions/s ({} ms server CPU each), {} registrations/s ({} ms server CPU each, PBKDF2 at 1,000 iterations)",
+                v["online"],
+                v["resumed_per_s"],
+                v["server_cpu_ms_per_resumed"],
+                v["registered_per_s"],
+                v["server_cpu_ms_per_registered"]
+            ),
+            "restart" => format!(
+                "{} clients online; SIGTERM and start again took {} s; {} back with their tokens (8 threads) in {} s ({}/s), {} failed; online in general afterwards: {} (correct: {})",
+                v["clients"],
+                v["restart_seconds"],
+                v["back"],
+                v["all_back_seconds"],
+                v["resumed_per_s"],
+                v["failed"],
+                v["online_in_general"],
+                v["online_state_correct"]
+            ),
             "login-history" => format!(
                 "{} password logins (1,000 iterations) on an empty database: p50 {} ms, p99 {} ms; with {} stored messages (9 in 10 in a room, 1 in 10 DMs to the user, all read and delivered): p50 {} ms, p99 {} ms (p99 ratio {})",
                 v["logins"],
