@@ -125,7 +125,7 @@ fn spawn_server(
     let mut child = Command::new(server_bin)
         .args(["--listen", listen, "--log", "warn"])
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .arg("--cert")
         .arg(certs.join("server.pem"))
         .arg("--key")
