@@ -454,17 +454,29 @@ fn targets(results: &[(String, Value)]) -> String {
          list at most 100 members in `joined` (online first) with counts, paging the rest with `who`. Before (the server at b6ecc3b, the start of this session, measured by hand on 2026-12-02 with this \
          generator: `confab-bench --server <old binary> crowd login-history`), every login sent presence to \
          every online member of `general`, each a wake-up, and `joined` carried the whole member list: 1,000 \
-         clients took 23.2 s at 37.1 ms of server CPU per login (now 1.7-2.2 s at 1.9-2.4 ms), 3,000 got only \
-         2,300 in within 120 s at 64.4 ms per login (now all 3,000 in 5.7-6.5 s at 2.0-2.5 ms), 10,000 got \
+         clients took 23.2 s at 37.1 ms of server CPU per login (now 1.5-2.2 s at 1.6-2.4 ms), 3,000 got only \
+         2,300 in within 120 s at 64.4 ms per login (now all 3,000 in 4.0-6.5 s at 1.4-2.5 ms), 10,000 got \
          2,153 in (now 9,988), and the `joined` reply grew to 37 KB (now at most 3.6 KB). **The 10,000 step \
          stops at 9,988 sessions** on this machine: each session holds two descriptors (its socket and its \
          waker's eventfd), the hard open-file limit here is 20,000 and the server may not raise it (no \
          CAP_SYS_RESOURCE); the last 12 wait for the 120 s deadline, which is why that setup time reads 120 \
-         s. The 9,988 were in after about 24 s (from the server log's timestamps). The server CPU per login \
-         still grows from 1.3-1.5 ms at 100 to 2.4-2.6 ms at 10,000 (the 1 ms target is missed): what is left \
-         per login is the TLS handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite \
-         statements, a front-door thread, and the `joined` page, which still walks the member list once (O(n) \
-         but without allocations).\n\n**How `login-history` sets up.** Two servers: one empty, one filled \
+         s. The 9,988 were in after about 24 s (from the server log's timestamps). Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
+         3,000 and 1.45-2.6 ms at 10,000: flat within this machine's noise, where it was 5, 37, 64 and 19 ms \
+         (the last with only 2,153 in) before, but above the 1 ms target. What is left per login is the TLS \
+         handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite statements, a front-door \
+         thread, and the `joined` page, which still walks the member list once (O(n), without \
+         allocations).\n\n**How `storm-crowded` and `restart` set up.** `storm-crowded`: 3,000 clients join \
+         `general` as in `crowd` and stay; then 8 threads make 2,000 new sessions that resume one account's \
+         token, then 2,000 that register new accounts (each in `general`). Before (b6ecc3b, by hand): only \
+         2,300 of the 3,000 got in, then 72 resumed sessions/s at 21.6 ms of server CPU each and 8 \
+         registrations/s at 206 ms each, every login waking the whole room; now 846-1,047 resumed/s at \
+         0.86-1.0 ms and 665-835 registrations/s at 1.2-1.6 ms, the same as with nobody online (`connect`). \
+         `restart`: 5,000 clients register and stay online; the server gets SIGTERM and is started again on \
+         the same database and port (0.7-0.9 s), and all 5,000 resume with their tokens at once from 8 \
+         threads; an observer then checks that the server shows every one of them online (it did, in both \
+         runs: 4.99 and 5.65 s until all were back). What caps both is the cost of a connection: a TLS \
+         handshake on each side on the same 2 cores, ~0.85 ms of server CPU and ~0.9 ms of load-generator \
+         CPU, as in `connect`.\n\n**How `login-history` sets up.** Two servers: one empty, one filled \
          through the protocol with 1,000,000 messages by 4 pipelining senders (9 in 10 to `general`, 1 in 10 \
          DMs to the measured user), after which the user's offline DMs are delivered (logins until none are \
          left) and everything is marked read, as on a long-running server. Then 300 password logins on each. \
