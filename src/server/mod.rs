@@ -213,8 +213,8 @@ impl Server {
                     what: format!("cannot open the file store in {}", path.display()),
                     err,
                 },
-                StartError::Writer(err) => ServerError::Io {
-                    what: "cannot start the message writer".into(),
+                StartError::Thread { what, err } => ServerError::Io {
+                    what: format!("cannot start the {what}"),
                     err,
                 },
             })?;

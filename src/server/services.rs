@@ -127,9 +127,15 @@ pub enum StartError {
         /// The cause.
         err: std::io::Error,
     },
-    /// The message writer's or the presence thread could not start.
-    #[error("cannot start the message writer: {0}")]
-    Writer(std::io::Error),
+    /// A thread of the services (the message writer and its delivery
+    /// helpers, or the presence thread) could not start.
+    #[error("cannot start the {what}: {err}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The cause.
+        err: std::io::Error,
+    },
 }
 
 impl Services {
@@ -147,9 +153,15 @@ impl Services {
             err,
         })?;
         let hub = Arc::new(Hub::new(store.load_rooms()?, config.presence_room_limit));
-        spawn_presence(hub.clone()).map_err(StartError::Writer)?;
+        spawn_presence(hub.clone()).map_err(|err| StartError::Thread {
+            what: "presence thread",
+            err,
+        })?;
         let (writer, writer_thread) =
-            writer::spawn(store.clone(), hub.clone()).map_err(StartError::Writer)?;
+            writer::spawn(store.clone(), hub.clone()).map_err(|err| StartError::Thread {
+                what: "message writer",
+                err,
+            })?;
         let services = Services {
             store,
             hub,
