@@ -265,21 +265,35 @@ fn summary(mut lat: Vec<u64>) -> Value {
 /// Registers `n` users `prefix0..` in parallel (returns nothing; they
 /// exist afterwards).
 fn register_users(server: &BenchServer, prefix: &str, n: usize) {
+    on_threads(8, n, |i| {
+        let _ = server.client().register(&format!("{prefix}{i}"), PW);
+    });
+}
+
+/// Runs `job(i)` for every `i` in `0..n` on `threads` threads, each taking
+/// the next index as soon as it is done with one: a storm of connections
+/// as fast as the threads can make them.
+fn on_threads(threads: usize, n: usize, job: impl Fn(usize) + Sync) {
     let next = AtomicU64::new(0);
     std::thread::scope(|s| {
-        for _ in 0..8 {
+        for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     if i >= n {
                         break;
                     }
-                    let mut c = server.client();
-                    let _ = c.register(&format!("{prefix}{i}"), PW);
+                    job(i);
                 }
             });
         }
     });
+}
+
+/// Locks a mutex of the load generator's, whose data stays usable even if
+/// another of its threads panicked.
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Parameters of a fan-out run.
@@ -615,21 +629,14 @@ pub fn connect(server: &BenchServer, k: usize, threads: usize) -> Value {
         .token
         .expect("token");
     let run = |resume: bool| -> (f64, f64, f64) {
-        let next = AtomicU64::new(0);
         let (cpu0, own0) = (server.cpu_us(), own_cpu_us());
         let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    while (next.fetch_add(1, Ordering::Relaxed) as usize) < k {
-                        let mut c = server.client();
-                        if resume {
-                            c.resume("conn", &token).expect("resume");
-                        } else {
-                            c.login("conn", PW).expect("login");
-                        }
-                    }
-                });
+        on_threads(threads, k, |_| {
+            let mut c = server.client();
+            if resume {
+                c.resume("conn", &token).expect("resume");
+            } else {
+                c.login("conn", PW).expect("login");
             }
         });
         let rate = k as f64 / t0.elapsed().as_secs_f64();
@@ -780,61 +787,32 @@ pub fn crowd_step(server: &BenchServer, n: usize, deadline: Duration) -> Value {
 
 /// [`crowd_step`], keeping the connected clients.
 fn crowd_join(server: &BenchServer, n: usize, deadline: Duration) -> (Value, Vec<Client>) {
-    let next = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
     let joined_bytes = AtomicU64::new(0);
     let kept: Mutex<Vec<Client>> = Mutex::new(Vec::with_capacity(n));
     let (cpu0, own0) = (server.cpu_us(), own_cpu_us());
     let t0 = Instant::now();
     let stop = t0 + deadline;
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if i >= n {
-                        break;
-                    }
-                    if Instant::now() >= stop {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let Ok(mut c) = Client::connect_with(
-                        &server.addr,
-                        "localhost",
-                        &server.connector,
-                        stop.saturating_duration_since(Instant::now()),
-                    ) else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let joined = c
-                        .register(&format!("crowd{i}"), PW)
-                        .and_then(|_| c.join("general"));
-                    match joined {
-                        Ok(j) => {
-                            let size = serde_json::to_vec(&crate::protocol::ServerMsg::Joined {
-                                room: j.room,
-                                members: j.members,
-                                history: j.history,
-                                online: j.online,
-                                more_members: j.more_members,
-                                live_presence: j.live_presence,
-                            })
-                            .map_or(0, |v| v.len());
-                            joined_bytes.fetch_add(size as u64, Ordering::Relaxed);
-                            kept.lock().unwrap_or_else(|e| e.into_inner()).push(c);
-                        }
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
+    on_threads(8, n, |i| {
+        let left = stop.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let Ok(mut c) = Client::connect_with(&server.addr, "localhost", &server.connector, left)
+        else {
+            return;
+        };
+        if let Ok(j) = c
+            .register(&format!("crowd{i}"), PW)
+            .and_then(|_| c.join("general"))
+        {
+            let size = serde_json::to_vec(&j).map_or(0, |v| v.len());
+            joined_bytes.fetch_add(size as u64, Ordering::Relaxed);
+            locked(&kept).push(c);
         }
     });
     let setup = t0.elapsed().as_secs_f64();
-    let ok = n as u64 - failed.load(Ordering::Relaxed);
+    let kept = kept.into_inner().unwrap_or_else(|e| e.into_inner());
+    let ok = kept.len() as u64;
     let per = |us: u64| (us as f64 / n.max(1) as f64 / 10.0).round() / 100.0;
     let rss = server.rss_kib();
     let result = json!({
@@ -845,7 +823,7 @@ fn crowd_join(server: &BenchServer, n: usize, deadline: Duration) -> (Value, Vec
         "joined_reply_bytes": joined_bytes.load(Ordering::Relaxed) / ok.max(1),
         "server_rss_kib": rss,
     });
-    (result, kept.into_inner().unwrap_or_else(|e| e.into_inner()))
+    (result, kept)
 }
 
 /// New sessions while `online` clients sit in `general`: `k` resumed
@@ -861,25 +839,14 @@ pub fn storm_crowded(server: &BenchServer, online: usize, k: usize) -> Value {
         .expect("token");
     drop(c);
     let storm = |register: bool| -> (f64, f64) {
-        let next = AtomicU64::new(0);
         let cpu0 = server.cpu_us();
         let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        if i >= k {
-                            break;
-                        }
-                        let mut c = server.client();
-                        if register {
-                            c.register(&format!("storm{i}"), PW).expect("register");
-                        } else {
-                            c.resume("stormer", &token).expect("resume");
-                        }
-                    }
-                });
+        on_threads(8, k, |i| {
+            let mut c = server.client();
+            if register {
+                c.register(&format!("storm{i}"), PW).expect("register");
+            } else {
+                c.resume("stormer", &token).expect("resume");
             }
         });
         let rate = k as f64 / t0.elapsed().as_secs_f64();
@@ -899,26 +866,12 @@ pub fn storm_crowded(server: &BenchServer, online: usize, k: usize) -> Value {
 /// (8 threads). Reports how long until all are back, and whether the
 /// server then shows each of them online.
 pub fn restart(server: &mut BenchServer, n: usize) -> Value {
-    let next = AtomicU64::new(0);
     let tokens: Mutex<Vec<(String, String, Client)>> = Mutex::new(Vec::with_capacity(n));
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if i >= n {
-                        break;
-                    }
-                    let mut c = server.client();
-                    let user = format!("back{i}");
-                    if let Ok(Some(token)) = c.register(&user, PW).map(|l| l.token) {
-                        tokens
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((user, token, c));
-                    }
-                }
-            });
+    on_threads(8, n, |i| {
+        let mut c = server.client();
+        let user = format!("back{i}");
+        if let Ok(Some(token)) = c.register(&user, PW).map(|l| l.token) {
+            locked(&tokens).push((user, token, c));
         }
     });
     let tokens = tokens.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -930,37 +883,24 @@ pub fn restart(server: &mut BenchServer, n: usize) -> Value {
     let restart_s = stop0.elapsed().as_secs_f64();
     let credentials: Vec<(String, String)> =
         tokens.into_iter().map(|(u, t, _old)| (u, t)).collect();
-    let next = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
     let back: Mutex<Vec<Client>> = Mutex::new(Vec::with_capacity(n));
     let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some((user, token)) = credentials.get(i) else {
-                        break;
-                    };
-                    let ok = Client::connect_with(
-                        &server.addr,
-                        "localhost",
-                        &server.connector,
-                        Duration::from_secs(30),
-                    )
-                    .and_then(|mut c| c.resume(user, token).map(|_| c));
-                    match ok {
-                        Ok(c) => back.lock().unwrap_or_else(|e| e.into_inner()).push(c),
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
+    on_threads(8, credentials.len(), |i| {
+        let (user, token) = &credentials[i];
+        if let Ok(c) = Client::connect_with(
+            &server.addr,
+            "localhost",
+            &server.connector,
+            Duration::from_secs(30),
+        )
+        .and_then(|mut c| c.resume(user, token).map(|_| c))
+        {
+            locked(&back).push(c);
         }
     });
     let back_s = t0.elapsed().as_secs_f64();
     let back = back.into_inner().unwrap_or_else(|e| e.into_inner());
+    let failed = credentials.len() - back.len();
     // The server's view: everyone who came back is online in `general`.
     let mut observer = server.client();
     let _ = observer.register("observer", PW);
@@ -969,7 +909,7 @@ pub fn restart(server: &mut BenchServer, n: usize) -> Value {
         .map_or(0, |p| p.online as usize);
     let correct = online == back.len() + 1;
     json!({"scenario": "restart", "clients": before, "restart_seconds": (restart_s * 100.0).round() / 100.0,
-           "back": back.len(), "failed": failed.load(Ordering::Relaxed),
+           "back": back.len(), "failed": failed,
            "all_back_seconds": (back_s * 100.0).round() / 100.0,
            "resumed_per_s": (back.len() as f64 / back_s).round(),
            "online_in_general": online, "online_state_correct": correct})

@@ -131,7 +131,7 @@ pub struct LoggedIn {
 }
 
 /// The outcome of `join` or `create_room`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Joined {
     /// The room.
     pub room: RoomInfo,

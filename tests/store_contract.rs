@@ -107,6 +107,18 @@ fn say(s: &dyn Store, from: UserId, to: Destination, body: &str) -> i64 {
     .unwrap()[0]
 }
 
+/// A 1,234-byte PNG file record.
+fn png(uploader: UserId, name: &str, sha256: &str, to: Destination) -> NewFile {
+    NewFile {
+        sha256: sha256.into(),
+        name: name.into(),
+        mime: "image/png".into(),
+        size: 1234,
+        uploader,
+        to,
+    }
+}
+
 fn accounts(s: &dyn Store) {
     let alice = s.create_user("alice", "hash-1").unwrap();
     assert!(matches!(
@@ -252,14 +264,7 @@ fn files(s: &dyn Store) {
     let alice = s.create_user("alice", "h").unwrap();
     let bob = s.create_user("bob", "h").unwrap();
     let g = general(s);
-    let file = |name: &str, to| NewFile {
-        sha256: format!("{:0>64}", name.len()),
-        name: name.into(),
-        mime: "image/png".into(),
-        size: 1234,
-        uploader: alice,
-        to,
-    };
+    let file = |name: &str, to| png(alice, name, &format!("{:0>64}", name.len()), to);
     let f1 = s.insert_file(&file("a.png", Destination::Room(g))).unwrap();
     let f2 = s
         .insert_file(&file("bb.png", Destination::Room(g)))
@@ -442,14 +447,7 @@ fn deleting_a_room(s: &dyn Store) {
     s.add_member(rust, bob).unwrap();
     s.mute(rust, bob, "alice", None).unwrap();
     s.mark_room_read(bob, rust, 1).unwrap();
-    let f = |name: &str, sha: &str, room| NewFile {
-        sha256: sha.into(),
-        name: name.into(),
-        mime: "image/png".into(),
-        size: 1,
-        uploader: alice,
-        to: Destination::Room(room),
-    };
+    let f = |name: &str, sha: &str, room| png(alice, name, sha, Destination::Room(room));
     let only_here = format!("{:a>64}", "");
     let shared = format!("{:b>64}", "");
     let file = s.insert_file(&f("a.png", &only_here, rust)).unwrap();

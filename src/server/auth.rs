@@ -156,35 +156,26 @@ impl Throttle {
         }
         let addr = AddressKey::of(ip);
         let account = proof == Proof::Password && !self.is_known(user, addr, now);
+        // Three different maps: the borrows coexist, each key is looked up
+        // once.
+        let free = self.free;
         let pair = self.by_pair.entry((user.to_owned(), addr)).or_default();
-        pair.prune(now);
-        let mut until = pair.locked_until(self.free);
         let by_addr = self.by_address.entry(addr).or_default();
+        let mut by_acct = account.then(|| self.by_account.entry(user.to_owned()).or_default());
+        pair.prune(now);
         by_addr.prune(now);
-        until = until.max(by_addr.locked_until(self.free));
-        if account {
-            let by_acct = self.by_account.entry(user.to_owned()).or_default();
-            by_acct.prune(now);
-            until = until.max(by_acct.locked_until(self.free * ACCOUNT_FACTOR));
+        let mut until = pair.locked_until(free).max(by_addr.locked_until(free));
+        if let Some(f) = &mut by_acct {
+            f.prune(now);
+            until = until.max(f.locked_until(free * ACCOUNT_FACTOR));
         }
         if let Some(t) = until.filter(|t| *t > now) {
             return Err(t - now);
         }
-        for f in [
-            self.by_pair.get_mut(&(user.to_owned(), addr)),
-            self.by_address.get_mut(&addr),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        pair.times.push_back(now);
+        by_addr.times.push_back(now);
+        if let Some(f) = by_acct {
             f.times.push_back(now);
-        }
-        if account {
-            self.by_account
-                .entry(user.to_owned())
-                .or_default()
-                .times
-                .push_back(now);
         }
         self.bound_memory(now);
         Ok(Counted { account })
@@ -469,6 +460,12 @@ mod tests {
         assert!(fail(&mut t, "alice", home, t0).is_ok(), "home still works");
         // A token login is not subject to the account bound either.
         assert!(t.begin("alice", addr(151), Proof::Token, t0).is_ok());
+        // Ten minutes on, the account's failures have expired: the full
+        // allowance is back.
+        let later = t0 + WINDOW + Duration::from_secs(1);
+        for n in 160..160 + (FREE_FAILURES * ACCOUNT_FACTOR) as u8 {
+            assert!(fail(&mut t, "alice", addr(n), later).is_ok(), "address {n}");
+        }
     }
 
     #[test]

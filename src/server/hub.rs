@@ -277,12 +277,11 @@ impl HubState {
             }
         }
         on.extend(off);
-        let more = on.len() > limit;
         on.truncate(limit);
         MemberPage {
             members: on,
             online,
-            more,
+            more: room.by_name.len() > limit,
         }
     }
 

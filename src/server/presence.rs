@@ -102,8 +102,9 @@ impl PresenceQueue {
         }
     }
 
-    /// Everything recorded so far, collapsed, without waiting (tests, and
-    /// the last batch at shutdown).
+    /// Everything recorded so far, collapsed, without waiting (for tests
+    /// that deliver presence by hand).
+    #[cfg(test)]
     pub fn take_now(&self) -> Vec<Change> {
         let mut p = self.lock();
         p.since = None;

@@ -354,9 +354,11 @@ impl Session<'_> {
         self.answer(parsed.req, handled);
     }
 
-    /// Runs a request with the handler its phase allows.
-    fn route(&mut self, req: Option<u64>, request: Request) -> Handled {
-        let mut cx = Cx {
+    /// The handlers' context for request `req`, beside the phase (the two
+    /// borrow different fields, so a handler may run while the phase is
+    /// matched).
+    fn cx(&mut self, req: Option<u64>) -> (Cx<'_>, &Phase) {
+        let cx = Cx {
             svc: &self.ctx.services,
             req,
             session: self.id,
@@ -364,7 +366,13 @@ impl Session<'_> {
             peer: self.peer,
             state: &mut self.state,
         };
-        match (&self.phase, request) {
+        (cx, &self.phase)
+    }
+
+    /// Runs a request with the handler its phase allows.
+    fn route(&mut self, req: Option<u64>, request: Request) -> Handled {
+        let (mut cx, phase) = self.cx(req);
+        match (phase, request) {
             (Phase::Hello, Request::Hello { version, client }) => {
                 account::hello(&mut cx, version, &client)
             }
@@ -432,17 +440,10 @@ impl Session<'_> {
             self.close(ErrorCode::BadFrame, "data frame without a stream id");
             return;
         };
-        let user = match &self.phase {
+        let (mut cx, phase) = self.cx(None);
+        let user = match phase {
             Phase::Ready(me) => Some(me.name.as_str()),
             _ => None,
-        };
-        let mut cx = Cx {
-            svc: &self.ctx.services,
-            req: None,
-            session: self.id,
-            outbox: &self.outbox,
-            peer: self.peer,
-            state: &mut self.state,
         };
         if let Some(event) = files::data(&mut cx, user, id, bytes) {
             self.send(&ServerFrame::event(event));

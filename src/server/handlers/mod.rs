@@ -62,7 +62,7 @@ pub struct SessionState {
     /// pumps it.
     pub download: Option<Download>,
     /// Next stream id for uploads and downloads.
-    pub next_stream: u32,
+    next_stream: u32,
 }
 
 impl SessionState {
@@ -354,17 +354,23 @@ pub(crate) mod tests {
             }
         }
 
-        /// A session (id `sid`, an outbox with no connection) that logs in
-        /// as a new user `name`.
-        pub(crate) fn session(&self, sid: SessionId, name: &str) -> TestSession {
+        /// A session (id `sid`, attached to the hub with an outbox without a
+        /// connection) that has not logged in.
+        pub(crate) fn anonymous(&self, sid: SessionId) -> TestSession {
             let outbox = Arc::new(Outbox::new(1 << 20).unwrap());
             self.svc.hub.attach(sid, outbox.clone());
-            let mut s = TestSession {
+            TestSession {
                 sid,
                 outbox,
                 state: SessionState::new(&self.svc, Instant::now()),
                 user: None,
-            };
+            }
+        }
+
+        /// A session (id `sid`, an outbox with no connection) that logs in
+        /// as a new user `name`.
+        pub(crate) fn session(&self, sid: SessionId, name: &str) -> TestSession {
+            let mut s = self.anonymous(sid);
             let entered = s.run(self, |cx| account::register(cx, name, "a good password"));
             match entered {
                 Ok(Answer::Entered(e)) => s.user = Some(e.user),
@@ -522,12 +528,7 @@ pub(crate) mod tests {
     #[test]
     fn a_configured_admin_name_cannot_be_registered() {
         let server = TestServer::new(&["boss"]);
-        let mut anon = TestSession {
-            sid: 9,
-            outbox: Arc::new(Outbox::new(1 << 20).unwrap()),
-            state: SessionState::new(&server.svc, Instant::now()),
-            user: None,
-        };
+        let mut anon = server.anonymous(9);
         let claim = anon.run(&server, |cx| {
             account::register(cx, "Boss", "a good password")
         });
@@ -539,12 +540,7 @@ pub(crate) mod tests {
     fn a_wrong_password_is_refused_counted_and_audited() {
         let server = TestServer::new(&[]);
         let _alice = server.session(1, "alice");
-        let mut anon = TestSession {
-            sid: 9,
-            outbox: Arc::new(Outbox::new(1 << 20).unwrap()),
-            state: SessionState::new(&server.svc, Instant::now()),
-            user: None,
-        };
+        let mut anon = server.anonymous(9);
         let login = anon.run(&server, |cx| account::login(cx, "alice", "not it"));
         assert_eq!(code(login), ErrorCode::AuthFailed);
         let audit = server.svc.store.audit_log(1).unwrap();
