@@ -2,7 +2,7 @@
 --
 -- This file is the one source of the schema. A new database is created from
 -- it. For a database made by an older version, the server first runs the
--- numbered migrations in src/store.rs (the ALTERs this file cannot
+-- numbered migrations in src/store/sqlite.rs (the ALTERs this file cannot
 -- express), then applies this file (every statement is idempotent, so new
 -- tables and indexes appear); `PRAGMA user_version` records the version.
 --
@@ -68,6 +68,8 @@ CREATE INDEX IF NOT EXISTS files_by_room ON files(room_id, id) WHERE room_id IS 
 -- told `ack`; `id` increases with time and is the order of history.
 -- Exactly one of room_id (room message) and recipient_id (DM) is set.
 -- file_id is set on the message that announces a shared file.
+-- A deleted message keeps its row as a tombstone: body '' and deleted_at
+-- set (its text, reactions, earlier versions and file record are gone).
 CREATE TABLE IF NOT EXISTS messages (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     room_id      INTEGER REFERENCES rooms(id),
@@ -76,6 +78,12 @@ CREATE TABLE IF NOT EXISTS messages (
     body         TEXT    NOT NULL,
     created_at   INTEGER NOT NULL,
     file_id      INTEGER REFERENCES files(id),
+    -- The message this one answers, in the same room or conversation (not
+    -- a foreign key: deleting a room's messages would then look up every
+    -- reply to each of them).
+    reply_to     INTEGER,
+    edited_at    INTEGER,                       -- NULL unless edited
+    deleted_at   INTEGER,                       -- NULL unless deleted
     CHECK ((room_id IS NULL) <> (recipient_id IS NULL))
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages(room_id, id)
@@ -87,6 +95,48 @@ CREATE INDEX IF NOT EXISTS messages_by_dm ON messages(recipient_id, sender_id, i
 -- user ever received was scanned at each login).
 CREATE INDEX IF NOT EXISTS messages_to_user ON messages(recipient_id, id)
     WHERE recipient_id IS NOT NULL;
+
+-- The search index over messages.body (SQLite FTS5, external content: the
+-- text lives only in messages; the triggers keep the index in step, so an
+-- edit is found by its new text only and a deletion by none). Tokenizer
+-- unicode61 with diacritics removed: words in any alphabet, case- and
+-- accent-insensitive ("cafe" finds "Café"); prefix queries ("depl*") use
+-- the main index. Search in sqlite3:
+--   SELECT rowid, body FROM messages_fts WHERE messages_fts MATCH '"word"';
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    body, content='messages', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+END;
+
+-- Reactions: each user gives each reaction to a message at most once.
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    emoji       TEXT    NOT NULL,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (message_id, emoji, user_id)
+) WITHOUT ROWID;
+
+-- Earlier versions of edited messages, kept only when the server runs with
+-- keep_edit_history = true (an audit trail for admins; off by default).
+-- Deleting a message deletes its earlier versions too.
+CREATE TABLE IF NOT EXISTS message_edits (
+    id          INTEGER PRIMARY KEY,
+    message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    edited_at   INTEGER NOT NULL,
+    body        TEXT    NOT NULL                -- the text before this edit
+);
+CREATE INDEX IF NOT EXISTS message_edits_by_message ON message_edits(message_id);
 
 -- Where each user stopped reading each room and each direct conversation:
 -- messages with a larger id are unread. Kept by the server so unread counts

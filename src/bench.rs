@@ -394,6 +394,7 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                         request: Request::Say {
                             room: "general".into(),
                             body: format!("t={} s={si} n={n} {pad}", now_us()),
+                            reply_to: None,
                         },
                     }));
                 }
@@ -531,6 +532,7 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
                             request: Request::Say {
                                 room: "general".into(),
                                 body: format!("t={} s={i} n={n} {pad}", now_us()),
+                                reply_to: None,
                             },
                         });
                         if c.send_frame(&frame).is_err() {
@@ -969,11 +971,13 @@ fn fill_history(server: &BenchServer, n: usize) {
                             Request::Dm {
                                 to: "reader".into(),
                                 body: body.into(),
+                                reply_to: None,
                             }
                         } else {
                             Request::Say {
                                 room: "general".into(),
                                 body: body.into(),
+                                reply_to: None,
                             }
                         };
                         batch.extend_from_slice(&encode_json(&ClientFrame {
@@ -1041,15 +1045,21 @@ mod tests {
 
     #[test]
     fn timestamps_and_acks_are_found_in_real_frames_without_decoding() {
-        let event = serde_json::to_vec(&ServerFrame::event(ServerMsg::Message(ChatMessage {
-            id: 9,
-            room: Some("general".into()),
-            to: None,
-            from: "recv3".into(),
-            body: "t=123456 s=3 n=7 xxxx".into(),
-            ts: 1,
-            file: None,
-        })))
+        let event = serde_json::to_vec(&ServerFrame::event(ServerMsg::Message(Box::new(
+            ChatMessage {
+                id: 9,
+                room: Some("general".into()),
+                to: None,
+                from: "recv3".into(),
+                body: "t=123456 s=3 n=7 xxxx".into(),
+                ts: 1,
+                file: None,
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
+                reactions: Vec::new(),
+            },
+        ))))
         .unwrap();
         assert_eq!(sent_at(&event), Some(123456));
         assert!(!is_ack(&event));

@@ -339,7 +339,7 @@ impl Client {
         let mut rest = VecDeque::with_capacity(self.events.len());
         for ev in self.events.drain(..) {
             match ev {
-                ServerMsg::Message(m) => out.push(m),
+                ServerMsg::Message(m) => out.push(*m),
                 other => rest.push_back(other),
             }
         }
@@ -566,7 +566,7 @@ impl Client {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next_event(left)? {
-                Some(ServerMsg::Message(m)) => return Ok(Some(m)),
+                Some(ServerMsg::Message(m)) => return Ok(Some(*m)),
                 Some(_) => continue,
                 None => return Ok(None),
             }
@@ -664,20 +664,114 @@ impl Client {
 
     /// Sends a message to a room; returns its id and timestamp once stored.
     pub fn say(&mut self, room: &str, body: &str) -> Result<(i64, i64), ClientError> {
-        let msg = self.request(Request::Say {
-            room: room.into(),
-            body: body.into(),
-        })?;
-        Client::ack(msg)
+        self.send_to(&Conversation::Room(room.into()), body, None)
     }
 
     /// Sends a direct message; returns its id and timestamp once stored.
     pub fn dm(&mut self, to: &str, body: &str) -> Result<(i64, i64), ClientError> {
-        let msg = self.request(Request::Dm {
-            to: to.into(),
-            body: body.into(),
-        })?;
+        self.send_to(&Conversation::User(to.into()), body, None)
+    }
+
+    /// Sends a message to a room or a user, optionally as a reply to
+    /// message `reply_to` of that conversation; returns its id and
+    /// timestamp once stored.
+    pub fn send_to(
+        &mut self,
+        target: &Conversation,
+        body: &str,
+        reply_to: Option<i64>,
+    ) -> Result<(i64, i64), ClientError> {
+        let request = match target {
+            Conversation::Room(room) => Request::Say {
+                room: room.clone(),
+                body: body.into(),
+                reply_to,
+            },
+            Conversation::User(to) => Request::Dm {
+                to: to.clone(),
+                body: body.into(),
+                reply_to,
+            },
+        };
+        let msg = self.request(request)?;
         Client::ack(msg)
+    }
+
+    /// Replaces the text of one of this user's messages.
+    pub fn edit(&mut self, id: i64, body: &str) -> Result<(), ClientError> {
+        self.request(Request::Edit {
+            id,
+            body: body.into(),
+        })
+        .map(|_| ())
+    }
+
+    /// Deletes a message (this user's, or any room message for an admin).
+    pub fn delete_message(&mut self, id: i64, reason: &str) -> Result<(), ClientError> {
+        self.request(Request::Delete {
+            id,
+            reason: reason.into(),
+        })
+        .map(|_| ())
+    }
+
+    /// Adds (`add`) or takes back this user's reaction to a message.
+    pub fn react(&mut self, id: i64, emoji: &str, add: bool) -> Result<(), ClientError> {
+        let emoji = emoji.to_owned();
+        let request = if add {
+            Request::React { id, emoji }
+        } else {
+            Request::Unreact { id, emoji }
+        };
+        self.request(request).map(|_| ())
+    }
+
+    /// Searches; results newest first, and whether older ones exist (ask
+    /// again with `before` = the last result's id).
+    pub fn search(
+        &mut self,
+        query: &str,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<ChatMessage>, bool), ClientError> {
+        match self.request(Request::Search {
+            query: query.into(),
+            before,
+            limit,
+        })? {
+            ServerMsg::SearchResults { results, more } => Ok((results, more)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The messages around message `id` of a conversation (it, older ones
+    /// and newer ones, `limit` in all), and whether older and newer ones
+    /// exist beyond them.
+    pub fn history_around(
+        &mut self,
+        target: &Conversation,
+        id: i64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool, bool), ClientError> {
+        let (room, with) = match target {
+            Conversation::Room(r) => (Some(r.clone()), None),
+            Conversation::User(u) => (None, Some(u.clone())),
+        };
+        match self.request(Request::History {
+            room,
+            with,
+            before: None,
+            around: Some(id),
+            limit: Some(limit),
+        })? {
+            ServerMsg::History {
+                messages,
+                more,
+                newer,
+                ..
+            } => Ok((messages, more, newer)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
     }
 
     /// A page of a room's history before message `before`.
@@ -691,6 +785,7 @@ impl Client {
             room: Some(room.into()),
             with: None,
             before,
+            around: None,
             limit: Some(limit),
         })
     }
@@ -706,6 +801,7 @@ impl Client {
             room: None,
             with: Some(with.into()),
             before,
+            around: None,
             limit: Some(limit),
         })
     }

@@ -112,6 +112,13 @@ pub struct ServerArgs {
     /// page through the member list instead).
     #[arg(long, env = "CONFAB_PRESENCE_ROOM_LIMIT")]
     pub presence_room_limit: Option<usize>,
+    /// Minutes after sending during which the author may edit a message.
+    #[arg(long, env = "CONFAB_EDIT_WINDOW_MINUTES")]
+    pub edit_window_minutes: Option<u64>,
+    /// Keep the earlier text of edited messages (an audit trail for
+    /// admins, in the message_edits table).
+    #[arg(long, env = "CONFAB_KEEP_EDIT_HISTORY")]
+    pub keep_edit_history: Option<bool>,
     /// Longest message body in bytes (at most 4096).
     #[arg(long, env = "CONFAB_MAX_MESSAGE_LEN")]
     pub max_message_len: Option<usize>,
@@ -233,6 +240,8 @@ struct FileConfig {
     max_rooms_per_user: Option<u32>,
     max_rooms_created: Option<u32>,
     presence_room_limit: Option<usize>,
+    edit_window_minutes: Option<u64>,
+    keep_edit_history: Option<bool>,
     max_message_len: Option<usize>,
     max_request_len: Option<usize>,
     max_file_size: Option<u64>,
@@ -289,6 +298,10 @@ pub struct ServerConfig {
     pub max_rooms_created: u32,
     /// Rooms with more members than this send no presence events.
     pub presence_room_limit: usize,
+    /// How long after sending the author may edit a message.
+    pub edit_window: Duration,
+    /// Whether the earlier text of edited messages is kept.
+    pub keep_edit_history: bool,
     /// Longest message body.
     pub max_message_len: usize,
     /// Largest client frame.
@@ -323,6 +336,8 @@ impl Default for ServerConfig {
             max_rooms_per_user: 100,
             max_rooms_created: 20,
             presence_room_limit: 1000,
+            edit_window: Duration::from_secs(24 * 3600),
+            keep_edit_history: false,
             max_message_len: crate::protocol::MAX_BODY_LEN,
             max_request_len: crate::protocol::MAX_REQUEST_LEN,
             log: "info".into(),
@@ -441,6 +456,14 @@ impl ServerConfig {
                 .presence_room_limit
                 .or(file.presence_room_limit)
                 .unwrap_or(d.presence_room_limit),
+            edit_window: args
+                .edit_window_minutes
+                .or(file.edit_window_minutes)
+                .map_or(d.edit_window, |m| Duration::from_secs(m * 60)),
+            keep_edit_history: args
+                .keep_edit_history
+                .or(file.keep_edit_history)
+                .unwrap_or(d.keep_edit_history),
             max_message_len: args
                 .max_message_len
                 .or(file.max_message_len)

@@ -42,6 +42,7 @@ pub mod password;
 pub mod poller;
 pub mod protocol;
 pub mod rate_limit;
+pub mod search;
 pub mod server;
 pub mod store;
 pub mod text;

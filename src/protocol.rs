@@ -45,6 +45,21 @@ fn yes() -> bool {
     true
 }
 
+/// Results a `search` reply carries when the request names no `limit`.
+pub const SEARCH_PAGE: u32 = 20;
+/// Most results one `search` reply carries.
+pub const SEARCH_PAGE_MAX: u32 = 50;
+/// Longest `search` query, in bytes.
+pub const MAX_QUERY_LEN: usize = 512;
+/// Most different reactions one message may carry.
+pub const MAX_REACTIONS: u32 = 20;
+/// Longest reaction (an emoji or a short word such as `+1`), in bytes.
+pub const MAX_REACTION_LEN: usize = 32;
+/// Characters of the original message a reply quotes.
+pub const REPLY_EXCERPT: usize = 100;
+/// What this server offers beyond version 1's base, as `welcome` lists it.
+pub const FEATURES: &[&str] = &["search", "edit", "delete", "replies", "reactions"];
+
 /// How many recent messages a `joined` reply replays.
 pub const JOIN_REPLAY: u32 = 50;
 /// Bytes of file data per data frame (fits in [`MAX_REQUEST_LEN`] with
@@ -408,6 +423,9 @@ pub enum Request {
         room: String,
         /// Message text.
         body: String,
+        /// The id of the message (in the same room) this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
     },
     /// Sends a direct message to a user, online or not.
     Dm {
@@ -415,6 +433,53 @@ pub enum Request {
         to: String,
         /// Message text.
         body: String,
+        /// The id of the message (in the same conversation) this one
+        /// answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+    },
+    /// Replaces the text of one of the caller's own messages (within the
+    /// server's `edit_window_s`).
+    Edit {
+        /// The message.
+        id: i64,
+        /// The new text.
+        body: String,
+    },
+    /// Deletes a message for everyone: the caller's own, or any (with
+    /// `reason`) for an administrator.
+    Delete {
+        /// The message.
+        id: i64,
+        /// Why (recorded in the audit log for an administrator's deletion).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
+    /// Adds the caller's reaction to a message.
+    React {
+        /// The message.
+        id: i64,
+        /// The reaction: an emoji or a short word.
+        emoji: String,
+    },
+    /// Takes the caller's reaction back.
+    Unreact {
+        /// The message.
+        id: i64,
+        /// The reaction.
+        emoji: String,
+    },
+    /// Searches every room the caller is in and their direct messages.
+    Search {
+        /// Words and filters (see docs/PROTOCOL.md: `from:`, `in:`,
+        /// `before:`, `after:`, `on:`, `"phrases"`, `-word`, `prefix*`).
+        query: String,
+        /// Only results with an id below this one (the next page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
+        /// Most results (default [`SEARCH_PAGE`], at most [`SEARCH_PAGE_MAX`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Fetches a page of older messages of a room or of a DM conversation.
     History {
@@ -427,6 +492,10 @@ pub enum Request {
         /// Only messages with an id below this one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<i64>,
+        /// Instead of `before`: the messages around this one (it and up to
+        /// half the page older, the rest newer), to jump to a search result.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        around: Option<i64>,
         /// Page size, at most [`HISTORY_PAGE_MAX`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
@@ -520,8 +589,14 @@ impl Request {
         "leave",
         "topic",
         "who",
+        "delete_room",
         "say",
         "dm",
+        "edit",
+        "delete",
+        "react",
+        "unreact",
+        "search",
         "history",
         "upload",
         "upload_end",
@@ -602,6 +677,17 @@ pub enum ServerMsg {
         /// `flooding` ends the session; one more every second.
         #[serde(default)]
         flood_strikes: u32,
+        /// What the server offers beyond the base protocol: `search`,
+        /// `edit`, `delete`, `replies`, `reactions`.
+        #[serde(default)]
+        features: Vec<String>,
+        /// How long after sending a message its author may edit it,
+        /// seconds.
+        #[serde(default)]
+        edit_window_s: u64,
+        /// Most different reactions one message may carry.
+        #[serde(default)]
+        max_reactions: u32,
     },
     /// A request failed; the session goes on unless a `closing` follows.
     Error {
@@ -698,6 +784,72 @@ pub enum ServerMsg {
         messages: Vec<ChatMessage>,
         /// Whether older messages exist before this page.
         more: bool,
+        /// Whether newer messages exist after this page (only an `around`
+        /// request can leave some out).
+        #[serde(default)]
+        newer: bool,
+    },
+    /// Reply to `search`: the matches, newest first.
+    SearchResults {
+        /// Matching messages, newest first, each with its room (`room`) or
+        /// conversation (`from` and `to`).
+        results: Vec<ChatMessage>,
+        /// Whether older matches exist (ask again with `before` = the last
+        /// result's id).
+        more: bool,
+    },
+    /// Event: a message's text was edited.
+    MessageEdited {
+        /// The message.
+        id: i64,
+        /// Its room, for a room message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Its recipient, for a direct message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// Its author.
+        from: String,
+        /// The new text.
+        body: String,
+        /// When it was edited, ms since the Unix epoch.
+        edited_at: i64,
+    },
+    /// Event: a message was deleted; show a tombstone in its place.
+    MessageDeleted {
+        /// The message.
+        id: i64,
+        /// Its room, for a room message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Its recipient, for a direct message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// Its author.
+        from: String,
+        /// Who deleted it (the author, or an administrator).
+        by: String,
+    },
+    /// Event: someone reacted to a message or took a reaction back.
+    Reaction {
+        /// The message.
+        id: i64,
+        /// Its room, for a room message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Its recipient, for a direct message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// Its author.
+        from: String,
+        /// The reaction.
+        emoji: String,
+        /// Who reacted.
+        user: String,
+        /// `true`: added; `false`: taken back.
+        added: bool,
+        /// How many users now show this reaction on the message.
+        count: u32,
     },
     /// Reply to `ping`.
     Pong,
@@ -740,7 +892,7 @@ pub enum ServerMsg {
         files: Vec<SharedFile>,
     },
     /// Event: a new message in a room you are in, or a DM to or from you.
-    Message(ChatMessage),
+    Message(Box<ChatMessage>),
     /// Event: someone joined, left, came online or went offline in a room.
     Presence {
         /// Room name.
@@ -888,6 +1040,68 @@ pub struct ChatMessage {
     /// The file this message shares, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileInfo>,
+    /// The message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
+    /// When the text was last edited (ms since the epoch); absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// The message was deleted: `body` is empty, show a tombstone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// Reactions, in the order they were first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+}
+
+impl ChatMessage {
+    /// A new, unedited message without replies or reactions.
+    pub fn new(id: i64, from: String, body: String, ts: i64) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: None,
+            to: None,
+            from,
+            body,
+            ts,
+            file: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The message a reply answers, as the reply quotes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRef {
+    /// The original's id.
+    pub id: i64,
+    /// Its author.
+    pub from: String,
+    /// The start of its text (at most [`REPLY_EXCERPT`] characters; empty
+    /// if it was deleted).
+    pub excerpt: String,
+    /// The original was deleted since.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+/// One reaction on a message, as history and search carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    /// The reaction.
+    pub emoji: String,
+    /// How many users gave it.
+    pub count: u32,
+    /// Whether the user receiving this gave it.
+    #[serde(default)]
+    pub me: bool,
 }
 
 /// A stored file, as messages and downloads describe it.
@@ -1040,6 +1254,19 @@ pub enum ErrorCode {
     ServerError,
     /// The server is shutting down.
     ShuttingDown,
+    /// No such message, or not one the caller can see.
+    NoSuchMessage,
+    /// The edit window of the message is over.
+    TooLate,
+    /// The message carries as many different reactions as allowed.
+    TooManyReactions,
+    /// A reaction is empty, too long, or has spaces or control characters.
+    InvalidReaction,
+    /// A search query has nothing to search for, or is too long.
+    InvalidQuery,
+    /// A code this build does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
 }
 
 impl fmt::Display for ErrorCode {
@@ -1180,6 +1407,7 @@ mod tests {
             request: Request::Say {
                 room: "general".into(),
                 body: "hi".into(),
+                reply_to: None,
             },
         };
         let json = serde_json::to_string(&frame).unwrap();
@@ -1214,8 +1442,14 @@ mod tests {
             r#"{"type":"leave","room":"a"}"#,
             r#"{"type":"topic","room":"a","topic":"t"}"#,
             r#"{"type":"who","room":"a"}"#,
+            r#"{"type":"delete_room","room":"a"}"#,
             r#"{"type":"say","room":"a","body":"b"}"#,
             r#"{"type":"dm","to":"a","body":"b"}"#,
+            r#"{"type":"edit","id":1,"body":"b"}"#,
+            r#"{"type":"delete","id":1}"#,
+            r#"{"type":"react","id":1,"emoji":"+1"}"#,
+            r#"{"type":"unreact","id":1,"emoji":"+1"}"#,
+            r#"{"type":"search","query":"a"}"#,
             r#"{"type":"history","room":"a"}"#,
             r#"{"type":"upload","room":"a","name":"x.png","size":3}"#,
             r#"{"type":"upload_end","upload":1,"sha256":"00"}"#,
@@ -1259,7 +1493,7 @@ mod tests {
 
     #[test]
     fn message_event_shape_is_stable() {
-        let ev = ServerFrame::event(ServerMsg::Message(ChatMessage {
+        let ev = ServerFrame::event(ServerMsg::Message(Box::new(ChatMessage {
             id: 5,
             room: Some("general".into()),
             to: None,
@@ -1267,7 +1501,11 @@ mod tests {
             body: "hi".into(),
             ts: 10,
             file: None,
-        }));
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
+        })));
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),
             r#"{"type":"message","id":5,"room":"general","from":"alice","body":"hi","ts":10}"#

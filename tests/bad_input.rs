@@ -236,6 +236,7 @@ fn missing_rooms_and_users_get_typed_errors() {
         room: None,
         with: None,
         before: None,
+        around: None,
         limit: None,
     });
     assert_eq!(code(err), ErrorCode::BadRequest);
@@ -304,6 +305,7 @@ fn a_client_that_drops_mid_frame_loses_nothing_for_others() {
             request: Request::Say {
                 room: "general".into(),
                 body: "half".into(),
+                reply_to: None,
             },
         });
         bob.send_frame(&frame[..frame.len() / 2]).unwrap();

@@ -9,17 +9,9 @@ use confab::protocol::{ClientFrame, ErrorCode, Request, ServerMsg, encode_data, 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use util::{TestServer, WAIT, code, sqlite};
+use util::{PNG, TestServer, WAIT, code, sqlite};
 
 // ---- real bytes of each kind, made here ----
-
-/// A valid 1x1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
-    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44, 0x41, 0x54,
-    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, 0x49, 0x45, 0x4E,
-    0x44, 0xAE, 0x42, 0x60, 0x82,
-];
 
 /// A minimal JFIF JPEG (SOI, APP0, EOI).
 const JPEG: &[u8] = &[

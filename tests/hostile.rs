@@ -33,8 +33,14 @@ fn samples() -> Vec<Value> {
         json!({"type":"leave","room":"secret"}),
         json!({"type":"topic","room":"general","topic":"t"}),
         json!({"type":"who","room":"general"}),
-        json!({"type":"say","room":"general","body":"hi"}),
-        json!({"type":"dm","to":"bob","body":"hi"}),
+        json!({"type":"delete_room","room":"secret"}),
+        json!({"type":"say","room":"general","body":"hi","reply_to":1}),
+        json!({"type":"dm","to":"bob","body":"hi","reply_to":1}),
+        json!({"type":"edit","id":1,"body":"changed"}),
+        json!({"type":"delete","id":1,"reason":"r"}),
+        json!({"type":"react","id":1,"emoji":"+1"}),
+        json!({"type":"unreact","id":1,"emoji":"+1"}),
+        json!({"type":"search","query":"hello from:bob in:#general","before":9,"limit":5}),
         json!({"type":"history","room":"secret","before":5,"limit":10}),
         json!({"type":"upload","room":"general","name":"a.png","size":10}),
         json!({"type":"upload_end","upload":1,"sha256":"00"}),
@@ -73,6 +79,7 @@ fn replacements() -> Vec<Value> {
         json!("\" OR 1=1 --"),
         json!("general' OR '1'='1"),
         json!("%_%"),
+        json!("\"a\" NEAR(b c) OR d* ^e -f AND body: {x y}"),
         json!("\u{0}\u{1b}[2J"),
         json!("ünïcødé ✓ 🎉"),
         json!("../../etc/passwd"),
@@ -142,7 +149,21 @@ fn exchange(c: &mut Client, req: u64, payload: &[u8]) -> bool {
     let deadline = Instant::now() + WAIT;
     loop {
         match c.recv_frame(deadline) {
-            Ok(f) if f.req == Some(req) => return true,
+            Ok(f) if f.req == Some(req) => {
+                // Bad input is the client's fault, never an internal error
+                // (an FTS5 syntax error from a search would be one).
+                if let ServerMsg::Error {
+                    code: ErrorCode::ServerError,
+                    message,
+                } = &f.msg
+                {
+                    panic!(
+                        "server_error ({message}) for {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    );
+                }
+                return true;
+            }
             // Untagged payloads (not an object) get an untagged error.
             Ok(f) if !tagged && matches!(f.msg, ServerMsg::Error { .. }) => return true,
             // Malformed JSON whose id could not be read.

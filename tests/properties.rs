@@ -13,8 +13,18 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u32>(), s()).prop_map(|(version, client)| Request::Hello { version, client }),
         (s(), s()).prop_map(|(user, password)| Request::Login { user, password }),
-        (s(), s()).prop_map(|(room, body)| Request::Say { room, body }),
-        (s(), s()).prop_map(|(to, body)| Request::Dm { to, body }),
+        (s(), s(), proptest::option::of(any::<i64>())).prop_map(|(room, body, reply_to)| {
+            Request::Say {
+                room,
+                body,
+                reply_to,
+            }
+        }),
+        (s(), s()).prop_map(|(to, body)| Request::Dm {
+            to,
+            body,
+            reply_to: None
+        }),
         (
             proptest::option::of(s()),
             proptest::option::of(s()),
@@ -25,6 +35,7 @@ fn request() -> impl Strategy<Value = Request> {
                 room,
                 with,
                 before,
+                around: None,
                 limit
             }),
         (
@@ -82,7 +93,7 @@ proptest! {
 
     #[test]
     fn message_events_round_trip(id in any::<i64>(), from in any::<String>(), body in any::<String>(), ts in any::<i64>(), room in proptest::option::of(any::<String>())) {
-        let ev = ServerFrame::event(ServerMsg::Message(ChatMessage { id, room, to: None, from, body, ts, file: None }));
+        let ev = ServerFrame::event(ServerMsg::Message(Box::new(ChatMessage { room, ..ChatMessage::new(id, from, body, ts) })));
         let bytes = encode_json(&ev);
         let payloads = decode_in_pieces(&bytes, &[3, 7], usize::MAX);
         let back: ServerFrame = serde_json::from_slice(&payloads[0]).unwrap();

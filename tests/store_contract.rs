@@ -7,8 +7,10 @@
 //! is checked by the same cases on day one.
 
 use confab::protocol::Unread;
+use confab::search::Query;
 use confab::store::{
-    self, Destination, NewFile, NewMessage, RoomId, SharedStore, Store, StoreError, UserId, now_ms,
+    self, Destination, MessageRecord, NewFile, NewMessage, Page, Reacted, RoomId, SearchSpec,
+    SharedStore, Store, StoreError, UserId, now_ms,
 };
 
 /// A backend under test and whatever must live as long as it.
@@ -81,6 +83,14 @@ macro_rules! contract {
             fn audit_and_secret() {
                 super::audit_and_secret(&*make().store);
             }
+            #[test]
+            fn edits_deletions_replies_and_reactions() {
+                super::edits_deletions_replies_and_reactions(&*make().store);
+            }
+            #[test]
+            fn search() {
+                super::search(&*make().store);
+            }
         }
     };
 }
@@ -103,6 +113,7 @@ fn say(s: &dyn Store, from: UserId, to: Destination, body: &str) -> i64 {
         body: body.into(),
         ts: now_ms(),
         file_id: None,
+        reply_to: None,
     }])
     .unwrap()[0]
 }
@@ -182,7 +193,10 @@ fn rooms_and_membership(s: &dyn Store) {
 fn messages_and_history_paging(s: &dyn Store) {
     let alice = s.create_user("alice", "h").unwrap();
     let g = general(s);
-    assert_eq!(s.room_history(g, None, 10).unwrap(), (Vec::new(), false));
+    assert_eq!(
+        s.room_history(g, Page::Before(None), 10, 0).unwrap(),
+        (Vec::new(), false)
+    );
     let batch: Vec<NewMessage> = (0..7)
         .map(|i| NewMessage {
             sender: alice,
@@ -190,6 +204,7 @@ fn messages_and_history_paging(s: &dyn Store) {
             body: format!("m{i}"),
             ts: 1000 + i,
             file_id: None,
+            reply_to: None,
         })
         .collect();
     let ids = s.insert_messages(&batch).unwrap();
@@ -199,7 +214,7 @@ fn messages_and_history_paging(s: &dyn Store) {
         "ids grow in input order"
     );
 
-    let (newest, more) = s.room_history(g, None, 3).unwrap();
+    let (newest, more) = s.room_history(g, Page::Before(None), 3, 0).unwrap();
     assert!(more);
     let bodies: Vec<&str> = newest.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["m4", "m5", "m6"], "the newest page, oldest first");
@@ -210,10 +225,14 @@ fn messages_and_history_paging(s: &dyn Store) {
         ("alice", 1004, None)
     );
 
-    let (older, more) = s.room_history(g, Some(newest[0].id), 3).unwrap();
+    let (older, more) = s
+        .room_history(g, Page::Before(Some(newest[0].id)), 3, 0)
+        .unwrap();
     assert!(more);
     assert_eq!(older.last().unwrap().body, "m3");
-    let (oldest, more) = s.room_history(g, Some(older[0].id), 3).unwrap();
+    let (oldest, more) = s
+        .room_history(g, Page::Before(Some(older[0].id)), 3, 0)
+        .unwrap();
     assert!(!more, "nothing before the first message");
     let bodies: Vec<&str> = oldest.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["m0"]);
@@ -249,13 +268,13 @@ fn direct_messages_and_cursors(s: &dyn Store) {
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].from, "carol");
 
-    let (conv, more) = s.dm_history(alice, bob, None, 10).unwrap();
+    let (conv, more) = s.dm_history(alice, bob, Page::Before(None), 10).unwrap();
     assert!(!more);
     let ids: Vec<i64> = conv.iter().map(|m| m.id).collect();
     assert_eq!(ids, [d1, d2, d3], "both directions, oldest first");
-    let (same, _) = s.dm_history(bob, alice, None, 10).unwrap();
+    let (same, _) = s.dm_history(bob, alice, Page::Before(None), 10).unwrap();
     assert_eq!(same, conv, "the same conversation from either side");
-    let (page, more) = s.dm_history(alice, bob, Some(d3), 1).unwrap();
+    let (page, more) = s.dm_history(alice, bob, Page::Before(Some(d3)), 1).unwrap();
     assert!(more);
     assert_eq!(page[0].id, d2);
 }
@@ -303,9 +322,10 @@ fn files(s: &dyn Store) {
         body: "shared a.png".into(),
         ts: now_ms(),
         file_id: Some(f1),
+        reply_to: None,
     }])
     .unwrap();
-    let (history, _) = s.room_history(g, None, 1).unwrap();
+    let (history, _) = s.room_history(g, Page::Before(None), 1, 0).unwrap();
     assert_eq!(history[0].file.as_ref().map(|f| f.id), Some(f1));
 }
 
@@ -459,6 +479,7 @@ fn deleting_a_room(s: &dyn Store) {
         body: "shared a.png".into(),
         ts: now_ms(),
         file_id: Some(file),
+        reply_to: None,
     }])
     .unwrap();
     let kept = say(s, bob, Destination::Room(go), "elsewhere");
@@ -472,7 +493,10 @@ fn deleting_a_room(s: &dyn Store) {
     assert!(s.load_rooms().unwrap().iter().all(|r| r.id != rust));
     assert!(!s.is_member(rust, bob).unwrap());
     assert!(!s.is_muted(rust, bob).unwrap());
-    assert_eq!(s.room_history(rust, None, 10).unwrap().0, Vec::new());
+    assert_eq!(
+        s.room_history(rust, Page::Before(None), 10, 0).unwrap().0,
+        Vec::new()
+    );
     assert!(s.find_file(file).unwrap().is_none());
     assert_eq!(s.room_count(bob).unwrap(), 1, "general only");
     assert_eq!(s.rooms_created_by(alice).unwrap(), 1);
@@ -481,7 +505,10 @@ fn deleting_a_room(s: &dyn Store) {
             .iter()
             .all(|u| u.room.as_deref() != Some("rust"))
     );
-    assert_eq!(s.room_history(go, None, 10).unwrap().0[0].id, kept);
+    assert_eq!(
+        s.room_history(go, Page::Before(None), 10, 0).unwrap().0[0].id,
+        kept
+    );
 }
 
 fn audit_and_secret(s: &dyn Store) {
@@ -503,4 +530,250 @@ fn audit_and_secret(s: &dyn Store) {
     assert_eq!(secret.len(), 32);
     assert_eq!(s.server_secret().unwrap(), secret, "made once, then kept");
     s.checkpoint().unwrap();
+}
+
+fn edits_deletions_replies_and_reactions(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let g = general(s);
+    let id = say(s, alice, Destination::Room(g), "frist");
+    let rec = s.message(id).unwrap().unwrap();
+    assert_eq!(
+        rec,
+        MessageRecord {
+            id,
+            to: Destination::Room(g),
+            sender: alice,
+            sender_name: "alice".into(),
+            to_name: "general".into(),
+            body: "frist".into(),
+            created_at: rec.created_at,
+            deleted: false,
+        }
+    );
+    assert_eq!(s.message(id + 100).unwrap(), None);
+
+    // Edits: the new text everywhere; earlier text only when kept.
+    s.edit_message(id, "first", 10, false).unwrap();
+    s.edit_message(id, "first!", 20, true).unwrap();
+    let (page, _) = s.room_history(g, Page::Before(None), 10, bob).unwrap();
+    assert_eq!(
+        (page[0].body.as_str(), page[0].edited_at),
+        ("first!", Some(20))
+    );
+    assert_eq!(s.edit_history(id).unwrap(), vec![(20, "first".to_owned())]);
+
+    // Replies carry the start of the original.
+    let reply = s
+        .insert_messages(&[NewMessage {
+            sender: bob,
+            to: Destination::Room(g),
+            body: "agreed".into(),
+            ts: now_ms(),
+            file_id: None,
+            reply_to: Some(id),
+        }])
+        .unwrap()[0];
+    let (page, _) = s.room_history(g, Page::Before(None), 10, bob).unwrap();
+    let r = page[1].reply_to.clone().unwrap();
+    assert_eq!(
+        (r.id, r.from.as_str(), r.excerpt.as_str(), r.deleted),
+        (id, "alice", "first!", false)
+    );
+    assert_eq!(page[1].id, reply);
+
+    // Reactions: once per user, counted, the viewer's marked, bounded.
+    assert_eq!(s.react(id, bob, "+1", 2).unwrap(), Reacted::Added(1));
+    assert_eq!(s.react(id, bob, "+1", 2).unwrap(), Reacted::Already(1));
+    assert_eq!(s.react(id, alice, "+1", 2).unwrap(), Reacted::Added(2));
+    assert_eq!(s.react(id, alice, "ok", 2).unwrap(), Reacted::Added(1));
+    assert_eq!(s.react(id, alice, "third", 2).unwrap(), Reacted::Full);
+    let (page, _) = s.room_history(g, Page::Before(None), 10, bob).unwrap();
+    let seen: Vec<(String, u32, bool)> = page[0]
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.clone(), r.count, r.me))
+        .collect();
+    assert_eq!(seen, vec![("+1".into(), 2, true), ("ok".into(), 1, false)]);
+    assert_eq!(s.unreact(id, bob, "+1").unwrap(), Some(1));
+    assert_eq!(s.unreact(id, bob, "+1").unwrap(), None);
+
+    // Deletion: a tombstone without text, reactions or earlier versions;
+    // not unread; the reply now quotes nothing.
+    assert_eq!(s.delete_message(id, 30).unwrap(), None);
+    let rec = s.message(id).unwrap().unwrap();
+    assert!(rec.deleted && rec.body.is_empty());
+    assert_eq!(s.edit_history(id).unwrap(), Vec::new());
+    let (page, _) = s.room_history(g, Page::Before(None), 10, bob).unwrap();
+    assert!(page[0].deleted && page[0].body.is_empty() && page[0].reactions.is_empty());
+    let r = page[1].reply_to.clone().unwrap();
+    assert!(r.deleted && r.excerpt.is_empty());
+    // (alice's message was bob's only unread one; his own reply is not.)
+    assert_eq!(
+        unread_of(s, bob, "bob"),
+        Vec::new(),
+        "a deleted message is not unread"
+    );
+
+    // A file message's record goes with it; its content is reported unused.
+    let f = s
+        .insert_file(&png(alice, "a.png", "ab12", Destination::Room(g)))
+        .unwrap();
+    let announce = s
+        .insert_messages(&[NewMessage {
+            sender: alice,
+            to: Destination::Room(g),
+            body: "a.png".into(),
+            ts: now_ms(),
+            file_id: Some(f),
+            reply_to: None,
+        }])
+        .unwrap()[0];
+    assert_eq!(s.delete_message(announce, 40).unwrap(), Some("ab12".into()));
+    assert!(s.find_file(f).unwrap().is_none());
+
+    // Pages after an id, oldest first, say whether newer ones exist.
+    let later: Vec<i64> = (0..3)
+        .map(|i| say(s, bob, Destination::Room(g), &format!("later {i}")))
+        .collect();
+    let (after, newer) = s.room_history(g, Page::After(later[0]), 1, bob).unwrap();
+    assert_eq!((after[0].id, newer), (later[1], true));
+    let (after, newer) = s.room_history(g, Page::After(later[1]), 5, bob).unwrap();
+    assert_eq!((after.len(), newer), (1, false));
+    let dm = say(s, alice, Destination::User(bob), "dm one");
+    let dm2 = say(s, bob, Destination::User(alice), "dm two");
+    let (after, newer) = s.dm_history(alice, bob, Page::After(dm), 5).unwrap();
+    assert_eq!((after[0].id, after.len(), newer), (dm2, 1, false));
+}
+
+fn search(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let carol = s.create_user("carol", "h").unwrap();
+    let g = general(s);
+    let rust = s.create_room("rust", "", alice).unwrap();
+    s.add_member(rust, bob).unwrap();
+    let spec = |viewer: UserId, q: &str| {
+        let q = Query::parse(q).unwrap();
+        SearchSpec {
+            viewer,
+            terms: q.terms,
+            room: None,
+            peer: None,
+            from: Vec::new(),
+            since_ms: q.since_ms,
+            until_ms: q.until_ms,
+            before_id: None,
+            limit: 10,
+        }
+    };
+    let found = |spec: SearchSpec| -> Vec<String> {
+        s.search(&spec)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|m| m.body)
+            .collect()
+    };
+    say(s, alice, Destination::Room(g), "Ship the Café release");
+    let r1 = say(s, bob, Destination::Room(rust), "ship it from rust");
+    say(s, alice, Destination::User(bob), "ship me a postcard");
+    say(s, carol, Destination::User(bob), "ship nothing to alice");
+    let edited = say(s, carol, Destination::Room(g), "old words");
+    s.edit_message(edited, "new words about shipping", 1, false)
+        .unwrap();
+    let deleted = say(s, carol, Destination::Room(g), "ship deleted thing");
+    s.delete_message(deleted, 2).unwrap();
+
+    assert_eq!(
+        found(spec(alice, "ship")),
+        [
+            "ship me a postcard",
+            "ship it from rust",
+            "Ship the Café release"
+        ],
+        "alice's rooms and DMs only, newest first, never deleted text"
+    );
+    assert_eq!(
+        found(spec(carol, "ship")),
+        ["ship nothing to alice", "Ship the Café release"]
+    );
+    assert_eq!(found(spec(alice, "cafe")), ["Ship the Café release"]);
+    assert_eq!(found(spec(alice, "shipp*")), ["new words about shipping"]);
+    assert!(
+        found(spec(alice, "old")).is_empty(),
+        "an edit is found by its new text only"
+    );
+    assert_eq!(
+        found(spec(alice, "ship -postcard -rust")),
+        ["Ship the Café release"]
+    );
+    assert_eq!(
+        found(spec(alice, "\"the café\"")),
+        ["Ship the Café release"]
+    );
+    assert!(found(spec(alice, "\"café the\"")).is_empty());
+    assert_eq!(
+        found(SearchSpec {
+            room: Some(rust),
+            ..spec(alice, "ship")
+        }),
+        ["ship it from rust"]
+    );
+    assert_eq!(
+        found(SearchSpec {
+            peer: Some(bob),
+            ..spec(alice, "ship")
+        }),
+        ["ship me a postcard"]
+    );
+    assert_eq!(
+        found(SearchSpec {
+            from: vec![bob],
+            ..spec(alice, "ship")
+        }),
+        ["ship it from rust"]
+    );
+    // A filter alone, and leaving words out of it.
+    assert_eq!(
+        found(SearchSpec {
+            from: vec![carol],
+            ..spec(alice, "-nothing from:carol")
+        }),
+        ["new words about shipping"]
+    );
+    // Dates: the messages were sent now.
+    let now = now_ms();
+    assert!(
+        found(SearchSpec {
+            until_ms: Some(now - 60_000),
+            ..spec(alice, "ship")
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        found(SearchSpec {
+            since_ms: Some(now - 60_000),
+            ..spec(alice, "ship")
+        })
+        .len(),
+        3
+    );
+    // Paging.
+    let (page, more) = s
+        .search(&SearchSpec {
+            limit: 1,
+            ..spec(alice, "ship")
+        })
+        .unwrap();
+    assert!(more);
+    let (rest, more) = s
+        .search(&SearchSpec {
+            before_id: Some(page[0].id),
+            ..spec(alice, "ship")
+        })
+        .unwrap();
+    assert!(!more);
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].id, r1);
 }

@@ -614,6 +614,14 @@ impl Hub {
         st.send_to_room(room, &event, None);
     }
 
+    /// Delivers an event to every session of every member of a room.
+    pub fn send_to_room(&self, name: &str, event: &Outgoing) {
+        let st = self.read();
+        if let Some(room) = st.rooms.get(name) {
+            st.send_to_room(room, event, None);
+        }
+    }
+
     /// A page of a room's members by name, after `after`, at most
     /// `limit`; `None` if no such room.
     pub fn members(&self, name: &str, after: Option<&str>, limit: usize) -> Option<MemberPage> {

@@ -44,6 +44,10 @@ pub struct Limits {
     pub max_rooms_per_user: u32,
     /// Most existing rooms one (non-admin) user may have created.
     pub max_rooms_created: u32,
+    /// How long after sending the author may edit a message.
+    pub edit_window: Duration,
+    /// Whether edits keep the earlier text (message_edits).
+    pub keep_edit_history: bool,
     /// Longest message body, bytes.
     pub max_message_len: usize,
     /// Largest frame payload a client may send, bytes.
@@ -64,6 +68,8 @@ impl Limits {
             token_lifetime: config.token_lifetime,
             max_rooms_per_user: config.max_rooms_per_user,
             max_rooms_created: config.max_rooms_created,
+            edit_window: config.edit_window,
+            keep_edit_history: config.keep_edit_history,
             max_message_len: config.max_message_len,
             max_request_len: config.max_request_len,
         }

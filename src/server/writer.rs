@@ -16,7 +16,7 @@ use super::delivery::Deliverers;
 use super::hub::{Hub, SessionId};
 use super::outbox::Outbox;
 use super::wire::Outgoing;
-use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ServerFrame, ServerMsg};
+use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ReplyRef, ServerFrame, ServerMsg};
 use crate::store::{Destination, NewMessage, RoomId, SharedStore, Store, UserId, now_ms};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -63,10 +63,15 @@ pub struct Submission {
     pub body: String,
     /// The shared file this message announces (already stored).
     pub file: Option<FileInfo>,
+    /// The message this one answers (already checked).
+    pub reply: Option<ReplyRef>,
 }
 
-/// What the writer thread is asked to do.
+/// What the writer thread is asked to do. (Nearly every job is a
+/// message, so boxing it to shrink the rare `Close` would only add an
+/// allocation per message.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Job {
     /// Store and deliver a message.
     Message(Submission),
@@ -176,6 +181,7 @@ fn commit_and_deliver(
             body: s.body.clone(),
             ts,
             file_id: s.file.as_ref().map(|f| f.id),
+            reply_to: s.reply.as_ref().map(|r| r.id),
         })
         .collect();
     let ids = match store.insert_messages(&rows) {
@@ -202,15 +208,13 @@ fn commit_and_deliver(
             Target::Room { name, .. } => (Some(name.clone()), None),
             Target::User { name, .. } => (None, Some(name.clone())),
         };
-        let event = Outgoing::event(ServerMsg::Message(ChatMessage {
-            id,
+        let event = Outgoing::event(ServerMsg::Message(Box::new(ChatMessage {
             room,
             to,
-            from: sub.sender.1,
-            body: sub.body,
-            ts,
             file: sub.file,
-        }));
+            reply_to: sub.reply,
+            ..ChatMessage::new(id, sub.sender.1, sub.body, ts)
+        })));
         // The ack has one recipient: encoded here, in its session's format.
         let ack = sub
             .outbox

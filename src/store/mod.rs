@@ -20,6 +20,7 @@ pub mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
+use crate::search::Terms;
 use r2d2_sqlite::rusqlite;
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +80,7 @@ pub struct RoomRecord {
 }
 
 /// Where a new message goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
     /// A room.
     Room(RoomId),
@@ -100,6 +101,76 @@ pub struct NewMessage {
     pub ts: i64,
     /// The shared file this message announces.
     pub file_id: Option<i64>,
+    /// The message this one answers (already checked to be in the same
+    /// room or conversation).
+    pub reply_to: Option<i64>,
+}
+
+/// A stored message as the checks of edit, delete, react and reply see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Row id.
+    pub id: i64,
+    /// Room or recipient.
+    pub to: Destination,
+    /// Author.
+    pub sender: UserId,
+    /// Author's name.
+    pub sender_name: String,
+    /// Room name or recipient name.
+    pub to_name: String,
+    /// Text (empty once deleted).
+    pub body: String,
+    /// When it was sent (ms since the epoch).
+    pub created_at: i64,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// Which page of a conversation's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages with an id below this one (`None`: the newest of
+    /// all); `more` says whether older ones exist.
+    Before(Option<i64>),
+    /// The oldest messages with an id above this one; `more` says whether
+    /// newer ones exist.
+    After(i64),
+}
+
+/// What [`Store::react`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reacted {
+    /// Added; this many users now give this reaction.
+    Added(u32),
+    /// The user had given it already; this many give it.
+    Already(u32),
+    /// The message carries as many different reactions as allowed.
+    Full,
+}
+
+/// A search, with names already resolved and checked by the caller.
+#[derive(Debug, Clone)]
+pub struct SearchSpec {
+    /// Who searches: only rooms they are in and their own direct messages
+    /// are searched.
+    pub viewer: UserId,
+    /// Words wanted and left out.
+    pub terms: Terms,
+    /// Only this room.
+    pub room: Option<RoomId>,
+    /// Only the direct conversation with this user.
+    pub peer: Option<UserId>,
+    /// Only messages by one of these users (empty: anyone).
+    pub from: Vec<UserId>,
+    /// Only messages sent at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only messages sent before this time.
+    pub until_ms: Option<i64>,
+    /// Only messages with an id below this one (the next page).
+    pub before_id: Option<i64>,
+    /// Most results.
+    pub limit: u32,
 }
 
 /// A file to record once its content is stored and verified.
@@ -237,27 +308,74 @@ pub trait Store: Send + Sync {
     fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError>;
 
     /// Direct messages to `user` not yet delivered to any of their
-    /// sessions, oldest first (at most `limit`).
+    /// sessions, oldest first (at most `limit`), deleted ones left out.
     fn undelivered_dms(&self, user: UserId, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
 
-    /// A page of a room's history: up to `limit` messages with id below
-    /// `before`, oldest first, and whether older ones exist.
+    /// A page of a room's history (see [`Page`]), oldest first, as `viewer`
+    /// sees it (their own reactions marked), and whether more exist beyond
+    /// the page. Deleted messages are tombstones; edited ones carry their
+    /// current text.
     fn room_history(
         &self,
         room: RoomId,
-        before: Option<i64>,
+        page: Page,
         limit: u32,
+        viewer: UserId,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
 
-    /// A page of the direct messages between `a` and `b`, like
+    /// A page of the direct messages between `a` (the viewer) and `b`, like
     /// [`Store::room_history`].
     fn dm_history(
         &self,
         a: UserId,
         b: UserId,
-        before: Option<i64>,
+        page: Page,
         limit: u32,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
+
+    // --- Finding and fixing messages ---
+    /// One message, deleted or not.
+    fn message(&self, id: i64) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// Replaces a message's text (and its search index entry); with
+    /// `keep_previous`, the text it had is kept in the edit history.
+    fn edit_message(
+        &self,
+        id: i64,
+        body: &str,
+        at: i64,
+        keep_previous: bool,
+    ) -> Result<(), StoreError>;
+
+    /// The earlier versions of a message (when it was replaced, the text
+    /// before), oldest first.
+    fn edit_history(&self, id: i64) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Deletes a message for everyone: its text (from the row and the
+    /// search index), earlier versions, reactions and, for a file message,
+    /// the file record, in one transaction; the row stays as a tombstone.
+    /// Returns the SHA-256 of file content that no file record uses any
+    /// more, for the caller to remove from disk.
+    fn delete_message(&self, id: i64, at: i64) -> Result<Option<String>, StoreError>;
+
+    /// Adds `user`'s reaction `emoji` to a message that carries fewer than
+    /// `max_kinds` different reactions (or already this one).
+    fn react(
+        &self,
+        id: i64,
+        user: UserId,
+        emoji: &str,
+        max_kinds: u32,
+    ) -> Result<Reacted, StoreError>;
+
+    /// Takes `user`'s reaction back: `None` if they had not given it, else
+    /// how many users still give it.
+    fn unreact(&self, id: i64, user: UserId, emoji: &str) -> Result<Option<u32>, StoreError>;
+
+    /// Messages matching a search, newest first, as the viewer sees them,
+    /// and whether more (older) matches exist. Never a deleted message,
+    /// never one outside the viewer's rooms and direct conversations.
+    fn search(&self, spec: &SearchSpec) -> Result<(Vec<ChatMessage>, bool), StoreError>;
 
     // --- Files ---
     /// Records a stored, verified file; returns its id.

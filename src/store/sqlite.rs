@@ -10,12 +10,13 @@
 //! session threads, and messages come from one writer thread.
 
 use super::{
-    AuditEntry, Ban, Destination, FileRecord, NewBan, NewFile, NewMessage, RoomId, RoomRecord,
-    Store, StoreError, UserId, UserRecord, now_ms,
+    AuditEntry, Ban, Destination, FileRecord, MessageRecord, NewBan, NewFile, NewMessage, Page,
+    Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, UserId, UserRecord, now_ms,
 };
-use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
+use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
-use r2d2_sqlite::rusqlite::{self, OptionalExtension, params};
+use r2d2_sqlite::rusqlite::types::Value;
+use r2d2_sqlite::rusqlite::{self, OptionalExtension, params, params_from_iter};
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,40 +34,110 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
         2,
         "ALTER TABLE messages ADD COLUMN file_id INTEGER REFERENCES files(id);",
     ),
+    // Replies, edits, deletions; the search index (messages_fts, from
+    // SCHEMA) is then built from the stored messages: see FTS_SINCE.
+    (
+        3,
+        "ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+         ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+         ALTER TABLE messages ADD COLUMN deleted_at INTEGER;",
+    ),
 ];
+
+/// The version that added the search index: a database older than it has
+/// its index built from its messages once SCHEMA has created the table.
+const FTS_SINCE: u32 = 3;
 
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every message query selects, in the order [`chat_message`] reads
+/// it: the message, its room or recipient, sender, file, the message it
+/// answers (with the start of its text: protocol::REPLY_EXCERPT
+/// characters), and its edit and deletion state.
+macro_rules! message_columns {
+    () => {
+        "SELECT m.id, r.name, ru.name, s.name, m.body, m.created_at,
+                f.id, f.name, f.mime, f.size, f.sha256,
+                m.reply_to, ps.name, substr(p.body, 1, 100), p.deleted_at IS NOT NULL,
+                m.edited_at, m.deleted_at IS NOT NULL "
+    };
+}
+
+/// The joins [`message_columns`] needs, each by primary key.
+macro_rules! message_joins {
+    () => {
+        " JOIN users s ON s.id = m.sender_id
+          LEFT JOIN rooms r ON r.id = m.room_id
+          LEFT JOIN users ru ON ru.id = m.recipient_id
+          LEFT JOIN files f ON f.id = m.file_id
+          LEFT JOIN messages p ON p.id = m.reply_to
+          LEFT JOIN users ps ON ps.id = p.sender_id "
+    };
+}
 
 // The queries on the login path, named so that a test can check their
 // plans: none may scan the messages table (login must cost the same on a
 // million messages as on none).
 
 /// Direct messages to ?1 above its delivery cursor, oldest first (login).
-const UNDELIVERED_DMS: &str = "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
-                    f.id, f.name, f.mime, f.size, f.sha256
-             FROM messages m
-             JOIN users r ON r.id = m.recipient_id
-             JOIN users s ON s.id = m.sender_id
-             LEFT JOIN files f ON f.id = m.file_id
-             WHERE m.recipient_id = ?1
-               AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
-             ORDER BY m.id LIMIT ?2";
+const UNDELIVERED_DMS: &str = concat!(
+    message_columns!(),
+    "FROM messages m",
+    message_joins!(),
+    "WHERE m.recipient_id = ?1 AND m.deleted_at IS NULL
+       AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
+     ORDER BY m.id LIMIT ?2"
+);
 
 /// A page of room ?1 before id ?2, newest first (join, history).
-const ROOM_HISTORY: &str = "SELECT m.id, r.name, NULL, s.name, m.body, m.created_at,
-                    f.id, f.name, f.mime, f.size, f.sha256
-             FROM messages m
-             JOIN rooms r ON r.id = m.room_id
-             JOIN users s ON s.id = m.sender_id
-             LEFT JOIN files f ON f.id = m.file_id
-             WHERE m.room_id = ?1 AND m.id < ?2
-             ORDER BY m.id DESC LIMIT ?3";
+const ROOM_HISTORY: &str = concat!(
+    message_columns!(),
+    "FROM messages m",
+    message_joins!(),
+    "WHERE m.room_id = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3"
+);
+
+/// A page of room ?1 after id ?2, oldest first (history around a result).
+const ROOM_HISTORY_AFTER: &str = concat!(
+    message_columns!(),
+    "FROM messages m",
+    message_joins!(),
+    "WHERE m.room_id = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3"
+);
+
+/// The direct messages between ?1 and ?2 before id ?3, newest first.
+const DM_HISTORY: &str = concat!(
+    message_columns!(),
+    "FROM messages m",
+    message_joins!(),
+    "WHERE ((m.recipient_id = ?1 AND m.sender_id = ?2)
+         OR (m.recipient_id = ?2 AND m.sender_id = ?1))
+       AND m.id < ?3
+     ORDER BY m.id DESC LIMIT ?4"
+);
+
+/// The direct messages between ?1 and ?2 after id ?3, oldest first.
+const DM_HISTORY_AFTER: &str = concat!(
+    message_columns!(),
+    "FROM messages m",
+    message_joins!(),
+    "WHERE ((m.recipient_id = ?1 AND m.sender_id = ?2)
+         OR (m.recipient_id = ?2 AND m.sender_id = ?1))
+       AND m.id > ?3
+     ORDER BY m.id LIMIT ?4"
+);
+
+/// The reactions on message ?1, in the order first given, and whether
+/// user ?2 gave each.
+const REACTIONS: &str = "SELECT emoji, count(*), max(user_id = ?2) FROM reactions
+             WHERE message_id = ?1 GROUP BY emoji ORDER BY min(created_at), emoji";
 
 /// Per room of user ?1: last read, unread count, newest id (login).
 const UNREAD_ROOMS: &str = "SELECT r.id, r.name, coalesce(rr.last_read, 0),
                     (SELECT count(*) FROM messages m
-                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0) AND m.sender_id != ?1),
+                      WHERE m.room_id = r.id AND m.id > coalesce(rr.last_read, 0)
+                        AND m.sender_id != ?1 AND m.deleted_at IS NULL),
                     (SELECT coalesce(max(m.id), 0) FROM messages m WHERE m.room_id = r.id)
              FROM room_members mem
              JOIN rooms r ON r.id = mem.room_id
@@ -89,7 +160,7 @@ const UNREAD_DMS: &str = "WITH RECURSIVE peers(id) AS (
              SELECT s.name, coalesce(d.last_read, 0) AS lr,
                     (SELECT count(*) FROM messages m
                       WHERE m.recipient_id = ?1 AND m.sender_id = p.id
-                        AND m.id > coalesce(d.last_read, 0)),
+                        AND m.id > coalesce(d.last_read, 0) AND m.deleted_at IS NULL),
                     (SELECT max(m.id) FROM messages m
                       WHERE m.recipient_id = ?1 AND m.sender_id = p.id) AS newest
              FROM peers p
@@ -133,7 +204,11 @@ impl SqliteStore {
             // setting it here on every new connection could meet a writer's
             // lock and fail the connection.)
             conn.set_prepared_statement_cache_capacity(64);
-            conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            // secure_delete: the text of a deleted or edited message is
+            // overwritten in the file, not just unlinked.
+            conn.execute_batch(
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
+            )
         });
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
@@ -166,6 +241,9 @@ impl SqliteStore {
             }
         }
         tx.execute_batch(SCHEMA)?;
+        if !fresh && found < FTS_SINCE {
+            tx.execute_batch("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")?;
+        }
         tx.pragma_update(None, "user_version", supported)?;
         tx.commit()?;
         Ok(())
@@ -346,15 +424,18 @@ impl Store for SqliteStore {
         let mut ids = Vec::with_capacity(batch.len());
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO messages (room_id, recipient_id, sender_id, body, created_at, file_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages
+                 (room_id, recipient_id, sender_id, body, created_at, file_id, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for m in batch {
                 let (room, user) = match m.to {
                     Destination::Room(r) => (Some(r), None),
                     Destination::User(u) => (None, Some(u)),
                 };
-                stmt.execute(params![room, user, m.sender, m.body, m.ts, m.file_id])?;
+                stmt.execute(params![
+                    room, user, m.sender, m.body, m.ts, m.file_id, m.reply_to
+                ])?;
                 ids.push(tx.last_insert_rowid());
             }
         }
@@ -374,49 +455,215 @@ impl Store for SqliteStore {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(UNDELIVERED_DMS)?;
         let rows = stmt.query_map(params![user, limit], chat_message)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
+        with_reactions(&conn, &mut out, user)?;
+        Ok(out)
     }
 
     fn room_history(
         &self,
         room: RoomId,
-        before: Option<i64>,
+        page: Page,
         limit: u32,
+        viewer: UserId,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(ROOM_HISTORY)?;
-        let rows = stmt.query_map(
-            params![room, before.unwrap_or(i64::MAX), limit + 1],
-            chat_message,
-        )?;
-        page(rows.collect::<Result<_, _>>()?, limit)
+        let (sql, from) = match page {
+            Page::Before(before) => (ROOM_HISTORY, before.unwrap_or(i64::MAX)),
+            Page::After(after) => (ROOM_HISTORY_AFTER, after),
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![room, from, limit + 1], chat_message)?;
+        let (mut messages, more) = paged(rows.collect::<Result<_, _>>()?, limit, page);
+        with_reactions(&conn, &mut messages, viewer)?;
+        Ok((messages, more))
     }
 
     fn dm_history(
         &self,
         a: UserId,
         b: UserId,
-        before: Option<i64>,
+        page: Page,
         limit: u32,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let conn = self.pool.get()?;
+        let (sql, from) = match page {
+            Page::Before(before) => (DM_HISTORY, before.unwrap_or(i64::MAX)),
+            Page::After(after) => (DM_HISTORY_AFTER, after),
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![a, b, from, limit + 1], chat_message)?;
+        let (mut messages, more) = paged(rows.collect::<Result<_, _>>()?, limit, page);
+        with_reactions(&conn, &mut messages, a)?;
+        Ok((messages, more))
+    }
+
+    // --- Finding and fixing messages ---
+
+    fn message(&self, id: i64) -> Result<Option<MessageRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT m.id, m.room_id, m.recipient_id, m.sender_id, s.name,
+                        coalesce(r.name, ru.name), m.body, m.created_at, m.deleted_at IS NOT NULL
+                 FROM messages m JOIN users s ON s.id = m.sender_id
+                 LEFT JOIN rooms r ON r.id = m.room_id
+                 LEFT JOIN users ru ON ru.id = m.recipient_id
+                 WHERE m.id = ?1",
+            )?
+            .query_row([id], |r| {
+                let room: Option<RoomId> = r.get(1)?;
+                let user: Option<UserId> = r.get(2)?;
+                Ok(MessageRecord {
+                    id: r.get(0)?,
+                    to: match (room, user) {
+                        (Some(room), _) => Destination::Room(room),
+                        (None, user) => Destination::User(user.unwrap_or(0)),
+                    },
+                    sender: r.get(3)?,
+                    sender_name: r.get(4)?,
+                    to_name: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    body: r.get(6)?,
+                    created_at: r.get(7)?,
+                    deleted: r.get(8)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn edit_message(
+        &self,
+        id: i64,
+        body: &str,
+        at: i64,
+        keep_previous: bool,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        if keep_previous {
+            tx.prepare_cached(
+                "INSERT INTO message_edits (message_id, edited_at, body)
+                 SELECT id, ?2, body FROM messages WHERE id = ?1 AND deleted_at IS NULL",
+            )?
+            .execute(params![id, at])?;
+        }
+        // The update trigger re-indexes the new text in messages_fts.
+        tx.prepare_cached(
+            "UPDATE messages SET body = ?2, edited_at = ?3 WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id, body, at])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn edit_history(&self, id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT m.id, NULL, r.name, s.name, m.body, m.created_at,
-                    f.id, f.name, f.mime, f.size, f.sha256
-             FROM messages m
-             JOIN users r ON r.id = m.recipient_id
-             JOIN users s ON s.id = m.sender_id
-             LEFT JOIN files f ON f.id = m.file_id
-             WHERE ((m.recipient_id = ?1 AND m.sender_id = ?2)
-                 OR (m.recipient_id = ?2 AND m.sender_id = ?1))
-               AND m.id < ?3
-             ORDER BY m.id DESC LIMIT ?4",
+            "SELECT edited_at, body FROM message_edits WHERE message_id = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map(
-            params![a, b, before.unwrap_or(i64::MAX), limit + 1],
-            chat_message,
-        )?;
-        page(rows.collect::<Result<_, _>>()?, limit)
+        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_message(&self, id: i64, at: i64) -> Result<Option<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let file: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT f.id, f.sha256 FROM messages m JOIN files f ON f.id = m.file_id
+                 WHERE m.id = ?1",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        // The update trigger takes the old text out of messages_fts.
+        tx.prepare_cached(
+            "UPDATE messages SET body = '', deleted_at = ?2, edited_at = NULL, file_id = NULL
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id, at])?;
+        tx.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
+            .execute([id])?;
+        tx.prepare_cached("DELETE FROM message_edits WHERE message_id = ?1")?
+            .execute([id])?;
+        let mut unused = None;
+        if let Some((file_id, sha)) = file {
+            tx.prepare_cached("DELETE FROM files WHERE id = ?1")?
+                .execute([file_id])?;
+            let still_used: bool = tx
+                .prepare_cached("SELECT count(*) > 0 FROM files WHERE sha256 = ?1")?
+                .query_row([&sha], |r| r.get(0))?;
+            if !still_used {
+                unused = Some(sha);
+            }
+        }
+        tx.commit()?;
+        Ok(unused)
+    }
+
+    fn react(
+        &self,
+        id: i64,
+        user: UserId,
+        emoji: &str,
+        max_kinds: u32,
+    ) -> Result<Reacted, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (count, mine): (u32, bool) = tx
+            .prepare_cached(
+                "SELECT count(*), coalesce(max(user_id = ?3), 0) FROM reactions
+                 WHERE message_id = ?1 AND emoji = ?2",
+            )?
+            .query_row(params![id, emoji, user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if mine {
+            return Ok(Reacted::Already(count));
+        }
+        if count == 0 {
+            let kinds: u32 = tx
+                .prepare_cached(
+                    "SELECT count(DISTINCT emoji) FROM reactions WHERE message_id = ?1",
+                )?
+                .query_row([id], |r| r.get(0))?;
+            if kinds >= max_kinds {
+                return Ok(Reacted::Full);
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO reactions (message_id, emoji, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, emoji, user, now_ms()])?;
+        tx.commit()?;
+        Ok(Reacted::Added(count + 1))
+    }
+
+    fn unreact(&self, id: i64, user: UserId, emoji: &str) -> Result<Option<u32>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let removed = tx
+            .prepare_cached(
+                "DELETE FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3",
+            )?
+            .execute(params![id, emoji, user])?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        let count: u32 = tx
+            .prepare_cached("SELECT count(*) FROM reactions WHERE message_id = ?1 AND emoji = ?2")?
+            .query_row(params![id, emoji], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(Some(count))
+    }
+
+    fn search(&self, spec: &SearchSpec) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let (sql, values) = search_sql(spec);
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(values), chat_message)?;
+        let mut rows: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
+        let more = rows.len() > spec.limit as usize;
+        rows.truncate(spec.limit as usize);
+        with_reactions(&conn, &mut rows, spec.viewer)?;
+        Ok((rows, more))
     }
 
     // --- Files ---
@@ -863,13 +1110,108 @@ fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
     })
 }
 
-/// Turns newest-first rows (one more than asked, to detect `more`) into an
+/// Turns rows (one more than asked, to detect `more`; newest first for
+/// [`Page::Before`], oldest first for [`Page::After`]) into an
 /// oldest-first page.
-fn page(mut rows: Vec<ChatMessage>, limit: u32) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+fn paged(mut rows: Vec<ChatMessage>, limit: u32, page: Page) -> (Vec<ChatMessage>, bool) {
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    rows.reverse();
-    Ok((rows, more))
+    if matches!(page, Page::Before(_)) {
+        rows.reverse();
+    }
+    (rows, more)
+}
+
+/// Fills in each message's reactions as `viewer` sees them.
+fn with_reactions(
+    conn: &rusqlite::Connection,
+    messages: &mut [ChatMessage],
+    viewer: UserId,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(REACTIONS)?;
+    for m in messages.iter_mut().filter(|m| !m.deleted) {
+        m.reactions = stmt
+            .query_map(params![m.id, viewer], |r| {
+                Ok(ReactionCount {
+                    emoji: r.get(0)?,
+                    count: r.get(1)?,
+                    me: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
+/// The SQL and parameters of a search. Only fixed fragments become SQL;
+/// every value (the FTS5 expression too, which `search::Terms` built from
+/// quoted strings) is a bound parameter.
+fn search_sql(spec: &SearchSpec) -> (String, Vec<Value>) {
+    let mut values: Vec<Value> = Vec::new();
+    let mut arg = |v: Value| {
+        values.push(v);
+        format!("?{}", values.len())
+    };
+    let wanted = spec.terms.fts5();
+    let excluded = spec.terms.fts5_excluded();
+    let mut sql = String::from(message_columns!());
+    let mut conds = vec!["m.deleted_at IS NULL".to_owned()];
+    if let Some(wanted) = wanted {
+        // The index leads (CROSS JOIN keeps it outermost), newest first,
+        // so a page stops early; words to leave out are part of the match.
+        let expr = match excluded {
+            Some(ex) => format!("({wanted}) NOT ({ex})"),
+            None => wanted,
+        };
+        sql.push_str("FROM messages_fts CROSS JOIN messages m ON m.id = messages_fts.rowid");
+        conds.push(format!("messages_fts MATCH {}", arg(Value::Text(expr))));
+    } else {
+        sql.push_str("FROM messages m");
+        if let Some(ex) = excluded {
+            conds.push(format!(
+                "m.id NOT IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH {})",
+                arg(Value::Text(ex))
+            ));
+        }
+    }
+    sql.push_str(message_joins!());
+    let viewer = arg(Value::Integer(spec.viewer));
+    conds.push(format!(
+        "(m.room_id IN (SELECT room_id FROM room_members WHERE user_id = {viewer})
+          OR m.recipient_id = {viewer} OR (m.recipient_id IS NOT NULL AND m.sender_id = {viewer}))"
+    ));
+    if let Some(room) = spec.room {
+        conds.push(format!("m.room_id = {}", arg(Value::Integer(room))));
+    }
+    if let Some(peer) = spec.peer {
+        let peer = arg(Value::Integer(peer));
+        conds.push(format!(
+            "((m.recipient_id = {viewer} AND m.sender_id = {peer})
+              OR (m.recipient_id = {peer} AND m.sender_id = {viewer}))"
+        ));
+    }
+    if !spec.from.is_empty() {
+        let ids: Vec<String> = spec
+            .from
+            .iter()
+            .map(|&id| arg(Value::Integer(id)))
+            .collect();
+        conds.push(format!("m.sender_id IN ({})", ids.join(", ")));
+    }
+    if let Some(t) = spec.since_ms {
+        conds.push(format!("m.created_at >= {}", arg(Value::Integer(t))));
+    }
+    if let Some(t) = spec.until_ms {
+        conds.push(format!("m.created_at < {}", arg(Value::Integer(t))));
+    }
+    if let Some(id) = spec.before_id {
+        conds.push(format!("m.id < {}", arg(Value::Integer(id))));
+    }
+    sql.push_str("WHERE ");
+    sql.push_str(&conds.join(" AND "));
+    let limit = arg(Value::Integer(i64::from(spec.limit) + 1));
+    sql.push_str(&format!(" ORDER BY m.id DESC LIMIT {limit}"));
+    (sql, values)
 }
 
 fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
@@ -883,14 +1225,31 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         }),
         None => None,
     };
+    let reply_to = match r.get::<_, Option<i64>>(11)? {
+        Some(id) => Some(ReplyRef {
+            id,
+            from: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            excerpt: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+            deleted: r.get::<_, Option<bool>>(14)?.unwrap_or(true),
+        }),
+        None => None,
+    };
     Ok(ChatMessage {
         id: r.get(0)?,
         room: r.get(1)?,
-        to: r.get(2)?,
+        to: if r.get::<_, Option<String>>(1)?.is_some() {
+            None
+        } else {
+            r.get(2)?
+        },
         from: r.get(3)?,
         body: r.get(4)?,
         ts: r.get(5)?,
         file,
+        reply_to,
+        edited_at: r.get(15)?,
+        deleted: r.get(16)?,
+        reactions: Vec::new(),
     })
 }
 
@@ -951,15 +1310,20 @@ mod tests {
                 body: format!("m{i}"),
                 ts: i,
                 file_id: None,
+                reply_to: None,
             })
             .collect();
         let ids = store.insert_messages(&batch).unwrap();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        let (page1, more) = store.room_history(general, None, 3).unwrap();
+        let (page1, more) = store
+            .room_history(general, Page::Before(None), 3, 0)
+            .unwrap();
         assert!(more);
         let bodies: Vec<_> = page1.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, ["m2", "m3", "m4"]);
-        let (page2, more) = store.room_history(general, Some(page1[0].id), 3).unwrap();
+        let (page2, more) = store
+            .room_history(general, Page::Before(Some(page1[0].id)), 3, 0)
+            .unwrap();
         assert!(!more);
         assert_eq!(page2.len(), 2);
 
@@ -970,10 +1334,11 @@ mod tests {
                 body: "psst".into(),
                 ts: 9,
                 file_id: None,
+                reply_to: None,
             }])
             .unwrap()[0];
         assert_eq!(store.undelivered_dms(b, 10).unwrap().len(), 1);
-        let (dms, _) = store.dm_history(b, a, None, 10).unwrap();
+        let (dms, _) = store.dm_history(b, a, Page::Before(None), 10).unwrap();
         assert_eq!(dms[0].to.as_deref(), Some("bob"));
         store.advance_dm_cursor(b, dm).unwrap();
         assert!(store.undelivered_dms(b, 10).unwrap().is_empty());
@@ -1069,16 +1434,32 @@ mod tests {
                      CHECK ((room_id IS NULL) <> (recipient_id IS NULL)));
                  INSERT INTO users VALUES (1, 'alice', 'x', 0, 0);
                  INSERT INTO rooms VALUES (1, 'general', 'old topic', NULL, 0);
+                 INSERT INTO room_members VALUES (1, 1, 0);
                  INSERT INTO messages (room_id, sender_id, body, created_at) VALUES (1, 1, 'from the old days', 5);
                  PRAGMA user_version = 1;",
             )
             .unwrap();
         }
         let store = SqliteStore::open(&path, 2).unwrap();
-        let (page, _) = store.room_history(1, None, 10).unwrap();
+        let (page, _) = store.room_history(1, Page::Before(None), 10, 0).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].body, "from the old days");
         assert_eq!(page[0].file, None);
+        // The search index was built from the messages already there.
+        let (found, _) = store
+            .search(&SearchSpec {
+                viewer: 1,
+                terms: crate::search::Query::parse("old days").unwrap().terms,
+                room: None,
+                peer: None,
+                from: Vec::new(),
+                since_ms: None,
+                until_ms: None,
+                before_id: None,
+                limit: 5,
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1);
         let version: u32 = store
             .pool
             .get()

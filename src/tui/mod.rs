@@ -544,6 +544,7 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             m.status_notice(format!("login refused: {reason}"));
         }
         NetEvent::Server(ServerMsg::Message(msg)) => {
+            let msg = *msg;
             if let Some(arrival) = m.on_message(&msg) {
                 let incoming = Incoming {
                     window: &arrival.window,
@@ -773,6 +774,10 @@ mod tests {
                     body: "hello alice".into(),
                     ts: 0,
                     file: None,
+                    reply_to: None,
+                    edited_at: None,
+                    deleted: false,
+                    reactions: Vec::new(),
                 }],
                 focus: false,
                 live_presence: true,
@@ -892,15 +897,21 @@ mod tests {
     #[test]
     fn window_keys_switch_and_unread_counts_show() {
         let mut screen = Screen::new(100, 20);
-        screen.post(NetEvent::Server(ServerMsg::Message(ChatMessage {
-            id: 7,
-            room: None,
-            to: Some("alice".into()),
-            from: "bob".into(),
-            body: "psst".into(),
-            ts: 0,
-            file: None,
-        })));
+        screen.post(NetEvent::Server(ServerMsg::Message(Box::new(
+            ChatMessage {
+                id: 7,
+                room: None,
+                to: Some("alice".into()),
+                from: "bob".into(),
+                body: "psst".into(),
+                ts: 0,
+                file: None,
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
+                reactions: Vec::new(),
+            },
+        ))));
         assert!(screen.text().contains("3 @bob (1)"));
         screen.keys([Event::AltChar('3')]);
         let text = screen.text();
@@ -952,6 +963,10 @@ mod tests {
             body: "ancient words".into(),
             ts: 0,
             file: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
         };
         screen.post(NetEvent::History {
             window: WindowId::Room("general".into()),

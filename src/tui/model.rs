@@ -737,6 +737,10 @@ mod tests {
             body: body.into(),
             ts: id * 1000,
             file: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
         }
     }
 
@@ -749,6 +753,10 @@ mod tests {
             body: "psst".into(),
             ts: id,
             file: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
         }
     }
 

@@ -306,6 +306,10 @@ mod tests {
                 body: body.into(),
                 ts: 0,
                 file: None,
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
+                reactions: Vec::new(),
             });
         }
         m.select(i);
@@ -334,6 +338,10 @@ mod tests {
             body: "see \u{1b}[2J\u{202E}gnp.exe and \u{200B}this".into(),
             ts: 0,
             file: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
         });
         m.select(i);
         m.status_notice("notice \u{1b}[31mred\u{2066}");
@@ -403,6 +411,10 @@ mod tests {
             body: "hi".into(),
             ts: 0,
             file: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
         });
         let text = source(&render_windows(&m));
         assert_eq!(text, "1 confab\n2 #general\n3 @bob (1)\n");

@@ -8,7 +8,7 @@
 //! the hub and gathers what the user missed.
 
 use super::{Answer, Cx, Entry, Handled, Refusal, User};
-use crate::protocol::{ErrorCode, PROTOCOL_VERSION, ServerMsg};
+use crate::protocol::{self, ErrorCode, PROTOCOL_VERSION, ServerMsg};
 use crate::server::auth::{Attempt, Proof};
 use crate::store::{UserId, now_ms};
 use crate::validate;
@@ -49,6 +49,9 @@ pub fn hello(cx: &mut Cx, version: u32, client: &str) -> Handled {
         flood_burst: svc.limits.flood_burst,
         flood_refill_ms: refill_ms(svc.limits.flood_rate),
         flood_strikes: crate::rate_limit::STRIKE_BURST,
+        features: protocol::FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+        edit_window_s: svc.limits.edit_window.as_secs(),
+        max_reactions: protocol::MAX_REACTIONS,
     }))
 }
 
@@ -307,7 +310,10 @@ fn enter(cx: &mut Cx, user_id: UserId, user: String, token: Option<String>) -> H
             unread,
             token,
         },
-        replay: dms.into_iter().map(ServerMsg::Message).collect(),
+        replay: dms
+            .into_iter()
+            .map(|m| ServerMsg::Message(Box::new(m)))
+            .collect(),
         user: User {
             id: user_id,
             name: user,

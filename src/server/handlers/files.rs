@@ -125,7 +125,7 @@ pub fn upload_end(cx: &mut Cx, me: &User, upload: u32, sha256: &str) -> Handled 
         size,
         sha256: verified.sha256,
     };
-    submit(cx, me, target, body, Some(info))
+    submit(cx, me, target, body, Some(info), None)
 }
 
 /// Abandons the upload in progress (deleting what was written).

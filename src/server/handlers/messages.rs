@@ -1,22 +1,27 @@
 //! Message requests: `say`, `dm`, `history`, `mark_read`.
 //!
 //! `say` and `dm` are checked here (membership, mutes, length, flood
-//! control) and handed to the message writer, which stores them, delivers
-//! them and acks them: their answer is [`Answer::Later`].
+//! control, the message they reply to) and handed to the message writer,
+//! which stores them, delivers them and acks them: their answer is
+//! [`Answer::Later`].
 
+use super::editing::live_message;
 use super::{
     Answer, Conversation, Cx, Handled, Refusal, User, conversation, existing_user, member_room,
 };
-use crate::protocol::{self, ErrorCode, HISTORY_PAGE_MAX, JOIN_REPLAY, ServerMsg};
+use crate::protocol::{
+    self, ErrorCode, HISTORY_PAGE_MAX, JOIN_REPLAY, REPLY_EXCERPT, ReplyRef, ServerMsg,
+};
 use crate::rate_limit::Verdict;
 use crate::server::wire::Outgoing;
 use crate::server::writer::{Submission, Target};
+use crate::store::{Destination, Page};
 use crate::validate;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A message to a room the caller is in.
-pub fn say(cx: &mut Cx, me: &User, room: &str, body: String) -> Handled {
+pub fn say(cx: &mut Cx, me: &User, room: &str, body: String, reply_to: Option<i64>) -> Handled {
     let room = member_room(cx.svc, room, me.id)?;
     if cx.svc.store.is_muted(room.id, me.id)? {
         return Err(Refusal::new(
@@ -25,24 +30,71 @@ pub fn say(cx: &mut Cx, me: &User, room: &str, body: String) -> Handled {
         ));
     }
     validate::body_within(&body, cx.svc.limits.max_message_len)?;
+    let reply = match reply_to {
+        Some(id) => Some(replied(cx, me, id, |to, _| {
+            to == Destination::Room(room.id)
+        })?),
+        None => None,
+    };
     flood_check(cx)?;
     let target = Target::Room {
         id: room.id,
         name: room.name,
     };
-    submit(cx, me, target, body, None)
+    submit(cx, me, target, body, None, reply)
 }
 
 /// A direct message to another user (stored for them if they are offline).
-pub fn dm(cx: &mut Cx, me: &User, to: &str, body: String) -> Handled {
+pub fn dm(cx: &mut Cx, me: &User, to: &str, body: String, reply_to: Option<i64>) -> Handled {
     validate::body_within(&body, cx.svc.limits.max_message_len)?;
     let peer = existing_user(cx.svc, to)?;
+    let reply = match reply_to {
+        // The same conversation: between the caller and `peer`, either way.
+        Some(id) => Some(replied(cx, me, id, |to, sender| {
+            (to == Destination::User(peer.id) && sender == me.id)
+                || (to == Destination::User(me.id) && sender == peer.id)
+        })?),
+        None => None,
+    };
     flood_check(cx)?;
     let target = Target::User {
         id: peer.id,
         name: peer.name,
     };
-    submit(cx, me, target, body, None)
+    submit(cx, me, target, body, None, reply)
+}
+
+/// The message a new one replies to: visible to the caller, not deleted,
+/// and in the same conversation (`same` is given its destination and
+/// author).
+fn replied(
+    cx: &Cx,
+    me: &User,
+    id: i64,
+    same: impl Fn(Destination, i64) -> bool,
+) -> Result<ReplyRef, Refusal> {
+    let rec = live_message(cx, me, id)?;
+    if !same(rec.to, rec.sender) {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("message {id} is in another conversation; reply to it there"),
+        ));
+    }
+    Ok(ReplyRef {
+        id,
+        from: rec.sender_name,
+        excerpt: rec.body.chars().take(REPLY_EXCERPT).collect(),
+        deleted: false,
+    })
+}
+
+/// Which page `history` asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Window {
+    /// The newest messages below an id (or the newest of all).
+    Before(Option<i64>),
+    /// The messages around an id: it and older ones, then newer ones.
+    Around(i64),
 }
 
 /// A page of a room's or a direct conversation's history, oldest first.
@@ -51,32 +103,43 @@ pub fn history(
     me: &User,
     room: Option<String>,
     with: Option<String>,
-    before: Option<i64>,
+    window: Window,
     limit: Option<u32>,
 ) -> Handled {
     let limit = limit.unwrap_or(JOIN_REPLAY).clamp(1, HISTORY_PAGE_MAX);
     let store = &cx.svc.store;
-    let reply = match conversation(cx.svc, me, room, with, "history", "with")? {
-        Conversation::Room(room) => {
-            let (messages, more) = store.room_history(room.id, before, limit)?;
-            ServerMsg::History {
-                room: Some(room.name),
-                with: None,
-                messages,
-                more,
-            }
+    let conv = conversation(cx.svc, me, room, with, "history", "with")?;
+    let page = |page: Page, n: u32| match &conv {
+        Conversation::Room(room) => store.room_history(room.id, page, n, me.id),
+        Conversation::Direct(peer) => store.dm_history(me.id, peer.id, page, n),
+    };
+    let (messages, more, newer) = match window {
+        Window::Before(before) => {
+            let (messages, more) = page(Page::Before(before), limit)?;
+            (messages, more, false)
         }
-        Conversation::Direct(peer) => {
-            let (messages, more) = store.dm_history(me.id, peer.id, before, limit)?;
-            ServerMsg::History {
-                room: None,
-                with: Some(peer.name),
-                messages,
-                more,
-            }
+        Window::Around(id) => {
+            // The message itself and older ones fill the larger half.
+            let newer_n = limit / 2;
+            let (mut messages, more) =
+                page(Page::Before(Some(id.saturating_add(1))), limit - newer_n)?;
+            // (With `newer_n` 0 this still says whether newer ones exist.)
+            let (after, newer) = page(Page::After(id), newer_n)?;
+            messages.extend(after);
+            (messages, more, newer)
         }
     };
-    Ok(Answer::Reply(reply))
+    let (room, with) = match conv {
+        Conversation::Room(room) => (Some(room.name), None),
+        Conversation::Direct(peer) => (None, Some(peer.name)),
+    };
+    Ok(Answer::Reply(ServerMsg::History {
+        room,
+        with,
+        messages,
+        more,
+        newer,
+    }))
 }
 
 /// Records how far the user has read a conversation; their other sessions
@@ -111,6 +174,7 @@ pub(super) fn submit(
     target: Target,
     body: String,
     file: Option<protocol::FileInfo>,
+    reply: Option<ReplyRef>,
 ) -> Handled {
     let sub = Submission {
         req: cx.req,
@@ -120,6 +184,7 @@ pub(super) fn submit(
         target,
         body,
         file,
+        reply,
     };
     cx.svc
         .writer
@@ -130,7 +195,7 @@ pub(super) fn submit(
 
 /// Applies flood control to one message. Refuses it with `slow_down`, or
 /// with `flooding` (which ends the session) if the client keeps on.
-fn flood_check(cx: &mut Cx) -> Result<(), Refusal> {
+pub(super) fn flood_check(cx: &mut Cx) -> Result<(), Refusal> {
     match cx.state.flood.check(Instant::now()) {
         Verdict::Allow => Ok(()),
         verdict => {

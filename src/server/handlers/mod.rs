@@ -3,7 +3,9 @@
 //!
 //! - [`account`]: hello, register, login, resume, logout, password, away;
 //! - [`rooms`]: room list, create, join, leave, topic, who;
-//! - [`messages`]: say, dm, history, mark_read;
+//! - [`messages`]: say, dm (both with replies), history, mark_read;
+//! - [`editing`]: edit, delete, react, unreact;
+//! - [`search`](mod@search): search;
 //! - [`files`]: upload (and its data frames), download, file lists;
 //! - [`moderation`]: kick, ban, unban, mute, unmute, bans, stats.
 //!
@@ -20,10 +22,12 @@
 //! module of its concern, and one line in [`dispatch`].
 
 pub mod account;
+pub mod editing;
 pub mod files;
 pub mod messages;
 pub mod moderation;
 pub mod rooms;
+pub mod search;
 
 use super::hub::{RoomRef, SessionId};
 use super::outbox::Outbox;
@@ -209,14 +213,40 @@ pub fn dispatch(cx: &mut Cx, me: &User, request: Request) -> Handled {
         Request::Topic { room, topic } => rooms::topic(cx, me, &room, &topic),
         Request::DeleteRoom { room } => rooms::delete(cx, me, &room),
         Request::Who { room, after, limit } => rooms::who(cx, &room, after.as_deref(), limit),
-        Request::Say { room, body } => messages::say(cx, me, &room, body),
-        Request::Dm { to, body } => messages::dm(cx, me, &to, body),
+        Request::Say {
+            room,
+            body,
+            reply_to,
+        } => messages::say(cx, me, &room, body, reply_to),
+        Request::Dm { to, body, reply_to } => messages::dm(cx, me, &to, body, reply_to),
+        Request::Edit { id, body } => editing::edit(cx, me, id, body),
+        Request::Delete { id, reason } => editing::delete(cx, me, id, &reason),
+        Request::React { id, emoji } => editing::react(cx, me, id, &emoji),
+        Request::Unreact { id, emoji } => editing::unreact(cx, me, id, &emoji),
+        Request::Search {
+            query,
+            before,
+            limit,
+        } => search::search(cx, me, &query, before, limit),
         Request::History {
             room,
             with,
             before,
+            around,
             limit,
-        } => messages::history(cx, me, room, with, before, limit),
+        } => {
+            let window = match (around, before) {
+                (Some(id), None) => messages::Window::Around(id),
+                (None, before) => messages::Window::Before(before),
+                (Some(_), Some(_)) => {
+                    return Err(Refusal::new(
+                        ErrorCode::BadRequest,
+                        "history takes `before` or `around`, not both",
+                    ));
+                }
+            };
+            messages::history(cx, me, room, with, window, limit)
+        }
         Request::MarkRead { room, with, id } => messages::mark_read(cx, me, room, with, id),
         Request::Upload {
             room,
@@ -440,6 +470,7 @@ pub(crate) mod tests {
             Request::Say {
                 room: "general".into(),
                 body: "hello bob".into(),
+                reply_to: None,
             },
         );
         assert!(matches!(said, Ok(Answer::Later)), "{said:?}");
@@ -447,7 +478,14 @@ pub(crate) mod tests {
         bob.wait_for("hello bob");
         let me = alice.user.clone().unwrap();
         let history = alice.run(&server, |cx| {
-            messages::history(cx, &me, Some("general".into()), None, None, None)
+            messages::history(
+                cx,
+                &me,
+                Some("general".into()),
+                None,
+                messages::Window::Before(None),
+                None,
+            )
         });
         let Ok(Answer::Reply(ServerMsg::History { messages, .. })) = history else {
             panic!("{history:?}");
@@ -474,6 +512,7 @@ pub(crate) mod tests {
         let say = |room: &str| Request::Say {
             room: room.into(),
             body: "hi".into(),
+            reply_to: None,
         };
         assert_eq!(
             code(bob.request(&server, say("rust"))),

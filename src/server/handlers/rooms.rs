@@ -5,7 +5,7 @@
 
 use super::{Answer, Cx, Handled, Refusal, User, existing_room, member_room};
 use crate::protocol::{ErrorCode, JOIN_MEMBERS, JOIN_REPLAY, ServerMsg, WHO_PAGE, WHO_PAGE_MAX};
-use crate::store::StoreError;
+use crate::store::{Page, StoreError};
 use crate::validate;
 
 /// Every room, by name.
@@ -132,7 +132,12 @@ fn joined(cx: &mut Cx, me: &User, room: &str) -> Handled {
         ));
     };
     let history = match cx.svc.hub.room(room).map(|r| r.id) {
-        Some(id) => cx.svc.store.room_history(id, None, JOIN_REPLAY)?.0,
+        Some(id) => {
+            cx.svc
+                .store
+                .room_history(id, Page::Before(None), JOIN_REPLAY, me.id)?
+                .0
+        }
         None => Vec::new(),
     };
     Ok(Answer::Reply(ServerMsg::Joined {
