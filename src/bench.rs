@@ -1038,6 +1038,142 @@ fn fill_history(server: &BenchServer, n: usize) {
     }
 }
 
+/// A small deterministic generator (xorshift64*), so every run searches
+/// the same corpus.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A rank in `0..n`, small ranks far more often (roughly Zipf: the
+    /// shape of words in chat).
+    fn zipf(&mut self, n: usize) -> usize {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        (((n as f64 + 1.0).powf(u) - 1.0) as usize).min(n - 1)
+    }
+}
+
+/// Word `rank` of the corpus's vocabulary: a pronounceable made-up word.
+fn word(rank: usize) -> String {
+    const SYL: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "de", "fu", "ga", "hi", "jo", "pe", "qu",
+        "zi",
+    ];
+    let mut n = rank + 16;
+    let mut w = String::new();
+    while n > 0 {
+        w.push_str(SYL[n % 16]);
+        n /= 16;
+    }
+    w
+}
+
+/// Search latency on a database of `messages` messages in `rooms` rooms
+/// (bodies of 6-14 words from a 20,000-word vocabulary, Zipf-distributed):
+/// two-word queries with a room filter and without, and one frequent word,
+/// `queries` of each; plus the rate the messages were stored at while
+/// filling (the search index is kept in step by every insert).
+pub fn search(server: &BenchServer, messages: usize, rooms: usize, queries: usize) -> Value {
+    const VOCABULARY: usize = 20_000;
+    let room = |i: usize| format!("r{i:02}");
+    let fillers = 4;
+    // The searcher and the fillers are in every room.
+    let mut searcher = server.user("searcher");
+    for r in 0..rooms {
+        searcher.create_room(&room(r), "").expect("create room");
+    }
+    let fill_start = Instant::now();
+    let per = messages / fillers;
+    std::thread::scope(|s| {
+        for t in 0..fillers {
+            s.spawn(move || {
+                let mut c = server.user(&format!("writer{t}"));
+                for r in 0..rooms {
+                    c.join(&room(r)).expect("join");
+                }
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+                let mut batch = Vec::new();
+                let mut sent = 0;
+                while sent < per {
+                    batch.clear();
+                    let k = (per - sent).min(500);
+                    for i in 0..k {
+                        let words = 6 + (rng.next() % 9) as usize;
+                        let body: Vec<String> =
+                            (0..words).map(|_| word(rng.zipf(VOCABULARY))).collect();
+                        batch.extend_from_slice(&encode_json(&ClientFrame {
+                            req: Some((sent + i) as u64 + 1),
+                            request: Request::Say {
+                                room: room((rng.next() % rooms as u64) as usize),
+                                body: body.join(" "),
+                                reply_to: None,
+                            },
+                        }));
+                    }
+                    c.send_frame(&batch).expect("send");
+                    let mut acked = 0;
+                    while acked < k {
+                        c.drain_raw(&mut |json| {
+                            if is_ack(json) {
+                                acked += 1;
+                            }
+                        })
+                        .expect("acks");
+                        if acked < k {
+                            let _ = crate::poller::wait(
+                                c.raw_fd(),
+                                false,
+                                None,
+                                Some(Duration::from_millis(50)),
+                            );
+                        }
+                    }
+                    sent += k;
+                }
+            });
+        }
+    });
+    let fill_s = fill_start.elapsed().as_secs_f64();
+    let mut rng = Rng(42);
+    let mut run = |make: &mut dyn FnMut(&mut Rng) -> String| -> Value {
+        let mut lat = Vec::with_capacity(queries);
+        let mut hits = 0;
+        for _ in 0..queries {
+            let q = make(&mut rng);
+            let t = Instant::now();
+            let (found, _) = searcher.search(&q, None, Some(20)).expect("search");
+            lat.push(t.elapsed().as_micros() as u64);
+            hits += found.len();
+        }
+        let mut v = summary(lat);
+        v["mean_results"] = json!(hits / queries.max(1));
+        v
+    };
+    // Words of middling frequency (ranks 50-2,000): what people search for.
+    let mid = |rng: &mut Rng| word(50 + rng.zipf(1950));
+    let with_room = run(&mut |rng| {
+        format!(
+            "{} {} in:#{}",
+            mid(rng),
+            mid(rng),
+            room((rng.next() % rooms as u64) as usize)
+        )
+    });
+    let two_words = run(&mut |rng| format!("{} {}", mid(rng), mid(rng)));
+    let common = run(&mut |rng| word(rng.zipf(20)));
+    let prefix = run(&mut |rng| format!("{}*", &word(50 + rng.zipf(1950))[..4]));
+    json!({"scenario": "search", "messages": messages, "rooms": rooms, "queries": queries,
+           "fill_seconds": (fill_s * 10.0).round() / 10.0,
+           "fill_msgs_per_s": (messages as f64 / fill_s).round(),
+           "two_words_in_room": with_room, "two_words": two_words,
+           "one_common_word": common, "prefix": prefix})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

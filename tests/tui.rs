@@ -4,6 +4,7 @@
 
 mod util;
 
+use confab::protocol::ServerMsg;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -142,9 +143,12 @@ fn the_terminal_client_chats_with_a_library_client() {
         (got.from.as_str(), got.body.as_str()),
         ("alice", "hello from the terminal")
     );
-    let screen = tmux.wait_for("<alice> hello from the terminal");
+    // The ack may come after bob has the message (deliveries go first):
+    // wait for it rather than look once.
+    let screen = tmux.wait_until("the line, acked", |s| {
+        s.contains("<alice> hello from the terminal") && !s.contains("sending")
+    });
     assert!(screen.contains("<bob> hi from the library"), "{screen}");
-    assert!(!screen.contains("sending"), "acked: {screen}");
 
     // A direct message opens a window with an unread count.
     bob.dm("alice", "a private word").unwrap();
@@ -394,4 +398,171 @@ fn mentions_ring_the_bell_unless_the_window_is_muted() {
     bob.say("general", "alice: now?").unwrap();
     tmux.wait_for("<bob> alice: now?");
     tmux.wait_until("the bell ringing", |_| tmux.bell_rang());
+}
+
+/// Starts the client as a newly registered `user` and waits until it is in
+/// `#general`.
+fn registered(server: &TestServer, user: &str, home: &Path) -> Tmux {
+    let ca = util::certs().join("ca.pem");
+    let tmux = Tmux::run(&confab(
+        &format!(
+            "--register --ca {} {user}@localhost:{}",
+            ca.display(),
+            port(server)
+        ),
+        home,
+    ));
+    tmux.wait_for(&format!("[{user} online] #general"));
+    tmux
+}
+
+/// The input line: the last non-empty row of the screen.
+fn input_row(screen: &str) -> String {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn search_finds_a_message_and_enter_jumps_to_it_in_context() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    bob.say("general", "the meeting moved to zanzibar").unwrap();
+    for i in 0..60 {
+        bob.say("general", &format!("filler line {i}")).unwrap();
+    }
+    let tmux = registered(&server, "alice", home.path());
+    tmux.wait_for("filler line 59");
+    assert!(!tmux.screen().contains("zanzibar"), "it is far up");
+
+    tmux.type_text("/search zanz*");
+    tmux.keys(&["Enter"]);
+    // The result is shown with its room, and selected (the status line
+    // says what Enter does).
+    let screen = tmux.wait_for("[#general] <bob> the meeting moved to zanzibar");
+    assert!(
+        screen.contains("Enter jump"),
+        "the result is selected: {screen}"
+    );
+
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("a search result in context");
+    assert!(screen.contains("#general"), "{screen}");
+    let hit = screen
+        .lines()
+        .find(|l| l.contains("zanzibar"))
+        .unwrap_or_else(|| panic!("the result is shown: {screen}"));
+    assert!(hit.contains('▶'), "and selected: {hit}");
+    assert!(
+        screen.contains("filler line 0"),
+        "with what came after: {screen}"
+    );
+    // PgDn at the bottom brings the newest messages back.
+    tmux.keys(&["PageDown"]);
+    tmux.wait_for("filler line 59");
+}
+
+#[test]
+fn a_selected_message_is_edited_replied_to_reacted_to_and_deleted() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+
+    // Edit: Alt-Up selects our newest message, e puts it in the input.
+    tmux.type_text("teh plan");
+    tmux.keys(&["Enter"]);
+    let sent = bob.next_message(WAIT).unwrap().expect("bob gets it");
+    // Only a stored (acked) message can be selected.
+    tmux.wait_until("the ack", |s| {
+        s.contains("<alice> teh plan") && !s.contains("sending")
+    });
+    tmux.keys(&["M-Up"]);
+    tmux.wait_for("alice's message of");
+    tmux.keys(&["e"]);
+    tmux.wait_until("the edit command in the input", |s| {
+        input_row(s).contains("/edit teh plan")
+    });
+    for _ in 0.."teh plan".len() {
+        tmux.keys(&["BSpace"]);
+    }
+    tmux.type_text("the plan");
+    tmux.keys(&["Enter"]);
+    let edited = wait_event(&mut bob, |e| matches!(e, ServerMsg::MessageEdited { .. }));
+    assert!(
+        matches!(&edited, ServerMsg::MessageEdited { id, body, .. } if *id == sent.id && body == "the plan"),
+        "{edited:?}"
+    );
+    tmux.wait_for("<alice> the plan (edited)");
+
+    // React and reply to bob's message.
+    let (lunch, _) = bob.say("general", "lunch?").unwrap();
+    tmux.wait_for("<bob> lunch?");
+    tmux.keys(&["M-Up"]);
+    tmux.wait_for("bob's message of");
+    tmux.keys(&["+"]);
+    tmux.wait_until("the react command", |s| input_row(s).contains("/react"));
+    tmux.type_text("+1");
+    tmux.keys(&["Enter"]);
+    let reaction = wait_event(&mut bob, |e| matches!(e, ServerMsg::Reaction { .. }));
+    assert!(
+        matches!(&reaction, ServerMsg::Reaction { id, emoji, added: true, count: 1, .. } if *id == lunch && emoji == "+1"),
+        "{reaction:?}"
+    );
+    tmux.wait_for("[+1 1]");
+    tmux.keys(&["M-Up"]);
+    tmux.wait_for("bob's message of");
+    tmux.keys(&["r"]);
+    tmux.wait_until("the reply command", |s| input_row(s).contains("/reply"));
+    tmux.type_text("yes please");
+    tmux.keys(&["Enter"]);
+    let reply = bob.next_message(WAIT).unwrap().expect("the reply");
+    assert_eq!(reply.body, "yes please");
+    assert_eq!(reply.reply_to.map(|r| r.id), Some(lunch));
+    tmux.wait_until("the reply, acked", |s| {
+        s.contains("↳ bob: lunch?") && !s.contains("sending")
+    });
+
+    // Changes made elsewhere show live.
+    bob.edit(lunch, "lunch at one?").unwrap();
+    tmux.wait_for("<bob> lunch at one? (edited)");
+
+    // Delete our reply: the newest message, d, Enter.
+    tmux.keys(&["M-Up"]);
+    tmux.wait_for("alice's message of");
+    tmux.keys(&["d"]);
+    tmux.wait_until("the delete command", |s| input_row(s).contains("/delete"));
+    tmux.keys(&["Enter"]);
+    let deleted = wait_event(&mut bob, |e| matches!(e, ServerMsg::MessageDeleted { .. }));
+    assert!(
+        matches!(&deleted, ServerMsg::MessageDeleted { id, .. } if *id == reply.id),
+        "{deleted:?}"
+    );
+    let screen = tmux.wait_for("<alice> (message deleted)");
+    assert!(!screen.contains("yes please"), "{screen}");
+    // Esc leaves the selection; keys type again.
+    tmux.keys(&["M-Up"]);
+    tmux.wait_for("'s message of");
+    tmux.keys(&["Escape"]);
+    tmux.wait_until("no selection", |s| !s.contains("'s message of"));
+    tmux.type_text("d");
+    tmux.wait_until("a plain d in the input", |s| input_row(s).starts_with("d_"));
+}
+
+/// Reads bob's events until one matches.
+fn wait_event(c: &mut confab::client::Client, pred: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+    let deadline = Instant::now() + WAIT;
+    while let Some(ev) = c
+        .next_event(deadline.saturating_duration_since(Instant::now()))
+        .unwrap()
+    {
+        if pred(&ev) {
+            return ev;
+        }
+    }
+    panic!("no such event within {WAIT:?}");
 }

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 #[command(name = "confab-bench", about = "Load scenarios for confab-server")]
 struct Args {
     /// Scenarios: fanout, fanout-fast, burst, store, idle, connect,
-    /// login-storm, history, upload, crowd, login-history (default: all).
+    /// login-storm, history, upload, crowd, storm-crowded, restart,
+    /// login-history, search (default: all).
     scenarios: Vec<String>,
     /// The server binary to start for each scenario.
     #[arg(long, default_value = "target/release/confab-server")]
@@ -54,6 +55,7 @@ const ALL: &[&str] = &[
     "storm-crowded",
     "restart",
     "login-history",
+    "search",
 ];
 
 fn run(args: &Args) -> Result<(), String> {
@@ -208,6 +210,21 @@ fn run(args: &Args) -> Result<(), String> {
                 );
                 v
             }
+            "search" => {
+                let s = start(
+                    &[
+                        &cheap[..],
+                        &["--max-rooms-per-user", "200", "--max-rooms-created", "200"],
+                    ]
+                    .concat(),
+                )?;
+                let (messages, rooms, queries) = if q {
+                    (5_000, 10, 50)
+                } else {
+                    (1_000_000, 100, 300)
+                };
+                bench::search(&s, messages, rooms, queries)
+            }
             other => {
                 return Err(format!(
                     "unknown scenario {other}; known: {}",
@@ -348,6 +365,20 @@ fn targets(results: &[(String, Value)]) -> String {
             "≤ 1.1",
             get("login-history", &["p99_ratio"]),
             1.1,
+            true,
+        ),
+        (
+            "search p99, two words in one room, 1,000,000 messages (ms)",
+            "≤ 20",
+            get("search", &["two_words_in_room", "p99_ms"]),
+            20.0,
+            true,
+        ),
+        (
+            "search p99, two words, no filter, 1,000,000 messages (ms)",
+            "≤ 50",
+            get("search", &["two_words", "p99_ms"]),
+            50.0,
             true,
         ),
         (
@@ -652,6 +683,21 @@ fn report(results: &[(String, Value)], quick: bool, server: &str) -> String {
                 v["full"]["p50_ms"],
                 v["full"]["p99_ms"],
                 v["p99_ratio"]
+            ),
+            "search" => format!(
+                "{} messages in {} rooms (6-14 words each, 20,000-word Zipf vocabulary), stored at {}/s with the index; {} queries each, 20 results a page: two words in one room p50 {} ms, p99 {} ms; two words anywhere p50 {} ms, p99 {} ms; one frequent word p50 {} ms, p99 {} ms; a 4-letter prefix p50 {} ms, p99 {} ms",
+                v["messages"],
+                v["rooms"],
+                v["fill_msgs_per_s"],
+                v["queries"],
+                v["two_words_in_room"]["p50_ms"],
+                v["two_words_in_room"]["p99_ms"],
+                v["two_words"]["p50_ms"],
+                v["two_words"]["p99_ms"],
+                v["one_common_word"]["p50_ms"],
+                v["one_common_word"]["p99_ms"],
+                v["prefix"]["p50_ms"],
+                v["prefix"]["p99_ms"]
             ),
             _ => v.to_string(),
         };

@@ -222,7 +222,7 @@ impl SqliteStore {
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get()?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         if found > supported {
@@ -262,7 +262,7 @@ impl Store for SqliteStore {
 
     fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
         let mut conn = self.pool.get()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
         tx.prepare_cached("INSERT INTO users (name, password, created_at) VALUES (?1, ?2, ?3)")?
             .execute(params![name, password_hash, now])
@@ -327,7 +327,7 @@ impl Store for SqliteStore {
 
     fn create_room(&self, name: &str, topic: &str, creator: UserId) -> Result<RoomId, StoreError> {
         let mut conn = self.pool.get()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
         tx.prepare_cached(
             "INSERT INTO rooms (name, topic, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -363,7 +363,7 @@ impl Store for SqliteStore {
 
     fn delete_room(&self, room: RoomId) -> Result<Vec<String>, StoreError> {
         let mut conn = self.pool.get()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let shas: Vec<String> = tx
             .prepare_cached("SELECT DISTINCT sha256 FROM files WHERE room_id = ?1")?
             .query_map([room], |r| r.get(0))?
@@ -420,7 +420,7 @@ impl Store for SqliteStore {
 
     fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.pool.get()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(batch.len());
         {
             let mut stmt = tx.prepare_cached(
@@ -539,7 +539,7 @@ impl Store for SqliteStore {
         keep_previous: bool,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.get()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if keep_previous {
             tx.prepare_cached(
                 "INSERT INTO message_edits (message_id, edited_at, body)
@@ -567,7 +567,7 @@ impl Store for SqliteStore {
 
     fn delete_message(&self, id: i64, at: i64) -> Result<Option<String>, StoreError> {
         let mut conn = self.pool.get()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let file: Option<(i64, String)> = tx
             .prepare_cached(
                 "SELECT f.id, f.sha256 FROM messages m JOIN files f ON f.id = m.file_id
@@ -1156,7 +1156,12 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Value>) {
     let excluded = spec.terms.fts5_excluded();
     let mut sql = String::from(message_columns!());
     let mut conds = vec!["m.deleted_at IS NULL".to_owned()];
+    // The order (and the page bound) on the index's rowid when the index
+    // leads, so that FTS5 walks its matches newest first and stops at the
+    // page: `m.id` there would make SQLite sort every match.
+    let mut id = "m.id";
     if let Some(wanted) = wanted {
+        id = "messages_fts.rowid";
         // The index leads (CROSS JOIN keeps it outermost), newest first,
         // so a page stops early; words to leave out are part of the match.
         let expr = match excluded {
@@ -1204,13 +1209,13 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Value>) {
     if let Some(t) = spec.until_ms {
         conds.push(format!("m.created_at < {}", arg(Value::Integer(t))));
     }
-    if let Some(id) = spec.before_id {
-        conds.push(format!("m.id < {}", arg(Value::Integer(id))));
+    if let Some(before) = spec.before_id {
+        conds.push(format!("{id} < {}", arg(Value::Integer(before))));
     }
     sql.push_str("WHERE ");
     sql.push_str(&conds.join(" AND "));
     let limit = arg(Value::Integer(i64::from(spec.limit) + 1));
-    sql.push_str(&format!(" ORDER BY m.id DESC LIMIT {limit}"));
+    sql.push_str(&format!(" ORDER BY {id} DESC LIMIT {limit}"));
     (sql, values)
 }
 
@@ -1412,6 +1417,60 @@ mod tests {
                 "{name}: {few} steps on 100 messages, {many} on 20,000"
             );
         }
+    }
+
+    /// Search plans: with words, FTS5 leads and yields newest first (no
+    /// sort of every match, no scan of messages); with a room and no
+    /// words, the room index is walked.
+    #[test]
+    fn search_plans_walk_the_index_newest_first() {
+        let (store, dir) = temp_store();
+        let conn = store.pool.get().unwrap();
+        let spec = |q: &str, room: Option<RoomId>, before: Option<i64>| {
+            let q = crate::search::Query::parse(q).unwrap();
+            SearchSpec {
+                viewer: 1,
+                terms: q.terms,
+                room,
+                peer: None,
+                from: vec![2, 3],
+                since_ms: q.since_ms,
+                until_ms: q.until_ms,
+                before_id: before,
+                limit: 20,
+            }
+        };
+        for (q, room, before) in [
+            ("two words", None, None),
+            ("two words -not", Some(1), Some(99)),
+            ("pre* on:2026-01-01", None, None),
+            ("-not in:#x", Some(1), None),
+        ] {
+            let (sql, values) = search_sql(&spec(q, room, before));
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("TEMP B-TREE"), "{q}: sorts\n{plan}");
+            assert!(
+                !plan.contains("SCAN m\n") && !plan.ends_with("SCAN m"),
+                "{q}: scans\n{plan}"
+            );
+            if q.contains("in:") {
+                assert!(plan.contains("messages_by_room"), "{q}:\n{plan}");
+            } else {
+                assert!(
+                    plan.contains("SCAN messages_fts VIRTUAL TABLE"),
+                    "{q}:\n{plan}"
+                );
+            }
+        }
+        drop(conn);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// A database made by the first release (user_version 1: no files,

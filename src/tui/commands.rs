@@ -49,6 +49,31 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "send an action: * alice waves",
     },
     CommandSpec {
+        name: "search",
+        args: "QUERY",
+        help: "search your rooms and DMs: words, \"a phrase\", -word, pre*, from:alice, in:#room, in:@bob, before:/after:/on:YYYY-MM-DD (UTC)",
+    },
+    CommandSpec {
+        name: "reply",
+        args: "TEXT",
+        help: "answer the selected message (Alt-Up/Alt-Down select; r), or the newest one",
+    },
+    CommandSpec {
+        name: "edit",
+        args: "TEXT",
+        help: "replace the text of the selected message, or of your last one (e)",
+    },
+    CommandSpec {
+        name: "delete",
+        args: "",
+        help: "delete the selected message, or your last one, for everyone (d)",
+    },
+    CommandSpec {
+        name: "react",
+        args: "EMOJI",
+        help: "react to the selected message, or the newest one (+); again to take it back",
+    },
+    CommandSpec {
         name: "users",
         args: "",
         help: "list who is in the current room",
@@ -133,6 +158,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("PgUp / PgDn", "scroll; PgUp at the top loads older history"),
     ("Tab", "complete a nick or a command"),
     ("Up / Down", "recall earlier input"),
+    ("Alt-Up / Alt-Down", "select a message (Esc: none)"),
+    (
+        "r e d +",
+        "with a message selected and nothing typed: reply, edit, delete, react",
+    ),
+    (
+        "Enter (search)",
+        "with a result selected: jump to it in its window",
+    ),
     ("F1", "help"),
     ("Ctrl-C", "quit"),
 ];
@@ -157,6 +191,16 @@ pub enum Command {
     },
     /// `/me ACTION`
     Me(String),
+    /// `/search QUERY`
+    Search(String),
+    /// `/reply TEXT`
+    Reply(String),
+    /// `/edit TEXT`
+    Edit(String),
+    /// `/delete`
+    Delete,
+    /// `/react EMOJI` (a second time takes it back)
+    React(String),
     /// `/users`
     Users,
     /// `/topic [TEXT]`
@@ -246,6 +290,11 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             }
         }
         "me" => Command::Me(arg(rest).ok_or_else(|| usage("me"))?),
+        "search" | "find" => Command::Search(arg(rest).ok_or_else(|| usage("search"))?),
+        "reply" | "re" => Command::Reply(arg(rest).ok_or_else(|| usage("reply"))?),
+        "edit" => Command::Edit(arg(rest).ok_or_else(|| usage("edit"))?),
+        "delete" | "del" => Command::Delete,
+        "react" => Command::React(arg(rest).ok_or_else(|| usage("react"))?),
         "users" | "who" | "names" => Command::Users,
         "topic" => Command::Topic(arg(rest)),
         "send" | "upload" => Command::Send(arg(rest).ok_or_else(|| usage("send"))?),

@@ -134,7 +134,23 @@ pub fn setup(siv: &mut Cursive, app: App) {
             Some(EventResult::with_cb(move |s| complete_input(s, &content)))
         })
         .on_pre_event(Key::Up, |s| recall(s, -1))
-        .on_pre_event(Key::Down, |s| recall(s, 1));
+        .on_pre_event(Key::Down, |s| recall(s, 1))
+        // Alt-Up/Alt-Down select a message; Up and Down stay input
+        // history, as in irssi and weechat.
+        .on_pre_event(Event::Alt(Key::Up), |s| select_message(s, -1))
+        .on_pre_event(Event::Alt(Key::Down), |s| select_message(s, 1))
+        .on_pre_event(Key::Esc, |s| select_message(s, 0));
+    // With a message selected and nothing typed, one key starts acting on
+    // it: r reply, e edit, d delete, + react (the command is put in the
+    // input line, Enter sends it).
+    let input = ['r', 'e', 'd', '+'].into_iter().fold(input, |input, c| {
+        input.on_pre_event_inner(Event::Char(c), move |v, _| {
+            if !v.get_mut().get_content().is_empty() {
+                return None;
+            }
+            Some(EventResult::with_cb(move |s| quick_key(s, c)))
+        })
+    });
     siv.add_fullscreen_layer(view::build(input));
 
     siv.clear_global_callbacks(Event::CtrlChar('c'));
@@ -163,7 +179,7 @@ pub fn render(s: &mut Cursive) {
             // The status line carries the topic and server reasons.
             crate::text::for_terminal_line(&m.status_line()).into_owned(),
             view::render_windows(m),
-            view::render_messages(m.current(), &m.me),
+            view::render_messages(m.current(), &m.me, m.selected),
             view::render_users(m.current()),
         )
     }) else {
@@ -196,6 +212,24 @@ fn scroll(s: &mut Cursive, key: Key) {
         }
         v.is_at_top()
     });
+    let at_bottom = s
+        .call_on_name(view::SCROLL, |v: &mut MessagesScroll| v.is_at_bottom())
+        .unwrap_or(false);
+    if key == Key::PageDown && at_bottom {
+        // Back from a search result to the newest messages.
+        with_app(s, |app| {
+            let i = app.model.current;
+            let w = &mut app.model.windows[i];
+            if w.detached {
+                w.detached = false;
+                w.lines.retain(|l| !matches!(l, model::Line::Notice { .. }));
+                app.net.send(NetCommand::History {
+                    window: w.id.clone(),
+                    before: None,
+                });
+            }
+        });
+    }
     if key == Key::PageUp && at == Some(true) {
         with_app(s, |app| {
             let i = app.model.current;
@@ -209,6 +243,47 @@ fn scroll(s: &mut Cursive, key: Key) {
             }
         });
     }
+}
+
+/// Moves the message selection (`step` 0 clears it).
+fn select_message(s: &mut Cursive, step: isize) {
+    with_app(s, |app| {
+        if step == 0 {
+            app.model.selected = None;
+        } else {
+            app.model.select_message(step);
+        }
+    });
+    render(s);
+}
+
+/// A quick key typed into an empty input line: with a message selected,
+/// the command acting on it; otherwise the character itself.
+fn quick_key(s: &mut Cursive, c: char) {
+    let text = with_app(s, |app| {
+        let m = &app.model;
+        let (_, _, body) = m.selected.and(m.target_message(false))?;
+        let searching = m.current().id == WindowId::Search;
+        match c {
+            'r' if !searching => Some("/reply ".to_owned()),
+            'e' if !searching && m.target_message(true).is_some() => Some(format!("/edit {body}")),
+            'd' if !searching => Some("/delete".to_owned()),
+            '+' => Some("/react ".to_owned()),
+            _ => None,
+        }
+    })
+    .flatten()
+    .unwrap_or_else(|| c.to_string());
+    s.call_on_name(view::INPUT, |v: &mut EditView| {
+        v.set_content(text.clone());
+        v.set_cursor(text.len());
+    });
+    render(s);
+}
+
+/// Whether the selected message is someone else's (an admin deleting it).
+fn selected_is_others(m: &Model) -> bool {
+    matches!(m.selected_line(), Some(model::Line::Message { from, .. }) if *from != m.me)
 }
 
 fn complete_input(s: &mut Cursive, content: &str) {
@@ -278,6 +353,19 @@ fn show_help(s: &mut Cursive) {
 
 /// The input line was submitted.
 fn submit(s: &mut Cursive, line: &str) {
+    if line.is_empty() {
+        // Enter on an empty line in the search window jumps to the
+        // selected result.
+        with_app(s, |app| {
+            let m = &app.model;
+            if m.current().id == WindowId::Search
+                && let Some((window, id, _)) = m.target_message(false)
+            {
+                app.net.send(NetCommand::Jump { window, id });
+            }
+        });
+        return;
+    }
     s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
     let quit_now = with_app(s, |app| {
         if !line.trim().is_empty() {
@@ -343,8 +431,8 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
         WindowId::Room(r) => Some(r.clone()),
         _ => None,
     };
-    let say = |app: &mut App, window: WindowId, body: String| {
-        if matches!(window, WindowId::Status | WindowId::Mentions) {
+    let say = |app: &mut App, window: WindowId, body: String, reply_to: Option<i64>| {
+        if !window.is_conversation() {
             app.model
                 .error("this window is not a conversation: /join a room or /msg someone first");
             return;
@@ -354,16 +442,53 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
             return;
         }
         let local = app.model.add_pending(&window, &body);
+        if let Some(reply) = reply_to.and_then(|id| app.model.reply_ref(&window, id)) {
+            app.model.set_pending_reply(local, reply);
+        }
         app.net.send(NetCommand::Send {
             window,
             body,
             local,
+            reply_to,
         });
+        app.model.selected = None;
     };
     match input {
-        Input::Say(text) => say(app, current, text),
+        Input::Say(text) => say(app, current, text, None),
         Input::Command(cmd) => match cmd {
-            Command::Me(action) => say(app, current, format!("{ACTION_PREFIX}{action}")),
+            Command::Me(action) => say(app, current, format!("{ACTION_PREFIX}{action}"), None),
+            Command::Search(query) => app.net.send(NetCommand::Search(query)),
+            Command::Reply(text) => match m.target_message(false) {
+                Some((window, id, _)) if window == current => say(app, window, text, Some(id)),
+                Some(_) => m.error("jump to the message first (Enter in the search window)"),
+                None => m.error("nothing to reply to here"),
+            },
+            Command::Edit(text) => match m.target_message(true) {
+                Some((_, id, _)) => {
+                    if let Err(e) = validate::body(&text) {
+                        m.error(e.message);
+                    } else {
+                        app.net.send(NetCommand::Edit { id, body: text });
+                        m.selected = None;
+                    }
+                }
+                None => m.error("select one of your messages (Alt-Up) to edit it"),
+            },
+            Command::Delete => match m.target_message(!selected_is_others(m)) {
+                Some((_, id, _)) => {
+                    app.net.send(NetCommand::Delete(id));
+                    m.selected = None;
+                }
+                None => m.error("select a message (Alt-Up) to delete it"),
+            },
+            Command::React(emoji) => match m.target_message(false) {
+                Some((window, id, _)) => {
+                    let add = !m.reacted(&window, id, &emoji);
+                    app.net.send(NetCommand::React { id, emoji, add });
+                    m.selected = None;
+                }
+                None => m.error("nothing to react to here"),
+            },
             Command::Join(room) => match validate::room(&room) {
                 Ok(room) => app.net.send(NetCommand::Join(room)),
                 Err(e) => m.error(e.message),
@@ -394,7 +519,7 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                         });
                     }
                     if let Some(text) = text {
-                        say(app, window, text);
+                        say(app, window, text, None);
                     }
                 }
                 Err(_) => m.error(format!("{to} is not a valid user name")),
@@ -483,7 +608,7 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
             ))),
             Command::Back => app.net.send(NetCommand::Away(None)),
             Command::Close => match current {
-                WindowId::Direct(_) | WindowId::Mentions => m.close(&current),
+                WindowId::Direct(_) | WindowId::Mentions | WindowId::Search => m.close(&current),
                 WindowId::Room(r) => m.error(format!("use /leave to leave #{r}")),
                 WindowId::Status => m.error("the status window stays"),
             },
@@ -574,6 +699,46 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         NetEvent::Server(ServerMsg::TopicChanged { room, topic, by }) => {
             m.on_topic(&room, &topic, &by)
         }
+        NetEvent::Server(ServerMsg::MessageEdited {
+            id,
+            room,
+            to,
+            from,
+            body,
+            ..
+        }) => {
+            let window = m.window_about(room.as_deref(), to.as_deref(), &from);
+            m.on_edited(&window, id, &body);
+        }
+        NetEvent::Server(ServerMsg::MessageDeleted {
+            id, room, to, from, ..
+        }) => {
+            let window = m.window_about(room.as_deref(), to.as_deref(), &from);
+            m.on_deleted(&window, id);
+        }
+        NetEvent::Server(ServerMsg::Reaction {
+            id,
+            room,
+            to,
+            from,
+            emoji,
+            user,
+            added,
+            count,
+        }) => {
+            let window = m.window_about(room.as_deref(), to.as_deref(), &from);
+            m.on_reaction(&window, id, &emoji, &user, added, count);
+        }
+        NetEvent::SearchResults {
+            query,
+            results,
+            more,
+        } => m.on_search(&query, &results, more),
+        NetEvent::Jumped {
+            window,
+            messages,
+            id,
+        } => m.on_jumped(&window, &messages, id),
         NetEvent::Server(ServerMsg::RoomDeleted { room, by }) => {
             m.close(&WindowId::Room(room.clone()));
             m.status_notice(format!("#{room} was deleted by {by}"));
@@ -850,6 +1015,7 @@ mod tests {
             window,
             body,
             local,
+            ..
         } = cmd
         else {
             panic!("{cmd:?}");

@@ -3,7 +3,9 @@
 //! and the connection state. It knows nothing of drawing; the view renders
 //! it, the network thread's events update it, and tests drive it directly.
 
-use crate::protocol::{ChatMessage, Member, PresenceEvent, RoomInfo, Unread};
+use crate::protocol::{
+    ChatMessage, Member, PresenceEvent, ReactionCount, ReplyRef, RoomInfo, Unread,
+};
 
 /// What [`Model::on_message`] reports about a new message, for sounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub enum WindowId {
     Room(String),
     /// A direct conversation, by the other user's name.
     Direct(String),
+    /// The results of the last `/search` (last, so that opening it moves
+    /// no other window's number).
+    Search,
 }
 
 impl WindowId {
@@ -39,6 +44,40 @@ impl WindowId {
             WindowId::Mentions => "mentions".to_owned(),
             WindowId::Room(r) => format!("#{r}"),
             WindowId::Direct(u) => format!("@{u}"),
+            WindowId::Search => "search".to_owned(),
+        }
+    }
+
+    /// Whether messages can be sent to it (a room or a direct
+    /// conversation).
+    pub fn is_conversation(&self) -> bool {
+        matches!(self, WindowId::Room(_) | WindowId::Direct(_))
+    }
+}
+
+/// What a message line carries besides its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The message it answers.
+    pub reply: Option<ReplyRef>,
+    /// Its text was edited.
+    pub edited: bool,
+    /// It was deleted (a tombstone).
+    pub deleted: bool,
+    /// Reactions, as we see them.
+    pub reactions: Vec<ReactionCount>,
+    /// In the search window: the window the result belongs to.
+    pub origin: Option<WindowId>,
+}
+
+impl Extras {
+    fn of(m: &ChatMessage) -> Extras {
+        Extras {
+            reply: m.reply_to.clone(),
+            edited: m.edited_at.is_some(),
+            deleted: m.deleted,
+            reactions: m.reactions.clone(),
+            origin: None,
         }
     }
 }
@@ -71,6 +110,9 @@ pub enum Line {
         delivery: Delivery,
         /// The id of the file this message shares, if any.
         file: Option<i64>,
+        /// Reply, edit, deletion and reactions (boxed: most lines have
+        /// none, and notices are far smaller).
+        extra: Box<Extras>,
     },
     /// Something that happened (joins, topic changes, connection news).
     Notice {
@@ -130,6 +172,8 @@ pub struct Window {
     /// Messages up to this id are already in `unread` (from the server's
     /// login summary), so their arrival does not count them again.
     pub counted_through: i64,
+    /// It shows a search result's context, not the newest messages.
+    pub detached: bool,
 }
 
 impl Window {
@@ -148,6 +192,7 @@ impl Window {
             divider_before: None,
             read_marked: 0,
             counted_through: 0,
+            detached: false,
         }
     }
 
@@ -178,6 +223,7 @@ impl Window {
             body: m.body.clone(),
             delivery: Delivery::Stored,
             file: m.file.as_ref().map(|f| f.id),
+            extra: Box::new(Extras::of(m)),
         };
         // After the last line whose id is smaller; lines without ids
         // (notices, pending sends) keep their place.
@@ -242,6 +288,9 @@ pub struct Model {
     pub conn: ConnState,
     /// A file transfer in progress: label, bytes done, bytes in all.
     pub transfer: Option<(String, u64, u64)>,
+    /// The message selected in the shown window (Alt-Up/Alt-Down), to
+    /// reply to, edit, delete, react to or (in the search window) jump to.
+    pub selected: Option<i64>,
     next_local: u64,
 }
 
@@ -259,6 +308,7 @@ impl Model {
             current: 0,
             conn: ConnState::Connecting,
             transfer: None,
+            selected: None,
             next_local: 1,
         }
     }
@@ -300,6 +350,9 @@ impl Model {
     pub fn select(&mut self, i: usize) {
         if i >= self.windows.len() {
             return;
+        }
+        if i != self.current {
+            self.selected = None;
         }
         self.current = i;
         let w = &mut self.windows[i];
@@ -360,6 +413,7 @@ impl Model {
                 body: format!("[{}] {}", window.label(), m.body),
                 delivery: Delivery::Stored,
                 file: None,
+                extra: Box::default(),
             });
             if !shown {
                 w.unread += 1;
@@ -452,8 +506,35 @@ impl Model {
             body: body.to_owned(),
             delivery: Delivery::Pending(local),
             file: None,
+            extra: Box::default(),
         });
         local
+    }
+
+    /// How a reply of ours to message `id` of `window` quotes it.
+    pub fn reply_ref(&self, window: &WindowId, id: i64) -> Option<ReplyRef> {
+        let i = self.index_of(window)?;
+        self.windows[i].lines.iter().find_map(|l| match l {
+            Line::Message {
+                id: Some(got),
+                from,
+                body,
+                ..
+            } if *got == id => Some(ReplyRef {
+                id,
+                from: from.clone(),
+                excerpt: body.chars().take(crate::protocol::REPLY_EXCERPT).collect(),
+                deleted: false,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Shows our pending message `local` as a reply.
+    pub fn set_pending_reply(&mut self, local: u64, reply: ReplyRef) {
+        if let Some(Line::Message { extra, .. }) = self.pending_mut(local) {
+            extra.reply = Some(reply);
+        }
     }
 
     fn pending_mut(&mut self, local: u64) -> Option<&mut Line> {
@@ -688,6 +769,215 @@ impl Model {
         }
     }
 
+    /// Moves the selection one message up (`step` < 0) or down in the
+    /// shown window; from nothing, up selects the newest. Moving down past
+    /// the newest clears it.
+    pub fn select_message(&mut self, step: isize) {
+        let ids: Vec<i64> = self.current().lines.iter().filter_map(Line::id).collect();
+        let Some(&newest) = ids.last() else {
+            self.selected = None;
+            return;
+        };
+        self.selected = match self.selected.and_then(|s| ids.iter().position(|&i| i == s)) {
+            None if step < 0 => Some(newest),
+            None => None,
+            Some(p) if step < 0 => Some(ids[p.saturating_sub(1)]),
+            Some(p) => ids.get(p + 1).copied(),
+        };
+    }
+
+    /// The selected message's line in the shown window.
+    pub fn selected_line(&self) -> Option<&Line> {
+        let id = self.selected?;
+        self.current().lines.iter().find(|l| l.id() == Some(id))
+    }
+
+    /// The message a `/reply`, `/react`, `/edit` or `/delete` acts on: the
+    /// selected one, else (for `own`) our newest stored message in the
+    /// shown window, or (otherwise) the newest message there.
+    pub fn target_message(&self, own: bool) -> Option<(WindowId, i64, String)> {
+        let w = self.current();
+        let pick = |l: &Line| match l {
+            Line::Message {
+                id: Some(id),
+                from,
+                body,
+                extra,
+                ..
+            } if !extra.deleted && (!own || *from == self.me) => {
+                Some((*id, body.clone(), extra.origin.clone()))
+            }
+            _ => None,
+        };
+        let (id, body, origin) = match self.selected {
+            Some(sel) => w
+                .lines
+                .iter()
+                .find(|l| l.id() == Some(sel))
+                .and_then(pick)?,
+            None => w.lines.iter().rev().find_map(pick)?,
+        };
+        let window = origin.unwrap_or_else(|| w.id.clone());
+        Some((window, id, body))
+    }
+
+    /// Whether we gave reaction `emoji` to message `id` of `window`.
+    pub fn reacted(&self, window: &WindowId, id: i64, emoji: &str) -> bool {
+        let lines = self
+            .index_of(window)
+            .map(|i| &self.windows[i].lines)
+            .into_iter()
+            .flatten();
+        lines
+            .filter(|l| l.id() == Some(id))
+            .any(|l| matches!(l, Line::Message { extra, .. } if extra.reactions.iter().any(|r| r.emoji == emoji && r.me)))
+    }
+
+    fn line_mut(&mut self, window: &WindowId, id: i64) -> Option<&mut Line> {
+        let i = self.index_of(window)?;
+        self.windows[i]
+            .lines
+            .iter_mut()
+            .find(|l| l.id() == Some(id))
+    }
+
+    /// The window an event about a message (its room, or its author and
+    /// recipient) belongs to.
+    pub fn window_about(&self, room: Option<&str>, to: Option<&str>, from: &str) -> WindowId {
+        match (room, to) {
+            (Some(room), _) => WindowId::Room(room.to_owned()),
+            (None, Some(to)) if from == self.me => WindowId::Direct(to.to_owned()),
+            _ => WindowId::Direct(from.to_owned()),
+        }
+    }
+
+    /// A message's text was edited.
+    pub fn on_edited(&mut self, window: &WindowId, id: i64, new_body: &str) {
+        if let Some(Line::Message { body, extra, .. }) = self.line_mut(window, id) {
+            *body = new_body.to_owned();
+            extra.edited = true;
+        }
+    }
+
+    /// A message was deleted: it becomes a tombstone.
+    pub fn on_deleted(&mut self, window: &WindowId, id: i64) {
+        if let Some(Line::Message {
+            body, file, extra, ..
+        }) = self.line_mut(window, id)
+        {
+            body.clear();
+            *file = None;
+            extra.deleted = true;
+            extra.edited = false;
+            extra.reactions.clear();
+        }
+        // Replies to it now quote nothing.
+        if let Some(i) = self.index_of(window) {
+            for l in &mut self.windows[i].lines {
+                if let Line::Message { extra, .. } = l
+                    && let Some(r) = extra.reply.as_mut().filter(|r| r.id == id)
+                {
+                    r.deleted = true;
+                    r.excerpt.clear();
+                }
+            }
+        }
+    }
+
+    /// Someone reacted (or took a reaction back); `count` is the new total.
+    pub fn on_reaction(
+        &mut self,
+        window: &WindowId,
+        id: i64,
+        emoji: &str,
+        user: &str,
+        added: bool,
+        count: u32,
+    ) {
+        let mine = user == self.me;
+        let Some(Line::Message { extra, .. }) = self.line_mut(window, id) else {
+            return;
+        };
+        match extra.reactions.iter().position(|r| r.emoji == emoji) {
+            Some(p) if count == 0 => {
+                extra.reactions.remove(p);
+            }
+            Some(p) => {
+                let r = &mut extra.reactions[p];
+                r.count = count;
+                if mine {
+                    r.me = added;
+                }
+            }
+            None if count > 0 => extra.reactions.push(ReactionCount {
+                emoji: emoji.to_owned(),
+                count,
+                me: mine && added,
+            }),
+            None => {}
+        }
+    }
+
+    /// Search results: the search window shows them (newest first, as the
+    /// server ranks them) and is shown.
+    pub fn on_search(&mut self, query: &str, results: &[ChatMessage], more: bool) {
+        let i = self.open(WindowId::Search);
+        let origins: Vec<WindowId> = results.iter().map(|m| self.window_of(m)).collect();
+        let w = &mut self.windows[i];
+        w.topic = format!(
+            "{} result{}{} for {query} — Alt-Up/Alt-Down to pick one, Enter to jump to it",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" },
+            if more { " (newest shown)" } else { "" },
+        );
+        w.more_before = false;
+        w.lines = results
+            .iter()
+            .zip(origins)
+            .map(|(m, origin)| Line::Message {
+                id: Some(m.id),
+                ts: m.ts,
+                from: m.from.clone(),
+                body: m.body.clone(),
+                delivery: Delivery::Stored,
+                file: m.file.as_ref().map(|f| f.id),
+                extra: Box::new(Extras {
+                    origin: Some(origin),
+                    ..Extras::of(m)
+                }),
+            })
+            .collect();
+        if w.lines.is_empty() {
+            w.lines.push(Line::Notice {
+                ts: now_ms(),
+                text: format!("nothing found for {query}"),
+            });
+        }
+        self.select(i);
+        self.selected = results.first().map(|m| m.id);
+    }
+
+    /// The messages around a search result arrived: the window shows just
+    /// them (so the result is on screen), with the result selected, until
+    /// PgDn at the bottom loads the newest again (see `detached`).
+    pub fn on_jumped(&mut self, window: &WindowId, messages: &[ChatMessage], id: i64) {
+        let i = self.open(window.clone());
+        let w = &mut self.windows[i];
+        w.lines.clear();
+        w.more_before = true;
+        w.divider_before = None;
+        for m in messages {
+            w.insert(m);
+        }
+        w.detached = true;
+        w.lines.push(Line::Notice {
+            ts: now_ms(),
+            text: "a search result in context; PgDn at the bottom shows the newest messages".into(),
+        });
+        self.select(i);
+        self.selected = Some(id);
+    }
+
     /// What the status line says.
     pub fn status_line(&self) -> String {
         let conn = match &self.conn {
@@ -709,6 +999,18 @@ impl Model {
             None => String::new(),
         };
         let w = self.current();
+        if let Some(Line::Message { from, ts, .. }) = self.selected_line() {
+            let keys = if w.id == WindowId::Search {
+                "Enter jump"
+            } else {
+                "r reply, e edit, d delete, + react"
+            };
+            return format!(
+                "[{conn}]{transfer} {} — {from}'s message of {}: {keys}, Esc",
+                w.id.label(),
+                crate::tui::view::clock(*ts)
+            );
+        }
         if w.topic.is_empty() {
             format!("[{conn}]{transfer} {}", w.id.label())
         } else {
@@ -1017,5 +1319,86 @@ mod tests {
         assert_eq!(m.windows[d].unread, 1);
         m.on_read(&WindowId::Direct("alice".into()), 6);
         assert_eq!(m.windows[d].unread, 0);
+    }
+
+    #[test]
+    fn the_selection_walks_messages_and_picks_what_commands_act_on() {
+        let mut m = Model::new("alice");
+        let g = WindowId::Room("general".into());
+        for (id, from) in [(1, "bob"), (2, "alice"), (3, "bob")] {
+            m.on_message(&msg(id, "general", from, &format!("m{id}")));
+        }
+        let i = m.open(g.clone());
+        m.select(i);
+        m.notice("a notice has no id");
+        // Nothing selected: /react takes the newest, /edit our newest.
+        assert_eq!(m.target_message(false).map(|t| t.1), Some(3));
+        assert_eq!(m.target_message(true).map(|t| t.1), Some(2));
+        m.select_message(-1);
+        assert_eq!(m.selected, Some(3));
+        m.select_message(-1);
+        m.select_message(-1);
+        m.select_message(-1);
+        assert_eq!(m.selected, Some(1), "stops at the oldest");
+        assert_eq!(m.target_message(false).map(|t| t.1), Some(1));
+        assert_eq!(m.target_message(true), None, "not ours to edit");
+        m.select_message(1);
+        m.select_message(1);
+        m.select_message(1);
+        assert_eq!(m.selected, None, "down past the newest clears it");
+        // Switching windows clears it too.
+        m.select_message(-1);
+        m.select(0);
+        assert_eq!(m.selected, None);
+    }
+
+    #[test]
+    fn edits_deletions_and_reactions_change_their_lines() {
+        let mut m = Model::new("alice");
+        let g = WindowId::Room("general".into());
+        m.on_message(&msg(1, "general", "bob", "lnuch?"));
+        m.on_message(&ChatMessage {
+            reply_to: Some(ReplyRef {
+                id: 1,
+                from: "bob".into(),
+                excerpt: "lnuch?".into(),
+                deleted: false,
+            }),
+            ..msg(2, "general", "carol", "yes")
+        });
+        m.on_edited(&g, 1, "lunch?");
+        m.on_reaction(&g, 1, "+1", "carol", true, 1);
+        m.on_reaction(&g, 1, "+1", "alice", true, 2);
+        assert!(m.reacted(&g, 1, "+1"));
+        let i = m.index_of(&g).unwrap();
+        let Line::Message { body, extra, .. } = &m.windows[i].lines[0] else {
+            panic!()
+        };
+        assert_eq!(body, "lunch?");
+        assert!(extra.edited);
+        assert_eq!(
+            extra.reactions,
+            [ReactionCount {
+                emoji: "+1".into(),
+                count: 2,
+                me: true
+            }]
+        );
+        m.on_reaction(&g, 1, "+1", "alice", false, 1);
+        assert!(!m.reacted(&g, 1, "+1"));
+        m.on_reaction(&g, 1, "+1", "carol", false, 0);
+        m.on_deleted(&g, 1);
+        let Line::Message { body, extra, .. } = &m.windows[i].lines[0] else {
+            panic!()
+        };
+        assert!(body.is_empty() && extra.deleted && extra.reactions.is_empty());
+        let Line::Message { extra, .. } = &m.windows[i].lines[1] else {
+            panic!()
+        };
+        let r = extra.reply.as_ref().unwrap();
+        assert!(
+            r.deleted && r.excerpt.is_empty(),
+            "the reply quotes nothing now"
+        );
     }
 }

@@ -68,6 +68,35 @@ pub enum NetCommand {
         body: String,
         /// The model's pending number.
         local: u64,
+        /// The message this one answers.
+        reply_to: Option<i64>,
+    },
+    /// Search.
+    Search(String),
+    /// Load the messages around `id` in `window` and show it selected.
+    Jump {
+        /// Room or direct conversation.
+        window: WindowId,
+        /// The message.
+        id: i64,
+    },
+    /// Replace a message's text.
+    Edit {
+        /// The message.
+        id: i64,
+        /// New text.
+        body: String,
+    },
+    /// Delete a message.
+    Delete(i64),
+    /// Add (`add`) or take back a reaction.
+    React {
+        /// The message.
+        id: i64,
+        /// The reaction.
+        emoji: String,
+        /// Add it, or take it back.
+        add: bool,
     },
     /// Join a room, creating it if it does not exist.
     Join(String),
@@ -183,6 +212,24 @@ pub enum NetEvent {
         local: u64,
         /// Why.
         reason: String,
+    },
+    /// Search results.
+    SearchResults {
+        /// What was searched.
+        query: String,
+        /// Newest first.
+        results: Vec<ChatMessage>,
+        /// Whether older matches exist.
+        more: bool,
+    },
+    /// The messages around `id`, to show `window` with it selected.
+    Jumped {
+        /// Room or direct conversation.
+        window: WindowId,
+        /// Oldest first.
+        messages: Vec<ChatMessage>,
+        /// The message jumped to.
+        id: i64,
     },
     /// A room was joined (or rejoined); switch to it if `focus`.
     Joined {
@@ -581,7 +628,9 @@ impl Net {
                         let page = match &window {
                             WindowId::Room(r) => client.room_history(r, Some(id + 1), 1),
                             WindowId::Direct(u) => client.dm_history(u, Some(id + 1), 1),
-                            WindowId::Status | WindowId::Mentions => return None,
+                            WindowId::Status | WindowId::Mentions | WindowId::Search => {
+                                return None;
+                            }
                         };
                         match page {
                             Ok((messages, _)) => {
@@ -638,7 +687,7 @@ impl Net {
                 let target = match &window {
                     WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
                     WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
-                    WindowId::Status | WindowId::Mentions => {
+                    WindowId::Status | WindowId::Mentions | WindowId::Search => {
                         emit(NetEvent::Error(
                             "files go to a room or a person, not the status window".into(),
                         ));
@@ -692,7 +741,7 @@ impl Net {
                 let target = match &window {
                     WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
                     WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
-                    WindowId::Status | WindowId::Mentions => return None,
+                    WindowId::Status | WindowId::Mentions | WindowId::Search => return None,
                 };
                 client.mark_read(&target, id)
             }
@@ -700,21 +749,45 @@ impl Net {
                 let target = match &window {
                     WindowId::Room(r) => crate::client::Conversation::Room(r.clone()),
                     WindowId::Direct(u) => crate::client::Conversation::User(u.clone()),
-                    WindowId::Status | WindowId::Mentions => return None,
+                    WindowId::Status | WindowId::Mentions | WindowId::Search => return None,
                 };
                 client
                     .files(&target)
                     .map(|files| emit(NetEvent::FileList(files)))
             }
+            NetCommand::Search(query) => {
+                client.search(&query, None, None).map(|(results, more)| {
+                    emit(NetEvent::SearchResults {
+                        query,
+                        results,
+                        more,
+                    })
+                })
+            }
+            NetCommand::Jump { window, id } => {
+                let target = conversation(&window)?;
+                client
+                    .history_around(&target, id, 20)
+                    .map(|(messages, _, _)| {
+                        emit(NetEvent::Jumped {
+                            window,
+                            messages,
+                            id,
+                        })
+                    })
+            }
+            NetCommand::Edit { id, body } => client.edit(id, &body),
+            NetCommand::Delete(id) => client.delete_message(id, ""),
+            NetCommand::React { id, emoji, add } => client.react(id, &emoji, add),
             NetCommand::Send {
                 window,
                 body,
                 local,
+                reply_to,
             } => {
-                let sent = match &window {
-                    WindowId::Room(r) => client.say(r, &body),
-                    WindowId::Direct(u) => client.dm(u, &body),
-                    WindowId::Status | WindowId::Mentions => {
+                let sent = match conversation(&window) {
+                    Some(target) => client.send_to(&target, &body, reply_to),
+                    None => {
                         emit(NetEvent::SendFailed {
                             local,
                             reason: "this is the status window; /join a room or /msg someone"
@@ -795,7 +868,7 @@ impl Net {
                 let page = match &window {
                     WindowId::Room(r) => client.room_history(r, before, 50),
                     WindowId::Direct(u) => client.dm_history(u, before, 50),
-                    WindowId::Status | WindowId::Mentions => return None,
+                    WindowId::Status | WindowId::Mentions | WindowId::Search => return None,
                 };
                 page.map(|(messages, more)| {
                     emit(NetEvent::History {
@@ -852,5 +925,14 @@ fn classify(e: ClientError) -> End {
         } => End::Lost(format!("{code}: {message}")),
         ClientError::Closed { reason: None } => End::Lost("connection closed".into()),
         other => End::Lost(other.to_string()),
+    }
+}
+
+/// The conversation a window shows, if it is one.
+fn conversation(window: &WindowId) -> Option<crate::client::Conversation> {
+    match window {
+        WindowId::Room(r) => Some(crate::client::Conversation::Room(r.clone())),
+        WindowId::Direct(u) => Some(crate::client::Conversation::User(u.clone())),
+        WindowId::Status | WindowId::Mentions | WindowId::Search => None,
     }
 }

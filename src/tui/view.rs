@@ -144,7 +144,7 @@ pub fn nick_color(nick: &str) -> Color {
 }
 
 /// The message area's text for a window.
-pub fn render_messages(w: &Window, me: &str) -> StyledString {
+pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledString {
     let mut out = StyledString::new();
     if w.lines.is_empty() {
         out.append_styled(
@@ -168,6 +168,7 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                 body,
                 delivery,
                 file,
+                extra,
             } => {
                 if id.is_some() && *id == w.divider_before {
                     out.append_styled(
@@ -175,7 +176,33 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                         Style::from(Color::Light(BaseColor::Red)),
                     );
                 }
-                out.append_styled(format!("{} ", clock(*ts)), Style::from(Effect::Dim));
+                if let Some(r) = &extra.reply {
+                    let quoted = if r.deleted {
+                        "(deleted message)".to_owned()
+                    } else {
+                        format!(
+                            "{}: {}",
+                            for_terminal_line(&r.from),
+                            for_terminal_line(&r.excerpt)
+                        )
+                    };
+                    out.append_styled(format!("      ↳ {quoted}\n"), Style::from(Effect::Dim));
+                }
+                let is_selected = id.is_some() && *id == selected;
+                out.append_styled(
+                    format!("{}{} ", if is_selected { "▶" } else { "" }, clock(*ts)),
+                    if is_selected {
+                        Style::from(Effect::Reverse)
+                    } else {
+                        Style::from(Effect::Dim)
+                    },
+                );
+                if let Some(origin) = &extra.origin {
+                    out.append_styled(
+                        format!("[{}] ", for_terminal_line(&origin.label())),
+                        Style::from(Color::Light(BaseColor::Cyan)),
+                    );
+                }
                 let mut nick_style = Style::from(nick_color(from));
                 if from == me {
                     nick_style = nick_style.combine(Effect::Bold);
@@ -183,6 +210,13 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                 // Whatever the server sent, nothing reaches the terminal
                 // that could rewrite it or reorder the text around it.
                 let nick = for_terminal_line(from);
+                if extra.deleted {
+                    out.append_plain("<");
+                    out.append_styled(nick, nick_style);
+                    out.append_plain("> ");
+                    out.append_styled("(message deleted)\n", Style::from(Effect::Dim));
+                    continue;
+                }
                 if let Some(action) = body.strip_prefix(ACTION_PREFIX) {
                     out.append_plain("* ");
                     out.append_styled(nick, nick_style);
@@ -208,6 +242,9 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                         Style::from(Color::Light(BaseColor::Cyan)),
                     );
                 }
+                if extra.edited {
+                    out.append_styled(" (edited)", Style::from(Effect::Dim));
+                }
                 match delivery {
                     Delivery::Stored => {}
                     Delivery::Pending(_) => {
@@ -219,6 +256,19 @@ pub fn render_messages(w: &Window, me: &str) -> StyledString {
                     ),
                 }
                 out.append_plain("\n");
+                if !extra.reactions.is_empty() {
+                    out.append_plain("      ");
+                    for r in &extra.reactions {
+                        let text = format!("[{} {}] ", for_terminal_line(&r.emoji), r.count);
+                        if r.me {
+                            // Ours stand out, as in Slack.
+                            out.append_styled(text, Style::from(Effect::Bold));
+                        } else {
+                            out.append_styled(text, Style::from(Effect::Dim));
+                        }
+                    }
+                    out.append_plain("\n");
+                }
             }
             Line::Notice { ts, text } => {
                 out.append_styled(
@@ -314,13 +364,13 @@ mod tests {
         }
         m.select(i);
         let local = m.add_pending(&room, "on its way");
-        let text = source(&render_messages(m.current(), "alice"));
+        let text = source(&render_messages(m.current(), "alice", None));
         assert!(text.contains("new messages"), "{text}");
         assert!(text.contains("<bob> first"));
         assert!(text.contains("* bob waves"));
         assert!(text.contains("<alice> on its way (sending…)"));
         m.on_send_failed(local, "slow down");
-        let text = source(&render_messages(m.current(), "alice"));
+        let text = source(&render_messages(m.current(), "alice", None));
         assert!(text.contains("[not sent: slow down]"));
     }
 
@@ -346,8 +396,8 @@ mod tests {
         m.select(i);
         m.status_notice("notice \u{1b}[31mred\u{2066}");
         let texts = [
-            source(&render_messages(m.current(), "alice")),
-            source(&render_messages(&m.windows[0], "alice")),
+            source(&render_messages(m.current(), "alice", None)),
+            source(&render_messages(&m.windows[0], "alice", None)),
             source(&render_users(m.current())),
             source(&render_windows(&m)),
         ];
