@@ -985,24 +985,7 @@ fn fill_history(server: &BenchServer, n: usize) {
                             request,
                         }));
                     }
-                    c.send_frame(&batch).expect("send");
-                    let mut acked = 0;
-                    while acked < k {
-                        c.drain_raw(&mut |json| {
-                            if is_ack(json) {
-                                acked += 1;
-                            }
-                        })
-                        .expect("acks");
-                        if acked < k {
-                            let _ = crate::poller::wait(
-                                c.raw_fd(),
-                                false,
-                                None,
-                                Some(Duration::from_millis(50)),
-                            );
-                        }
-                    }
+                    send_and_await_acks(&mut c, &batch, k);
                     sent += k;
                 }
             });
@@ -1034,6 +1017,24 @@ fn fill_history(server: &BenchServer, n: usize) {
                 with: Some(with),
                 id: last.id,
             });
+        }
+    }
+}
+
+/// Sends a pipelined batch of `k` requests and waits until all `k` are
+/// acked (the fill loops of login-history and search).
+fn send_and_await_acks(c: &mut Client, batch: &[u8], k: usize) {
+    c.send_frame(batch).expect("send");
+    let mut acked = 0;
+    while acked < k {
+        c.drain_raw(&mut |json| {
+            if is_ack(json) {
+                acked += 1;
+            }
+        })
+        .expect("acks");
+        if acked < k {
+            let _ = crate::poller::wait(c.raw_fd(), false, None, Some(Duration::from_millis(50)));
         }
     }
 }
@@ -1116,24 +1117,7 @@ pub fn search(server: &BenchServer, messages: usize, rooms: usize, queries: usiz
                             },
                         }));
                     }
-                    c.send_frame(&batch).expect("send");
-                    let mut acked = 0;
-                    while acked < k {
-                        c.drain_raw(&mut |json| {
-                            if is_ack(json) {
-                                acked += 1;
-                            }
-                        })
-                        .expect("acks");
-                        if acked < k {
-                            let _ = crate::poller::wait(
-                                c.raw_fd(),
-                                false,
-                                None,
-                                Some(Duration::from_millis(50)),
-                            );
-                        }
-                    }
+                    send_and_await_acks(&mut c, &batch, k);
                     sent += k;
                 }
             });

@@ -298,10 +298,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// What `/help` shows about the syntax.
-pub const HELP: &str = "words (all must match), \"exact phrase\", -word (leave out), prefix*, \
-from:alice, in:#room, in:@user, before:YYYY-MM-DD, after:YYYY-MM-DD, on:YYYY-MM-DD (UTC days)";
-
 #[cfg(test)]
 mod tests {
     use super::*;
