@@ -377,6 +377,39 @@ fn deletion_by_the_author_or_an_admin_leaves_a_tombstone_and_an_audit_row() {
 }
 
 #[test]
+fn the_writer_indexes_stored_messages_in_bulk_without_a_search() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut last = 0;
+    for i in 0..30 {
+        last = alice.say("general", &format!("bulk {i} walrus")).unwrap().0;
+    }
+    // No search asks for it: the writer indexes once it is idle.
+    let db = server.db();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let through: i64 = sqlite(&db, "SELECT indexed_through FROM search_index")
+            .parse()
+            .unwrap();
+        if through >= last {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the index stayed at {through}, messages go to {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        sqlite(
+            &db,
+            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'walrus'"
+        ),
+        "30"
+    );
+}
+
+#[test]
 fn a_deleted_message_is_gone_from_search_the_index_and_the_database_file() {
     let mut server = TestServer::start();
     let mut alice = server.user("alice");

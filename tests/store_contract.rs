@@ -776,4 +776,25 @@ fn search(s: &dyn Store) {
     assert!(!more);
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[0].id, r1);
+
+    // The edits and deletion above met messages not yet indexed (indexing
+    // is in bulk); these meet indexed ones (the searches indexed all).
+    s.edit_message(r1, "sail it from rust", 3, false).unwrap();
+    let postcard = found(spec(alice, "postcard"));
+    assert_eq!(postcard, ["ship me a postcard"]);
+    let dm = s.search(&spec(alice, "postcard")).unwrap().0.remove(0).id;
+    s.delete_message(dm, 4).unwrap();
+    assert_eq!(found(spec(alice, "sail")), ["sail it from rust"]);
+    assert_eq!(
+        found(spec(alice, "ship")),
+        ["Ship the Café release"],
+        "an indexed edit loses its old words, an indexed deletion all"
+    );
+    assert!(found(spec(alice, "postcard")).is_empty());
+    // Nothing is left to index, and a second pass finds nothing to add.
+    assert_eq!(s.index_messages(100).unwrap(), 0);
+    let late = say(s, bob, Destination::Room(rust), "late arrival");
+    assert_eq!(s.index_messages(100).unwrap(), 1);
+    assert_eq!(found(spec(alice, "arrival"))[0], "late arrival");
+    assert!(late > r1);
 }

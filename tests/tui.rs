@@ -224,7 +224,7 @@ fn a_changed_certificate_is_refused_loudly() {
 }
 
 #[test]
-fn a_wrong_password_offers_to_try_again_or_register() {
+fn a_refused_login_offers_to_register_with_the_password_already_typed() {
     let server = TestServer::start();
     let home = tempfile::tempdir().unwrap();
     let ca = util::certs().join("ca.pem");
@@ -234,12 +234,55 @@ fn a_wrong_password_offers_to_try_again_or_register() {
         home.path(),
     ));
     tmux.wait_for("Log in to confab");
-    tmux.type_text(PW);
-    // Tab to the Register button, then press it.
+    // The field left empty: Register uses the password already given, and
+    // asks for it once more, as --register does.
     tmux.keys(&["Tab", "Tab", "Enter"]);
+    tmux.wait_for("Type the same password again");
+    tmux.type_text(PW);
+    tmux.keys(&["Enter"]);
     tmux.wait_for("[newbie online] #general");
     let mut check = server.client();
     check.login("newbie", PW).expect("the account exists now");
+}
+
+#[test]
+fn enter_in_the_login_dialog_logs_in_and_a_taken_name_is_not_offered() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    let cmd = confab(
+        &format!("--ca {} alice@localhost:{}", ca.display(), port(&server)),
+        home.path(),
+    )
+    .replace(
+        &format!("CONFAB_PASSWORD='{PW}'"),
+        "CONFAB_PASSWORD='not-her-password'",
+    );
+    let tmux = Tmux::run(&cmd);
+    tmux.wait_for("Log in to confab");
+    tmux.type_text(PW);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[alice online] #general");
+    // Registering a taken name: the dialog comes back without Register.
+    drop(tmux);
+    let cmd = confab(
+        &format!(
+            "--register --ca {} alice@localhost:{}",
+            ca.display(),
+            port(&server)
+        ),
+        home.path(),
+    );
+    let tmux = Tmux::run(&cmd);
+    let screen = tmux.wait_for("Log in to confab");
+    assert!(
+        screen.contains("taken") || screen.contains("exists"),
+        "{screen}"
+    );
+    assert!(!screen.contains("<Register>"), "{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[alice online] #general");
 }
 
 #[test]
@@ -565,4 +608,69 @@ fn wait_event(c: &mut confab::client::Client, pred: impl Fn(&ServerMsg) -> bool)
         }
     }
     panic!("no such event within {WAIT:?}");
+}
+
+/// Row of the first screen line containing `text`.
+fn row_of(screen: &str, text: &str) -> usize {
+    screen
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("{text:?} is not on the screen:\n{screen}"))
+}
+
+#[test]
+fn lines_stay_in_the_order_they_happened_below_notices() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    bob.say("general", "before the notices").unwrap();
+    tmux.wait_for("<bob> before the notices");
+    // A notice the client makes itself, then a topic change, then messages.
+    tmux.type_text("/sound");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("sounds: ");
+    bob.request(confab::protocol::Request::Topic {
+        room: "general".into(),
+        topic: "ordering matters".into(),
+    })
+    .unwrap();
+    tmux.wait_for("bob set the topic: ordering matters");
+    bob.say("general", "first after the notices").unwrap();
+    bob.say("general", "second after the notices").unwrap();
+    let screen = tmux.wait_for("<bob> second after the notices");
+    let rows = [
+        row_of(&screen, "<bob> before the notices"),
+        row_of(&screen, "sounds: "),
+        row_of(&screen, "bob set the topic: ordering matters"),
+        row_of(&screen, "<bob> first after the notices"),
+        row_of(&screen, "<bob> second after the notices"),
+    ];
+    assert!(rows.is_sorted(), "out of order {rows:?}:\n{screen}");
+}
+
+#[test]
+fn the_certificate_is_checked_before_the_password_is_asked_for() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let home = tempfile::tempdir().unwrap();
+    let known = home.path().join("known_hosts");
+    let cmd = confab(
+        &format!(
+            "--known-hosts {} alice@localhost:{}",
+            known.display(),
+            port(&server)
+        ),
+        home.path(),
+    )
+    .replace(&format!("CONFAB_PASSWORD='{PW}'"), "");
+    let tmux = Tmux::run(&cmd);
+    let screen = tmux.wait_for("(yes/no)?");
+    assert!(!screen.contains("password"), "{screen}");
+    tmux.type_text("yes");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("alice@localhost's password:");
+    tmux.type_text(PW);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[alice online] #general");
 }

@@ -1,6 +1,7 @@
-//! `confab`: the full-screen chat client. Like ssh: asks for the password,
-//! checks the server's certificate (a CA, or trust on first use with
-//! `~/.config/confab/known_hosts`), then opens the chat screen.
+//! `confab`: the full-screen chat client. Like ssh: checks the server's
+//! certificate (a CA, or trust on first use with
+//! `~/.config/confab/known_hosts`), asks for the password, then opens the
+//! chat screen.
 
 use clap::Parser;
 use confab::client::{Client, ClientError, DEFAULT_TIMEOUT, Destination};
@@ -61,10 +62,16 @@ fn run(args: &Args) -> Result<(), String> {
     if !std::io::stdout().is_terminal() {
         return Err("confab needs a terminal".into());
     }
-    let password = password(args, &user, &dest.host)?;
     let addr = dest.addr();
     let host_port = format!("{}:{}", dest.host, dest.port);
+    // As ssh does: the server's certificate is checked before the password
+    // is asked for.
     let (client, trust) = connect(args, &addr, &dest.host, &host_port)?;
+    let (password, asked) = password(args, &user, &dest.host)?;
+    // While a person typed, the server may have given up on the silent
+    // connection (its login timeout): the network thread opens a fresh
+    // one, checked against the same trust.
+    let client = (!asked).then_some(client);
 
     let config = net::NetConfig {
         addr,
@@ -108,7 +115,7 @@ fn run(args: &Args) -> Result<(), String> {
     let emit = Box::new(move |ev: net::NetEvent| {
         let _ = sink.send(Box::new(move |s: &mut cursive::Cursive| tui::post(s, ev)));
     });
-    let (handle, thread) = net::spawn(config, Some(client), emit).map_err(|e| e.to_string())?;
+    let (handle, thread) = net::spawn(config, client, emit).map_err(|e| e.to_string())?;
     tui::setup(
         &mut siv,
         App::new(Model::new(&user), handle).with_notifications(notifier, settings, settings_path),
@@ -124,15 +131,16 @@ fn run(args: &Args) -> Result<(), String> {
     ran
 }
 
-/// The password: `CONFAB_PASSWORD`, `--password-file`, or asked for.
-fn password(args: &Args, user: &str, host: &str) -> Result<String, String> {
+/// The password: `CONFAB_PASSWORD`, `--password-file`, or asked for (the
+/// flag says it was asked).
+fn password(args: &Args, user: &str, host: &str) -> Result<(String, bool), String> {
     if let Ok(p) = std::env::var("CONFAB_PASSWORD") {
-        return Ok(p);
+        return Ok((p, false));
     }
     if let Some(path) = &args.password_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        return Ok(text.lines().next().unwrap_or("").to_owned());
+        return Ok((text.lines().next().unwrap_or("").to_owned(), false));
     }
     let first = read_secret(&format!("{user}@{host}'s password: "))?;
     if args.register {
@@ -141,7 +149,7 @@ fn password(args: &Args, user: &str, host: &str) -> Result<String, String> {
             return Err("the passwords differ".into());
         }
     }
-    Ok(first)
+    Ok((first, true))
 }
 
 /// Connects and checks the certificate: against `--ca`, else the system's

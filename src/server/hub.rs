@@ -213,11 +213,12 @@ impl HubState {
                 let wire = s.outbox.wire();
                 let key = key_of(*user, *sid);
                 let pushed = if keys.binary_search(&key).is_ok() {
-                    let others: Vec<u8> = events
-                        .iter()
-                        .filter(|(k, _)| *k != key)
-                        .flat_map(|(_, e)| e.bytes(wire).iter().copied())
-                        .collect();
+                    let mut others = Vec::new();
+                    for (_, e) in events.iter().filter(|(k, _)| *k != key) {
+                        // Whole frames at a time (a byte-wise collect here
+                        // was a fifth of the writer's time in `store`).
+                        others.extend_from_slice(e.bytes(wire));
+                    }
                     if others.is_empty() {
                         continue;
                     }

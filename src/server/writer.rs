@@ -11,6 +11,9 @@
 //!   committed. An acked message survives a crash of the server process.
 //! - Deliveries leave in id order, the order of history, for everyone.
 //! - One writer means no lock contention between writers in SQLite.
+//! - The search index is filled here too, in bulk: every
+//!   [`INDEX_EVERY`] messages, and when no message has come for
+//!   [`INDEX_IDLE`] (a search indexes what is left by itself).
 
 use super::delivery::Deliverers;
 use super::hub::{Hub, SessionId};
@@ -19,11 +22,18 @@ use super::wire::Outgoing;
 use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ReplyRef, ServerFrame, ServerMsg};
 use crate::store::{Destination, NewMessage, RoomId, SharedStore, Store, UserId, now_ms};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
+/// Stored messages that wait for the search index before the writer adds
+/// them (one indexing transaction per thousand messages costs a tenth of
+/// one per message).
+pub const INDEX_EVERY: usize = 1000;
+/// How long the writer waits for more messages before indexing the ones
+/// it has stored.
+pub const INDEX_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Messages that may wait for the writer before senders block.
 const QUEUE_LEN: usize = 8192;
 
@@ -122,6 +132,8 @@ pub fn spawn(store: SharedStore, hub: Arc<Hub>) -> std::io::Result<(WriterHandle
 fn run(store: &dyn Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closed = false;
+    // Stored since the search index was last brought up to date.
+    let mut unindexed = 0;
     let mut next = rx.recv().ok();
     while let Some(job) = next.take() {
         let mut close_reply = None;
@@ -141,15 +153,39 @@ fn run(store: &dyn Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>
         if closed {
             refuse(&mut batch);
         } else if !batch.is_empty() {
+            unindexed += batch.len();
             commit_and_deliver(store, hub, deliverers, &mut batch);
+        }
+        if unindexed >= INDEX_EVERY || (close_reply.is_some() && unindexed > 0) {
+            index(store, &mut unindexed);
         }
         if let Some(reply) = close_reply {
             closed = true;
             let _ = reply.send(());
         }
-        next = rx.recv().ok();
+        next = if unindexed > 0 {
+            match rx.recv_timeout(INDEX_IDLE) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    index(store, &mut unindexed);
+                    rx.recv().ok()
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            }
+        } else {
+            rx.recv().ok()
+        };
     }
     log::debug!("message writer stopped");
+}
+
+/// Brings the search index up to date (a failure only delays it: the next
+/// call, or the next search, indexes the same messages).
+fn index(store: &dyn Store, unindexed: &mut usize) {
+    match store.index_messages(u32::MAX) {
+        Ok(_) => *unindexed = 0,
+        Err(err) => log::warn!("indexing messages for search failed: {err}"),
+    }
 }
 
 /// Answers messages that arrived after shutdown began: not stored, not sent.

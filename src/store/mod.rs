@@ -372,6 +372,12 @@ pub trait Store: Send + Sync {
     /// how many users still give it.
     fn unreact(&self, id: i64, user: UserId, emoji: &str) -> Result<Option<u32>, StoreError>;
 
+    /// Adds up to `max` stored messages not yet in the search index to it,
+    /// oldest first; returns how many. The message writer calls it in
+    /// bulk (indexing row by row costs far more); `search` catches up
+    /// first by itself.
+    fn index_messages(&self, max: u32) -> Result<u32, StoreError>;
+
     /// Messages matching a search, newest first, as the viewer sees them,
     /// and whether more (older) matches exist. Never a deleted message,
     /// never one outside the viewer's rooms and direct conversations.

@@ -664,7 +664,7 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             m.select(0);
             m.error(format!("{reason} — press Ctrl-C to quit"));
         }
-        NetEvent::AuthFailed(reason) => {
+        NetEvent::AuthFailed { reason, .. } => {
             m.conn = ConnState::Failed(reason.clone());
             m.status_notice(format!("login refused: {reason}"));
         }
@@ -822,7 +822,11 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
 /// Posts a network event to the UI thread.
 pub fn post(s: &mut Cursive, ev: NetEvent) {
     let refused = match &ev {
-        NetEvent::AuthFailed(reason) => Some(reason.clone()),
+        NetEvent::AuthFailed {
+            reason,
+            password,
+            exists,
+        } => Some((reason.clone(), password.clone(), *exists)),
         _ => None,
     };
     let stop = with_app(s, |app| apply(app, ev)).unwrap_or(false);
@@ -831,44 +835,122 @@ pub fn post(s: &mut Cursive, ev: NetEvent) {
         return;
     }
     render(s);
-    if let Some(reason) = refused {
-        login_dialog(s, &reason);
+    if let Some((reason, password, exists)) = refused {
+        login_dialog(s, &reason, &password, exists);
     }
 }
 
 /// Name of the password field in the login dialog.
 pub const PASSWORD: &str = "password";
+/// Name of the dialog's text (the reason, or what to fix).
+const LOGIN_TEXT: &str = "login-text";
 
-/// Asks for a password again after a refused login, offering to create the
-/// account instead (the "register choice" for new users).
-fn login_dialog(s: &mut Cursive, reason: &str) {
+/// Asks for a password again after a refused login. Enter in the field
+/// logs in; Register (offered unless the account is known to exist)
+/// creates the account, with the password typed here or, if the field is
+/// left empty, the one just refused, so nothing needs retyping.
+fn login_dialog(s: &mut Cursive, reason: &str, refused: &str, exists: bool) {
     let user = with_app(s, |app| app.model.me.clone()).unwrap_or_default();
-    let send = |s: &mut Cursive, register: bool| {
-        let password = s
+    let prompt = if exists {
+        format!("Password for {user}:")
+    } else if refused.is_empty() {
+        format!("Password for {user} (or choose Register to create the account {user}):")
+    } else {
+        format!(
+            "Password for {user}, or choose Register to create the account {user} \
+             (with the password you typed, if you leave this empty):"
+        )
+    };
+    let text = format!("{}.\n\n{prompt}", crate::text::for_terminal(reason));
+    let refused = refused.to_owned();
+    let typed = move |s: &mut Cursive| {
+        let p = s
             .call_on_name(PASSWORD, |v: &mut EditView| v.get_content().to_string())
             .unwrap_or_default();
-        s.pop_layer();
-        with_app(s, |app| {
-            app.model.conn = ConnState::Connecting;
-            app.net.send(NetCommand::Credentials { password, register });
+        if p.is_empty() { refused.clone() } else { p }
+    };
+    let typed = std::sync::Arc::new(typed);
+    let (t1, t2, t3) = (typed.clone(), typed.clone(), typed);
+    let field = EditView::new()
+        .secret()
+        .on_submit(move |s, _| {
+            let p = t1(s);
+            login_send(s, p, false)
+        })
+        .with_name(PASSWORD);
+    let mut dialog = Dialog::new()
+        .title("Log in to confab")
+        .content(
+            cursive::views::LinearLayout::vertical()
+                .child(TextView::new(text).with_name(LOGIN_TEXT))
+                .child(field),
+        )
+        .button("Log in", move |s| {
+            let p = t2(s);
+            login_send(s, p, false)
         });
-        render(s);
+    if !exists {
+        dialog = dialog.button("Register", move |s| {
+            let p = t3(s);
+            login_send(s, p, true)
+        });
+    }
+    s.add_layer(dialog.button("Quit", quit));
+}
+
+/// The login dialog's Log in / Register: registering checks the password
+/// locally, then asks for it once more (as `--register` does).
+fn login_send(s: &mut Cursive, password: String, register: bool) {
+    if let Err(e) = validate::password(&password) {
+        let what = if register {
+            "choose another password"
+        } else {
+            "type your password"
+        };
+        s.call_on_name(LOGIN_TEXT, |v: &mut TextView| {
+            v.set_content(format!("{}: {what}:", e.message))
+        });
+        return;
+    }
+    s.pop_layer();
+    if !register {
+        credentials(s, password, false);
+        return;
+    }
+    let confirm = move |s: &mut Cursive, again: &str| {
+        s.pop_layer();
+        if again == password {
+            credentials(s, password.clone(), true);
+        } else {
+            login_dialog(s, "The passwords differ", "", false);
+        }
     };
     s.add_layer(
         Dialog::new()
-            .title("Log in to confab")
+            .title("Create the account")
             .content(
                 cursive::views::LinearLayout::vertical()
-                    .child(TextView::new(format!(
-                        "{}.\n\nPassword for {user} (or choose Register to create the account {user}):",
-                        crate::text::for_terminal(reason)
-                    )))
-                    .child(EditView::new().secret().with_name(PASSWORD)),
+                    .child(TextView::new("Type the same password again, to be sure:"))
+                    .child(
+                        EditView::new()
+                            .secret()
+                            .on_submit(confirm)
+                            .with_name(PASSWORD),
+                    ),
             )
-            .button("Log in", move |s| send(s, false))
-            .button("Register", move |s| send(s, true))
-            .button("Quit", quit),
+            .button("Cancel", |s| {
+                s.pop_layer();
+                login_dialog(s, "Not registered", "", false);
+            }),
     );
+}
+
+fn credentials(s: &mut Cursive, password: String, register: bool) {
+    with_app(s, |app| {
+        app.model.conn = ConnState::Connecting;
+        app.net.send(NetCommand::Credentials { password, register });
+    });
+    render(s);
 }
 
 #[cfg(test)]

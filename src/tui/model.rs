@@ -225,25 +225,17 @@ impl Window {
             file: m.file.as_ref().map(|f| f.id),
             extra: Box::new(Extras::of(m)),
         };
-        // After the last line whose id is smaller; lines without ids
-        // (notices, pending sends) keep their place.
+        // Lines stay in the order they happened: a message newer than
+        // every stored one goes last (below notices and pending sends
+        // shown before it arrived); an older one (history, a gap filled
+        // after a jump) goes before the first stored message newer than
+        // it, so stored messages stay in id order among themselves.
         let pos = self
             .lines
             .iter()
-            .rposition(|l| l.id().is_some_and(|id| id < m.id))
-            .map_or_else(
-                || {
-                    if self.lines.iter().any(|l| l.id().is_some()) {
-                        0
-                    } else {
-                        self.lines.len()
-                    }
-                },
-                |i| i + 1,
-            );
-        // Keep pending sends and later notices below a message that was
-        // stored before them.
-        self.lines.insert(pos.min(self.lines.len()), line);
+            .position(|l| l.id().is_some_and(|id| id > m.id))
+            .unwrap_or(self.lines.len());
+        self.lines.insert(pos, line);
         true
     }
 }
@@ -1112,6 +1104,44 @@ mod tests {
         assert_eq!(bodies(w), ["eight", "nine", "ten"]);
         assert_eq!(w.oldest_id(), Some(8));
         assert!(!w.more_before);
+    }
+
+    #[test]
+    fn lines_stay_in_the_order_they_happened_with_stored_messages_by_id() {
+        let mut m = Model::new("alice");
+        let id = WindowId::Room("general".into());
+        let i = m.open(id.clone());
+        m.select(i);
+        m.on_message(&msg(5, "general", "bob", "five"));
+        m.on_topic("general", "new topic", "bob");
+        m.notice("sound setting saved");
+        // Newer than everything: below the notices, for good.
+        m.on_message(&msg(6, "general", "bob", "six"));
+        m.on_message(&msg(7, "general", "bob", "seven"));
+        let w = &m.windows[m.index_of(&id).unwrap()];
+        let texts: Vec<String> = w
+            .lines
+            .iter()
+            .map(|l| match l {
+                Line::Message { body, .. } => body.clone(),
+                Line::Notice { text, .. } | Line::Error { text, .. } => text.clone(),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "five",
+                "bob set the topic: new topic",
+                "sound setting saved",
+                "six",
+                "seven"
+            ]
+        );
+        // An older message (history) goes among the stored ones by id.
+        m.on_history(&id, &[msg(3, "general", "bob", "three")], true);
+        m.on_message(&msg(4, "general", "bob", "four"));
+        let w = &m.windows[m.index_of(&id).unwrap()];
+        assert_eq!(bodies(w), ["three", "four", "five", "six", "seven"]);
     }
 
     #[test]

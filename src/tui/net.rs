@@ -194,7 +194,17 @@ pub enum NetEvent {
     Failed(String),
     /// Login or registration was refused; the thread waits for
     /// [`NetCommand::Credentials`] (or `Quit`).
-    AuthFailed(String),
+    AuthFailed {
+        /// The server's reason.
+        reason: String,
+        /// The password that was refused (the dialog offers it again, so
+        /// registering needs no retyping).
+        password: String,
+        /// The account is known to exist (we were logged in to it in this
+        /// run, or registering said the name is taken): the dialog does
+        /// not offer to register it.
+        exists: bool,
+    },
     /// An event from the server.
     Server(ServerMsg),
     /// Our message `local` is stored as `id`.
@@ -336,6 +346,7 @@ pub fn spawn(
                 emit,
                 queued: VecDeque::new(),
                 registered: false,
+                ever_online: false,
                 token: None,
                 upload: None,
             };
@@ -352,8 +363,8 @@ enum End {
     Lost(String),
     /// Do not try again.
     Fatal(String),
-    /// Login refused: ask the user.
-    AuthFailed(String),
+    /// Login refused: ask the user; the flag says the name is taken.
+    AuthFailed(String, bool),
 }
 
 struct Net {
@@ -365,6 +376,8 @@ struct Net {
     queued: VecDeque<NetCommand>,
     /// The account exists (registered on an earlier connection).
     registered: bool,
+    /// We were logged in at least once in this run.
+    ever_online: bool,
     /// The resume token from the last password login: reconnects use it
     /// and skip the server's password hashing.
     token: Option<String>,
@@ -398,8 +411,12 @@ impl Net {
                     (self.emit)(NetEvent::Stopped);
                     return;
                 }
-                End::AuthFailed(reason) => {
-                    (self.emit)(NetEvent::AuthFailed(reason));
+                End::AuthFailed(reason, taken) => {
+                    (self.emit)(NetEvent::AuthFailed {
+                        reason,
+                        password: self.config.password.clone(),
+                        exists: taken || self.ever_online,
+                    });
                     loop {
                         match self.rx.recv() {
                             Ok(NetCommand::Credentials { password, register }) => {
@@ -539,6 +556,7 @@ impl Net {
             Err(e) => return (classify(e), false),
         };
         self.registered = true;
+        self.ever_online = true;
         if session.token.is_some() {
             self.token = session.token.clone();
         }
@@ -914,7 +932,7 @@ fn classify(e: ClientError) -> End {
             ErrorCode::AuthFailed
             | ErrorCode::UserExists
             | ErrorCode::InvalidUsername
-            | ErrorCode::InvalidPassword => End::AuthFailed(message),
+            | ErrorCode::InvalidPassword => End::AuthFailed(message, code == ErrorCode::UserExists),
             _ => End::Lost(format!("{code}: {message}")),
         },
         ClientError::Closed {
