@@ -1189,7 +1189,11 @@ mod tests {
         assert!(!is_ack(&event));
         let ack = serde_json::to_vec(&ServerFrame::reply(
             Some(4),
-            ServerMsg::Ack { id: 9, ts: 1 },
+            ServerMsg::Ack {
+                id: 9,
+                ts: 1,
+                away: None,
+            },
         ))
         .unwrap();
         assert_eq!(sent_at(&ack), None);

@@ -130,6 +130,17 @@ pub struct LoggedIn {
     pub token: Option<String>,
 }
 
+/// A message the server stored (its acknowledgement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Its id.
+    pub id: i64,
+    /// Server time, ms since the epoch.
+    pub ts: i64,
+    /// A direct message's recipient is away, with this message.
+    pub away: Option<String>,
+}
+
 /// The outcome of `join` or `create_room`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Joined {
@@ -168,6 +179,8 @@ pub struct Client {
     server_fingerprint: Option<String>,
     /// What the server accepts as files (from `welcome`).
     file_rules: FileRules,
+    /// The largest message body the server accepts (from `welcome`).
+    max_body: usize,
 }
 
 impl Client {
@@ -217,8 +230,10 @@ impl Client {
             ServerMsg::Welcome {
                 max_file,
                 file_types,
+                max_body,
                 ..
             } => {
+                self.max_body = max_body;
                 self.file_rules = FileRules {
                     max_size: max_file,
                     allowed: file_types
@@ -230,6 +245,12 @@ impl Client {
             }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
+    }
+
+    /// The largest message body the server accepts, in bytes (from its
+    /// `welcome`; the protocol's limit before that).
+    pub fn max_body(&self) -> usize {
+        self.max_body
     }
 
     /// Connects and completes TLS but sends nothing: for tests that speak
@@ -301,6 +322,7 @@ impl Client {
             closed: None,
             server_fingerprint,
             file_rules: FileRules::default(),
+            max_body: crate::protocol::MAX_BODY_LEN,
         })
     }
 
@@ -656,8 +678,12 @@ impl Client {
     }
 
     fn ack(msg: ServerMsg) -> Result<(i64, i64), ClientError> {
+        Client::sent(msg).map(|s| (s.id, s.ts))
+    }
+
+    fn sent(msg: ServerMsg) -> Result<Sent, ClientError> {
         match msg {
-            ServerMsg::Ack { id, ts } => Ok((id, ts)),
+            ServerMsg::Ack { id, ts, away } => Ok(Sent { id, ts, away }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -681,6 +707,17 @@ impl Client {
         body: &str,
         reply_to: Option<i64>,
     ) -> Result<(i64, i64), ClientError> {
+        self.send(target, body, reply_to).map(|s| (s.id, s.ts))
+    }
+
+    /// Sends a message as [`Client::send_to`] does, with everything the
+    /// acknowledgement says (a DM's recipient may be away).
+    pub fn send(
+        &mut self,
+        target: &Conversation,
+        body: &str,
+        reply_to: Option<i64>,
+    ) -> Result<Sent, ClientError> {
         let request = match target {
             Conversation::Room(room) => Request::Say {
                 room: room.clone(),
@@ -694,7 +731,7 @@ impl Client {
             },
         };
         let msg = self.request(request)?;
-        Client::ack(msg)
+        Client::sent(msg)
     }
 
     /// Replaces the text of one of this user's messages.

@@ -731,6 +731,10 @@ pub enum ServerMsg {
         id: i64,
         /// Server time of the message, ms since the Unix epoch.
         ts: i64,
+        /// For a direct message: the recipient's away message, if they are
+        /// away (as IRC's RPL_AWAY); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        away: Option<String>,
     },
     /// Reply to `rooms`.
     RoomList {
@@ -1341,7 +1345,14 @@ mod tests {
 
     #[test]
     fn frame_round_trips_through_split_input() {
-        let msg = ServerFrame::reply(Some(7), ServerMsg::Ack { id: 42, ts: 1 });
+        let msg = ServerFrame::reply(
+            Some(7),
+            ServerMsg::Ack {
+                id: 42,
+                ts: 1,
+                away: None,
+            },
+        );
         let bytes = encode_json(&msg);
         let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
         for b in &bytes[..bytes.len() - 1] {

@@ -148,7 +148,7 @@ fn raw_upload(
         upload,
         sha256: digest,
     })? {
-        ServerMsg::Ack { id, ts } => Ok((id, ts)),
+        ServerMsg::Ack { id, ts, .. } => Ok((id, ts)),
         other => panic!("{other:?}"),
     }
 }

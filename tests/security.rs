@@ -212,7 +212,8 @@ fn admins_are_granted_on_the_command_line_and_can_kick_ban_and_mute() {
         .unwrap();
     bob.say("general", "thanks").unwrap();
 
-    // Ban: bob is kicked and told why when he tries again.
+    // Ban: bob's session ends (closing banned) and he is told why when he
+    // tries again.
     alice
         .request(Request::Ban {
             user: "bob".into(),
@@ -220,7 +221,7 @@ fn admins_are_granted_on_the_command_line_and_can_kick_ban_and_mute() {
             minutes: Some(60),
         })
         .unwrap();
-    expect_closing(&mut bob, ErrorCode::Kicked);
+    expect_closing(&mut bob, ErrorCode::Banned);
 
     match server.client().login("bob", PW) {
         Err(ClientError::Server {
@@ -402,7 +403,7 @@ fn a_ban_from_the_command_line_ends_the_live_session() {
     let mut bob = server.user("bob");
     let (ok, out) = admin(&server, &["ban", "alice", "--reason", "spam"], "");
     assert!(ok, "{out}");
-    let reason = expect_closing(&mut alice, ErrorCode::Kicked);
+    let reason = expect_closing(&mut alice, ErrorCode::Banned);
     assert!(reason.contains("spam"), "{reason}");
     // Bob is untouched and the room still works for him.
     bob.say("general", "still here").unwrap();
@@ -642,4 +643,20 @@ fn room_creation_is_bounded_and_rooms_can_be_deleted_with_their_history() {
         ),
         "delete_room:r0,delete_room:r1"
     );
+}
+
+/// `confab-server admin reset-password` on a running server: the user's
+/// live sessions end (closing `auth_failed`, saying why), as the old
+/// password must not keep them open.
+#[test]
+fn a_password_reset_from_the_command_line_ends_the_live_sessions() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let (ok, out) = admin(&server, &["reset-password", "alice"], "a fresh password\n");
+    assert!(ok, "{out}");
+    let reason = expect_closing(&mut alice, ErrorCode::AuthFailed);
+    assert!(reason.contains("reset your password"), "{reason}");
+    bob.say("general", "still here").unwrap();
+    server.client().login("alice", "a fresh password").unwrap();
 }

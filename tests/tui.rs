@@ -81,6 +81,21 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// Pastes `text` as a terminal does with bracketed paste on (tmux's
+    /// paste-buffer -p brackets it when the program asked for that).
+    fn paste(&self, text: &str) {
+        let set = Command::new("tmux")
+            .args(["-L", &self.socket, "set-buffer", "-b", "confab", text])
+            .status()
+            .expect("set-buffer");
+        assert!(set.success());
+        let paste = Command::new("tmux")
+            .args(["-L", &self.socket, "paste-buffer", "-p", "-d", "-b", "confab", "-t", "0"])
+            .status()
+            .expect("paste-buffer");
+        assert!(paste.success());
+    }
+
     fn type_text(&self, text: &str) {
         // -l: literal, so words like "Enter" in the text are not keys.
         let status = Command::new("tmux")
@@ -673,4 +688,143 @@ fn the_certificate_is_checked_before_the_password_is_asked_for() {
     tmux.type_text(PW);
     tmux.keys(&["Enter"]);
     tmux.wait_for("[alice online] #general");
+}
+
+#[test]
+fn a_reconnect_keeps_the_window_and_says_so_once_on_one_status_row() {
+    let mut server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let tmux = registered(&server, "alice", home.path());
+    // Reading the status window.
+    tmux.keys(&["M-1"]);
+    tmux.wait_for("[alice online] confab");
+    server.terminate(WAIT).expect("the server stops");
+    // Two failed attempts at least (the second waits 2 s).
+    let screen = tmux.wait_for("retry in 2 s");
+    let status = screen.lines().next().unwrap_or_default();
+    assert!(
+        status.starts_with("[disconnected, retry in 2 s"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("shutting_down"),
+        "a wire code shown:\n{screen}"
+    );
+    // Cut, never wrapped: the second row is the top of the panels.
+    let second = screen.lines().nth(1).unwrap_or_default();
+    assert!(second.contains("windows"), "{screen}");
+    server.start_again();
+    let screen = tmux.wait_for("[alice online] confab");
+    assert!(screen.contains("-- reconnected"), "{screen}");
+    assert_eq!(
+        screen.matches("-- disconnected").count(),
+        1,
+        "one line per outage, whatever the retries:\n{screen}"
+    );
+}
+
+#[test]
+fn a_banned_user_is_told_why_and_the_client_stops_retrying() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut admin = server.admin_user("boss");
+    let tmux = registered(&server, "alice", home.path());
+    admin
+        .request(confab::protocol::Request::Ban {
+            user: "alice".into(),
+            reason: "spam".into(),
+            minutes: None,
+        })
+        .unwrap();
+    let screen = tmux.wait_for("press Ctrl-C to quit");
+    assert!(screen.contains("banned by boss: spam"), "{screen}");
+    // The client gave up: it never tried to log in again.
+    assert_eq!(
+        util::sqlite(
+            &server.db(),
+            "SELECT count(*) FROM audit WHERE action = 'login_banned'"
+        ),
+        "0"
+    );
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("confab exited with 0");
+}
+
+#[test]
+fn away_shows_in_the_status_line_and_a_dm_to_an_away_user_says_so_once() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    bob.request(confab::protocol::Request::Away {
+        message: Some("at lunch".into()),
+    })
+    .unwrap();
+    let tmux = registered(&server, "alice", home.path());
+    tmux.type_text("/away in a meeting");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[alice away: in a meeting]");
+    tmux.type_text("/msg bob are you there?");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("bob is away: at lunch");
+    tmux.type_text("hello?");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_until("the second line acked", |s| {
+        s.contains("<alice> hello?") && !s.contains("sending")
+    });
+    assert_eq!(screen.matches("bob is away").count(), 1, "{screen}");
+    // The DM window shows the other person's status.
+    assert!(screen.contains("@bob — away: at lunch"), "{screen}");
+}
+
+#[test]
+fn a_pasted_block_of_lines_is_one_message_after_a_question() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    tmux.paste("first line\nsecond line\nthird line\n");
+    tmux.wait_for("Send these 3 pasted lines to #general?");
+    tmux.keys(&["Enter"]);
+    let got = bob
+        .next_message(WAIT)
+        .unwrap()
+        .expect("bob gets the paste");
+    assert_eq!(got.body, "first line\nsecond line\nthird line");
+    // Nothing was sent line by line, and nothing is left in the input.
+    let screen = tmux.wait_until("the paste acked", |s| {
+        s.contains("<alice> first line") && !s.contains("sending")
+    });
+    assert!(screen.contains("       second line"), "indented: {screen}");
+    assert_eq!(input_row(&screen).trim_matches([' ', '_']), "");
+    tmux.type_text("a marker");
+    tmux.keys(&["Enter"]);
+    let next = bob.next_message(WAIT).unwrap().expect("the marker");
+    assert_eq!(next.body, "a marker", "the paste was sent once");
+}
+
+#[test]
+fn a_long_paste_arrives_whole_and_an_oversized_one_stays_in_the_input() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    let long: String = (0..320).map(|i| format!("word{i:05} ")).collect();
+    let long = long.trim_end().to_owned();
+    assert!(long.len() > 3000);
+    tmux.paste(&long);
+    tmux.wait_until("the paste's end in the input", |s| {
+        input_row(s).contains("word00319")
+    });
+    tmux.keys(&["Enter"]);
+    let got = bob.next_message(WAIT).unwrap().expect("bob gets it");
+    assert_eq!(got.body, long);
+
+    // Over the server's limit (4,096 bytes): refused before the input is
+    // cleared, so nothing is lost.
+    let huge = "x".repeat(5000);
+    tmux.paste(&huge);
+    tmux.wait_until("the paste in the input", |s| input_row(s).contains("xxxxxxxxxx"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("!! that is 5000 bytes; the server takes messages");
+    assert!(input_row(&screen).contains("xxxxxxxxxx"), "{screen}");
 }

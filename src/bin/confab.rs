@@ -8,7 +8,6 @@ use confab::client::{Client, ClientError, DEFAULT_TIMEOUT, Destination};
 use confab::known_hosts::{self, HostStatus, KnownHosts};
 use confab::tls::{self, Trust};
 use confab::tui::{self, App, model::Model, net};
-use cursive::CursiveExt;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,10 +87,12 @@ fn run(args: &Args) -> Result<(), String> {
         }),
     };
     let settings_path = tui::settings::default_path();
+    // (`mouse` is read before the settings move into the UI state.)
     let settings = match &settings_path {
         Some(path) => tui::settings::Settings::load(path)?,
         None => tui::settings::Settings::default(),
     };
+    let mouse = settings.terminal.mouse;
     let mut siv = cursive::Cursive::new();
     let sink = siv.cb_sink().clone();
     // Open the sound device before the screen starts: ALSA may complain on
@@ -121,7 +122,7 @@ fn run(args: &Args) -> Result<(), String> {
         App::new(Model::new(&user), handle).with_notifications(notifier, settings, settings_path),
     );
     let ran = siv
-        .run_crossterm()
+        .try_run_with(|| tui::terminal::Terminal::init(mouse))
         .map_err(|e| format!("terminal error: {e}"));
     // Give the network thread a moment to say goodbye to the server.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);

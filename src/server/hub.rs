@@ -481,6 +481,11 @@ impl Hub {
         }
     }
 
+    /// A user's away message, if they are away.
+    pub fn away_message(&self, user_id: UserId) -> Option<String> {
+        self.read().away.get(&user_id).cloned()
+    }
+
     /// Sends `event` as last words to every session of a user (kick, ban);
     /// returns how many sessions.
     pub fn close_user(&self, user_id: UserId, event: &Outgoing) -> usize {

@@ -113,12 +113,65 @@ impl BanWatch {
             }
             self.at_since.push(ban.user_id);
             let goodbye = Outgoing::event(ServerMsg::Closing {
-                code: ErrorCode::Kicked,
+                code: ErrorCode::Banned,
                 message: format!("banned by {}: {}", ban.by, ban.reason),
             });
             let ended = services.hub.close_user(ban.user_id, &goodbye);
             if ended > 0 {
                 log::info!("ended {ended} session(s) of a user banned by {}", ban.by);
+            }
+        }
+    }
+}
+
+/// Ends the live sessions of users whose password an operator reset with
+/// `confab-server admin reset-password` (seen in the audit table within
+/// [`BAN_POLL`]), as `change_password` ends the user's other sessions: the
+/// old password must not keep a session open.
+struct ResetWatch {
+    /// Audit rows up to this id have been seen.
+    after: Option<i64>,
+}
+
+impl ResetWatch {
+    fn new(services: &Services) -> ResetWatch {
+        let after = match services.store.audit_after(None, "password_reset") {
+            Ok(rows) => rows.first().map(|r| r.0),
+            Err(err) => {
+                log::warn!("reading the audit table failed: {err}");
+                None
+            }
+        };
+        ResetWatch { after }
+    }
+
+    fn enforce(&mut self, services: &Services) {
+        let Some(after) = self.after else {
+            *self = ResetWatch::new(services);
+            return;
+        };
+        let rows = match services.store.audit_after(Some(after), "password_reset") {
+            Ok(rows) => rows,
+            Err(err) => {
+                log::warn!("checking for password resets failed: {err}");
+                return;
+            }
+        };
+        for (id, user) in rows {
+            self.after = Some(id);
+            let Some(user) = user.and_then(|u| services.store.find_user(&u).ok().flatten()) else {
+                continue;
+            };
+            let goodbye = Outgoing::event(ServerMsg::Closing {
+                code: ErrorCode::AuthFailed,
+                message: "an administrator reset your password; log in with the new one".into(),
+            });
+            let ended = services.hub.close_user(user.id, &goodbye);
+            if ended > 0 {
+                log::info!(
+                    "ended {ended} session(s) of {} after a password reset",
+                    user.name
+                );
             }
         }
     }
@@ -332,10 +385,12 @@ impl Server {
             .name("stats".into())
             .spawn(move || {
                 let mut bans = BanWatch::new();
+                let mut resets = ResetWatch::new(&ctx.services);
                 let mut next_stats = Instant::now() + STATS_INTERVAL;
                 // Sleeps until the next tick or until the sender is dropped.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(BAN_POLL) {
                     bans.enforce(&ctx.services);
+                    resets.enforce(&ctx.services);
                     if Instant::now() < next_stats {
                         continue;
                     }

@@ -252,10 +252,15 @@ fn commit_and_deliver(
             ..ChatMessage::new(id, sub.sender.1, sub.body, ts)
         })));
         // The ack has one recipient: encoded here, in its session's format.
-        let ack = sub
-            .outbox
-            .wire()
-            .encode(&ServerFrame::reply(sub.req, ServerMsg::Ack { id, ts }));
+        // A DM's ack says if the recipient is away (IRC's RPL_AWAY).
+        let away = match &sub.target {
+            Target::User { id: to, .. } => hub.away_message(*to),
+            Target::Room { .. } => None,
+        };
+        let ack = sub.outbox.wire().encode(&ServerFrame::reply(
+            sub.req,
+            ServerMsg::Ack { id, ts, away },
+        ));
         match &sub.target {
             Target::Room { name, .. } => {
                 if run.room.as_deref() != Some(name.as_str()) {

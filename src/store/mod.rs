@@ -488,6 +488,15 @@ pub trait Store: Send + Sync {
     /// The newest `limit` audit entries, newest first.
     fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Audit rows with `action` after row `after` (`None`: only the newest
+    /// row's id, to start watching from), as `(row id, user)`, oldest
+    /// first.
+    fn audit_after(
+        &self,
+        after: Option<i64>,
+        action: &str,
+    ) -> Result<Vec<(i64, Option<String>)>, StoreError>;
+
     /// How many rooms a user is in.
     fn room_count(&self, user: UserId) -> Result<u32, StoreError>;
 }

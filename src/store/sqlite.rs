@@ -1144,6 +1144,24 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn audit_after(
+        &self,
+        after: Option<i64>,
+        action: &str,
+    ) -> Result<Vec<(i64, Option<String>)>, StoreError> {
+        let conn = self.pool.get()?;
+        let Some(after) = after else {
+            let last: i64 =
+                conn.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
+            return Ok(vec![(last, None)]);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, user FROM audit WHERE id > ?1 AND action = ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![after, action], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn room_count(&self, user: UserId) -> Result<u32, StoreError> {
         Ok(self
             .pool

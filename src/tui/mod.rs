@@ -16,6 +16,7 @@ pub mod model;
 pub mod net;
 pub mod notify;
 pub mod settings;
+pub mod terminal;
 pub mod view;
 
 use crate::protocol::ServerMsg;
@@ -46,6 +47,8 @@ pub struct App {
     /// The settings, and where to save them when a command changes them.
     settings: Settings,
     settings_path: Option<std::path::PathBuf>,
+    /// The largest message body the server takes (from its welcome).
+    max_body: usize,
 }
 
 impl App {
@@ -59,6 +62,7 @@ impl App {
             notifier: None,
             settings: Settings::default(),
             settings_path: None,
+            max_body: crate::protocol::MAX_BODY_LEN,
         }
     }
 
@@ -139,7 +143,28 @@ pub fn setup(siv: &mut Cursive, app: App) {
         // history, as in irssi and weechat.
         .on_pre_event(Event::Alt(Key::Up), |s| select_message(s, -1))
         .on_pre_event(Event::Alt(Key::Down), |s| select_message(s, 1))
-        .on_pre_event(Key::Esc, |s| select_message(s, 0));
+        .on_pre_event(Key::Esc, |s| select_message(s, 0))
+        // A bracketed paste arrives whole: one line goes into the input,
+        // several are a message of several lines, sent after a question.
+        .on_pre_event_inner(
+            cursive::event::EventTrigger::from_fn(|e| terminal::pasted(e).is_some()),
+            |v, e| {
+                let text = terminal::pasted(e)?;
+                let mut edit = v.get_mut();
+                let (content, cursor) = (edit.get_content(), edit.get_cursor());
+                let pasted = normalize_paste(&text);
+                let combined = format!("{}{pasted}{}", &content[..cursor], &content[cursor..]);
+                if pasted.contains('\n') {
+                    return Some(EventResult::with_cb(move |s| {
+                        confirm_paste(s, combined.clone())
+                    }));
+                }
+                let at = cursor + pasted.len();
+                edit.set_content(combined);
+                edit.set_cursor(at);
+                Some(EventResult::Consumed(None))
+            },
+        );
     // With a message selected and nothing typed, one key starts acting on
     // it: r reply, e edit, d delete, + react (the command is put in the
     // input line, Enter sends it).
@@ -281,6 +306,67 @@ fn quick_key(s: &mut Cursive, c: char) {
     render(s);
 }
 
+/// Pasted text as a message: line ends as `\n`, no trailing empty lines.
+fn normalize_paste(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
+/// Asks before sending a paste of several lines (as weechat's
+/// paste_max_lines and irssi's paste_verify_line_count do): as one message
+/// of several lines (Enter), as one message per line, or not at all (the
+/// input line keeps what it had).
+fn confirm_paste(s: &mut Cursive, text: String) {
+    let Some(label) = with_app(s, |app| app.model.current().id.label()) else {
+        return;
+    };
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let n = lines.len();
+    let preview: Vec<&str> = text.lines().take(5).collect();
+    let more = if n > 5 {
+        format!("\n… and {} more", n - 5)
+    } else {
+        String::new()
+    };
+    let question = format!(
+        "Send these {n} pasted lines to {label}?\n\n{}{more}",
+        crate::text::for_terminal(&preview.join("\n"))
+    );
+    let one = text.clone();
+    let sent = |s: &mut Cursive, bodies: Vec<String>| {
+        s.pop_layer();
+        s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
+        with_app(s, |app| {
+            let window = app.model.current().id.clone();
+            for body in bodies.into_iter().filter(|b| !b.trim().is_empty()) {
+                send_text(app, window.clone(), body, None);
+            }
+        });
+        s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
+            v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+        });
+        render(s);
+    };
+    s.add_layer(
+        OnEventView::new(
+            Dialog::text(question)
+                .title("Paste")
+                .button("Send as one message", move |s| sent(s, vec![one.clone()]))
+                .button(format!("Send {n} messages"), move |s| {
+                    sent(s, lines.clone())
+                })
+                .button("Cancel", |s| {
+                    s.pop_layer();
+                }),
+        )
+        .on_event(Key::Esc, |s| {
+            s.pop_layer();
+        }),
+    );
+}
+
 /// Whether the selected message is someone else's (an admin deleting it).
 fn selected_is_others(m: &Model) -> bool {
     matches!(m.selected_line(), Some(model::Line::Message { from, .. }) if *from != m.me)
@@ -366,6 +452,14 @@ fn submit(s: &mut Cursive, line: &str) {
         });
         return;
     }
+    // Too long for the server: refused before the input is cleared, so
+    // nothing typed is lost.
+    let max = with_app(s, |app| app.max_body).unwrap_or(usize::MAX);
+    if line.len() > max {
+        with_app(s, |app| app.model.error(too_long(line.len(), max)));
+        render(s);
+        return;
+    }
     s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
     let quit_now = with_app(s, |app| {
         if !line.trim().is_empty() {
@@ -415,6 +509,40 @@ fn expand_home(path: &str) -> std::path::PathBuf {
     }
 }
 
+/// Sends `body` to `window` (shown at once as pending).
+fn send_text(app: &mut App, window: WindowId, body: String, reply_to: Option<i64>) {
+    if !window.is_conversation() {
+        app.model
+            .error("this window is not a conversation: /join a room or /msg someone first");
+        return;
+    }
+    if let Err(e) = validate::body(&body) {
+        app.model.error(e.message);
+        return;
+    }
+    if body.len() > app.max_body {
+        app.model.error(too_long(body.len(), app.max_body));
+        return;
+    }
+    let local = app.model.add_pending(&window, &body);
+    if let Some(reply) = reply_to.and_then(|id| app.model.reply_ref(&window, id)) {
+        app.model.set_pending_reply(local, reply);
+    }
+    app.net.send(NetCommand::Send {
+        window,
+        body,
+        local,
+        reply_to,
+    });
+    app.model.selected = None;
+}
+
+fn too_long(len: usize, max: usize) -> String {
+    format!(
+        "that is {len} bytes; the server takes messages of up to {max} bytes (nothing was sent)"
+    )
+}
+
 /// Acts on one input line; returns true to quit.
 pub fn handle_line(app: &mut App, line: &str) -> bool {
     let m = &mut app.model;
@@ -431,28 +559,7 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
         WindowId::Room(r) => Some(r.clone()),
         _ => None,
     };
-    let say = |app: &mut App, window: WindowId, body: String, reply_to: Option<i64>| {
-        if !window.is_conversation() {
-            app.model
-                .error("this window is not a conversation: /join a room or /msg someone first");
-            return;
-        }
-        if let Err(e) = validate::body(&body) {
-            app.model.error(e.message);
-            return;
-        }
-        let local = app.model.add_pending(&window, &body);
-        if let Some(reply) = reply_to.and_then(|id| app.model.reply_ref(&window, id)) {
-            app.model.set_pending_reply(local, reply);
-        }
-        app.net.send(NetCommand::Send {
-            window,
-            body,
-            local,
-            reply_to,
-        });
-        app.model.selected = None;
-    };
+    let say = send_text;
     match input {
         Input::Say(text) => say(app, current, text, None),
         Input::Command(cmd) => match cmd {
@@ -603,10 +710,15 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 }
                 None => app.model.error("usage: /sound off|mentions|all"),
             },
-            Command::Away(message) => app.net.send(NetCommand::Away(Some(
-                message.unwrap_or_else(|| "away".into()),
-            ))),
-            Command::Back => app.net.send(NetCommand::Away(None)),
+            Command::Away(message) => {
+                let message = message.unwrap_or_else(|| "away".into());
+                m.away = Some(message.clone());
+                app.net.send(NetCommand::Away(Some(message)))
+            }
+            Command::Back => {
+                m.away = None;
+                app.net.send(NetCommand::Away(None))
+            }
             Command::Close => match current {
                 WindowId::Direct(_) | WindowId::Mentions | WindowId::Search => m.close(&current),
                 WindowId::Room(r) => m.error(format!("use /leave to leave #{r}")),
@@ -642,19 +754,45 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             user,
             rooms,
             unread,
+            max_body,
         } => {
+            app.max_body = max_body;
             m.me = user;
             m.conn = ConnState::Online;
+            m.logins += 1;
             m.on_rooms(&rooms);
             m.on_unread(&unread);
-            m.status_notice("connected");
+            m.status_notice(if m.outage { "reconnected" } else { "connected" });
+            m.outage = false;
+            // The server forgets an away message with the last session.
+            if let Some(away) = m.away.clone() {
+                app.net.send(NetCommand::Away(Some(away)));
+            }
             if let Some(summary) = Model::away_summary(&unread) {
-                m.status_notice(summary.clone());
-                m.notice(summary);
+                // Once: in the status window, and in the window shown if
+                // that is another one.
+                if m.current != 0 {
+                    m.notice(summary.clone());
+                }
+                m.status_notice(summary);
+            }
+            // Conversations with unread messages show them, not only the
+            // ones delivered since (rooms get theirs with the rejoin).
+            for u in &unread {
+                if let (None, Some(with)) = (&u.room, &u.with) {
+                    app.net.send(NetCommand::History {
+                        window: WindowId::Direct(with.clone()),
+                        before: None,
+                    });
+                }
             }
         }
         NetEvent::Offline { reason, retry_in } => {
-            m.status_notice(format!("disconnected: {reason}"));
+            // One line per outage; the retries show in the status line.
+            if !m.outage {
+                m.outage = true;
+                m.status_notice(format!("disconnected: {reason}"));
+            }
             m.conn = ConnState::Offline { reason, retry_in };
         }
         NetEvent::Failed(reason) => {
@@ -745,6 +883,7 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         }
         NetEvent::Server(_) => {}
         NetEvent::Acked { local, id, ts } => m.on_ack(local, id, ts),
+        NetEvent::PeerAway { window, message } => m.on_peer_away(&window, &message),
         NetEvent::SendFailed { local, reason } => m.on_send_failed(local, &reason),
         NetEvent::Joined {
             room,
@@ -755,10 +894,12 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         } => {
             let name = room.name.clone();
             m.on_joined(&room, members, &history, live_presence);
-            // Switch to a room the user asked for, or, after logging in,
-            // from the status window to the first room (its history is
-            // loaded now, so the "new messages" divider can be placed).
-            if focus || m.current == 0 {
+            // Switch to a room the user asked for, or, after the first
+            // login (not a reconnect: whoever reads the status window
+            // stays there), from the status window to the first room (its
+            // history is loaded now, so the "new messages" divider can be
+            // placed).
+            if focus || (m.current == 0 && m.logins == 1) {
                 let i = m.open(WindowId::Room(name));
                 m.select(i);
             }
@@ -987,6 +1128,7 @@ mod tests {
                 commands,
             };
             screen.post(NetEvent::Online {
+                max_body: crate::protocol::MAX_BODY_LEN,
                 unread: Vec::new(),
                 user: "alice".into(),
                 rooms: vec![RoomInfo {
@@ -1258,6 +1400,7 @@ mod tests {
         }
         assert_eq!(reads, [(WindowId::Room("general".into()), 1)]);
         screen.post(NetEvent::Online {
+            max_body: crate::protocol::MAX_BODY_LEN,
             user: "alice".into(),
             rooms: vec![],
             unread: vec![crate::protocol::Unread {

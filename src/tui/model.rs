@@ -31,8 +31,7 @@ pub enum WindowId {
     Room(String),
     /// A direct conversation, by the other user's name.
     Direct(String),
-    /// The results of the last `/search` (last, so that opening it moves
-    /// no other window's number).
+    /// The results of the last `/search`.
     Search,
 }
 
@@ -150,6 +149,9 @@ pub struct Window {
     pub lines: Vec<Line>,
     /// Messages that arrived while the window was not shown.
     pub unread: u32,
+    /// One of them mentions us, or it is a direct conversation: the
+    /// activity list marks it.
+    pub highlight: bool,
     /// Room members (rooms only): all of them, or the first page of a
     /// large room.
     pub members: Vec<Member>,
@@ -174,6 +176,9 @@ pub struct Window {
     pub counted_through: i64,
     /// It shows a search result's context, not the newest messages.
     pub detached: bool,
+    /// The away message last shown in this (direct) window, so it is said
+    /// once, not after every message.
+    pub away_shown: Option<String>,
 }
 
 impl Window {
@@ -184,6 +189,7 @@ impl Window {
             topic: String::new(),
             lines: Vec::new(),
             unread: 0,
+            highlight: false,
             members: Vec::new(),
             member_total: 0,
             live_presence: true,
@@ -193,6 +199,7 @@ impl Window {
             read_marked: 0,
             counted_through: 0,
             detached: false,
+            away_shown: None,
         }
     }
 
@@ -283,6 +290,15 @@ pub struct Model {
     /// The message selected in the shown window (Alt-Up/Alt-Down), to
     /// reply to, edit, delete, react to or (in the search window) jump to.
     pub selected: Option<i64>,
+    /// Ids of the messages copied into the mentions window.
+    mentioned: std::collections::HashSet<i64>,
+    /// Our own away message (`/away`), shown in the status line.
+    pub away: Option<String>,
+    /// Successful logins so far (the first one opens the first room).
+    pub logins: u32,
+    /// The connection was lost and not yet regained (its notice is shown
+    /// once, whatever the number of retries).
+    pub outage: bool,
     next_local: u64,
 }
 
@@ -301,6 +317,10 @@ impl Model {
             conn: ConnState::Connecting,
             transfer: None,
             selected: None,
+            mentioned: std::collections::HashSet::new(),
+            away: None,
+            logins: 0,
+            outage: false,
             next_local: 1,
         }
     }
@@ -310,16 +330,16 @@ impl Model {
         &self.windows[self.current]
     }
 
-    /// Index of a window, creating it (in sorted place) if needed.
+    /// Index of a window, creating it if needed. A new window goes last,
+    /// so no window's number (Alt-N) ever changes when another opens, as
+    /// in irssi; at login the rooms open in the server's order (by name),
+    /// so two sessions of a user start with the same numbers.
     pub fn open(&mut self, id: WindowId) -> usize {
         if let Some(i) = self.windows.iter().position(|w| w.id == id) {
             return i;
         }
-        let current_id = self.current().id.clone();
-        self.windows.push(Window::new(id.clone()));
-        self.windows.sort_by(|a, b| a.id.cmp(&b.id));
-        self.current = self.index_of(&current_id).unwrap_or(0);
-        self.index_of(&id).unwrap_or(0)
+        self.windows.push(Window::new(id));
+        self.windows.len() - 1
     }
 
     /// Index of an existing window.
@@ -350,12 +370,19 @@ impl Model {
         let w = &mut self.windows[i];
         if w.unread > 0 {
             let ids: Vec<i64> = w.lines.iter().filter_map(Line::id).collect();
-            let first_unread = ids.len().saturating_sub(w.unread as usize);
-            w.divider_before = ids.get(first_unread).copied();
+            // After the last message read (known from the server), else
+            // before the last `unread` ones.
+            w.divider_before = if w.read_marked > 0 {
+                ids.iter().copied().find(|id| *id > w.read_marked)
+            } else {
+                let first_unread = ids.len().saturating_sub(w.unread as usize);
+                ids.get(first_unread).copied()
+            };
         } else {
             w.divider_before = None;
         }
         w.unread = 0;
+        w.highlight = false;
     }
 
     /// Shows the next window (wrapping).
@@ -393,23 +420,10 @@ impl Model {
         }
         if !shown && !mine && m.id > w.counted_through {
             w.unread += 1;
+            w.highlight |= mention || matches!(window, WindowId::Direct(_));
         }
-        if mention && !matches!(window, WindowId::Direct(_)) {
-            let j = self.open(WindowId::Mentions);
-            let shown = j == self.current;
-            let w = &mut self.windows[j];
-            w.lines.push(Line::Message {
-                id: None,
-                ts: m.ts,
-                from: m.from.clone(),
-                body: format!("[{}] {}", window.label(), m.body),
-                delivery: Delivery::Stored,
-                file: None,
-                extra: Box::default(),
-            });
-            if !shown {
-                w.unread += 1;
-            }
+        if mention {
+            self.add_mention(&window, m);
         }
         Some(Arrival {
             window,
@@ -419,8 +433,35 @@ impl Model {
         })
     }
 
+    /// Copies a message that mentions us into the mentions window (once
+    /// per message; direct messages have their own window).
+    fn add_mention(&mut self, window: &WindowId, m: &ChatMessage) {
+        if matches!(window, WindowId::Direct(_)) || !self.mentioned.insert(m.id) {
+            return;
+        }
+        let j = self.open(WindowId::Mentions);
+        let shown = j == self.current;
+        let w = &mut self.windows[j];
+        w.lines.push(Line::Message {
+            id: None,
+            ts: m.ts,
+            from: m.from.clone(),
+            body: format!("[{}] {}", window.label(), m.body),
+            delivery: Delivery::Stored,
+            file: None,
+            extra: Box::default(),
+        });
+        if !shown {
+            w.unread += 1;
+        }
+    }
+
     /// The server's summary of what is unread, at login.
     pub fn on_unread(&mut self, unread: &[Unread]) {
+        // Windows opened here (conversations with news) open by name, so
+        // every session numbers them alike.
+        let mut unread: Vec<&Unread> = unread.iter().collect();
+        unread.sort_by(|a, b| (&a.room, &a.with).cmp(&(&b.room, &b.with)));
         for u in unread {
             let id = match (&u.room, &u.with) {
                 (Some(r), _) => WindowId::Room(r.clone()),
@@ -561,6 +602,41 @@ impl Model {
         }
     }
 
+    /// What the member lists of our rooms say of `user`: online, away (and
+    /// why) or offline; `None` if no room of ours has them.
+    pub fn status_of(&self, user: &str) -> Option<String> {
+        let m = self
+            .windows
+            .iter()
+            .flat_map(|w| &w.members)
+            .find(|m| m.user == user)?;
+        Some(match (&m.away, m.online) {
+            (Some(away), _) => format!("away: {away}"),
+            (None, true) => "online".to_owned(),
+            (None, false) => "offline".to_owned(),
+        })
+    }
+
+    /// The other person of a direct window is away: said once per away
+    /// message, as weechat does.
+    pub fn on_peer_away(&mut self, window: &WindowId, message: &str) {
+        let WindowId::Direct(user) = window else {
+            return;
+        };
+        let Some(i) = self.index_of(window) else {
+            return;
+        };
+        let w = &mut self.windows[i];
+        if w.away_shown.as_deref() == Some(message) {
+            return;
+        }
+        w.away_shown = Some(message.to_owned());
+        w.lines.push(Line::Notice {
+            ts: now_ms(),
+            text: format!("{user} is away: {message}"),
+        });
+    }
+
     /// Our message `local` was not stored, because `reason`.
     pub fn on_send_failed(&mut self, local: u64, reason: &str) {
         if let Some(Line::Message { delivery, .. }) = self.pending_mut(local) {
@@ -577,6 +653,18 @@ impl Model {
         }
         w.more_before = more;
         w.loading = false;
+        // Unread mentions among them (after a login: the summary counted
+        // them) go to the mentions window too.
+        let (read, counted) = (w.read_marked, w.counted_through);
+        for m in messages {
+            if m.id > read
+                && m.id <= counted
+                && m.from != self.me
+                && crate::mention::mentions(&m.body, &self.me)
+            {
+                self.add_mention(window, m);
+            }
+        }
     }
 
     /// We joined a room (or rejoined after reconnecting).
@@ -980,15 +1068,33 @@ impl Model {
                 Some(s) => format!("Server full — you are #{position} in the queue (about {s} s)"),
                 None => format!("Server full — you are #{position} in the queue"),
             },
-            ConnState::Online => format!("{} online", self.me),
+            ConnState::Online => match &self.away {
+                Some(away) => format!("{} away: {away}", self.me),
+                None => format!("{} online", self.me),
+            },
             ConnState::Offline { reason, retry_in } => {
-                format!("disconnected ({reason}) — reconnecting in {retry_in} s")
+                format!("disconnected, retry in {retry_in} s: {reason}")
             }
             ConnState::Failed(reason) => format!("not connected: {reason}"),
         };
         let transfer = match &self.transfer {
             Some((label, done, total)) => format!(" [{label} {}]", progress_bar(*done, *total)),
             None => String::new(),
+        };
+        // Windows with news, as irssi's [Act: 2,4]: seen at any width
+        // (the window list is hidden below 60 columns); ! marks a mention
+        // or a direct message.
+        let active: Vec<String> = self
+            .windows
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| *i != self.current && w.unread > 0)
+            .map(|(i, w)| format!("{}{}", i + 1, if w.highlight { "!" } else { "" }))
+            .collect();
+        let transfer = if active.is_empty() {
+            transfer
+        } else {
+            format!(" [act {}]{transfer}", active.join(","))
         };
         let w = self.current();
         if let Some(Line::Message { from, ts, .. }) = self.selected_line() {
@@ -1003,7 +1109,11 @@ impl Model {
                 crate::tui::view::clock(*ts)
             );
         }
-        if w.topic.is_empty() {
+        if let WindowId::Direct(peer) = &w.id
+            && let Some(status) = self.status_of(peer)
+        {
+            format!("[{conn}]{transfer} {} — {status}", w.id.label())
+        } else if w.topic.is_empty() {
             format!("[{conn}]{transfer} {}", w.id.label())
         } else {
             format!("[{conn}]{transfer} {} — {}", w.id.label(), w.topic)
@@ -1189,15 +1299,53 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_ordered_status_rooms_dms_and_switching_wraps() {
+    fn window_numbers_never_change_when_another_window_opens() {
         let mut m = Model::new("alice");
-        m.open(WindowId::Direct("zed".into()));
-        m.open(WindowId::Room("rust".into()));
-        m.open(WindowId::Room("general".into()));
-        let labels: Vec<String> = m.windows.iter().map(|w| w.id.label()).collect();
-        assert_eq!(labels, ["confab", "#general", "#rust", "@zed"]);
+        m.on_rooms(&[
+            RoomInfo {
+                name: "general".into(),
+                topic: String::new(),
+                members: 2,
+            },
+            RoomInfo {
+                name: "rust".into(),
+                topic: String::new(),
+                members: 2,
+            },
+        ]);
+        m.on_unread(&[
+            Unread {
+                room: None,
+                with: Some("zed".into()),
+                count: 1,
+                mentions: 0,
+                newest: 9,
+                last_read: 0,
+            },
+            Unread {
+                room: None,
+                with: Some("amy".into()),
+                count: 1,
+                mentions: 0,
+                newest: 8,
+                last_read: 0,
+            },
+        ]);
+        let labels =
+            |m: &Model| -> Vec<String> { m.windows.iter().map(|w| w.id.label()).collect() };
+        assert_eq!(labels(&m), ["confab", "#general", "#rust", "@amy", "@zed"]);
+        // Mentions, search, a new room, a new DM: each goes last.
+        m.open(WindowId::Mentions);
+        m.open(WindowId::Room("art".into()));
+        m.open(WindowId::Direct("bob".into()));
+        assert_eq!(
+            labels(&m),
+            [
+                "confab", "#general", "#rust", "@amy", "@zed", "mentions", "#art", "@bob"
+            ]
+        );
         m.prev();
-        assert_eq!(m.current().id, WindowId::Direct("zed".into()));
+        assert_eq!(m.current().id, WindowId::Direct("bob".into()));
         m.next();
         assert_eq!(m.current, 0);
         m.select(99);
@@ -1286,7 +1434,96 @@ mod tests {
         assert_eq!(m.windows[i].unread, 1);
         assert_eq!(bodies(&m.windows[i]), ["[#rust] @alice can you review?"]);
         let labels: Vec<String> = m.windows.iter().map(|w| w.id.label()).collect();
-        assert_eq!(labels, ["confab", "mentions", "#rust"]);
+        // In the order they opened: numbers never shift.
+        assert_eq!(labels, ["confab", "#rust", "mentions"]);
+    }
+
+    #[test]
+    fn after_login_unread_mentions_are_collected_and_the_divider_follows_the_read_mark() {
+        let mut m = Model::new("bob");
+        m.on_unread(&[
+            Unread {
+                room: Some("general".into()),
+                with: None,
+                count: 2,
+                mentions: 1,
+                last_read: 8,
+                newest: 10,
+            },
+            Unread {
+                room: None,
+                with: Some("alice".into()),
+                count: 2,
+                mentions: 0,
+                last_read: 4,
+                newest: 6,
+            },
+        ]);
+        let general = WindowId::Room("general".into());
+        m.on_history(
+            &general,
+            &[
+                msg(7, "general", "alice", "bob: read already"),
+                msg(8, "general", "alice", "old news"),
+                msg(9, "general", "alice", "bob: look at this"),
+                msg(10, "general", "alice", "and this"),
+            ],
+            false,
+        );
+        // The same page again (a reconnect) adds nothing twice.
+        m.on_history(
+            &general,
+            &[msg(9, "general", "alice", "bob: look at this")],
+            false,
+        );
+        let mentions = &m.windows[m.index_of(&WindowId::Mentions).unwrap()];
+        assert_eq!(bodies(mentions), ["[#general] bob: look at this"]);
+        // A DM window whose unread messages were delivered before: its
+        // history is loaded and the divider goes after the read mark.
+        let alice = WindowId::Direct("alice".into());
+        m.on_history(
+            &alice,
+            &[
+                dm(4, "alice", "bob"),
+                dm(5, "alice", "bob"),
+                dm(6, "alice", "bob"),
+            ],
+            false,
+        );
+        let i = m.index_of(&alice).unwrap();
+        m.select(i);
+        assert_eq!(m.windows[i].divider_before, Some(5));
+    }
+
+    #[test]
+    fn the_status_line_lists_windows_with_news_and_marks_mentions() {
+        let mut m = Model::new("bob");
+        m.on_rooms(&[
+            RoomInfo {
+                name: "general".into(),
+                topic: String::new(),
+                members: 2,
+            },
+            RoomInfo {
+                name: "rust".into(),
+                topic: String::new(),
+                members: 2,
+            },
+        ]);
+        m.select(1);
+        m.on_message(&msg(1, "rust", "alice", "plain news"));
+        assert!(m.status_line().contains("[act 3]"), "{}", m.status_line());
+        m.on_message(&msg(2, "rust", "alice", "bob: you there?"));
+        m.on_message(&dm(3, "carol", "bob"));
+        let line = m.status_line();
+        // 4 is the mentions window, opened by the mention.
+        assert!(line.contains("[act 3!,4,5!]"), "{line}");
+        m.select(2);
+        assert!(
+            m.status_line().contains("[act 4,5!]"),
+            "{}",
+            m.status_line()
+        );
     }
 
     #[test]

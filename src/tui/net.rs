@@ -182,6 +182,8 @@ pub enum NetEvent {
         rooms: Vec<RoomInfo>,
         /// What is unread (the away summary).
         unread: Vec<crate::protocol::Unread>,
+        /// The largest message body the server takes.
+        max_body: usize,
     },
     /// The connection dropped; the next attempt is in `retry_in` seconds.
     Offline {
@@ -215,6 +217,13 @@ pub enum NetEvent {
         id: i64,
         /// Server time.
         ts: i64,
+    },
+    /// The recipient of our direct message is away, with `message`.
+    PeerAway {
+        /// Their window.
+        window: WindowId,
+        /// Their away message.
+        message: String,
     },
     /// Our message `local` was not stored.
     SendFailed {
@@ -564,6 +573,7 @@ impl Net {
             user: session.user.clone(),
             rooms: session.rooms.clone(),
             unread: session.unread.clone(),
+            max_body: client.max_body(),
         });
         // Rejoin: fetch each room's members and latest history.
         for room in &session.rooms {
@@ -608,14 +618,7 @@ impl Net {
                 Duration::from_secs(60)
             };
             match client.wait_event(&self.waker, idle) {
-                Ok(Some(ServerMsg::Closing { code, message })) => {
-                    let reason = format!("{code}: {message}");
-                    return if matches!(code, ErrorCode::VersionMismatch | ErrorCode::Flooding) {
-                        End::Fatal(reason)
-                    } else {
-                        End::Lost(reason)
-                    };
-                }
+                Ok(Some(ServerMsg::Closing { code, message })) => return ended(code, message),
                 Ok(Some(ev)) => (self.emit)(NetEvent::Server(ev)),
                 Ok(None) => {
                     self.waker.drain();
@@ -804,7 +807,7 @@ impl Net {
                 reply_to,
             } => {
                 let sent = match conversation(&window) {
-                    Some(target) => client.send_to(&target, &body, reply_to),
+                    Some(target) => client.send(&target, &body, reply_to),
                     None => {
                         emit(NetEvent::SendFailed {
                             local,
@@ -815,8 +818,15 @@ impl Net {
                     }
                 };
                 match sent {
-                    Ok((id, ts)) => {
-                        emit(NetEvent::Acked { local, id, ts });
+                    Ok(sent) => {
+                        emit(NetEvent::Acked {
+                            local,
+                            id: sent.id,
+                            ts: sent.ts,
+                        });
+                        if let Some(message) = sent.away {
+                            emit(NetEvent::PeerAway { window, message });
+                        }
                         Ok(())
                     }
                     Err(ClientError::Server { message, .. }) => {
@@ -925,6 +935,23 @@ impl Net {
     }
 }
 
+/// How a session the server ended (or refused) ends for the client: a ban,
+/// an administrator's kick, a version the server does not speak, or
+/// flooding would only repeat, so the client stops and says why; anything
+/// else is retried. The reason is
+/// the server's words, without the wire code.
+fn ended(code: ErrorCode, message: String) -> End {
+    match code {
+        ErrorCode::VersionMismatch
+        | ErrorCode::Flooding
+        | ErrorCode::Banned
+        | ErrorCode::Kicked => End::Fatal(message),
+        // The password was reset: ask for the new one.
+        ErrorCode::AuthFailed => End::AuthFailed(message, true),
+        _ => End::Lost(message),
+    }
+}
+
 /// Whether an error ends the session for good or is worth a retry.
 fn classify(e: ClientError) -> End {
     match e {
@@ -933,14 +960,11 @@ fn classify(e: ClientError) -> End {
             | ErrorCode::UserExists
             | ErrorCode::InvalidUsername
             | ErrorCode::InvalidPassword => End::AuthFailed(message, code == ErrorCode::UserExists),
-            _ => End::Lost(format!("{code}: {message}")),
+            _ => ended(code, message),
         },
         ClientError::Closed {
-            reason: Some((ErrorCode::VersionMismatch, message)),
-        } => End::Fatal(message),
-        ClientError::Closed {
             reason: Some((code, message)),
-        } => End::Lost(format!("{code}: {message}")),
+        } => ended(code, message),
         ClientError::Closed { reason: None } => End::Lost("connection closed".into()),
         other => End::Lost(other.to_string()),
     }

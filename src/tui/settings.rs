@@ -5,6 +5,10 @@
 //! sound = "mentions"   # "off", "mentions" (mentions and direct messages) or "all"
 //! dnd = false          # do not disturb: no sounds at all
 //! muted = ["#random"]  # windows that never make a sound
+//!
+//! [terminal]
+//! mouse = false        # capture the mouse (click, wheel); off keeps the
+//!                      # terminal's own selection and URL clicking
 //! ```
 //!
 //! `/sound`, `/mute`, `/unmute` and `/dnd` change it and save it.
@@ -19,6 +23,17 @@ use std::path::{Path, PathBuf};
 pub struct Settings {
     /// Sound rules.
     pub notifications: NotifyRules,
+    /// How the terminal is used.
+    pub terminal: TerminalSettings,
+}
+
+/// The `[terminal]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TerminalSettings {
+    /// Capture the mouse (off by default, so that selecting text and
+    /// clicking URLs work as in any terminal program).
+    pub mouse: bool,
 }
 
 /// `$XDG_CONFIG_HOME/confab/config.toml`, or `~/.config/confab/config.toml`.

@@ -99,8 +99,10 @@ pub fn build(input: impl View) -> impl View {
         .child(users);
     LinearLayout::vertical()
         .child(
+            // One row at any width: cut, never wrapped.
             TextView::new("")
                 .style(ColorStyle::highlight())
+                .no_wrap()
                 .with_name(STATUS)
                 .full_width(),
         )
@@ -217,24 +219,25 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledStr
                     out.append_styled("(message deleted)\n", Style::from(Effect::Dim));
                     continue;
                 }
+                // A mention of us stands out, as in irssi (in a /me line
+                // too: it counts as one).
+                let text_style = if from != me && crate::mention::mentions(body, me) {
+                    Style::from(Color::Light(BaseColor::Yellow)).combine(Effect::Bold)
+                } else {
+                    Style::none()
+                };
                 if let Some(action) = body.strip_prefix(ACTION_PREFIX) {
                     out.append_plain("* ");
                     out.append_styled(nick, nick_style);
-                    out.append_plain(format!(" {}", for_terminal(action)));
+                    out.append_styled(format!(" {}", for_terminal(action)), text_style);
                 } else {
+                    // Lines of a message of several lines start under its
+                    // first line's text.
+                    let indent = format!("\n{}", " ".repeat(9 + nick.chars().count()));
                     out.append_plain("<");
                     out.append_styled(nick, nick_style);
                     out.append_plain("> ");
-                    let text = for_terminal(body);
-                    if from != me && crate::mention::mentions(body, me) {
-                        // A mention of us stands out, as in irssi.
-                        out.append_styled(
-                            text,
-                            Style::from(Color::Light(BaseColor::Yellow)).combine(Effect::Bold),
-                        );
-                    } else {
-                        out.append_plain(text);
-                    }
+                    out.append_styled(for_terminal(body).replace('\n', &indent), text_style);
                 }
                 if let Some(file_id) = file {
                     out.append_styled(

@@ -16,7 +16,12 @@ pub fn kick(cx: &mut Cx, me: &User, user: &str, reason: &str) -> Handled {
     require_admin(cx, me)?;
     crate::validate::topic(reason)?;
     let target = existing_user(cx.svc, user)?;
-    let n = end_sessions(cx, target.id, &format!("kicked by {}: {reason}", me.name));
+    let n = end_sessions(
+        cx,
+        target.id,
+        ErrorCode::Kicked,
+        &format!("kicked by {}: {reason}", me.name),
+    );
     cx.audit(
         Some(&me.name),
         "kick",
@@ -35,7 +40,12 @@ pub fn ban(cx: &mut Cx, me: &User, user: &str, reason: &str, minutes: Option<u64
         .store
         .ban(target.id, reason, &me.name, minutes_from_now(minutes))?;
     cx.svc.store.revoke_tokens(target.id)?;
-    end_sessions(cx, target.id, &format!("banned by {}: {reason}", me.name));
+    end_sessions(
+        cx,
+        target.id,
+        ErrorCode::Banned,
+        &format!("banned by {}: {reason}", me.name),
+    );
     let how_long = minutes.map_or_else(|| "for good".to_owned(), |m| format!("for {m} min"));
     cx.audit(
         Some(&me.name),
@@ -128,10 +138,10 @@ fn require_admin(cx: &Cx, me: &User) -> Result<(), Refusal> {
     }
 }
 
-/// Ends every session of a user with `kicked`; returns how many.
-fn end_sessions(cx: &Cx, user: UserId, why: &str) -> usize {
+/// Ends every session of a user with `closing` `code`; returns how many.
+fn end_sessions(cx: &Cx, user: UserId, code: ErrorCode, why: &str) -> usize {
     let goodbye = Outgoing::event(ServerMsg::Closing {
-        code: ErrorCode::Kicked,
+        code,
         message: why.to_owned(),
     });
     cx.svc.hub.close_user(user, &goodbye)
