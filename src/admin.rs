@@ -120,7 +120,7 @@ pub fn run(
             store.revoke_tokens(u.id)?;
             store.audit(Some(&u.name), cli, "ban", reason)?;
             Ok(format!(
-                "{} is banned {} (sessions end at their next request or reconnect)",
+                "{} is banned {} (a running server ends their sessions within seconds)",
                 u.name,
                 minutes.map_or_else(|| "for good".to_owned(), |m| format!("for {m} minutes"))
             ))
@@ -144,7 +144,8 @@ pub fn run(
                     format!(
                         "{}\t{}\tby {}\t{}",
                         b.user,
-                        b.until.map_or("for good".into(), |t| format!("until {t}")),
+                        b.until
+                            .map_or("for good".into(), |t| format!("until {}", utc(t))),
                         b.by,
                         b.reason
                     )
@@ -171,4 +172,25 @@ fn new_password(generate: bool, stdin: &mut dyn std::io::BufRead) -> Result<Stri
     };
     validate::password(&new).map_err(|e| AdminError::Password(e.message))?;
     Ok(new)
+}
+
+/// `ms` since the epoch as `YYYY-MM-DD HH:MM UTC`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) as libc::time_t;
+    // SAFETY: gmtime_r writes into the tm we pass and reads `secs`.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::gmtime_r(&secs, &mut tm).is_null() {
+            return format!("{ms} ms");
+        }
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        1900 + tm.tm_year,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    )
 }

@@ -52,7 +52,8 @@ pub struct ServerArgs {
     /// SQLite database file (created if missing).
     #[arg(long, env = "CONFAB_DB")]
     pub db: Option<PathBuf>,
-    /// Directory for server data (the database by default, files later).
+    /// Directory for server data: the database (unless --db) and shared
+    /// files.
     #[arg(long, env = "CONFAB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PEM certificate chain of the server.

@@ -303,6 +303,20 @@ fn an_admin_can_reset_a_password_and_ban_from_the_command_line() {
         ok && out.contains("alice") && out.contains("test ban"),
         "{out}"
     );
+    // A timed ban says until when as a date, not epoch milliseconds.
+    drop(server.user("dave"));
+    let (ok, out) = admin(
+        &server,
+        &["ban", "dave", "--reason", "cool off", "--minutes", "60"],
+        "",
+    );
+    assert!(ok, "{out}");
+    let (_, out) = admin(&server, &["bans"], "");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("dave"))
+        .unwrap_or_default();
+    assert!(line.contains(" UTC") && line.contains("until 20"), "{out}");
     let (ok, out) = admin(&server, &["unban", "alice"], "");
     assert!(ok, "{out}");
     let (ok, out) = admin(&server, &["grant", "nobody"], "");

@@ -18,6 +18,11 @@ struct Tmux {
 impl Tmux {
     /// Starts `command` in a detached 100x30 session.
     fn run(command: &str) -> Tmux {
+        Tmux::run_sized(command, 100, 30)
+    }
+
+    /// Starts `command` in a detached session of `width` x `height`.
+    fn run_sized(command: &str, width: u16, height: u16) -> Tmux {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let socket = format!(
             "confab-test-{}-{}",
@@ -31,9 +36,9 @@ impl Tmux {
                 "new-session",
                 "-d",
                 "-x",
-                "100",
+                &width.to_string(),
                 "-y",
-                "30",
+                &height.to_string(),
                 command,
             ])
             .env("TERM", "xterm-256color")
@@ -90,7 +95,17 @@ impl Tmux {
             .expect("set-buffer");
         assert!(set.success());
         let paste = Command::new("tmux")
-            .args(["-L", &self.socket, "paste-buffer", "-p", "-d", "-b", "confab", "-t", "0"])
+            .args([
+                "-L",
+                &self.socket,
+                "paste-buffer",
+                "-p",
+                "-d",
+                "-b",
+                "confab",
+                "-t",
+                "0",
+            ])
             .status()
             .expect("paste-buffer");
         assert!(paste.success());
@@ -169,6 +184,9 @@ fn the_terminal_client_chats_with_a_library_client() {
     bob.dm("alice", "a private word").unwrap();
     tmux.wait_for("@bob (1)");
 
+    // One Ctrl-C does not quit (a stray one loses nothing); a second does.
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("press Ctrl-C again to quit");
     tmux.keys(&["C-c"]);
     tmux.wait_for("confab exited with 0");
 }
@@ -201,7 +219,7 @@ fn first_connection_asks_about_an_unknown_certificate_and_remembers_it() {
         remembered.starts_with(&format!("localhost:{} ", port(&server))),
         "{remembered}"
     );
-    tmux.keys(&["C-c"]);
+    tmux.keys(&["C-c", "C-c"]);
     tmux.wait_for("confab exited with 0");
     drop(tmux);
 
@@ -209,7 +227,7 @@ fn first_connection_asks_about_an_unknown_certificate_and_remembers_it() {
     let tmux = Tmux::run(&cmd);
     let screen = tmux.wait_for("[alice online]");
     assert!(!screen.contains("yes/no"), "{screen}");
-    tmux.keys(&["C-c"]);
+    tmux.keys(&["C-c", "C-c"]);
     tmux.wait_for("confab exited with 0");
 }
 
@@ -746,6 +764,7 @@ fn a_banned_user_is_told_why_and_the_client_stops_retrying() {
         ),
         "0"
     );
+    // Gave up: one Ctrl-C quits.
     tmux.keys(&["C-c"]);
     tmux.wait_for("confab exited with 0");
 }
@@ -785,10 +804,7 @@ fn a_pasted_block_of_lines_is_one_message_after_a_question() {
     tmux.paste("first line\nsecond line\nthird line\n");
     tmux.wait_for("Send these 3 pasted lines to #general?");
     tmux.keys(&["Enter"]);
-    let got = bob
-        .next_message(WAIT)
-        .unwrap()
-        .expect("bob gets the paste");
+    let got = bob.next_message(WAIT).unwrap().expect("bob gets the paste");
     assert_eq!(got.body, "first line\nsecond line\nthird line");
     // Nothing was sent line by line, and nothing is left in the input.
     let screen = tmux.wait_until("the paste acked", |s| {
@@ -823,8 +839,101 @@ fn a_long_paste_arrives_whole_and_an_oversized_one_stays_in_the_input() {
     // cleared, so nothing is lost.
     let huge = "x".repeat(5000);
     tmux.paste(&huge);
-    tmux.wait_until("the paste in the input", |s| input_row(s).contains("xxxxxxxxxx"));
+    tmux.wait_until("the paste in the input", |s| {
+        input_row(s).contains("xxxxxxxxxx")
+    });
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("!! that is 5000 bytes; the server takes messages");
     assert!(input_row(&screen).contains("xxxxxxxxxx"), "{screen}");
+}
+
+#[test]
+fn after_a_login_unread_messages_mentions_and_the_summary_show_once() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    drop(server.user("alice"));
+    let mut bob = server.user("bob");
+    // alice's phone is online: the DMs are delivered there, not read.
+    let mut phone = server.login("alice");
+    bob.dm("alice", "first private word").unwrap();
+    bob.dm("alice", "second private word").unwrap();
+    bob.say("general", "alice: are you coming?").unwrap();
+    for _ in 0..3 {
+        phone
+            .next_message(WAIT)
+            .unwrap()
+            .expect("the phone gets them");
+    }
+    drop(phone);
+    let ca = util::certs().join("ca.pem");
+    let tmux = Tmux::run(&confab(
+        &format!("--ca {} alice@localhost:{}", ca.display(), port(&server)),
+        home.path(),
+    ));
+    tmux.wait_for("[alice online] #general");
+    tmux.keys(&["M-1"]);
+    let screen = tmux.wait_for("While you were away");
+    assert_eq!(screen.matches("While you were away").count(), 1, "{screen}");
+    // The DM window holds both unread messages, after the divider.
+    tmux.wait_for("@bob (2)");
+    tmux.keys(&["M-3"]);
+    let screen = tmux.wait_for("second private word");
+    let divider = row_of(&screen, "new messages");
+    assert!(divider < row_of(&screen, "first private word"), "{screen}");
+    // The mention is in /mentions, though it came while away.
+    tmux.type_text("/mentions");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[#general] alice: are you coming?");
+}
+
+#[test]
+fn window_numbers_stay_when_the_mentions_window_opens() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    bob.create_room("rust", "").unwrap();
+    let tmux = registered(&server, "alice", home.path());
+    tmux.type_text("/join rust");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("3 #rust");
+    bob.say("general", "alice: look").unwrap();
+    let screen = tmux.wait_for("4 mentions");
+    assert!(screen.contains("2 #general"), "{screen}");
+    assert!(screen.contains("3 #rust"), "{screen}");
+    tmux.keys(&["M-3"]);
+    tmux.wait_for("#rust");
+    let screen = tmux.screen();
+    assert!(
+        screen.lines().next().unwrap_or_default().contains("#rust"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_narrow_terminal_still_shows_where_news_arrived() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let ca = util::certs().join("ca.pem");
+    let tmux = Tmux::run_sized(
+        &confab(
+            &format!(
+                "--register --ca {} alice@localhost:{}",
+                ca.display(),
+                port(&server)
+            ),
+            home.path(),
+        ),
+        50,
+        20,
+    );
+    tmux.wait_for("[alice online] #general");
+    tmux.keys(&["M-1"]);
+    tmux.wait_for("[alice online] confab");
+    bob.say("general", "news for the narrow").unwrap();
+    let screen = tmux.wait_for("[act 2]");
+    assert!(
+        !screen.contains("windows"),
+        "the list is hidden at 50 columns:\n{screen}"
+    );
 }

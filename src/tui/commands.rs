@@ -44,6 +44,36 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "open a direct conversation with USER, sending TEXT if given",
     },
     CommandSpec {
+        name: "whois",
+        args: "USER",
+        help: "what your rooms' member lists say of USER: online, away (and why) or offline, and where",
+    },
+    CommandSpec {
+        name: "ignore",
+        args: "[USER]",
+        help: "hide USER's room messages (on this device, not told to anyone); alone: list who is ignored",
+    },
+    CommandSpec {
+        name: "unignore",
+        args: "USER",
+        help: "show USER's messages again",
+    },
+    CommandSpec {
+        name: "kick",
+        args: "USER [REASON]",
+        help: "end USER's sessions (administrators)",
+    },
+    CommandSpec {
+        name: "ban",
+        args: "USER [MINUTES] [REASON]",
+        help: "ban USER, for good or for MINUTES (administrators)",
+    },
+    CommandSpec {
+        name: "unban",
+        args: "USER",
+        help: "lift USER's ban (administrators)",
+    },
+    CommandSpec {
         name: "me",
         args: "ACTION",
         help: "send an action: * alice waves",
@@ -167,8 +197,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Enter (search)",
         "with a result selected: jump to it in its window",
     ),
+    ("Ctrl-W", "delete the word before the cursor"),
+    ("Ctrl-U / Ctrl-K", "delete to the start / end of the line"),
     ("F1", "help"),
-    ("Ctrl-C", "quit"),
+    ("Ctrl-C twice", "quit (or /quit)"),
 ];
 
 /// A parsed command.
@@ -189,6 +221,30 @@ pub enum Command {
         /// Text to send, if any.
         text: Option<String>,
     },
+    /// `/whois USER`
+    Whois(String),
+    /// `/ignore [USER]`
+    Ignore(Option<String>),
+    /// `/unignore USER`
+    Unignore(String),
+    /// `/kick USER [REASON]`
+    Kick {
+        /// Who.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// `/ban USER [MINUTES] [REASON]`
+    Ban {
+        /// Who.
+        user: String,
+        /// How long (`None`: for good).
+        minutes: Option<u64>,
+        /// Why.
+        reason: String,
+    },
+    /// `/unban USER`
+    Unban(String),
     /// `/me ACTION`
     Me(String),
     /// `/search QUERY`
@@ -290,6 +346,39 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             }
         }
         "me" => Command::Me(arg(rest).ok_or_else(|| usage("me"))?),
+        "whois" | "wi" => Command::Whois(arg(rest).ok_or_else(|| usage("whois"))?),
+        "ignore" => Command::Ignore(arg(rest)),
+        "unignore" => Command::Unignore(arg(rest).ok_or_else(|| usage("unignore"))?),
+        "kick" => {
+            let rest = rest.trim();
+            let (user, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            if user.is_empty() {
+                return Err(usage("kick"));
+            }
+            Command::Kick {
+                user: user.to_owned(),
+                reason: reason.trim().to_owned(),
+            }
+        }
+        "ban" => {
+            let rest = rest.trim();
+            let (user, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            if user.is_empty() {
+                return Err(usage("ban"));
+            }
+            let rest = rest.trim();
+            let (first, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (minutes, reason) = match first.parse::<u64>() {
+                Ok(m) => (Some(m), after.trim()),
+                Err(_) => (None, rest),
+            };
+            Command::Ban {
+                user: user.to_owned(),
+                minutes,
+                reason: reason.to_owned(),
+            }
+        }
+        "unban" => Command::Unban(arg(rest).ok_or_else(|| usage("unban"))?),
         "search" | "find" => Command::Search(arg(rest).ok_or_else(|| usage("search"))?),
         "reply" | "re" => Command::Reply(arg(rest).ok_or_else(|| usage("reply"))?),
         "edit" => Command::Edit(arg(rest).ok_or_else(|| usage("edit"))?),
@@ -405,6 +494,30 @@ mod tests {
             }
         );
         assert!(parse("/download twelve").is_err());
+        assert_eq!(
+            cmd("/ban carol 30 flooding the room"),
+            Command::Ban {
+                user: "carol".into(),
+                minutes: Some(30),
+                reason: "flooding the room".into()
+            }
+        );
+        assert_eq!(
+            cmd("/ban carol spam"),
+            Command::Ban {
+                user: "carol".into(),
+                minutes: None,
+                reason: "spam".into()
+            }
+        );
+        assert_eq!(
+            cmd("/kick carol"),
+            Command::Kick {
+                user: "carol".into(),
+                reason: String::new()
+            }
+        );
+        assert_eq!(cmd("/ignore"), Command::Ignore(None));
     }
 
     #[test]

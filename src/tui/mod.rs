@@ -49,6 +49,10 @@ pub struct App {
     settings_path: Option<std::path::PathBuf>,
     /// The largest message body the server takes (from its welcome).
     max_body: usize,
+    /// When Ctrl-C was last pressed (a second press soon after quits).
+    ctrl_c: Option<std::time::Instant>,
+    /// The terminal title last set.
+    title: String,
 }
 
 impl App {
@@ -63,6 +67,8 @@ impl App {
             settings: Settings::default(),
             settings_path: None,
             max_body: crate::protocol::MAX_BODY_LEN,
+            ctrl_c: None,
+            title: String::new(),
         }
     }
 
@@ -75,6 +81,7 @@ impl App {
         path: Option<std::path::PathBuf>,
     ) -> App {
         self.notifier = Some(notifier);
+        self.model.ignored = settings.ignore.clone();
         self.settings = settings;
         self.settings_path = path;
         self
@@ -144,6 +151,10 @@ pub fn setup(siv: &mut Cursive, app: App) {
         .on_pre_event(Event::Alt(Key::Up), |s| select_message(s, -1))
         .on_pre_event(Event::Alt(Key::Down), |s| select_message(s, 1))
         .on_pre_event(Key::Esc, |s| select_message(s, 0))
+        .on_pre_event_inner(Event::CtrlChar('w'), |v, _| {
+            delete_word(&mut v.get_mut());
+            Some(EventResult::Consumed(None))
+        })
         // A bracketed paste arrives whole: one line goes into the input,
         // several are a message of several lines, sent after a question.
         .on_pre_event_inner(
@@ -179,7 +190,7 @@ pub fn setup(siv: &mut Cursive, app: App) {
     siv.add_fullscreen_layer(view::build(input));
 
     siv.clear_global_callbacks(Event::CtrlChar('c'));
-    siv.set_on_pre_event(Event::CtrlChar('c'), quit);
+    siv.set_on_pre_event(Event::CtrlChar('c'), ctrl_c);
     siv.add_global_callback(Event::CtrlChar('n'), |s| switch(s, |m| m.next()));
     siv.add_global_callback(Event::CtrlChar('p'), |s| switch(s, |m| m.prev()));
     for n in 1..=9u8 {
@@ -197,10 +208,18 @@ pub fn setup(siv: &mut Cursive, app: App) {
 /// Re-renders every part of the screen from the model (and reports the
 /// shown window as read).
 pub fn render(s: &mut Cursive) {
-    let Some((status, windows, messages, users)) = with_app(s, |app| {
+    let Some((title, status, windows, messages, users)) = with_app(s, |app| {
         app.report_read();
         let m = &app.model;
+        // The terminal title (OSC 2) carries the unread count, so news
+        // shows in a tab or task bar; set only when it changes.
+        let title = m.title();
+        let title = (title != app.title).then(|| {
+            app.title = title.clone();
+            title
+        });
         (
+            title,
             // The status line carries the topic and server reasons.
             crate::text::for_terminal_line(&m.status_line()).into_owned(),
             view::render_windows(m),
@@ -210,6 +229,9 @@ pub fn render(s: &mut Cursive) {
     }) else {
         return;
     };
+    if let Some(title) = title {
+        s.set_window_title(crate::text::for_terminal_line(&title));
+    }
     s.call_on_name(view::STATUS, |v: &mut TextView| v.set_content(status));
     s.call_on_name(view::WINDOWS, |v: &mut TextView| v.set_content(windows));
     s.call_on_name(view::MESSAGES, |v: &mut TextView| v.set_content(messages));
@@ -227,6 +249,42 @@ fn switch(s: &mut Cursive, f: impl FnOnce(&mut Model)) {
 fn quit(s: &mut Cursive) {
     with_app(s, |app| app.net.send(NetCommand::Quit));
     s.quit();
+}
+
+/// How soon a second Ctrl-C must follow the first to quit.
+const CTRL_C_AGAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ctrl-C quits when pressed twice (a stray one in a chat client loses a
+/// session, as irssi users know: there it does nothing), or once when the
+/// client has given up anyway.
+fn ctrl_c(s: &mut Cursive) {
+    let now = with_app(s, |app| {
+        let armed = app.ctrl_c.is_some_and(|t| t.elapsed() < CTRL_C_AGAIN);
+        if armed || matches!(app.model.conn, ConnState::Failed(_)) {
+            return true;
+        }
+        app.ctrl_c = Some(std::time::Instant::now());
+        app.model
+            .notice("press Ctrl-C again to quit (or type /quit)");
+        false
+    })
+    .unwrap_or(true);
+    if now {
+        quit(s);
+    } else {
+        render(s);
+    }
+}
+
+/// Deletes the word before the cursor (Ctrl-W, as in a shell).
+fn delete_word(edit: &mut EditView) {
+    let content = edit.get_content();
+    let cursor = edit.get_cursor();
+    let before = content[..cursor].trim_end_matches(' ');
+    let start = before.rfind(' ').map_or(0, |i| i + 1);
+    let text = format!("{}{}", &content[..start], &content[cursor..]);
+    edit.set_content(text);
+    edit.set_cursor(start);
 }
 
 fn scroll(s: &mut Cursive, key: Key) {
@@ -509,6 +567,25 @@ fn expand_home(path: &str) -> std::path::PathBuf {
     }
 }
 
+/// `/ignore USER` and `/unignore USER`: kept in the settings file.
+fn set_ignored(app: &mut App, user: &str, ignore: bool) {
+    let m = &mut app.model;
+    let user = user.trim_start_matches('@').to_ascii_lowercase();
+    if ignore {
+        m.ignored.insert(user.clone());
+        m.notice(format!(
+            "ignoring {user}'s room messages on this device (/unignore {user})"
+        ));
+    } else if m.ignored.remove(&user) {
+        m.notice(format!("no longer ignoring {user}"));
+    } else {
+        m.error(format!("{user} is not ignored"));
+        return;
+    }
+    app.settings.ignore = m.ignored.clone();
+    app.save_settings();
+}
+
 /// Sends `body` to `window` (shown at once as pending).
 fn send_text(app: &mut App, window: WindowId, body: String, reply_to: Option<i64>) {
     if !window.is_conversation() {
@@ -608,6 +685,53 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 None => m.error("not in a room: /leave ROOM"),
             },
             Command::Rooms => app.net.send(NetCommand::Rooms),
+            Command::Whois(user) => {
+                let user = user.trim_start_matches('@').to_ascii_lowercase();
+                let rooms: Vec<String> = m
+                    .windows
+                    .iter()
+                    .filter(|w| w.members.iter().any(|x| x.user == user))
+                    .map(|w| w.id.label())
+                    .collect();
+                match m.status_of(&user) {
+                    Some(status) => m.notice(format!("{user}: {status}; in {}", rooms.join(" "))),
+                    None => m.notice(format!("{user} is in none of your rooms' member lists")),
+                }
+            }
+            Command::Ignore(None) => {
+                let list: Vec<&str> = m.ignored.iter().map(String::as_str).collect();
+                let text = if list.is_empty() {
+                    "ignoring nobody".to_owned()
+                } else {
+                    format!("ignoring: {}", list.join(" "))
+                };
+                m.notice(text);
+            }
+            Command::Ignore(Some(user)) => set_ignored(app, &user, true),
+            Command::Unignore(user) => set_ignored(app, &user, false),
+            Command::Kick { user, reason } => app.net.send(NetCommand::Plain {
+                done: format!("{user} was kicked"),
+                request: crate::protocol::Request::Kick { user, reason },
+            }),
+            Command::Ban {
+                user,
+                minutes,
+                reason,
+            } => app.net.send(NetCommand::Plain {
+                done: format!(
+                    "{user} is banned {}",
+                    minutes.map_or_else(|| "for good".to_owned(), |m| format!("for {m} minutes"))
+                ),
+                request: crate::protocol::Request::Ban {
+                    user,
+                    reason,
+                    minutes,
+                },
+            }),
+            Command::Unban(user) => app.net.send(NetCommand::Plain {
+                done: format!("{user} is no longer banned"),
+                request: crate::protocol::Request::Unban { user },
+            }),
             Command::DeleteRoom(room) => match validate::room(&room) {
                 Ok(room) => app.net.send(NetCommand::DeleteRoom(room)),
                 Err(e) => m.error(e.message),
@@ -933,7 +1057,11 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         NetEvent::RoomList(rooms) => {
             m.notice(format!("{} rooms:", rooms.len()));
             for r in rooms {
-                m.notice(format!("  #{} ({} members) {}", r.name, r.members, r.topic));
+                let members = if r.members == 1 { "member" } else { "members" };
+                m.notice(format!(
+                    "  #{} ({} {members}) {}",
+                    r.name, r.members, r.topic
+                ));
             }
         }
         NetEvent::Transfer(t) => m.transfer = t,

@@ -292,6 +292,8 @@ pub struct Model {
     pub selected: Option<i64>,
     /// Ids of the messages copied into the mentions window.
     mentioned: std::collections::HashSet<i64>,
+    /// Users whose room messages are not shown (`/ignore`).
+    pub ignored: std::collections::BTreeSet<String>,
     /// Our own away message (`/away`), shown in the status line.
     pub away: Option<String>,
     /// Successful logins so far (the first one opens the first room).
@@ -318,6 +320,7 @@ impl Model {
             transfer: None,
             selected: None,
             mentioned: std::collections::HashSet::new(),
+            ignored: std::collections::BTreeSet::new(),
             away: None,
             logins: 0,
             outage: false,
@@ -410,6 +413,11 @@ impl Model {
     /// to the mentions window. Returns what arrived, if it was new.
     pub fn on_message(&mut self, m: &ChatMessage) -> Option<Arrival> {
         let window = self.window_of(m);
+        // Ignored: their room messages are dropped (a direct message still
+        // shows: it is addressed to us, as in irssi's /ignore -channels).
+        if matches!(window, WindowId::Room(_)) && self.ignored.contains(&m.from) {
+            return None;
+        }
         let i = self.open(window.clone());
         let shown = i == self.current;
         let mine = m.from == self.me;
@@ -602,6 +610,18 @@ impl Model {
         }
     }
 
+    /// The terminal title: `confab: #room` and, when windows have unread
+    /// messages, their count.
+    pub fn title(&self) -> String {
+        let unread: u32 = self.windows.iter().map(|w| w.unread).sum();
+        let label = self.current().id.label();
+        if unread > 0 {
+            format!("({unread}) confab: {label}")
+        } else {
+            format!("confab: {label}")
+        }
+    }
+
     /// What the member lists of our rooms say of `user`: online, away (and
     /// why) or offline; `None` if no room of ours has them.
     pub fn status_of(&self, user: &str) -> Option<String> {
@@ -648,8 +668,11 @@ impl Model {
     pub fn on_history(&mut self, window: &WindowId, messages: &[ChatMessage], more: bool) {
         let i = self.open(window.clone());
         let w = &mut self.windows[i];
+        let room = matches!(window, WindowId::Room(_));
         for m in messages {
-            w.insert(m);
+            if !(room && self.ignored.contains(&m.from)) {
+                w.insert(m);
+            }
         }
         w.more_before = more;
         w.loading = false;
@@ -1091,12 +1114,15 @@ impl Model {
             .filter(|(i, w)| *i != self.current && w.unread > 0)
             .map(|(i, w)| format!("{}{}", i + 1, if w.highlight { "!" } else { "" }))
             .collect();
-        let transfer = if active.is_empty() {
-            transfer
+        // After the window's name, so that "[alice online] #general"
+        // reads as before.
+        let act = if active.is_empty() {
+            String::new()
         } else {
-            format!(" [act {}]{transfer}", active.join(","))
+            format!(" [act {}]", active.join(","))
         };
         let w = self.current();
+        let label = format!("{}{act}", w.id.label());
         if let Some(Line::Message { from, ts, .. }) = self.selected_line() {
             let keys = if w.id == WindowId::Search {
                 "Enter jump"
@@ -1104,19 +1130,18 @@ impl Model {
                 "r reply, e edit, d delete, + react"
             };
             return format!(
-                "[{conn}]{transfer} {} — {from}'s message of {}: {keys}, Esc",
-                w.id.label(),
+                "[{conn}]{transfer} {label} — {from}'s message of {}: {keys}, Esc",
                 crate::tui::view::clock(*ts)
             );
         }
         if let WindowId::Direct(peer) = &w.id
             && let Some(status) = self.status_of(peer)
         {
-            format!("[{conn}]{transfer} {} — {status}", w.id.label())
+            format!("[{conn}]{transfer} {label} — {status}")
         } else if w.topic.is_empty() {
-            format!("[{conn}]{transfer} {}", w.id.label())
+            format!("[{conn}]{transfer} {label}")
         } else {
-            format!("[{conn}]{transfer} {} — {}", w.id.label(), w.topic)
+            format!("[{conn}]{transfer} {label} — {}", w.topic)
         }
     }
 }

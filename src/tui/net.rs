@@ -104,6 +104,13 @@ pub enum NetCommand {
     Leave(String),
     /// Delete a room.
     DeleteRoom(String),
+    /// A request whose reply is `ok` (moderation): `done` is said then.
+    Plain {
+        /// The request.
+        request: Request,
+        /// What to say when it succeeded.
+        done: String,
+    },
     /// Set a room's topic.
     Topic {
         /// Room.
@@ -876,6 +883,9 @@ impl Net {
             NetCommand::DeleteRoom(room) => {
                 client.request(Request::DeleteRoom { room }).map(|_| ())
             }
+            NetCommand::Plain { request, done } => client
+                .request(request)
+                .map(|_| emit(NetEvent::Notice(done))),
             NetCommand::Topic { room, topic } => {
                 client.request(Request::Topic { room, topic }).map(|_| ())
             }

@@ -1,6 +1,8 @@
 //! The client's settings file, `~/.config/confab/config.toml`:
 //!
 //! ```toml
+//! ignore = ["spammer"]  # /ignore: their room messages are not shown
+//!
 //! [notifications]
 //! sound = "mentions"   # "off", "mentions" (mentions and direct messages) or "all"
 //! dnd = false          # do not disturb: no sounds at all
@@ -11,7 +13,8 @@
 //!                      # terminal's own selection and URL clicking
 //! ```
 //!
-//! `/sound`, `/mute`, `/unmute` and `/dnd` change it and save it.
+//! `/sound`, `/mute`, `/unmute`, `/dnd`, `/ignore` and `/unignore` change
+//! it and save it.
 
 use super::notify::NotifyRules;
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
+    /// Users whose room messages are hidden (`/ignore`).
+    pub ignore: std::collections::BTreeSet<String>,
     /// Sound rules.
     pub notifications: NotifyRules,
     /// How the terminal is used.

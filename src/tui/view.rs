@@ -115,18 +115,60 @@ pub fn input_line() -> EditView {
     EditView::new()
 }
 
+/// The local calendar time of `ts_ms`.
+fn local_time(ts_ms: i64) -> Option<libc::tm> {
+    let secs = ts_ms.div_euclid(1000) as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we pass and reads `secs`.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        (!libc::localtime_r(&secs, &mut tm).is_null()).then_some(tm)
+    }
+}
+
 /// Local time of `ts_ms` as `HH:MM`.
 pub fn clock(ts_ms: i64) -> String {
-    let secs = (ts_ms / 1000) as libc::time_t;
-    // SAFETY: localtime_r writes into the tm we pass and reads `secs`.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return "--:--".into();
-        }
-        tm
-    };
-    format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+    match local_time(ts_ms) {
+        Some(tm) => format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
+        None => "--:--".into(),
+    }
+}
+
+/// The local day of `ts_ms` as irssi's "Day changed" line names it:
+/// `Wednesday 2 December 2026`.
+pub fn day(ts_ms: i64) -> String {
+    const DAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    match local_time(ts_ms) {
+        Some(tm) => format!(
+            "{} {} {} {}",
+            DAYS[tm.tm_wday.rem_euclid(7) as usize],
+            tm.tm_mday,
+            MONTHS[tm.tm_mon.rem_euclid(12) as usize],
+            1900 + tm.tm_year
+        ),
+        None => "an unknown day".into(),
+    }
 }
 
 /// A stable colour per nick, so people are recognisable at a glance.
@@ -161,7 +203,20 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledStr
     if w.more_before && !w.lines.is_empty() {
         out.append_styled("  (PgUp for older messages)\n", Style::from(Effect::Dim));
     }
+    let mut last_day: Option<String> = None;
     for line in &w.lines {
+        // A "day changed" line between lines of different local days.
+        let ts = match line {
+            Line::Message { ts, .. } | Line::Notice { ts, .. } | Line::Error { ts, .. } => *ts,
+        };
+        let today = day(ts);
+        if last_day.as_ref().is_some_and(|d| *d != today) {
+            out.append_styled(
+                format!("-- Day changed to {today}\n"),
+                Style::from(Effect::Dim),
+            );
+        }
+        last_day = Some(today);
         match line {
             Line::Message {
                 id,
@@ -343,6 +398,61 @@ mod tests {
 
     fn source(s: &StyledString) -> String {
         s.source().to_owned()
+    }
+
+    #[test]
+    fn a_day_changed_line_separates_days() {
+        let mut m = Model::new("alice");
+        let room = WindowId::Room("general".into());
+        let i = m.open(room.clone());
+        let day_ms = 86_400_000;
+        for (id, ts) in [
+            (1, 10 * day_ms + 3_600_000),
+            (2, 10 * day_ms + 7_200_000),
+            (3, 12 * day_ms),
+        ] {
+            m.on_message(&ChatMessage {
+                room: Some("general".into()),
+                ..ChatMessage::new(id, "bob".into(), format!("m{id}"), ts)
+            });
+        }
+        m.select(i);
+        let text = source(&render_messages(m.current(), "alice", None));
+        assert_eq!(text.matches("-- Day changed to ").count(), 1, "{text}");
+        let changed = text.find("-- Day changed to").unwrap();
+        assert!(text.find("m2").unwrap() < changed && changed < text.find("m3").unwrap());
+        assert!(text.contains(&day(12 * day_ms)), "{text}");
+    }
+
+    #[test]
+    fn a_mention_stands_out_in_a_me_line_too_and_extra_lines_are_indented() {
+        let mut m = Model::new("alice");
+        let room = WindowId::Room("general".into());
+        let i = m.open(room.clone());
+        for (id, body) in [
+            (1, format!("{ACTION_PREFIX}waves at alice")),
+            (2, "two\nlines".to_owned()),
+        ] {
+            m.on_message(&ChatMessage {
+                room: Some("general".into()),
+                ..ChatMessage::new(id, "bob".into(), body, 0)
+            });
+        }
+        m.select(i);
+        let out = render_messages(m.current(), "alice", None);
+        let highlighted = out
+            .spans()
+            .find(|s| s.content.contains("waves at alice"))
+            .expect("the action's text");
+        // The mention style: bright yellow (and bold).
+        assert!(
+            format!("{:?}", highlighted.attr.color).contains("Light(Yellow)"),
+            "{:?}",
+            highlighted.attr
+        );
+        // Under the text: "HH:MM <bob> " is 12 columns.
+        let indented = format!("<bob> two\n{}lines", " ".repeat(12));
+        assert!(source(&out).contains(&indented), "{}", source(&out));
     }
 
     #[test]
