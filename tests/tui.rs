@@ -937,3 +937,70 @@ fn a_narrow_terminal_still_shows_where_news_arrived() {
         "the list is hidden at 50 columns:\n{screen}"
     );
 }
+
+#[test]
+fn passwd_changes_the_password_in_a_dialog_and_reconnects_use_the_new_one() {
+    let mut server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let tmux = registered(&server, "alice", home.path());
+    tmux.type_text("/passwd");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Change your password");
+    let new = "a much better password";
+    tmux.type_text(PW);
+    tmux.keys(&["Tab"]);
+    tmux.type_text(new);
+    tmux.keys(&["Tab"]);
+    tmux.type_text(new);
+    tmux.keys(&["Tab", "Enter"]);
+    tmux.wait_for("your password was changed");
+    assert!(!tmux.screen().contains(new), "the password was shown");
+    server
+        .client()
+        .login("alice", new)
+        .expect("the new password works");
+    // After a crash the client gets back in (its new token, or the new
+    // password), without asking.
+    server.restart();
+    tmux.wait_for("disconnected");
+    tmux.wait_for("[alice online] #general");
+    assert!(!tmux.screen().contains("Log in to confab"));
+}
+
+#[test]
+fn the_config_file_sets_the_timestamp_format_and_ignores_persist() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join(".config/confab/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "[display]\ntimestamp = \"[%H:%M:%S]\"\n").unwrap();
+    let mut bob = server.user("bob");
+    let mut carol = server.user("carol");
+    let tmux = registered(&server, "alice", home.path());
+    bob.say("general", "seconds matter").unwrap();
+    let screen = tmux.wait_for("<bob> seconds matter");
+    let line = screen
+        .lines()
+        .find(|l| l.contains("<bob> seconds matter"))
+        .unwrap();
+    let stamp = &line[line.find('[').unwrap()..line.find(']').unwrap() + 1];
+    assert_eq!(stamp.len(), "[12:34:56]".len(), "{line}");
+    tmux.type_text("/ignore carol");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("ignoring carol's room messages");
+    carol.say("general", "you cannot see me").unwrap();
+    bob.say("general", "but me you can").unwrap();
+    let screen = tmux.wait_for("<bob> but me you can");
+    assert!(!screen.contains("you cannot see me"), "{screen}");
+    // Saved by a background thread: wait for it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let saved = std::fs::read_to_string(&config).unwrap_or_default();
+        if saved.contains("carol") {
+            assert!(saved.contains("[%H:%M:%S]"), "{saved}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never saved: {saved}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -93,6 +93,7 @@ fn run(args: &Args) -> Result<(), String> {
         None => tui::settings::Settings::default(),
     };
     let mouse = settings.terminal.mouse;
+    tui::view::set_time_format(&settings.display.timestamp)?;
     let mut siv = cursive::Cursive::new();
     let sink = siv.cb_sink().clone();
     // Open the sound device before the screen starts: ALSA may complain on

@@ -59,6 +59,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "show USER's messages again",
     },
     CommandSpec {
+        name: "passwd",
+        args: "",
+        help: "change your password (asked for in a dialog, never shown)",
+    },
+    CommandSpec {
         name: "kick",
         args: "USER [REASON]",
         help: "end USER's sessions (administrators)",
@@ -227,6 +232,8 @@ pub enum Command {
     Ignore(Option<String>),
     /// `/unignore USER`
     Unignore(String),
+    /// `/passwd`
+    Passwd,
     /// `/kick USER [REASON]`
     Kick {
         /// Who.
@@ -349,6 +356,7 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
         "whois" | "wi" => Command::Whois(arg(rest).ok_or_else(|| usage("whois"))?),
         "ignore" => Command::Ignore(arg(rest)),
         "unignore" => Command::Unignore(arg(rest).ok_or_else(|| usage("unignore"))?),
+        "passwd" | "password" => Command::Passwd,
         "kick" => {
             let rest = rest.trim();
             let (user, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -412,28 +420,45 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
     Ok(Some(Input::Command(command)))
 }
 
-/// Completes the word before the end of `line`: a command name for a
-/// leading `/word`, else a nick from `nicks` (a nick completed at the start
-/// of the line gets `": "` after it, as in IRC clients). Repeated Tab
-/// presses are not cycled; the first match in `nicks` order wins.
+/// The first of [`completions`].
 pub fn complete(line: &str, nicks: &[String]) -> Option<String> {
+    completions(line, nicks, &[]).into_iter().next()
+}
+
+/// Every completion of the word before the end of `line`, in the order
+/// Tab cycles through them: command names for a leading `/word`, room
+/// names (from `rooms`) for `#word`, else nicks from `nicks` (a nick at
+/// the start of the line gets `": "` after it, as in IRC clients). Each is
+/// the whole new line.
+pub fn completions(line: &str, nicks: &[String], rooms: &[String]) -> Vec<String> {
     let start = line.rfind(' ').map_or(0, |i| i + 1);
-    let word = &line[start..];
+    let (head, word) = line.split_at(start);
     if word.is_empty() {
-        return None;
+        return Vec::new();
     }
     if start == 0
         && let Some(prefix) = word.strip_prefix('/')
     {
-        let spec = COMMANDS.iter().find(|c| c.name.starts_with(prefix))?;
-        return Some(format!("/{} ", spec.name));
+        return COMMANDS
+            .iter()
+            .filter(|c| c.name.starts_with(prefix))
+            .map(|c| format!("/{} ", c.name))
+            .collect();
     }
     let lower = word.to_ascii_lowercase();
-    let nick = nicks
-        .iter()
-        .find(|n| n.to_ascii_lowercase().starts_with(&lower))?;
+    if let Some(prefix) = lower.strip_prefix('#') {
+        return rooms
+            .iter()
+            .filter(|r| r.to_ascii_lowercase().starts_with(prefix))
+            .map(|r| format!("{head}#{r} "))
+            .collect();
+    }
     let suffix = if start == 0 { ": " } else { " " };
-    Some(format!("{}{nick}{suffix}", &line[..start]))
+    nicks
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().starts_with(&lower))
+        .map(|n| format!("{head}{n}{suffix}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -548,5 +573,16 @@ mod tests {
         assert_eq!(complete("hi zed", &nicks), None);
         assert_eq!(complete("", &nicks), None);
         assert_eq!(complete("/zz", &nicks), None);
+        // Every match, in order, for Tab to cycle through; rooms after #.
+        assert_eq!(
+            completions("hi al", &nicks, &[]),
+            ["hi alice ", "hi albert "]
+        );
+        assert_eq!(completions("/d", &nicks, &[]).len(), 4);
+        let rooms = vec!["rust".to_string(), "random".to_string()];
+        assert_eq!(
+            completions("see #r", &nicks, &rooms),
+            ["see #rust ", "see #random "]
+        );
     }
 }

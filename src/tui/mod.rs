@@ -49,6 +49,9 @@ pub struct App {
     settings_path: Option<std::path::PathBuf>,
     /// The largest message body the server takes (from its welcome).
     max_body: usize,
+    /// The last Tab completion: the line it produced, every match, and
+    /// which one is shown (Tab again shows the next).
+    completion: Option<(String, Vec<String>, usize)>,
     /// When Ctrl-C was last pressed (a second press soon after quits).
     ctrl_c: Option<std::time::Instant>,
     /// The terminal title last set.
@@ -68,6 +71,7 @@ impl App {
             settings_path: None,
             max_body: crate::protocol::MAX_BODY_LEN,
             ctrl_c: None,
+            completion: None,
             title: String::new(),
         }
     }
@@ -276,6 +280,38 @@ fn ctrl_c(s: &mut Cursive) {
     }
 }
 
+/// Paths that complete `partial` (`~/` is the home directory), folders with
+/// a `/` after them, sorted; hidden ones only when asked for with a dot.
+fn path_completions(partial: &str) -> Vec<String> {
+    let (dir, prefix) = match partial.rfind('/') {
+        Some(i) => (&partial[..=i], &partial[i + 1..]),
+        None => ("", partial),
+    };
+    let real = match dir.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| std::path::PathBuf::from(h).join(rest))
+            .unwrap_or_default(),
+        None if dir.is_empty() => std::path::PathBuf::from("."),
+        None => std::path::PathBuf::from(dir),
+    };
+    let Ok(entries) = std::fs::read_dir(&real) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            Some(format!("{dir}{name}{slash}"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Deletes the word before the cursor (Ctrl-W, as in a shell).
 fn delete_word(edit: &mut EditView) {
     let content = edit.get_content();
@@ -430,10 +466,40 @@ fn selected_is_others(m: &Model) -> bool {
     matches!(m.selected_line(), Some(model::Line::Message { from, .. }) if *from != m.me)
 }
 
+/// Tab: completes the word before the cursor; Tab again (the line still
+/// as completed) goes to the next match, as in irssi. After `/send `, a
+/// file path.
 fn complete_input(s: &mut Cursive, content: &str) {
-    let Some(completed) =
-        with_app(s, |app| commands::complete(content, &app.model.nicks())).flatten()
-    else {
+    let Some(completed) = with_app(s, |app| {
+        if let Some((shown, matches, i)) = &mut app.completion
+            && shown == content
+            && matches.len() > 1
+        {
+            *i = (*i + 1) % matches.len();
+            *shown = matches[*i].clone();
+            return Some(shown.clone());
+        }
+        let rooms: Vec<String> = app
+            .model
+            .windows
+            .iter()
+            .filter_map(|w| match &w.id {
+                WindowId::Room(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let matches = match content.strip_prefix("/send ") {
+            Some(path) => path_completions(path)
+                .into_iter()
+                .map(|p| format!("/send {p}"))
+                .collect(),
+            None => commands::completions(content, &app.model.nicks(), &rooms),
+        };
+        let first = matches.first()?.clone();
+        app.completion = Some((first.clone(), matches, 0));
+        Some(first)
+    })
+    .flatten() else {
         return;
     };
     s.call_on_name(view::INPUT, |v: &mut EditView| {
@@ -534,6 +600,9 @@ fn submit(s: &mut Cursive, line: &str) {
     if line.trim() == "/help" || line.trim() == "/?" {
         show_help(s);
     }
+    if matches!(line.trim(), "/passwd" | "/password") {
+        passwd_dialog(s);
+    }
     s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
         v.set_scroll_strategy(ScrollStrategy::StickToBottom);
     });
@@ -565,6 +634,55 @@ fn expand_home(path: &str) -> std::path::PathBuf {
         (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
         _ => std::path::PathBuf::from(path),
     }
+}
+
+/// `/passwd`: the current password and the new one twice, in hidden
+/// fields; checked here, then sent.
+fn passwd_dialog(s: &mut Cursive) {
+    let field = |name: &str| EditView::new().secret().with_name(name);
+    let change = |s: &mut Cursive| {
+        let get = |s: &mut Cursive, name: &str| {
+            s.call_on_name(name, |v: &mut EditView| v.get_content().to_string())
+                .unwrap_or_default()
+        };
+        let (old, new, again) = (get(s, "pw-old"), get(s, "pw-new"), get(s, "pw-again"));
+        let problem = if new != again {
+            Some("the new passwords differ".to_owned())
+        } else {
+            validate::password(&new).err().map(|e| e.message)
+        };
+        if let Some(problem) = problem {
+            s.call_on_name("pw-text", |v: &mut TextView| v.set_content(problem));
+            return;
+        }
+        s.pop_layer();
+        with_app(s, |app| {
+            app.net.send(NetCommand::ChangePassword { old, new })
+        });
+    };
+    s.add_layer(
+        OnEventView::new(
+            Dialog::new()
+                .title("Change your password")
+                .content(
+                    cursive::views::LinearLayout::vertical()
+                        .child(
+                            TextView::new("Current password, then the new one twice:")
+                                .with_name("pw-text"),
+                        )
+                        .child(field("pw-old"))
+                        .child(field("pw-new"))
+                        .child(field("pw-again")),
+                )
+                .button("Change", change)
+                .button("Cancel", |s| {
+                    s.pop_layer();
+                }),
+        )
+        .on_event(Key::Esc, |s| {
+            s.pop_layer();
+        }),
+    );
 }
 
 /// `/ignore USER` and `/unignore USER`: kept in the settings file.
@@ -709,6 +827,7 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
             }
             Command::Ignore(Some(user)) => set_ignored(app, &user, true),
             Command::Unignore(user) => set_ignored(app, &user, false),
+            Command::Passwd => {} // a dialog: see `submit`
             Command::Kick { user, reason } => app.net.send(NetCommand::Plain {
                 done: format!("{user} was kicked"),
                 request: crate::protocol::Request::Kick { user, reason },
@@ -945,6 +1064,14 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
                 ) {
                     notifier.play(sound);
                 }
+                if app.notifier.is_some() && app.settings.notifications.desktop_for(&incoming) {
+                    // On the UI thread, between frames (as the bell).
+                    use std::io::Write;
+                    let title = format!("{} in {}", msg.from, arrival.window.label());
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(&notify::desktop_notification(&title, &msg.body));
+                    let _ = out.flush();
+                }
             }
         }
         NetEvent::Server(ServerMsg::Read { room, with, id }) => {
@@ -1008,6 +1135,13 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
         NetEvent::Server(_) => {}
         NetEvent::Acked { local, id, ts } => m.on_ack(local, id, ts),
         NetEvent::PeerAway { window, message } => m.on_peer_away(&window, &message),
+        NetEvent::NoSuchPeer(window) => {
+            m.close(&window);
+            m.error(format!(
+                "there is no user {}",
+                window.label().trim_start_matches('@')
+            ));
+        }
         NetEvent::SendFailed { local, reason } => m.on_send_failed(local, &reason),
         NetEvent::Joined {
             room,
@@ -1336,6 +1470,41 @@ mod tests {
             let frame = self.frames.try_iter().last().expect("a frame");
             frame.as_strings().join("\n")
         }
+    }
+
+    #[test]
+    fn paths_complete_with_folders_marked_and_hidden_files_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().display().to_string();
+        std::fs::write(dir.path().join("cat.png"), b"x").unwrap();
+        std::fs::write(dir.path().join("car.txt"), b"x").unwrap();
+        std::fs::write(dir.path().join(".cache"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("cats")).unwrap();
+        assert_eq!(
+            path_completions(&format!("{base}/ca")),
+            [
+                format!("{base}/car.txt"),
+                format!("{base}/cat.png"),
+                format!("{base}/cats/")
+            ]
+        );
+        assert_eq!(
+            path_completions(&format!("{base}/.c")),
+            [format!("{base}/.cache")]
+        );
+        assert!(path_completions("/no/such/dir/x").is_empty());
+    }
+
+    #[test]
+    fn ctrl_w_deletes_the_word_before_the_cursor() {
+        let mut edit = EditView::new().content("send the file now");
+        edit.set_cursor("send the file".len());
+        delete_word(&mut edit);
+        assert_eq!(edit.get_content().as_str(), "send the  now");
+        assert_eq!(edit.get_cursor(), "send the ".len());
+        edit.set_cursor("send the ".len());
+        delete_word(&mut edit);
+        assert_eq!(edit.get_content().as_str(), "send  now");
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub enum NetCommand {
     Leave(String),
     /// Delete a room.
     DeleteRoom(String),
+    /// Changes our password; later reconnects use the new one.
+    ChangePassword {
+        /// The current password.
+        old: String,
+        /// The new one.
+        new: String,
+    },
     /// A request whose reply is `ok` (moderation): `done` is said then.
     Plain {
         /// The request.
@@ -225,6 +232,8 @@ pub enum NetEvent {
         /// Server time.
         ts: i64,
     },
+    /// A direct window's other person does not exist.
+    NoSuchPeer(WindowId),
     /// The recipient of our direct message is away, with `message`.
     PeerAway {
         /// Their window.
@@ -883,6 +892,20 @@ impl Net {
             NetCommand::DeleteRoom(room) => {
                 client.request(Request::DeleteRoom { room }).map(|_| ())
             }
+            NetCommand::ChangePassword { old, new } => client
+                .request(Request::ChangePassword {
+                    old,
+                    new: new.clone(),
+                })
+                .map(|reply| {
+                    // Every earlier token was revoked: keep the new one,
+                    // and the new password for a login without it.
+                    if let ServerMsg::Token { token } = reply {
+                        self.token = Some(token);
+                    }
+                    self.config.password = new;
+                    emit(NetEvent::Notice("your password was changed".into()));
+                }),
             NetCommand::Plain { request, done } => client
                 .request(request)
                 .map(|_| emit(NetEvent::Notice(done))),
@@ -930,7 +953,14 @@ impl Net {
         match result {
             Ok(()) => None,
             Err(ClientError::Server { code, message }) => {
-                emit(NetEvent::Error(format!("{message} ({code})")));
+                match cmd {
+                    // `/msg` to a name nobody has: its window goes again.
+                    NetCommand::History {
+                        window: window @ WindowId::Direct(_),
+                        ..
+                    } if code == ErrorCode::NoSuchUser => emit(NetEvent::NoSuchPeer(window)),
+                    _ => emit(NetEvent::Error(message)),
+                }
                 None
             }
             Err(e) => {
@@ -948,8 +978,8 @@ impl Net {
 /// How a session the server ended (or refused) ends for the client: a ban,
 /// an administrator's kick, a version the server does not speak, or
 /// flooding would only repeat, so the client stops and says why; anything
-/// else is retried. The reason is
-/// the server's words, without the wire code.
+/// else is retried. The reason is the server's words, without the wire
+/// code.
 fn ended(code: ErrorCode, message: String) -> End {
     match code {
         ErrorCode::VersionMismatch

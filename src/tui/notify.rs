@@ -61,6 +61,10 @@ pub struct NotifyRules {
     pub dnd: bool,
     /// Muted windows, by label (`#random`, `@bob`).
     pub muted: BTreeSet<String>,
+    /// Also ask the terminal for a desktop notification (OSC 777 and OSC
+    /// 9, which terminals that lack them ignore) for mentions and direct
+    /// messages.
+    pub desktop: bool,
 }
 
 impl Default for NotifyRules {
@@ -69,6 +73,7 @@ impl Default for NotifyRules {
             sound: SoundLevel::Mentions,
             dnd: false,
             muted: BTreeSet::new(),
+            desktop: false,
         }
     }
 }
@@ -104,6 +109,35 @@ impl NotifyRules {
             _ => None,
         }
     }
+}
+
+impl NotifyRules {
+    /// Whether `m` deserves a desktop notification: a mention or a direct
+    /// message from someone else, in a window that is not muted, with
+    /// `desktop` on and do-not-disturb off.
+    pub fn desktop_for(&self, m: &Incoming<'_>) -> bool {
+        self.desktop
+            && !m.mine
+            && !self.dnd
+            && !self.muted.contains(&m.window.label())
+            && (m.mention || matches!(m.window, WindowId::Direct(_)))
+    }
+}
+
+/// The escape sequences that ask a terminal for a desktop notification:
+/// OSC 777 (rxvt, foot, kitty, WezTerm...) and OSC 9 (iTerm2, Windows
+/// Terminal...). `title` and `text` are made single-line and stripped of
+/// control characters, so nothing the sender wrote can end the sequence.
+pub fn desktop_notification(title: &str, text: &str) -> Vec<u8> {
+    let clean = |s: &str| -> String {
+        crate::text::for_terminal_line(s)
+            .chars()
+            .filter(|c| *c != ';' && *c != '\u{fffd}')
+            .take(120)
+            .collect()
+    };
+    let (title, text) = (clean(title), clean(text));
+    format!("\x1b]777;notify;{title};{text}\x07\x1b]9;{title}: {text}\x07").into_bytes()
 }
 
 /// At most one sound per `gap`: bursts are coalesced.
@@ -296,6 +330,32 @@ mod tests {
             mention,
             file: false,
         }
+    }
+
+    #[test]
+    fn desktop_notifications_are_for_mentions_and_dms_and_cannot_be_escaped() {
+        let rules = NotifyRules {
+            desktop: true,
+            ..NotifyRules::default()
+        };
+        let room = WindowId::Room("general".into());
+        let dm = WindowId::Direct("bob".into());
+        let m = |window, mention| Incoming {
+            window,
+            mine: false,
+            mention,
+            file: false,
+        };
+        assert!(rules.desktop_for(&m(&dm, false)));
+        assert!(rules.desktop_for(&m(&room, true)));
+        assert!(!rules.desktop_for(&m(&room, false)));
+        assert!(!NotifyRules::default().desktop_for(&m(&dm, false)));
+        let seq = desktop_notification("bob", "hi\x07\x1b]0;pwned\x07; there");
+        let text = String::from_utf8(seq).unwrap();
+        assert!(text.starts_with("\x1b]777;notify;bob;hi"), "{text:?}");
+        // Only our own BEL and ESC bytes: two sequences, each ended once.
+        assert_eq!(text.matches('\x07').count(), 2, "{text:?}");
+        assert_eq!(text.matches('\x1b').count(), 2, "{text:?}");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! sound = "mentions"   # "off", "mentions" (mentions and direct messages) or "all"
 //! dnd = false          # do not disturb: no sounds at all
 //! muted = ["#random"]  # windows that never make a sound
+//! desktop = false      # also ask the terminal for a desktop notification
+//!                      # (OSC 777 / OSC 9) on mentions and direct messages
+//!
+//! [display]
+//! timestamp = "%H:%M"  # strftime, as irssi's timestamp_format
 //!
 //! [terminal]
 //! mouse = false        # capture the mouse (click, wheel); off keeps the
@@ -28,8 +33,27 @@ pub struct Settings {
     pub ignore: std::collections::BTreeSet<String>,
     /// Sound rules.
     pub notifications: NotifyRules,
+    /// How lines look.
+    pub display: DisplaySettings,
     /// How the terminal is used.
     pub terminal: TerminalSettings,
+}
+
+/// The `[display]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DisplaySettings {
+    /// The timestamp of each line, strftime-style (irssi's
+    /// `timestamp_format`): `%H:%M` by default, `%H:%M:%S`, `%d %b %H:%M`...
+    pub timestamp: String,
+}
+
+impl Default for DisplaySettings {
+    fn default() -> Self {
+        DisplaySettings {
+            timestamp: "%H:%M".into(),
+        }
+    }
 }
 
 /// The `[terminal]` section.

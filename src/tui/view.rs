@@ -125,12 +125,31 @@ fn local_time(ts_ms: i64) -> Option<libc::tm> {
     }
 }
 
-/// Local time of `ts_ms` as `HH:MM`.
+/// The timestamp format (strftime), set once at start from the settings.
+static TIME_FORMAT: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// Sets the timestamp format (`[display] timestamp`, strftime as in
+/// irssi's `timestamp_format`, e.g. `%H:%M:%S`); only the first call
+/// counts. A format with a NUL byte is refused.
+pub fn set_time_format(format: &str) -> Result<(), String> {
+    let c = std::ffi::CString::new(format).map_err(|_| "a NUL in the timestamp format")?;
+    let _ = TIME_FORMAT.set(c);
+    Ok(())
+}
+
+/// Local time of `ts_ms` in the timestamp format (`HH:MM` by default).
 pub fn clock(ts_ms: i64) -> String {
-    match local_time(ts_ms) {
-        Some(tm) => format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
-        None => "--:--".into(),
-    }
+    let Some(tm) = local_time(ts_ms) else {
+        return "--:--".into();
+    };
+    let Some(format) = TIME_FORMAT.get() else {
+        return format!("{:02}:{:02}", tm.tm_hour, tm.tm_min);
+    };
+    let mut buf = [0u8; 64];
+    // SAFETY: strftime writes at most buf.len() bytes into buf and reads
+    // the NUL-terminated format and the tm we pass.
+    let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm) };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// The local day of `ts_ms` as irssi's "Day changed" line names it:
