@@ -17,7 +17,7 @@ DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlit
 SERVER_BIN = target/release/confab-server
 CLIENT_BIN = target/release/confab
 
-.PHONY: all deps certs build run-server client test lint bench db-shell clean
+.PHONY: all deps certs build man run-server client test lint bench db-shell clean
 
 all: build
 
@@ -54,6 +54,20 @@ build: deps
 
 # Builds, makes certificates if needed, creates or migrates the database
 # (the server applies schema.sql at start) and serves on $(LISTEN).
+# Man pages and shell completions, generated from the clap definitions:
+# target/man/*.1, target/completions/{bash,zsh,fish}/. (`man -l
+# target/man/confab.1` reads one.)
+man: build
+	@mkdir -p target/man target/completions/bash target/completions/zsh target/completions/fish
+	@for bin in $(CLIENT_BIN) $(SERVER_BIN); do \
+	  name=$$(basename $$bin); \
+	  $$bin --generate man > target/man/$$name.1 && \
+	  $$bin --generate bash > target/completions/bash/$$name && \
+	  $$bin --generate zsh > target/completions/zsh/_$$name && \
+	  $$bin --generate fish > target/completions/fish/$$name.fish || exit 1; \
+	done
+	@echo "man pages in target/man, completions in target/completions"
+
 run-server: build certs
 	@mkdir -p $(DATA_DIR)
 	$(SERVER_BIN) --listen $(LISTEN) --data-dir $(DATA_DIR) --db $(DB) \

@@ -43,90 +43,94 @@ pub enum ConfigError {
     about = "The confab secure chat server"
 )]
 pub struct ServerArgs {
+    /// Print a man page or shell completions (man, bash, zsh, fish) and
+    /// exit (`make man`).
+    #[arg(long, hide = true, value_name = "WHAT")]
+    pub generate: Option<String>,
     /// TOML file with settings (flags and environment override it).
     #[arg(long, env = "CONFAB_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on; port 0 picks a free port (printed at start).
+    /// Address to listen on; port 0 picks a free port (printed at start). [default: 127.0.0.1:7878]
     #[arg(long, env = "CONFAB_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing). [default: DATA_DIR/confab.db]
     #[arg(long, env = "CONFAB_DB")]
     pub db: Option<PathBuf>,
     /// Directory for server data: the database (unless --db) and shared
-    /// files.
+    /// files. [default: data]
     #[arg(long, env = "CONFAB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PEM certificate chain of the server.
+    /// PEM certificate chain of the server. [default: certs/server.pem]
     #[arg(long, env = "CONFAB_CERT")]
     pub cert: Option<PathBuf>,
-    /// PEM private key of the server (PKCS#8, "BEGIN PRIVATE KEY").
+    /// PEM private key of the server (PKCS#8, "BEGIN PRIVATE KEY"). [default: certs/server.key]
     #[arg(long, env = "CONFAB_KEY")]
     pub key: Option<PathBuf>,
-    /// PBKDF2 iterations for new password hashes.
+    /// PBKDF2 iterations for new password hashes. [default: 600000]
     #[arg(long, env = "CONFAB_PASSWORD_ITERATIONS")]
     pub password_iterations: Option<u32>,
-    /// Most sessions served at once (one thread each).
+    /// Most sessions served at once (one thread each). [default: 256]
     #[arg(long, env = "CONFAB_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
-    /// Seconds a client has to complete the TLS handshake.
+    /// Seconds a client has to complete the TLS handshake. [default: 10]
     #[arg(long, env = "CONFAB_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u64>,
-    /// Bytes that may wait for a slow reader before it is disconnected.
+    /// Bytes that may wait for a slow reader before it is disconnected. [default: 4194304]
     #[arg(long, env = "CONFAB_OUTBOX_LIMIT")]
     pub outbox_limit: Option<usize>,
-    /// Clients that may wait in line when every session slot is taken.
+    /// Clients that may wait in line when every session slot is taken. [default: 256]
     #[arg(long, env = "CONFAB_QUEUE_LIMIT")]
     pub queue_limit: Option<usize>,
-    /// Seconds a client may wait in line before it is told to retry later.
+    /// Seconds a client may wait in line before it is told to retry later. [default: 600]
     #[arg(long, env = "CONFAB_QUEUE_TIMEOUT")]
     pub queue_timeout: Option<u64>,
-    /// Seconds an admitted client has to log in.
+    /// Seconds an admitted client has to log in. [default: 30]
     #[arg(long, env = "CONFAB_LOGIN_TIMEOUT")]
     pub login_timeout: Option<u64>,
-    /// Most concurrent connections from one IP address (0 = no limit).
+    /// Most concurrent connections from one IP address (0 = no limit). [default: 16]
     #[arg(long, env = "CONFAB_MAX_PER_IP")]
     pub max_per_ip: Option<usize>,
-    /// Messages a session may send in a burst before flood control.
+    /// Messages a session may send in a burst before flood control. [default: 10]
     #[arg(long, env = "CONFAB_FLOOD_BURST")]
     pub flood_burst: Option<u32>,
-    /// Messages per second a session may sustain.
+    /// Messages per second a session may sustain. [default: 5]
     #[arg(long, env = "CONFAB_FLOOD_RATE")]
     pub flood_rate: Option<f64>,
     /// Threads that hash passwords (PBKDF2); logins beyond that wait in line
-    /// instead of taking every core from chat.
+    /// instead of taking every core from chat. [default: 1]
     #[arg(long, env = "CONFAB_HASH_THREADS")]
     pub hash_threads: Option<usize>,
     /// Failed logins allowed per account and per address in ten minutes
-    /// before attempts are delayed (0: no throttling).
+    /// before attempts are delayed (0: no throttling). [default: 5]
     #[arg(long, env = "CONFAB_LOGIN_FAILURES")]
     pub login_failures: Option<usize>,
-    /// Days a resume token stays valid.
+    /// Days a resume token stays valid. [default: 30]
     #[arg(long, env = "CONFAB_TOKEN_DAYS")]
     pub token_days: Option<u64>,
-    /// Most rooms one user may be in.
+    /// Most rooms one user may be in. [default: 100]
     #[arg(long, env = "CONFAB_MAX_ROOMS_PER_USER")]
     pub max_rooms_per_user: Option<u32>,
-    /// Most existing rooms one user (not an admin) may have created.
+    /// Most existing rooms one user (not an admin) may have created. [default: 20]
     #[arg(long, env = "CONFAB_MAX_ROOMS_CREATED")]
     pub max_rooms_created: Option<u32>,
     /// Rooms with more members than this send no presence events (members
-    /// page through the member list instead).
+    /// page through the member list instead). [default: 1000]
     #[arg(long, env = "CONFAB_PRESENCE_ROOM_LIMIT")]
     pub presence_room_limit: Option<usize>,
-    /// Minutes after sending during which the author may edit a message.
+    /// Minutes after sending during which the author may edit a message. [default: 1440]
     #[arg(long, env = "CONFAB_EDIT_WINDOW_MINUTES")]
     pub edit_window_minutes: Option<u64>,
     /// Keep the earlier text of edited messages (an audit trail for
-    /// admins, in the message_edits table).
+    /// admins, in the message_edits table). [default: false]
     #[arg(long, env = "CONFAB_KEEP_EDIT_HISTORY")]
     pub keep_edit_history: Option<bool>,
-    /// Longest message body in bytes (at most 4096).
+    /// Longest message body in bytes (at most 4096). [default: 4096]
     #[arg(long, env = "CONFAB_MAX_MESSAGE_LEN")]
     pub max_message_len: Option<usize>,
-    /// Largest frame a client may send, in bytes (4096 to 1048576).
+    /// Largest frame a client may send, in bytes (4096 to 1048576). [default: 65536]
     #[arg(long, env = "CONFAB_MAX_REQUEST_LEN")]
     pub max_request_len: Option<usize>,
-    /// Largest file that may be shared, in bytes.
+    /// Largest file that may be shared, in bytes. [default: 26214400]
     #[arg(long, env = "CONFAB_MAX_FILE_SIZE")]
     pub max_file_size: Option<u64>,
     /// File types that may be shared, comma-separated: png, jpeg, gif,
@@ -137,7 +141,7 @@ pub struct ServerArgs {
     /// comma-separated in the environment).
     #[arg(long = "admin", env = "CONFAB_ADMINS", value_delimiter = ',')]
     pub admins: Vec<String>,
-    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides). [default: info]
     #[arg(long, env = "CONFAB_LOG")]
     pub log: Option<String>,
     /// Instead of serving: an administration task on the database (works
@@ -531,6 +535,57 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_that_help_shows_are_the_defaults() {
+        use clap::CommandFactory;
+        let help = ServerArgs::command().render_long_help().to_string();
+        let d = ServerConfig::default();
+        for (flag, value) in [
+            ("listen", d.listen.to_string()),
+            ("password-iterations", d.password_iterations.to_string()),
+            ("max-sessions", d.max_sessions.to_string()),
+            (
+                "handshake-timeout",
+                d.handshake_timeout.as_secs().to_string(),
+            ),
+            ("outbox-limit", d.outbox_limit.to_string()),
+            ("queue-limit", d.queue_limit.to_string()),
+            ("queue-timeout", d.queue_timeout.as_secs().to_string()),
+            ("login-timeout", d.login_timeout.as_secs().to_string()),
+            ("max-per-ip", d.max_per_ip.to_string()),
+            ("flood-burst", d.flood_burst.to_string()),
+            ("flood-rate", d.flood_rate.to_string()),
+            ("hash-threads", d.hash_threads.to_string()),
+            ("login-failures", d.login_failures.to_string()),
+            (
+                "token-days",
+                (d.token_lifetime.as_secs() / 86400).to_string(),
+            ),
+            ("max-rooms-per-user", d.max_rooms_per_user.to_string()),
+            ("max-rooms-created", d.max_rooms_created.to_string()),
+            ("presence-room-limit", d.presence_room_limit.to_string()),
+            (
+                "edit-window-minutes",
+                (d.edit_window.as_secs() / 60).to_string(),
+            ),
+            ("keep-edit-history", d.keep_edit_history.to_string()),
+            ("max-message-len", d.max_message_len.to_string()),
+            ("max-request-len", d.max_request_len.to_string()),
+            ("max-file-size", d.file_rules.max_size.to_string()),
+            ("log", d.log.clone()),
+        ] {
+            let at = help
+                .find(&format!("--{flag} "))
+                .unwrap_or_else(|| panic!("--{flag} is not in the help"));
+            let entry = &help[at..];
+            let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)];
+            assert!(
+                entry.contains(&format!("[default: {value}]")),
+                "--{flag} should say [default: {value}]:\n{entry}"
+            );
+        }
+    }
 
     #[test]
     fn flags_beat_file_which_beats_defaults() {

@@ -37,6 +37,7 @@ pub mod config;
 pub mod connection;
 pub mod file_rules;
 pub mod known_hosts;
+pub mod manual;
 pub mod mention;
 pub mod password;
 pub mod poller;

@@ -1,7 +1,8 @@
 //! docs/PROTOCOL.md's examples are real frames: every client line parses as
 //! a request, every server line as a server frame, and encoding the parsed
 //! value again gives exactly the fields the example shows (none missing,
-//! none extra). A client author copying them gets working frames.
+//! none extra). A client author copying them gets working frames. Also:
+//! the man pages and completions `make man` writes come out of the binaries.
 
 use confab::protocol::{ClientFrame, ServerFrame, parse_request};
 use serde_json::Value;
@@ -77,4 +78,38 @@ fn json_blocks_showing_server_frames_are_exact() {
         checked += 1;
     }
     assert!(checked >= 2, "found {checked} server examples");
+}
+
+/// `make man` writes these: a man page and completions for each binary,
+/// from the same clap definitions as `--help`.
+#[test]
+fn the_binaries_print_their_man_pages_and_completions() {
+    let run = |bin: &str, what: &str| {
+        let out = std::process::Command::new(bin)
+            .args(["--generate", what])
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{bin} --generate {what}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let client = env!("CARGO_BIN_EXE_confab");
+    let server = env!("CARGO_BIN_EXE_confab-server");
+    let man = run(client, "man");
+    assert!(
+        man.contains(".TH confab") && man.contains("register"),
+        "{man}"
+    );
+    let man = run(server, "man");
+    assert!(
+        man.contains("max\\-sessions") && man.contains("[default: 256]"),
+        "{man}"
+    );
+    assert!(run(client, "bash").contains("_confab()"));
+    assert!(run(server, "zsh").contains("#compdef confab-server"));
+    assert!(run(client, "fish").contains("complete -c confab"));
+    let bad = std::process::Command::new(client)
+        .args(["--generate", "powershell"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
 }

@@ -14,6 +14,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut args = ServerArgs::parse();
+    if let Some(kind) = &args.generate {
+        use clap::CommandFactory;
+        return match confab::manual::generate(ServerArgs::command(), kind, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("confab-server: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let command = args.command.take();
     let config = match ServerConfig::from_args(args) {
         Ok(c) => c,

@@ -19,7 +19,12 @@ use std::time::Duration;
 struct Args {
     /// Where to connect: [user@]host[:port] (port 7878 by default; user
     /// defaults to your login name).
-    destination: String,
+    #[arg(required_unless_present = "generate")]
+    destination: Option<String>,
+    /// Print a man page or shell completions (man, bash, zsh, fish) and
+    /// exit (`make man`).
+    #[arg(long, hide = true, value_name = "WHAT")]
+    generate: Option<String>,
     /// Trust this CA certificate (PEM) instead of the system's roots and
     /// known_hosts.
     #[arg(long)]
@@ -41,6 +46,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(kind) = &args.generate {
+        use clap::CommandFactory;
+        return match confab::manual::generate(Args::command(), kind, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("confab: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -52,7 +67,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let dest = Destination::parse(&args.destination)?;
+    let dest = Destination::parse(args.destination.as_deref().unwrap_or_default())?;
     let user = dest
         .user
         .clone()

@@ -191,7 +191,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Ctrl-N / Ctrl-P", "next / previous window"),
     ("Alt-1 .. Alt-9", "go to window 1 .. 9"),
     ("PgUp / PgDn", "scroll; PgUp at the top loads older history"),
-    ("Tab", "complete a nick or a command"),
+    (
+        "Tab",
+        "complete a nick, command, #room or /send path; again: next",
+    ),
     ("Up / Down", "recall earlier input"),
     ("Alt-Up / Alt-Down", "select a message (Esc: none)"),
     (
