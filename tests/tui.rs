@@ -1004,3 +1004,24 @@ fn the_config_file_sets_the_timestamp_format_and_ignores_persist() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn confab_alone_connects_to_the_configured_default_server() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join(".config/confab/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndefault = \"localhost:{}\"\n\n[servers.localhost]\nuser = \"alice\"\nca = \"{}\"\n",
+            port(&server),
+            util::certs().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    // No destination, no user, no --ca: all from the config file.
+    let tmux = Tmux::run(&confab("", home.path()));
+    tmux.wait_for("[alice online] #general");
+}

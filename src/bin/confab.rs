@@ -14,12 +14,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Command-line arguments.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "confab", version, about = "Secure terminal chat client")]
 struct Args {
     /// Where to connect: [user@]host[:port] (port 7878 by default; user
-    /// defaults to your login name).
-    #[arg(required_unless_present = "generate")]
+    /// defaults to the server's `user` in the config file, else your login
+    /// name). Without it: `default` under `[server]` in the config file.
     destination: Option<String>,
     /// Print a man page or shell completions (man, bash, zsh, fish) and
     /// exit (`make man`).
@@ -67,10 +67,29 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let dest = Destination::parse(args.destination.as_deref().unwrap_or_default())?;
+    let settings_path = tui::settings::default_path();
+    let settings = match &settings_path {
+        Some(path) => tui::settings::Settings::load(path)?,
+        None => tui::settings::Settings::default(),
+    };
+    let destination = args
+        .destination
+        .clone()
+        .or_else(|| settings.server.default.clone())
+        .ok_or("where to? give user@host, or set default under [server] in the config file")?;
+    let dest = Destination::parse(&destination)?;
+    // What the config file says of this server, under [servers."host"]
+    // (as ssh's Host sections): its user name and CA.
+    let known = settings.servers.get(&dest.host);
+    let mut args = args.clone();
+    if args.ca.is_none() {
+        args.ca = known.and_then(|k| k.ca.clone());
+    }
+    let args = &args;
     let user = dest
         .user
         .clone()
+        .or_else(|| known.and_then(|k| k.user.clone()))
         .or_else(|| std::env::var("USER").ok())
         .ok_or("no user name: use user@host")?;
     if !std::io::stdout().is_terminal() {
@@ -101,12 +120,7 @@ fn run(args: &Args) -> Result<(), String> {
                 .join("confab")
         }),
     };
-    let settings_path = tui::settings::default_path();
     // (`mouse` is read before the settings move into the UI state.)
-    let settings = match &settings_path {
-        Some(path) => tui::settings::Settings::load(path)?,
-        None => tui::settings::Settings::default(),
-    };
     let mouse = settings.terminal.mouse;
     tui::view::set_time_format(&settings.display.timestamp)?;
     let mut siv = cursive::Cursive::new();

@@ -10,6 +10,13 @@
 //! desktop = false      # also ask the terminal for a desktop notification
 //!                      # (OSC 777 / OSC 9) on mentions and direct messages
 //!
+//! [server]
+//! default = "alice@chat.example.org"  # what `confab` alone connects to
+//!
+//! [servers."chat.example.org"]        # per server, as ssh's Host sections
+//! user = "alice"
+//! ca = "/home/alice/chat-ca.pem"      # as --ca
+//!
 //! [display]
 //! timestamp = "%H:%M"  # strftime, as irssi's timestamp_format
 //!
@@ -33,10 +40,33 @@ pub struct Settings {
     pub ignore: std::collections::BTreeSet<String>,
     /// Sound rules.
     pub notifications: NotifyRules,
+    /// Where `confab` alone connects.
+    pub server: DefaultServer,
+    /// Per-server user names and CAs, by host name.
+    pub servers: std::collections::BTreeMap<String, KnownServer>,
     /// How lines look.
     pub display: DisplaySettings,
     /// How the terminal is used.
     pub terminal: TerminalSettings,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DefaultServer {
+    /// Where `confab` alone connects: `[user@]host[:port]`.
+    pub default: Option<String>,
+}
+
+/// A `[servers."host"]` section: what to use for that server when the
+/// command line does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KnownServer {
+    /// The user name there.
+    pub user: Option<String>,
+    /// A CA certificate to trust for it (as `--ca`).
+    pub ca: Option<PathBuf>,
 }
 
 /// The `[display]` section.
