@@ -834,6 +834,20 @@ fn a_long_paste_arrives_whole_and_an_oversized_one_stays_in_the_input() {
     tmux.keys(&["Enter"]);
     let got = bob.next_message(WAIT).unwrap().expect("bob gets it");
     assert_eq!(got.body, long);
+    // Its wrapped lines start under its text ("HH:MM <alice> " is 14
+    // columns), words whole.
+    let screen = tmux.wait_until("the long line acked", |s| {
+        s.contains("word00319") && !s.contains("sending") && !input_row(s).contains("word")
+    });
+    let row = screen
+        .lines()
+        .find(|l| l.starts_with('│') && l.contains("word002") && !l.contains("<alice>"))
+        .unwrap_or_else(|| panic!("no wrapped line:\n{screen}"));
+    let text = row.split('│').nth(2).unwrap_or_default();
+    assert!(
+        text.starts_with(&" ".repeat(14)) && text.trim_start().starts_with("word"),
+        "{row:?}\n{screen}"
+    );
 
     // Over the server's limit (4,096 bytes): refused before the input is
     // cleared, so nothing is lost.
@@ -973,7 +987,11 @@ fn the_config_file_sets_the_timestamp_format_and_ignores_persist() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join(".config/confab/config.toml");
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::write(&config, "[display]\ntimestamp = \"[%H:%M:%S]\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[display]\ntimestamp = \"[%H:%M:%S]\"\nborders = false\n",
+    )
+    .unwrap();
     let mut bob = server.user("bob");
     let mut carol = server.user("carol");
     let tmux = registered(&server, "alice", home.path());
@@ -985,6 +1003,10 @@ fn the_config_file_sets_the_timestamp_format_and_ignores_persist() {
         .unwrap();
     let stamp = &line[line.find('[').unwrap()..line.find(']').unwrap() + 1];
     assert_eq!(stamp.len(), "[12:34:56]".len(), "{line}");
+    assert!(
+        !screen.contains('│') && !screen.contains('┌'),
+        "no frames:\n{screen}"
+    );
     tmux.type_text("/ignore carol");
     tmux.keys(&["Enter"]);
     tmux.wait_for("ignoring carol's room messages");

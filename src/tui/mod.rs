@@ -129,9 +129,16 @@ fn with_app<R>(s: &mut Cursive, f: impl FnOnce(&mut App) -> R) -> Option<R> {
 /// Sets up the screen, keys and state on `siv` (a real terminal or the
 /// puppet backend in tests).
 pub fn setup(siv: &mut Cursive, app: App) {
+    let borders = app.settings.display.borders;
     siv.update_theme(|t| {
         t.shadow = false;
-        t.borders = BorderStyle::Simple;
+        // Without borders, a URL copied from two wrapped lines picks up no
+        // frame characters.
+        t.borders = if borders {
+            BorderStyle::Simple
+        } else {
+            BorderStyle::None
+        };
         // The terminal's own colours, so it looks like the user's terminal
         // and works without colour support.
         for c in [
@@ -212,6 +219,7 @@ pub fn setup(siv: &mut Cursive, app: App) {
 /// Re-renders every part of the screen from the model (and reports the
 /// shown window as read).
 pub fn render(s: &mut Cursive) {
+    let width = view::message_width(s.screen_size().x);
     let Some((title, status, windows, messages, users)) = with_app(s, |app| {
         app.report_read();
         let m = &app.model;
@@ -227,7 +235,7 @@ pub fn render(s: &mut Cursive) {
             // The status line carries the topic and server reasons.
             crate::text::for_terminal_line(&m.status_line()).into_owned(),
             view::render_windows(m),
-            view::render_messages(m.current(), &m.me, m.selected),
+            view::render_messages(m.current(), &m.me, m.selected, width),
             view::render_users(m.current()),
         )
     }) else {

@@ -19,6 +19,7 @@
 //!
 //! [display]
 //! timestamp = "%H:%M"  # strftime, as irssi's timestamp_format
+//! borders = true       # false: no frames (copying wrapped URLs is clean)
 //!
 //! [terminal]
 //! mouse = false        # capture the mouse (click, wheel); off keeps the
@@ -76,12 +77,16 @@ pub struct DisplaySettings {
     /// The timestamp of each line, strftime-style (irssi's
     /// `timestamp_format`): `%H:%M` by default, `%H:%M:%S`, `%d %b %H:%M`...
     pub timestamp: String,
+    /// Frames around the window and user lists (off: a borderless layout,
+    /// whose lines copy without frame characters).
+    pub borders: bool,
 }
 
 impl Default for DisplaySettings {
     fn default() -> Self {
         DisplaySettings {
             timestamp: "%H:%M".into(),
+            borders: true,
         }
     }
 }

@@ -43,6 +43,19 @@ pub const WINDOWS_MIN_WIDTH: usize = 60;
 /// Screen width below which the user list is hidden.
 pub const USERS_MIN_WIDTH: usize = 80;
 
+/// The columns the message text gets on a screen `screen` columns wide:
+/// what the side lists leave, less the scroll bar's column and a margin.
+pub fn message_width(screen: usize) -> usize {
+    let mut width = screen;
+    if screen >= WINDOWS_MIN_WIDTH {
+        width = width.saturating_sub(20);
+    }
+    if screen >= USERS_MIN_WIDTH {
+        width = width.saturating_sub(18);
+    }
+    width.saturating_sub(2)
+}
+
 /// The middle row: window list, messages, user list; hides the side lists
 /// on narrow screens.
 pub struct Responsive {
@@ -206,8 +219,54 @@ pub fn nick_color(nick: &str) -> Color {
     Color::Light(PALETTE[hash as usize % PALETTE.len()])
 }
 
-/// The message area's text for a window.
-pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledString {
+/// Wraps `text` to `width` columns, every line after the first starting
+/// with `indent` spaces (so a message's lines sit under its first line's
+/// text, as in irssi); the first line has `width - indent` columns too,
+/// since its prefix (time and nick) takes `indent`. Words are kept whole
+/// when they fit: a URL is split only if it is longer than a line. With
+/// `width` 0 (unknown) only the text's own line breaks are indented.
+pub fn wrap(text: &str, width: usize, indent: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let pad = format!("\n{}", " ".repeat(indent));
+    let room = width.saturating_sub(indent);
+    if width == 0 || room < 10 {
+        return text.replace('\n', &pad);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push_str(&pad);
+        }
+        let mut col = 0;
+        for (i, word) in line.split(' ').enumerate() {
+            let w: usize = word.chars().map(|c| c.width().unwrap_or(0)).sum();
+            if i > 0 {
+                if col + 1 + w <= room {
+                    out.push(' ');
+                    col += 1;
+                } else {
+                    out.push_str(&pad);
+                    col = 0;
+                }
+            }
+            // A word longer than a line is cut where the line ends.
+            for c in word.chars() {
+                let cw = c.width().unwrap_or(0);
+                if col + cw > room && col > 0 {
+                    out.push_str(&pad);
+                    col = 0;
+                }
+                out.push(c);
+                col += cw;
+            }
+        }
+    }
+    out
+}
+
+/// The message area's text for a window; `width` is the area's width in
+/// columns, to wrap lines under their text (0: unknown).
+pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize) -> StyledString {
     let mut out = StyledString::new();
     if w.lines.is_empty() {
         out.append_styled(
@@ -265,8 +324,10 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledStr
                     out.append_styled(format!("      ↳ {quoted}\n"), Style::from(Effect::Dim));
                 }
                 let is_selected = id.is_some() && *id == selected;
+                let stamp = format!("{}{} ", if is_selected { "▶" } else { "" }, clock(*ts));
+                let mut stamp_width = unicode_width::UnicodeWidthStr::width(stamp.as_str());
                 out.append_styled(
-                    format!("{}{} ", if is_selected { "▶" } else { "" }, clock(*ts)),
+                    stamp,
                     if is_selected {
                         Style::from(Effect::Reverse)
                     } else {
@@ -274,10 +335,9 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledStr
                     },
                 );
                 if let Some(origin) = &extra.origin {
-                    out.append_styled(
-                        format!("[{}] ", for_terminal_line(&origin.label())),
-                        Style::from(Color::Light(BaseColor::Cyan)),
-                    );
+                    let label = format!("[{}] ", for_terminal_line(&origin.label()));
+                    stamp_width += unicode_width::UnicodeWidthStr::width(label.as_str());
+                    out.append_styled(label, Style::from(Color::Light(BaseColor::Cyan)));
                 }
                 let mut nick_style = Style::from(nick_color(from));
                 if from == me {
@@ -300,18 +360,20 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>) -> StyledStr
                 } else {
                     Style::none()
                 };
+                // Lines after the first start under the first one's text.
+                let nick_width = unicode_width::UnicodeWidthStr::width(nick.as_ref());
                 if let Some(action) = body.strip_prefix(ACTION_PREFIX) {
+                    let indent = stamp_width + 3 + nick_width;
                     out.append_plain("* ");
                     out.append_styled(nick, nick_style);
-                    out.append_styled(format!(" {}", for_terminal(action)), text_style);
+                    out.append_plain(" ");
+                    out.append_styled(wrap(&for_terminal(action), width, indent), text_style);
                 } else {
-                    // Lines of a message of several lines start under its
-                    // first line's text.
-                    let indent = format!("\n{}", " ".repeat(9 + nick.chars().count()));
+                    let indent = stamp_width + 3 + nick_width;
                     out.append_plain("<");
                     out.append_styled(nick, nick_style);
                     out.append_plain("> ");
-                    out.append_styled(for_terminal(body).replace('\n', &indent), text_style);
+                    out.append_styled(wrap(&for_terminal(body), width, indent), text_style);
                 }
                 if let Some(file_id) = file {
                     out.append_styled(
@@ -420,6 +482,28 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_wrap_under_their_text_and_keep_words_whole() {
+        // 30 columns, text after a 10-column prefix: 20 per line.
+        let text = "the quick brown fox jumps over https://example.org/a/long/path/here now";
+        let wrapped = wrap(text, 30, 10);
+        let lines: Vec<&str> = wrapped.split('\n').collect();
+        assert_eq!(lines[0], "the quick brown fox");
+        assert_eq!(lines[1], format!("{}jumps over", " ".repeat(10)));
+        // Longer than a line: cut where the line ends, then indented.
+        assert_eq!(lines[2], format!("{}https://example.org/", " ".repeat(10)));
+        assert!(lines.iter().skip(1).all(|l| l.starts_with(&" ".repeat(10))));
+        assert!(
+            lines.iter().all(|l| l.trim_start().chars().count() <= 20),
+            "{lines:?}"
+        );
+        // Wide characters count double.
+        let cjk = wrap(&"漢字".repeat(8), 30, 10);
+        assert_eq!(cjk.split('\n').next().unwrap().chars().count(), 10);
+        // Unknown width: only the text's own line breaks are indented.
+        assert_eq!(wrap("a\nb", 0, 3), "a\n   b");
+    }
+
+    #[test]
     fn a_day_changed_line_separates_days() {
         let mut m = Model::new("alice");
         let room = WindowId::Room("general".into());
@@ -436,7 +520,7 @@ mod tests {
             });
         }
         m.select(i);
-        let text = source(&render_messages(m.current(), "alice", None));
+        let text = source(&render_messages(m.current(), "alice", None, 0));
         assert_eq!(text.matches("-- Day changed to ").count(), 1, "{text}");
         let changed = text.find("-- Day changed to").unwrap();
         assert!(text.find("m2").unwrap() < changed && changed < text.find("m3").unwrap());
@@ -458,7 +542,7 @@ mod tests {
             });
         }
         m.select(i);
-        let out = render_messages(m.current(), "alice", None);
+        let out = render_messages(m.current(), "alice", None, 0);
         let highlighted = out
             .spans()
             .find(|s| s.content.contains("waves at alice"))
@@ -496,13 +580,13 @@ mod tests {
         }
         m.select(i);
         let local = m.add_pending(&room, "on its way");
-        let text = source(&render_messages(m.current(), "alice", None));
+        let text = source(&render_messages(m.current(), "alice", None, 0));
         assert!(text.contains("new messages"), "{text}");
         assert!(text.contains("<bob> first"));
         assert!(text.contains("* bob waves"));
         assert!(text.contains("<alice> on its way (sending…)"));
         m.on_send_failed(local, "slow down");
-        let text = source(&render_messages(m.current(), "alice", None));
+        let text = source(&render_messages(m.current(), "alice", None, 0));
         assert!(text.contains("[not sent: slow down]"));
     }
 
@@ -528,8 +612,8 @@ mod tests {
         m.select(i);
         m.status_notice("notice \u{1b}[31mred\u{2066}");
         let texts = [
-            source(&render_messages(m.current(), "alice", None)),
-            source(&render_messages(&m.windows[0], "alice", None)),
+            source(&render_messages(m.current(), "alice", None, 0)),
+            source(&render_messages(&m.windows[0], "alice", None, 0)),
             source(&render_users(m.current())),
             source(&render_windows(&m)),
         ];
