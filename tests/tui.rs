@@ -1047,3 +1047,43 @@ fn confab_alone_connects_to_the_configured_default_server() {
     let tmux = Tmux::run(&confab("", home.path()));
     tmux.wait_for("[alice online] #general");
 }
+
+#[test]
+fn admin_commands_whois_rooms_and_an_unknown_msg_work_from_the_terminal() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut carol = server.user("carol");
+    carol
+        .request(confab::protocol::Request::Away {
+            message: Some("on a train".into()),
+        })
+        .unwrap();
+    drop(server.user("dave"));
+    let tmux = registered(&server, "alice", home.path());
+    let (ok, out) = server.admin(&["grant", "alice"], "");
+    assert!(ok, "{out}");
+    tmux.type_text("/whois carol");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("carol: away: on a train; in #general");
+    tmux.type_text("/rooms");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("#general (3 members)");
+    // A name nobody has: its window goes again, with a plain error.
+    tmux.type_text("/msg nobody hello?");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("there is no user nobody");
+    assert!(!screen.contains("@nobody"), "{screen}");
+    // Moderation: carol is kicked, dave banned for 5 minutes.
+    tmux.type_text("/kick carol too loud");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("carol was kicked");
+    let why = util::expect_closing(&mut carol, confab::protocol::ErrorCode::Kicked);
+    assert!(why.contains("too loud"), "{why}");
+    tmux.type_text("/ban dave 5 spam");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("dave is banned for 5 minutes");
+    assert_eq!(
+        util::code(server.client().login("dave", util::PW)),
+        confab::protocol::ErrorCode::Banned
+    );
+}

@@ -520,6 +520,23 @@ fn targets(results: &[(String, Value)]) -> String {
          timing, by SQLite's step counts.\n",
     );
     md.push_str(
+        "\n**Search and its index** (`search`, and `store` with the index on). The fill stores 1,000,000 \
+         messages (6-14 words from a 20,000-word Zipf vocabulary, 100 rooms) through the protocol; then 300 \
+         queries of each kind, 20 results a page. Until 2026-12-02 an FTS5 insert trigger indexed each \
+         message as it was stored, and `store` fell from ~92k to ~12k messages/s: FTS5 writes its pending \
+         terms out at every statement savepoint, so each message became its own index segment (16k rows/s \
+         through a trigger against 104k/s inserting the same rows directly, measured in Python's sqlite3 on \
+         this SQLite 3.40). The writer now indexes in bulk, every 1,000 messages and when idle for 200 ms, \
+         and a search indexes what is left first. By hand on 2026-12-02, three runs each of \
+         `target/release/confab-bench store`: 58-64k messages/s with the index, 71-93k with indexing \
+         switched off (a one-off build); the fill went from 8.9k to 28k messages/s. The same day's profile \
+         also removed r2d2_sqlite's `SELECT 1` at every pool checkout and a byte-wise copy in the room \
+         fan-out. On 2026-12-02 this VM ran the fan-out and burst scenarios slower than on 2026-11-28 (burst \
+         1.0-1.5 M against 2.3 M deliveries/s): the 2eb1022 server of that report, rebuilt and run that day, \
+         gave the same (burst 0.98 M deliveries/s, 200 msgs/s p99 10.7 ms), so compare figures within one \
+         run.\n",
+    );
+    md.push_str(
         "\n**Upload** figures vary from run to run (167-205 MB/s over five runs by hand on 2026-11-25, against \
          189-230 MB/s in the first session's runs): the measured upload lasts about 0.14 s and includes SHA-256 on \
          both sides, the type checks and an fsync of the 25 MiB file, so a single run is within noise of the \
