@@ -131,6 +131,11 @@ fn a_password_change_revokes_every_token_and_hands_out_a_new_one() {
         ErrorCode::AuthFailed
     );
     server.client().login("alice", "brand new secret").unwrap();
+    // The laptop's session, opened with the old password, was ended; the
+    // phone's, which changed it, goes on.
+    let why = expect_closing(&mut laptop, ErrorCode::AuthFailed);
+    assert!(why.contains("password was changed"), "{why}");
+    phone.say("general", "still here").unwrap();
 }
 
 #[test]

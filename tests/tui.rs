@@ -1087,3 +1087,35 @@ fn admin_commands_whois_rooms_and_an_unknown_msg_work_from_the_terminal() {
         confab::protocol::ErrorCode::Banned
     );
 }
+
+#[test]
+fn a_short_paste_under_the_configured_line_count_is_sent_without_asking() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join(".config/confab/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "[paste]\nconfirm_lines = 5\n").unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    tmux.paste("one\ntwo\nthree");
+    let got = bob.next_message(WAIT).unwrap().expect("sent at once");
+    assert_eq!(got.body, "one\ntwo\nthree");
+    assert!(!tmux.screen().contains("pasted lines"));
+}
+
+#[test]
+fn after_an_admin_resets_the_password_the_client_asks_for_the_new_one() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let tmux = registered(&server, "alice", home.path());
+    let (ok, out) = server.admin(&["reset-password", "alice"], "the new secret\n");
+    assert!(ok, "{out}");
+    let screen = tmux.wait_for("Log in to confab");
+    assert!(screen.contains("reset your password"), "{screen}");
+    assert!(!screen.contains("<Register>"), "a taken name:\n{screen}");
+    tmux.type_text("the new secret");
+    tmux.keys(&["Enter"]);
+    tmux.wait_until("online again, the dialog gone", |s| {
+        s.contains("[alice online] #general") && !s.contains("Log in to confab")
+    });
+}

@@ -489,14 +489,27 @@ impl Hub {
     /// Sends `event` as last words to every session of a user (kick, ban);
     /// returns how many sessions.
     pub fn close_user(&self, user_id: UserId, event: &Outgoing) -> usize {
+        self.close_user_except(user_id, None, event)
+    }
+
+    /// As [`Hub::close_user`], sparing session `except` (the one that
+    /// changed the password).
+    pub fn close_user_except(
+        &self,
+        user_id: UserId,
+        except: Option<SessionId>,
+        event: &Outgoing,
+    ) -> usize {
         let st = self.read();
         let sids = st.online.get(&user_id).cloned().unwrap_or_default();
-        for sid in &sids {
+        let mut closed = 0;
+        for sid in sids.iter().filter(|s| Some(**s) != except) {
             if let Some(s) = st.sessions.get(sid) {
                 s.outbox.close_with(event.bytes(s.outbox.wire()));
+                closed += 1;
             }
         }
-        sids.len()
+        closed
     }
 
     /// Sends `event` to every session as its last words (server shutdown).

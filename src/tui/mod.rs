@@ -421,11 +421,26 @@ fn normalize_paste(text: &str) -> String {
 /// of several lines (Enter), as one message per line, or not at all (the
 /// input line keeps what it had).
 fn confirm_paste(s: &mut Cursive, text: String) {
-    let Some(label) = with_app(s, |app| app.model.current().id.label()) else {
-        return;
-    };
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let n = lines.len();
+    let Some((label, ask)) = with_app(s, |app| {
+        (
+            app.model.current().id.label(),
+            n >= app.settings.paste.confirm_lines,
+        )
+    }) else {
+        return;
+    };
+    if !ask {
+        // Fewer lines than `[paste] confirm_lines`: one message, at once.
+        s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
+        with_app(s, |app| {
+            let window = app.model.current().id.clone();
+            send_text(app, window, text, None);
+        });
+        render(s);
+        return;
+    }
     let preview: Vec<&str> = text.lines().take(5).collect();
     let more = if n > 5 {
         format!("\n… and {} more", n - 5)

@@ -21,6 +21,9 @@
 //! timestamp = "%H:%M"  # strftime, as irssi's timestamp_format
 //! borders = true       # false: no frames (copying wrapped URLs is clean)
 //!
+//! [paste]
+//! confirm_lines = 2    # a paste of this many lines or more asks first
+//!
 //! [terminal]
 //! mouse = false        # capture the mouse (click, wheel); off keeps the
 //!                      # terminal's own selection and URL clicking
@@ -47,6 +50,8 @@ pub struct Settings {
     pub servers: std::collections::BTreeMap<String, KnownServer>,
     /// How lines look.
     pub display: DisplaySettings,
+    /// When pastes ask first.
+    pub paste: PasteSettings,
     /// How the terminal is used.
     pub terminal: TerminalSettings,
 }
@@ -88,6 +93,22 @@ impl Default for DisplaySettings {
             timestamp: "%H:%M".into(),
             borders: true,
         }
+    }
+}
+
+/// The `[paste]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PasteSettings {
+    /// A paste of this many lines or more asks before it is sent (irssi's
+    /// `paste_verify_line_count`); a shorter one of several lines is sent
+    /// at once as one message. 2 (the default) always asks.
+    pub confirm_lines: usize,
+}
+
+impl Default for PasteSettings {
+    fn default() -> Self {
+        PasteSettings { confirm_lines: 2 }
     }
 }
 

@@ -205,6 +205,15 @@ pub fn change_password(cx: &mut Cx, me: &User, old: &str, new: &str) -> Handled 
         "password_change",
         &format!("{revoked} tokens revoked"),
     );
+    // The user's other sessions were opened with the old password: they
+    // end (a device that still knows it must log in again).
+    let goodbye = crate::server::wire::Outgoing::event(ServerMsg::Closing {
+        code: ErrorCode::AuthFailed,
+        message: "your password was changed on another device; log in with the new one".into(),
+    });
+    cx.svc
+        .hub
+        .close_user_except(me.id, Some(cx.session), &goodbye);
     let token = issue_token(cx, me.id).unwrap_or_default();
     Ok(Answer::Reply(ServerMsg::Token { token }))
 }
