@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS messages (
     reply_to     INTEGER,
     edited_at    INTEGER,                       -- NULL unless edited
     deleted_at   INTEGER,                       -- NULL unless deleted
+    kind         TEXT,                          -- NULL: chat; 'topic': a topic change (body: the topic)
     CHECK ((room_id IS NULL) <> (recipient_id IS NULL))
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages(room_id, id)

@@ -1182,6 +1182,7 @@ mod tests {
                 edited_at: None,
                 deleted: false,
                 reactions: Vec::new(),
+                kind: Default::default(),
             },
         ))))
         .unwrap();

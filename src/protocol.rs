@@ -1024,6 +1024,24 @@ pub struct Member {
     pub away: Option<String>,
 }
 
+/// What a stored message is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Chat (said, or sent as a DM).
+    #[default]
+    Chat,
+    /// A room's topic changed (`topic` request): kept in history.
+    Topic,
+}
+
+impl MessageKind {
+    /// Whether it is plain chat (the wire leaves `kind` out then).
+    pub fn is_chat(&self) -> bool {
+        *self == MessageKind::Chat
+    }
+}
+
 /// A stored chat message, as events and history carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -1056,6 +1074,10 @@ pub struct ChatMessage {
     /// Reactions, in the order they were first given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
+    /// What the message is: absent for chat; `topic` for a topic change
+    /// kept in history (`body` is the new topic, `from` who set it).
+    #[serde(default, skip_serializing_if = "MessageKind::is_chat")]
+    pub kind: MessageKind,
 }
 
 impl ChatMessage {
@@ -1073,6 +1095,7 @@ impl ChatMessage {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         }
     }
 }
@@ -1516,6 +1539,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         })));
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),

@@ -688,3 +688,37 @@ fn a_user_who_was_offline_sees_the_current_state() {
     assert_eq!(by_id(&h, a).reactions[0].emoji, "✅");
     assert!(by_id(&h, b).deleted);
 }
+
+#[test]
+fn a_topic_change_is_a_history_message_that_cannot_be_edited() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let reply = alice
+        .request(confab::protocol::Request::Topic {
+            room: "general".into(),
+            topic: "ship on friday".into(),
+        })
+        .unwrap();
+    let ServerMsg::Ack { id, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    let ev = wait_for(
+        &mut bob,
+        "the topic message",
+        |e| matches!(e, ServerMsg::Message(m) if m.id == id),
+    );
+    let ServerMsg::Message(m) = ev else {
+        unreachable!()
+    };
+    assert_eq!(m.kind, confab::protocol::MessageKind::Topic);
+    assert_eq!(
+        (m.from.as_str(), m.body.as_str()),
+        ("alice", "ship on friday")
+    );
+    assert_eq!(
+        code(alice.edit(id, "ship on monday")),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(search(&mut bob, "friday"), ["ship on friday"]);
+}

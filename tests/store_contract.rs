@@ -114,6 +114,7 @@ fn say(s: &dyn Store, from: UserId, to: Destination, body: &str) -> i64 {
         ts: now_ms(),
         file_id: None,
         reply_to: None,
+        kind: Default::default(),
     }])
     .unwrap()[0]
 }
@@ -205,6 +206,7 @@ fn messages_and_history_paging(s: &dyn Store) {
             ts: 1000 + i,
             file_id: None,
             reply_to: None,
+            kind: Default::default(),
         })
         .collect();
     let ids = s.insert_messages(&batch).unwrap();
@@ -323,6 +325,7 @@ fn files(s: &dyn Store) {
         ts: now_ms(),
         file_id: Some(f1),
         reply_to: None,
+        kind: Default::default(),
     }])
     .unwrap();
     let (history, _) = s.room_history(g, Page::Before(None), 1, 0).unwrap();
@@ -480,6 +483,7 @@ fn deleting_a_room(s: &dyn Store) {
         ts: now_ms(),
         file_id: Some(file),
         reply_to: None,
+        kind: Default::default(),
     }])
     .unwrap();
     let kept = say(s, bob, Destination::Room(go), "elsewhere");
@@ -549,6 +553,7 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
             body: "frist".into(),
             created_at: rec.created_at,
             deleted: false,
+            chat: true,
         }
     );
     assert_eq!(s.message(id + 100).unwrap(), None);
@@ -572,6 +577,7 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
             ts: now_ms(),
             file_id: None,
             reply_to: Some(id),
+            kind: Default::default(),
         }])
         .unwrap()[0];
     let (page, _) = s.room_history(g, Page::Before(None), 10, bob).unwrap();
@@ -627,6 +633,7 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
             ts: now_ms(),
             file_id: Some(f),
             reply_to: None,
+            kind: Default::default(),
         }])
         .unwrap()[0];
     assert_eq!(s.delete_message(announce, 40).unwrap(), Some("ab12".into()));

@@ -1119,3 +1119,30 @@ fn after_an_admin_resets_the_password_the_client_asks_for_the_new_one() {
         s.contains("[alice online] #general") && !s.contains("Log in to confab")
     });
 }
+
+#[test]
+fn a_topic_change_is_kept_in_history_and_shown_once_after_a_reconnect() {
+    let mut server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    tmux.type_text("/topic release on friday");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("-- alice set the topic: release on friday");
+    // In history for everyone, as a message of kind topic.
+    let (history, _) = bob.room_history("general", None, 10).unwrap();
+    let stored = history
+        .iter()
+        .find(|m| m.body == "release on friday")
+        .expect("stored");
+    assert_eq!(stored.kind, confab::protocol::MessageKind::Topic);
+    // After a crash and the reload of history: the line, once.
+    server.restart();
+    tmux.wait_for("disconnected");
+    let screen = tmux.wait_for("[alice online] #general — release on friday");
+    assert_eq!(
+        screen.matches("set the topic: release on friday").count(),
+        1,
+        "{screen}"
+    );
+}

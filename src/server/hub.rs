@@ -27,6 +27,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 /// Identifies one connection for its lifetime.
 pub type SessionId = u64;
 
+/// A session id no session has (ids start at 1): an event "from" it goes
+/// to every session, the sender's included.
+pub const NO_SESSION: SessionId = 0;
+
 /// A map keyed by ids the server hands out (session and user ids), hashed
 /// by one multiplication instead of SipHash: fan-out looks up two of these
 /// per recipient, and the keys are not chosen by clients, so there is no

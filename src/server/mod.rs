@@ -288,6 +288,7 @@ impl Server {
             services,
             acceptor,
             pool,
+            // 0 is hub::NO_SESSION.
             next_session: AtomicU64::new(1),
             per_ip: PerIpLimit::new(config.max_per_ip),
             front_door_threads: AtomicUsize::new(0),

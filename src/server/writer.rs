@@ -19,7 +19,9 @@ use super::delivery::Deliverers;
 use super::hub::{Hub, SessionId};
 use super::outbox::Outbox;
 use super::wire::Outgoing;
-use crate::protocol::{ChatMessage, ErrorCode, FileInfo, ReplyRef, ServerFrame, ServerMsg};
+use crate::protocol::{
+    ChatMessage, ErrorCode, FileInfo, MessageKind, ReplyRef, ServerFrame, ServerMsg,
+};
 use crate::store::{Destination, NewMessage, RoomId, SharedStore, Store, UserId, now_ms};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -75,6 +77,9 @@ pub struct Submission {
     pub file: Option<FileInfo>,
     /// The message this one answers (already checked).
     pub reply: Option<ReplyRef>,
+    /// Chat, or a topic change kept in history (delivered to the setter's
+    /// session too: it has no other copy of the line).
+    pub kind: MessageKind,
 }
 
 /// What the writer thread is asked to do. (Nearly every job is a
@@ -218,6 +223,7 @@ fn commit_and_deliver(
             ts,
             file_id: s.file.as_ref().map(|f| f.id),
             reply_to: s.reply.as_ref().map(|r| r.id),
+            kind: s.kind,
         })
         .collect();
     let ids = match store.insert_messages(&rows) {
@@ -249,6 +255,7 @@ fn commit_and_deliver(
             to,
             file: sub.file,
             reply_to: sub.reply,
+            kind: sub.kind,
             ..ChatMessage::new(id, sub.sender.1, sub.body, ts)
         })));
         // The ack has one recipient: encoded here, in its session's format.
@@ -267,7 +274,13 @@ fn commit_and_deliver(
                     run.flush(hub, &mut wake);
                     run.room = Some(name.clone());
                 }
-                run.events.push((sub.session, event));
+                // A topic line goes to the setter's session too.
+                let from = if sub.kind == MessageKind::Topic {
+                    super::hub::NO_SESSION
+                } else {
+                    sub.session
+                };
+                run.events.push((from, event));
                 run.acks.push((sub.outbox, ack));
             }
             Target::User { id: to, .. } => {

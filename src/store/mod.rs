@@ -104,6 +104,8 @@ pub struct NewMessage {
     /// The message this one answers (already checked to be in the same
     /// room or conversation).
     pub reply_to: Option<i64>,
+    /// Chat, or a topic change.
+    pub kind: crate::protocol::MessageKind,
 }
 
 /// A stored message as the checks of edit, delete, react and reply see it.
@@ -125,6 +127,8 @@ pub struct MessageRecord {
     pub created_at: i64,
     /// Whether it was deleted.
     pub deleted: bool,
+    /// Plain chat (not a topic change kept in history).
+    pub chat: bool,
 }
 
 /// Which page of a conversation's history.

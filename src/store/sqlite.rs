@@ -13,7 +13,9 @@ use super::{
     AuditEntry, Ban, Destination, FileRecord, MessageRecord, NewBan, NewFile, NewMessage, Page,
     Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, UserId, UserRecord, now_ms,
 };
-use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
+use crate::protocol::{
+    ChatMessage, FileInfo, MessageKind, ReactionCount, ReplyRef, SharedFile, Unread,
+};
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::types::Value;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, params, params_from_iter};
@@ -52,6 +54,8 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
          DROP TRIGGER IF EXISTS messages_fts_delete;
          DROP TRIGGER IF EXISTS messages_fts_update;",
     ),
+    // Topic changes kept in history (kind 'topic').
+    (5, "ALTER TABLE messages ADD COLUMN kind TEXT;"),
 ];
 
 /// The version that added the search index: a database older than it has
@@ -74,7 +78,7 @@ macro_rules! message_columns {
         "SELECT m.id, r.name, ru.name, s.name, m.body, m.created_at,
                 f.id, f.name, f.mime, f.size, f.sha256,
                 m.reply_to, ps.name, substr(p.body, 1, 100), p.deleted_at IS NOT NULL,
-                m.edited_at, m.deleted_at IS NOT NULL "
+                m.edited_at, m.deleted_at IS NOT NULL, m.kind "
     };
 }
 
@@ -443,16 +447,20 @@ impl Store for SqliteStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO messages
-                 (room_id, recipient_id, sender_id, body, created_at, file_id, reply_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (room_id, recipient_id, sender_id, body, created_at, file_id, reply_to, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for m in batch {
                 let (room, user) = match m.to {
                     Destination::Room(r) => (Some(r), None),
                     Destination::User(u) => (None, Some(u)),
                 };
+                let kind = match m.kind {
+                    MessageKind::Chat => None,
+                    MessageKind::Topic => Some("topic"),
+                };
                 stmt.execute(params![
-                    room, user, m.sender, m.body, m.ts, m.file_id, m.reply_to
+                    room, user, m.sender, m.body, m.ts, m.file_id, m.reply_to, kind
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -523,7 +531,8 @@ impl Store for SqliteStore {
         Ok(conn
             .prepare_cached(
                 "SELECT m.id, m.room_id, m.recipient_id, m.sender_id, s.name,
-                        coalesce(r.name, ru.name), m.body, m.created_at, m.deleted_at IS NOT NULL
+                        coalesce(r.name, ru.name), m.body, m.created_at, m.deleted_at IS NOT NULL,
+                        m.kind IS NOT NULL
                  FROM messages m JOIN users s ON s.id = m.sender_id
                  LEFT JOIN rooms r ON r.id = m.room_id
                  LEFT JOIN users ru ON ru.id = m.recipient_id
@@ -544,6 +553,7 @@ impl Store for SqliteStore {
                     body: r.get(6)?,
                     created_at: r.get(7)?,
                     deleted: r.get(8)?,
+                    chat: !r.get::<_, bool>(9)?,
                 })
             })
             .optional()?)
@@ -1330,6 +1340,10 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         edited_at: r.get(15)?,
         deleted: r.get(16)?,
         reactions: Vec::new(),
+        kind: match r.get::<_, Option<String>>(17)?.as_deref() {
+            Some("topic") => MessageKind::Topic,
+            _ => MessageKind::Chat,
+        },
     })
 }
 
@@ -1391,6 +1405,7 @@ mod tests {
                 ts: i,
                 file_id: None,
                 reply_to: None,
+                kind: Default::default(),
             })
             .collect();
         let ids = store.insert_messages(&batch).unwrap();
@@ -1415,6 +1430,7 @@ mod tests {
                 ts: 9,
                 file_id: None,
                 reply_to: None,
+                kind: Default::default(),
             }])
             .unwrap()[0];
         assert_eq!(store.undelivered_dms(b, 10).unwrap().len(), 1);

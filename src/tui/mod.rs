@@ -1452,6 +1452,7 @@ mod tests {
                     edited_at: None,
                     deleted: false,
                     reactions: Vec::new(),
+                    kind: Default::default(),
                 }],
                 focus: false,
                 live_presence: true,
@@ -1620,6 +1621,7 @@ mod tests {
                 edited_at: None,
                 deleted: false,
                 reactions: Vec::new(),
+                kind: Default::default(),
             },
         ))));
         assert!(screen.text().contains("3 @bob (1)"));
@@ -1677,6 +1679,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         };
         screen.post(NetEvent::History {
             window: WindowId::Room("general".into()),

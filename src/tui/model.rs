@@ -67,6 +67,8 @@ pub struct Extras {
     pub reactions: Vec<ReactionCount>,
     /// In the search window: the window the result belongs to.
     pub origin: Option<WindowId>,
+    /// A topic change kept in history (the text is the new topic).
+    pub topic: bool,
 }
 
 impl Extras {
@@ -77,6 +79,7 @@ impl Extras {
             deleted: m.deleted,
             reactions: m.reactions.clone(),
             origin: None,
+            topic: m.kind == crate::protocol::MessageKind::Topic,
         }
     }
 }
@@ -421,12 +424,15 @@ impl Model {
         let i = self.open(window.clone());
         let shown = i == self.current;
         let mine = m.from == self.me;
-        let mention = !mine && crate::mention::mentions(&m.body, &self.me);
+        // A topic change is an event, not chat: never a mention, and not
+        // counted as unread.
+        let topic = m.kind == crate::protocol::MessageKind::Topic;
+        let mention = !mine && !topic && crate::mention::mentions(&m.body, &self.me);
         let w = &mut self.windows[i];
         if !w.insert(m) {
             return None;
         }
-        if !shown && !mine && m.id > w.counted_through {
+        if !shown && !mine && !topic && m.id > w.counted_through {
             w.unread += 1;
             w.highlight |= mention || matches!(window, WindowId::Direct(_));
         }
@@ -793,14 +799,11 @@ impl Model {
     }
 
     /// A room's topic changed.
-    pub fn on_topic(&mut self, room: &str, topic: &str, by: &str) {
+    pub fn on_topic(&mut self, room: &str, topic: &str, _by: &str) {
+        // The line ("bob set the topic: ...") is the stored message of kind
+        // `topic` that comes with it, so it is in history too.
         if let Some(i) = self.index_of(&WindowId::Room(room.to_owned())) {
-            let w = &mut self.windows[i];
-            w.topic = topic.to_owned();
-            w.lines.push(Line::Notice {
-                ts: now_ms(),
-                text: format!("{by} set the topic: {topic}"),
-            });
+            self.windows[i].topic = topic.to_owned();
         }
     }
 
@@ -1170,6 +1173,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         }
     }
 
@@ -1186,6 +1190,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         }
     }
 
@@ -1248,11 +1253,15 @@ mod tests {
         let i = m.open(id.clone());
         m.select(i);
         m.on_message(&msg(5, "general", "bob", "five"));
-        m.on_topic("general", "new topic", "bob");
         m.notice("sound setting saved");
+        m.on_topic("general", "new topic", "bob");
+        m.on_message(&ChatMessage {
+            kind: crate::protocol::MessageKind::Topic,
+            ..msg(6, "general", "bob", "new topic")
+        });
         // Newer than everything: below the notices, for good.
-        m.on_message(&msg(6, "general", "bob", "six"));
         m.on_message(&msg(7, "general", "bob", "seven"));
+        m.on_message(&msg(8, "general", "bob", "eight"));
         let w = &m.windows[m.index_of(&id).unwrap()];
         let texts: Vec<String> = w
             .lines
@@ -1264,19 +1273,16 @@ mod tests {
             .collect();
         assert_eq!(
             texts,
-            [
-                "five",
-                "bob set the topic: new topic",
-                "sound setting saved",
-                "six",
-                "seven"
-            ]
+            ["five", "sound setting saved", "new topic", "seven", "eight"]
         );
         // An older message (history) goes among the stored ones by id.
         m.on_history(&id, &[msg(3, "general", "bob", "three")], true);
         m.on_message(&msg(4, "general", "bob", "four"));
         let w = &m.windows[m.index_of(&id).unwrap()];
-        assert_eq!(bodies(w), ["three", "four", "five", "six", "seven"]);
+        assert_eq!(
+            bodies(w),
+            ["three", "four", "five", "new topic", "seven", "eight"]
+        );
     }
 
     #[test]

@@ -346,6 +346,13 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                 // Whatever the server sent, nothing reaches the terminal
                 // that could rewrite it or reorder the text around it.
                 let nick = for_terminal_line(from);
+                if extra.topic && !extra.deleted {
+                    out.append_styled(
+                        format!("-- {nick} set the topic: {}\n", for_terminal_line(body)),
+                        Style::from(Effect::Dim),
+                    );
+                    continue;
+                }
                 if extra.deleted {
                     out.append_plain("<");
                     out.append_styled(nick, nick_style);
@@ -576,6 +583,7 @@ mod tests {
                 edited_at: None,
                 deleted: false,
                 reactions: Vec::new(),
+                kind: Default::default(),
             });
         }
         m.select(i);
@@ -608,6 +616,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         });
         m.select(i);
         m.status_notice("notice \u{1b}[31mred\u{2066}");
@@ -681,6 +690,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            kind: Default::default(),
         });
         let text = source(&render_windows(&m));
         assert_eq!(text, "1 confab\n2 #general\n3 @bob (1)\n");

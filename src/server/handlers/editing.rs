@@ -18,6 +18,12 @@ use crate::validate;
 /// Administrators may delete others' messages, never edit them.
 pub fn edit(cx: &mut Cx, me: &User, id: i64, body: String) -> Handled {
     let rec = live_message(cx, me, id)?;
+    if !rec.chat {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "a topic change cannot be edited: set the topic again",
+        ));
+    }
     if rec.sender != me.id {
         return Err(Refusal::new(
             ErrorCode::Forbidden,

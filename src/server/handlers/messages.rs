@@ -176,6 +176,27 @@ pub(super) fn submit(
     file: Option<protocol::FileInfo>,
     reply: Option<ReplyRef>,
 ) -> Handled {
+    submit_kind(
+        cx,
+        me,
+        target,
+        body,
+        file,
+        reply,
+        protocol::MessageKind::Chat,
+    )
+}
+
+/// [`submit`] for a message of any kind (a topic change is one).
+pub(super) fn submit_kind(
+    cx: &mut Cx,
+    me: &User,
+    target: Target,
+    body: String,
+    file: Option<protocol::FileInfo>,
+    reply: Option<ReplyRef>,
+    kind: protocol::MessageKind,
+) -> Handled {
     let sub = Submission {
         req: cx.req,
         session: cx.session,
@@ -185,6 +206,7 @@ pub(super) fn submit(
         body,
         file,
         reply,
+        kind,
     };
     cx.svc
         .writer

@@ -64,7 +64,20 @@ pub fn topic(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
     validate::topic(topic)?;
     cx.svc.store.set_topic(room.id, topic)?;
     cx.svc.hub.set_topic(&room.name, topic, &me.name);
-    Ok(Answer::Reply(ServerMsg::Ok))
+    // Kept in history as a message of kind `topic`, stored and delivered
+    // by the writer like any other; its ack answers the request.
+    super::messages::submit_kind(
+        cx,
+        me,
+        crate::server::writer::Target::Room {
+            id: room.id,
+            name: room.name.clone(),
+        },
+        topic.to_owned(),
+        None,
+        None,
+        crate::protocol::MessageKind::Topic,
+    )
 }
 
 /// Deletes a room with its history and files: for administrators, and for
