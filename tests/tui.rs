@@ -1086,6 +1086,19 @@ fn admin_commands_whois_rooms_and_an_unknown_msg_work_from_the_terminal() {
         util::code(server.client().login("dave", util::PW)),
         confab::protocol::ErrorCode::Banned
     );
+    // IRC's +q: erin may read #general but not write there.
+    let mut erin = server.user("erin");
+    tmux.type_text("/quiet erin 10");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("erin cannot write in #general for 10 minutes");
+    assert_eq!(
+        util::code(erin.say("general", "hello?")),
+        confab::protocol::ErrorCode::Muted
+    );
+    tmux.type_text("/unquiet erin");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("erin may write in #general again");
+    erin.say("general", "thanks").unwrap();
 }
 
 #[test]

@@ -74,6 +74,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "ban USER, for good or for MINUTES (administrators)",
     },
     CommandSpec {
+        name: "quiet",
+        args: "USER [MINUTES]",
+        help: "stop USER from writing in the current room, for good or for MINUTES (administrators; IRC's +q)",
+    },
+    CommandSpec {
+        name: "unquiet",
+        args: "USER",
+        help: "let USER write in the current room again (administrators)",
+    },
+    CommandSpec {
         name: "unban",
         args: "USER",
         help: "lift USER's ban (administrators)",
@@ -255,6 +265,15 @@ pub enum Command {
     },
     /// `/unban USER`
     Unban(String),
+    /// `/quiet USER [MINUTES]` (the room-mute of the protocol)
+    Quiet {
+        /// Who.
+        user: String,
+        /// How long (`None`: until `/unquiet`).
+        minutes: Option<u64>,
+    },
+    /// `/unquiet USER`
+    Unquiet(String),
     /// `/me ACTION`
     Me(String),
     /// `/search QUERY`
@@ -390,6 +409,22 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
             }
         }
         "unban" => Command::Unban(arg(rest).ok_or_else(|| usage("unban"))?),
+        "quiet" => {
+            let rest = rest.trim();
+            let (user, minutes) = rest.split_once(' ').unwrap_or((rest, ""));
+            if user.is_empty() {
+                return Err(usage("quiet"));
+            }
+            let minutes = match minutes.trim() {
+                "" => None,
+                m => Some(m.parse().map_err(|_| usage("quiet"))?),
+            };
+            Command::Quiet {
+                user: user.to_owned(),
+                minutes,
+            }
+        }
+        "unquiet" => Command::Unquiet(arg(rest).ok_or_else(|| usage("unquiet"))?),
         "search" | "find" => Command::Search(arg(rest).ok_or_else(|| usage("search"))?),
         "reply" | "re" => Command::Reply(arg(rest).ok_or_else(|| usage("reply"))?),
         "edit" => Command::Edit(arg(rest).ok_or_else(|| usage("edit"))?),
@@ -546,6 +581,14 @@ mod tests {
             }
         );
         assert_eq!(cmd("/ignore"), Command::Ignore(None));
+        assert_eq!(
+            cmd("/quiet carol 10"),
+            Command::Quiet {
+                user: "carol".into(),
+                minutes: Some(10)
+            }
+        );
+        assert!(parse("/quiet carol soon").is_err());
     }
 
     #[test]
@@ -561,7 +604,7 @@ mod tests {
         for spec in COMMANDS {
             let line = match spec.args {
                 "" => format!("/{}", spec.name),
-                _ => format!("/{} 12 y", spec.name),
+                _ => format!("/{} 12 3", spec.name),
             };
             assert!(parse(&line).is_ok(), "{line}");
         }

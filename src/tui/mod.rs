@@ -870,6 +870,30 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                     minutes,
                 },
             }),
+            Command::Quiet { user, minutes } => match current_room.clone() {
+                Some(room) => app.net.send(NetCommand::Plain {
+                    done: format!(
+                        "{user} cannot write in #{room} {}",
+                        minutes.map_or_else(
+                            || "until /unquiet".to_owned(),
+                            |m| format!("for {m} minutes")
+                        )
+                    ),
+                    request: crate::protocol::Request::Mute {
+                        room,
+                        user,
+                        minutes,
+                    },
+                }),
+                None => m.error("/quiet works in a room"),
+            },
+            Command::Unquiet(user) => match current_room.clone() {
+                Some(room) => app.net.send(NetCommand::Plain {
+                    done: format!("{user} may write in #{room} again"),
+                    request: crate::protocol::Request::Unmute { room, user },
+                }),
+                None => m.error("/unquiet works in a room"),
+            },
             Command::Unban(user) => app.net.send(NetCommand::Plain {
                 done: format!("{user} is no longer banned"),
                 request: crate::protocol::Request::Unban { user },

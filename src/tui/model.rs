@@ -359,8 +359,13 @@ impl Model {
             return;
         }
         let current_id = self.current().id.clone();
+        let closing = self.index_of(id);
         self.windows.retain(|w| &w.id != id);
-        self.current = self.index_of(&current_id).unwrap_or(0);
+        // Closing the shown window shows the one before it, as irssi does.
+        self.current = self
+            .index_of(&current_id)
+            .or_else(|| closing.map(|i| i.saturating_sub(1)))
+            .unwrap_or(0);
     }
 
     /// Shows window `i` (ignored if out of range): clears its unread count
