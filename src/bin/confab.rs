@@ -123,6 +123,7 @@ fn run(args: &Args) -> Result<(), String> {
     // (`mouse` is read before the settings move into the UI state.)
     let mouse = settings.terminal.mouse;
     tui::view::set_time_format(&settings.display.timestamp)?;
+    tui::view::set_colors(settings.theme.colors()?);
     let mut siv = cursive::Cursive::new();
     let sink = siv.cb_sink().clone();
     // Open the sound device before the screen starts: ALSA may complain on

@@ -21,6 +21,12 @@
 //! timestamp = "%H:%M"  # strftime, as irssi's timestamp_format
 //! borders = true       # false: no frames (copying wrapped URLs is clean)
 //!
+//! [theme]                          # colour names: red, light blue, #ff8800
+//! nicks = ["light green", "light blue", "light magenta"]
+//! mention = "light yellow"
+//! alert = "light red"
+//! link = "light cyan"
+//!
 //! [paste]
 //! confirm_lines = 2    # a paste of this many lines or more asks first
 //!
@@ -52,6 +58,8 @@ pub struct Settings {
     pub display: DisplaySettings,
     /// When pastes ask first.
     pub paste: PasteSettings,
+    /// Colours.
+    pub theme: ThemeSettings,
     /// How the terminal is used.
     pub terminal: TerminalSettings,
 }
@@ -93,6 +101,49 @@ impl Default for DisplaySettings {
             timestamp: "%H:%M".into(),
             borders: true,
         }
+    }
+}
+
+/// The `[theme]` section: colour names as cursive reads them (`red`,
+/// `light blue`, `#ff8800`, `default`); unset ones keep the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThemeSettings {
+    /// Nick colours (each nick always gets the same one of these).
+    pub nicks: Vec<String>,
+    /// Messages that mention you.
+    pub mention: Option<String>,
+    /// The "new messages" divider, errors, failed sends.
+    pub alert: Option<String>,
+    /// File links and search results' window names.
+    pub link: Option<String>,
+}
+
+impl ThemeSettings {
+    /// The colours to draw with, or which name is not a colour.
+    pub fn colors(&self) -> Result<crate::tui::view::Colors, String> {
+        use cursive::theme::Color;
+        let parse = |name: &str| {
+            Color::parse(name).ok_or_else(|| format!("[theme]: {name:?} is not a colour"))
+        };
+        let mut c = crate::tui::view::Colors::default();
+        if !self.nicks.is_empty() {
+            c.nicks = self
+                .nicks
+                .iter()
+                .map(|n| parse(n))
+                .collect::<Result<_, _>>()?;
+        }
+        for (name, slot) in [
+            (&self.mention, &mut c.mention),
+            (&self.alert, &mut c.alert),
+            (&self.link, &mut c.link),
+        ] {
+            if let Some(name) = name {
+                *slot = parse(name)?;
+            }
+        }
+        Ok(c)
     }
 }
 
@@ -151,6 +202,21 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::tui::notify::SoundLevel;
+
+    #[test]
+    fn theme_colours_parse_and_a_bad_name_is_an_error() {
+        let theme: ThemeSettings =
+            toml::from_str("nicks = [\"red\", \"#00ff00\"]\nmention = \"light blue\"\n").unwrap();
+        let c = theme.colors().unwrap();
+        assert_eq!(c.nicks.len(), 2);
+        assert_eq!(
+            c.mention,
+            cursive::theme::Color::Light(cursive::theme::BaseColor::Blue)
+        );
+        assert_eq!(c.alert, crate::tui::view::Colors::default().alert);
+        let bad: ThemeSettings = toml::from_str("link = \"sparkly\"").unwrap();
+        assert!(bad.colors().unwrap_err().contains("sparkly"));
+    }
 
     #[test]
     fn settings_round_trip_and_missing_file_means_defaults() {

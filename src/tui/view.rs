@@ -203,20 +203,60 @@ pub fn day(ts_ms: i64) -> String {
     }
 }
 
+/// The colours the message area uses (`[theme]` in the settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Colors {
+    /// Nick colours: each nick always gets the same one.
+    pub nicks: Vec<Color>,
+    /// A message that mentions us.
+    pub mention: Color,
+    /// The "new messages" divider and failed sends.
+    pub alert: Color,
+    /// File links and search results' window names.
+    pub link: Color,
+}
+
+impl Default for Colors {
+    fn default() -> Self {
+        Colors {
+            nicks: [
+                BaseColor::Red,
+                BaseColor::Green,
+                BaseColor::Yellow,
+                BaseColor::Blue,
+                BaseColor::Magenta,
+                BaseColor::Cyan,
+            ]
+            .map(Color::Light)
+            .to_vec(),
+            mention: Color::Light(BaseColor::Yellow),
+            alert: Color::Light(BaseColor::Red),
+            link: Color::Light(BaseColor::Cyan),
+        }
+    }
+}
+
+static COLORS: std::sync::OnceLock<Colors> = std::sync::OnceLock::new();
+
+/// Sets the colours (once, at start; later calls are ignored).
+pub fn set_colors(colors: Colors) {
+    let _ = COLORS.set(colors);
+}
+
+fn colors() -> &'static Colors {
+    COLORS.get_or_init(Colors::default)
+}
+
 /// A stable colour per nick, so people are recognisable at a glance.
 pub fn nick_color(nick: &str) -> Color {
-    const PALETTE: [BaseColor; 6] = [
-        BaseColor::Red,
-        BaseColor::Green,
-        BaseColor::Yellow,
-        BaseColor::Blue,
-        BaseColor::Magenta,
-        BaseColor::Cyan,
-    ];
     let hash = nick.bytes().fold(2166136261u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(16777619)
     });
-    Color::Light(PALETTE[hash as usize % PALETTE.len()])
+    let nicks = &colors().nicks;
+    nicks
+        .get(hash as usize % nicks.len().max(1))
+        .copied()
+        .unwrap_or(Color::TerminalDefault)
 }
 
 /// Wraps `text` to `width` columns, every line after the first starting
@@ -308,7 +348,7 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                 if id.is_some() && *id == w.divider_before {
                     out.append_styled(
                         "──────── new messages ────────\n",
-                        Style::from(Color::Light(BaseColor::Red)),
+                        Style::from(colors().alert),
                     );
                 }
                 if let Some(r) = &extra.reply {
@@ -337,7 +377,7 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                 if let Some(origin) = &extra.origin {
                     let label = format!("[{}] ", for_terminal_line(&origin.label()));
                     stamp_width += unicode_width::UnicodeWidthStr::width(label.as_str());
-                    out.append_styled(label, Style::from(Color::Light(BaseColor::Cyan)));
+                    out.append_styled(label, Style::from(colors().link));
                 }
                 let mut nick_style = Style::from(nick_color(from));
                 if from == me {
@@ -363,7 +403,7 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                 // A mention of us stands out, as in irssi (in a /me line
                 // too: it counts as one).
                 let text_style = if from != me && crate::mention::mentions(body, me) {
-                    Style::from(Color::Light(BaseColor::Yellow)).combine(Effect::Bold)
+                    Style::from(colors().mention).combine(Effect::Bold)
                 } else {
                     Style::none()
                 };
@@ -385,7 +425,7 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                 if let Some(file_id) = file {
                     out.append_styled(
                         format!(" [/download {file_id}]"),
-                        Style::from(Color::Light(BaseColor::Cyan)),
+                        Style::from(colors().link),
                     );
                 }
                 if extra.edited {
@@ -398,7 +438,7 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                     }
                     Delivery::Failed(reason) => out.append_styled(
                         format!(" [not sent: {}]", for_terminal_line(reason)),
-                        Style::from(Color::Light(BaseColor::Red)),
+                        Style::from(colors().alert),
                     ),
                 }
                 out.append_plain("\n");
@@ -425,7 +465,7 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
             Line::Error { ts, text } => {
                 out.append_styled(
                     format!("{} !! {}\n", clock(*ts), for_terminal(text)),
-                    Style::from(Color::Light(BaseColor::Red)),
+                    Style::from(colors().alert),
                 );
             }
         }
