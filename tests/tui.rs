@@ -77,6 +77,23 @@ impl Tmux {
         self.wait_until(&format!("{text:?}"), |s| s.contains(text))
     }
 
+    /// The pane's title (set by the program with OSC 2).
+    fn title(&self) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "display-message",
+                "-p",
+                "-t",
+                "0",
+                "#{pane_title}",
+            ])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     fn keys(&self, keys: &[&str]) {
         let status = Command::new("tmux")
             .args(["-L", &self.socket, "send-keys", "-t", "0"])
@@ -1158,4 +1175,24 @@ fn a_topic_change_is_kept_in_history_and_shown_once_after_a_reconnect() {
         1,
         "{screen}"
     );
+}
+
+#[test]
+fn the_terminal_title_carries_the_unread_count() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    let deadline = Instant::now() + WAIT;
+    while tmux.title() != "confab: #general" {
+        assert!(Instant::now() < deadline, "title {:?}", tmux.title());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["M-1"]);
+    bob.say("general", "news").unwrap();
+    bob.say("general", "more news").unwrap();
+    while tmux.title() != "(2) confab: confab" {
+        assert!(Instant::now() < deadline, "title {:?}", tmux.title());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

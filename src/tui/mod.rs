@@ -225,10 +225,12 @@ pub fn render(s: &mut Cursive) {
         let m = &app.model;
         // The terminal title (OSC 2) carries the unread count, so news
         // shows in a tab or task bar; set only when it changes.
+        // Only in a real terminal (the binary's App has a notifier; the
+        // puppet screens of the tests do not).
         let title = m.title();
         let title = (title != app.title).then(|| {
             app.title = title.clone();
-            title
+            app.notifier.is_some().then_some(title)
         });
         (
             title,
@@ -241,8 +243,15 @@ pub fn render(s: &mut Cursive) {
     }) else {
         return;
     };
-    if let Some(title) = title {
-        s.set_window_title(crate::text::for_terminal_line(&title));
+    if let Some(title) = title.flatten() {
+        // Written here, on the UI thread between frames (as the bell):
+        // cursive would hold a title set from a network event until the
+        // next key press.
+        use std::io::Write;
+        let title = crate::text::for_terminal_line(&title).replace('\x07', "");
+        let mut out = std::io::stdout();
+        let _ = write!(out, "\x1b]2;{title}\x07");
+        let _ = out.flush();
     }
     s.call_on_name(view::STATUS, |v: &mut TextView| v.set_content(status));
     s.call_on_name(view::WINDOWS, |v: &mut TextView| v.set_content(windows));
