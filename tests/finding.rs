@@ -653,6 +653,18 @@ fn a_user_who_was_offline_sees_the_current_state() {
     let mut alice = server.user("alice");
     let bob = server.user("bob");
     drop(bob);
+    // Until the server has seen bob go, a DM could still be delivered to
+    // his closing session and not count as offline (a race under load).
+    let deadline = Instant::now() + WAIT;
+    while alice
+        .who("general")
+        .unwrap()
+        .iter()
+        .any(|m| m.user == "bob" && m.online)
+    {
+        assert!(Instant::now() < deadline, "bob never went offline");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (a, _) = alice.say("general", "draft one").unwrap();
     let (b, _) = alice.say("general", "to be withdrawn").unwrap();
     alice.edit(a, "final one").unwrap();
