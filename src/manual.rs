@@ -10,6 +10,18 @@ use std::io::Write;
 /// What `--generate` can print.
 pub const KINDS: &[&str] = &["man", "bash", "zsh", "fish"];
 
+/// What a binary's `main` does with `--generate KIND`: prints it to
+/// stdout, or says on stderr (as `bin`) why it cannot.
+pub fn print(cmd: clap::Command, kind: &str, bin: &str) -> std::process::ExitCode {
+    match generate(cmd, kind, &mut std::io::stdout()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{bin}: {err}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Writes `kind` (one of [`KINDS`]) for `cmd` to `out`.
 pub fn generate(mut cmd: clap::Command, kind: &str, out: &mut dyn Write) -> Result<(), String> {
     let shell = match kind {

@@ -386,20 +386,15 @@ fn the_writer_indexes_stored_messages_in_bulk_without_a_search() {
     }
     // No search asks for it: the writer indexes once it is idle.
     let db = server.db();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let through: i64 = sqlite(&db, "SELECT indexed_through FROM search_index")
+    let through = || -> i64 {
+        sqlite(&db, "SELECT indexed_through FROM search_index")
             .parse()
-            .unwrap();
-        if through >= last {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the index stayed at {through}, messages go to {last}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .unwrap()
+    };
+    util::eventually(
+        || format!("the index at {last}; it stays at {}", through()),
+        || through() >= last,
+    );
     assert_eq!(
         sqlite(
             &db,
@@ -655,16 +650,16 @@ fn a_user_who_was_offline_sees_the_current_state() {
     drop(bob);
     // Until the server has seen bob go, a DM could still be delivered to
     // his closing session and not count as offline (a race under load).
-    let deadline = Instant::now() + WAIT;
-    while alice
-        .who("general")
-        .unwrap()
-        .iter()
-        .any(|m| m.user == "bob" && m.online)
-    {
-        assert!(Instant::now() < deadline, "bob never went offline");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    util::eventually(
+        || "bob offline".into(),
+        || {
+            !alice
+                .who("general")
+                .unwrap()
+                .iter()
+                .any(|m| m.user == "bob" && m.online)
+        },
+    );
     let (a, _) = alice.say("general", "draft one").unwrap();
     let (b, _) = alice.say("general", "to be withdrawn").unwrap();
     alice.edit(a, "final one").unwrap();

@@ -553,7 +553,7 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
             body: "frist".into(),
             created_at: rec.created_at,
             deleted: false,
-            chat: true,
+            kind: confab::protocol::MessageKind::Chat,
         }
     );
     assert_eq!(s.message(id + 100).unwrap(), None);

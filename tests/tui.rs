@@ -149,10 +149,27 @@ impl Drop for Tmux {
 /// The shell command that runs the client; the pane stays open after it
 /// exits so its last words can be read.
 fn confab(args: &str, home: &Path) -> String {
+    confab_with(args, home, Some(PW))
+}
+
+/// [`confab`] with `password` in CONFAB_PASSWORD, or none (the client
+/// asks for it).
+fn confab_with(args: &str, home: &Path, password: Option<&str>) -> String {
+    let password = password.map_or(String::new(), |p| format!("CONFAB_PASSWORD='{p}'"));
     format!(
-        "env HOME={} CONFAB_PASSWORD='{PW}' {} {args}; echo confab exited with $?; sleep 60",
+        "env HOME={} {password} {} {args}; echo confab exited with $?; sleep 60",
         home.display(),
         env!("CARGO_BIN_EXE_confab"),
+    )
+}
+
+/// Arguments for alice on `server`, certificates checked against the
+/// known-hosts file `known` (trust on first use).
+fn tofu(server: &TestServer, known: &Path) -> String {
+    format!(
+        "--known-hosts {} alice@localhost:{}",
+        known.display(),
+        port(server)
     )
 }
 
@@ -214,14 +231,7 @@ fn first_connection_asks_about_an_unknown_certificate_and_remembers_it() {
     drop(server.user("alice"));
     let home = tempfile::tempdir().unwrap();
     let known = home.path().join("known_hosts");
-    let cmd = confab(
-        &format!(
-            "--known-hosts {} alice@localhost:{}",
-            known.display(),
-            port(&server)
-        ),
-        home.path(),
-    );
+    let cmd = confab(&tofu(&server, &known), home.path());
     let tmux = Tmux::run(&cmd);
     let screen = tmux.wait_for("Are you sure you want to continue connecting (yes/no)?");
     assert!(
@@ -256,14 +266,7 @@ fn a_changed_certificate_is_refused_loudly() {
     let known = home.path().join("known_hosts");
     let wrong = ["00"; 32].join(":");
     std::fs::write(&known, format!("localhost:{} {wrong}\n", port(&server))).unwrap();
-    let tmux = Tmux::run(&confab(
-        &format!(
-            "--known-hosts {} alice@localhost:{}",
-            known.display(),
-            port(&server)
-        ),
-        home.path(),
-    ));
+    let tmux = Tmux::run(&confab(&tofu(&server, &known), home.path()));
     let screen = tmux.wait_for("confab exited with 1");
     assert!(
         screen.contains("SERVER CERTIFICATE HAS CHANGED"),
@@ -301,13 +304,10 @@ fn enter_in_the_login_dialog_logs_in_and_a_taken_name_is_not_offered() {
     drop(server.user("alice"));
     let home = tempfile::tempdir().unwrap();
     let ca = util::certs().join("ca.pem");
-    let cmd = confab(
+    let cmd = confab_with(
         &format!("--ca {} alice@localhost:{}", ca.display(), port(&server)),
         home.path(),
-    )
-    .replace(
-        &format!("CONFAB_PASSWORD='{PW}'"),
-        "CONFAB_PASSWORD='not-her-password'",
+        Some("not-her-password"),
     );
     let tmux = Tmux::run(&cmd);
     tmux.wait_for("Log in to confab");
@@ -660,6 +660,15 @@ fn wait_event(c: &mut confab::client::Client, pred: impl Fn(&ServerMsg) -> bool)
     panic!("no such event within {WAIT:?}");
 }
 
+/// Writes the client's config file under `home` (where the client run
+/// with that HOME reads it); returns its path.
+fn write_config(home: &Path, toml: &str) -> std::path::PathBuf {
+    let config = home.join(".config/confab/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
 /// Row of the first screen line containing `text`.
 fn row_of(screen: &str, text: &str) -> usize {
     screen
@@ -705,15 +714,7 @@ fn the_certificate_is_checked_before_the_password_is_asked_for() {
     drop(server.user("alice"));
     let home = tempfile::tempdir().unwrap();
     let known = home.path().join("known_hosts");
-    let cmd = confab(
-        &format!(
-            "--known-hosts {} alice@localhost:{}",
-            known.display(),
-            port(&server)
-        ),
-        home.path(),
-    )
-    .replace(&format!("CONFAB_PASSWORD='{PW}'"), "");
+    let cmd = confab_with(&tofu(&server, &known), home.path(), None);
     let tmux = Tmux::run(&cmd);
     let screen = tmux.wait_for("(yes/no)?");
     assert!(!screen.contains("password"), "{screen}");
@@ -1002,13 +1003,10 @@ fn passwd_changes_the_password_in_a_dialog_and_reconnects_use_the_new_one() {
 fn the_config_file_sets_the_timestamp_format_and_ignores_persist() {
     let server = TestServer::start();
     let home = tempfile::tempdir().unwrap();
-    let config = home.path().join(".config/confab/config.toml");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::write(
-        &config,
+    let config = write_config(
+        home.path(),
         "[display]\ntimestamp = \"[%H:%M:%S]\"\nborders = false\n",
-    )
-    .unwrap();
+    );
     let mut bob = server.user("bob");
     let mut carol = server.user("carol");
     let tmux = registered(&server, "alice", home.path());
@@ -1032,16 +1030,12 @@ fn the_config_file_sets_the_timestamp_format_and_ignores_persist() {
     let screen = tmux.wait_for("<bob> but me you can");
     assert!(!screen.contains("you cannot see me"), "{screen}");
     // Saved by a background thread: wait for it.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let saved = std::fs::read_to_string(&config).unwrap_or_default();
-        if saved.contains("carol") {
-            assert!(saved.contains("[%H:%M:%S]"), "{saved}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never saved: {saved}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let saved = || std::fs::read_to_string(&config).unwrap_or_default();
+    util::eventually(
+        || format!("carol saved in the config: {}", saved()),
+        || saved().contains("carol"),
+    );
+    assert!(saved().contains("[%H:%M:%S]"), "{}", saved());
 }
 
 #[test]
@@ -1049,17 +1043,14 @@ fn confab_alone_connects_to_the_configured_default_server() {
     let server = TestServer::start();
     drop(server.user("alice"));
     let home = tempfile::tempdir().unwrap();
-    let config = home.path().join(".config/confab/config.toml");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::write(
-        &config,
-        format!(
+    write_config(
+        home.path(),
+        &format!(
             "[server]\ndefault = \"localhost:{}\"\n\n[servers.localhost]\nuser = \"alice\"\nca = \"{}\"\n",
             port(&server),
             util::certs().join("ca.pem").display()
         ),
-    )
-    .unwrap();
+    );
     // No destination, no user, no --ca: all from the config file.
     let tmux = Tmux::run(&confab("", home.path()));
     tmux.wait_for("[alice online] #general");
@@ -1122,9 +1113,7 @@ fn admin_commands_whois_rooms_and_an_unknown_msg_work_from_the_terminal() {
 fn a_short_paste_under_the_configured_line_count_is_sent_without_asking() {
     let server = TestServer::start();
     let home = tempfile::tempdir().unwrap();
-    let config = home.path().join(".config/confab/config.toml");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::write(&config, "[paste]\nconfirm_lines = 5\n").unwrap();
+    write_config(home.path(), "[paste]\nconfirm_lines = 5\n");
     let mut bob = server.user("bob");
     let tmux = registered(&server, "alice", home.path());
     tmux.paste("one\ntwo\nthree");
@@ -1183,16 +1172,15 @@ fn the_terminal_title_carries_the_unread_count() {
     let home = tempfile::tempdir().unwrap();
     let mut bob = server.user("bob");
     let tmux = registered(&server, "alice", home.path());
-    let deadline = Instant::now() + WAIT;
-    while tmux.title() != "confab: #general" {
-        assert!(Instant::now() < deadline, "title {:?}", tmux.title());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let title_is = |want: &str| {
+        util::eventually(
+            || format!("the title {want:?}; it is {:?}", tmux.title()),
+            || tmux.title() == want,
+        )
+    };
+    title_is("confab: #general");
     tmux.keys(&["M-1"]);
     bob.say("general", "news").unwrap();
     bob.say("general", "more news").unwrap();
-    while tmux.title() != "(2) confab: confab" {
-        assert!(Instant::now() < deadline, "title {:?}", tmux.title());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    title_is("(2) confab: confab");
 }

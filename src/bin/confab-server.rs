@@ -16,13 +16,7 @@ fn main() -> ExitCode {
     let mut args = ServerArgs::parse();
     if let Some(kind) = &args.generate {
         use clap::CommandFactory;
-        return match confab::manual::generate(ServerArgs::command(), kind, &mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("confab-server: {err}");
-                ExitCode::from(2)
-            }
-        };
+        return confab::manual::print(ServerArgs::command(), kind, "confab-server");
     }
     let command = args.command.take();
     let config = match ServerConfig::from_args(args) {

@@ -48,13 +48,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(kind) = &args.generate {
         use clap::CommandFactory;
-        return match confab::manual::generate(Args::command(), kind, &mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("confab: {err}");
-                ExitCode::from(2)
-            }
-        };
+        return confab::manual::print(Args::command(), kind, "confab");
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,11 +130,7 @@ fn run(args: &Args) -> Result<(), String> {
         _ => tui::notify::Output::Bell(Box::new(move || {
             // Rung on the UI thread, between frames, so it cannot split an
             // escape sequence the screen is writing.
-            let _ = bell_sink.send(Box::new(|_| {
-                let mut out = std::io::stdout();
-                let _ = out.write_all(b"\x07");
-                let _ = out.flush();
-            }));
+            let _ = bell_sink.send(Box::new(|_| tui::terminal::write_raw(b"\x07")));
         })),
     };
     let notifier = tui::notify::Notifier::start(output).map_err(|e| e.to_string())?;

@@ -135,8 +135,8 @@ struct ResetWatch {
 
 impl ResetWatch {
     fn new(services: &Services) -> ResetWatch {
-        let after = match services.store.audit_after(None, "password_reset") {
-            Ok(rows) => rows.first().map(|r| r.0),
+        let after = match services.store.last_audit_id() {
+            Ok(id) => Some(id),
             Err(err) => {
                 log::warn!("reading the audit table failed: {err}");
                 None
@@ -150,7 +150,7 @@ impl ResetWatch {
             *self = ResetWatch::new(services);
             return;
         };
-        let rows = match services.store.audit_after(Some(after), "password_reset") {
+        let rows = match services.store.audit_after(after, "password_reset") {
             Ok(rows) => rows,
             Err(err) => {
                 log::warn!("checking for password resets failed: {err}");

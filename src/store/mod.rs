@@ -127,8 +127,8 @@ pub struct MessageRecord {
     pub created_at: i64,
     /// Whether it was deleted.
     pub deleted: bool,
-    /// Plain chat (not a topic change kept in history).
-    pub chat: bool,
+    /// Chat, or a topic change kept in history.
+    pub kind: crate::protocol::MessageKind,
 }
 
 /// Which page of a conversation's history.
@@ -492,12 +492,14 @@ pub trait Store: Send + Sync {
     /// The newest `limit` audit entries, newest first.
     fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// Audit rows with `action` after row `after` (`None`: only the newest
-    /// row's id, to start watching from), as `(row id, user)`, oldest
-    /// first.
+    /// The newest audit row's id (0 if none), to watch from.
+    fn last_audit_id(&self) -> Result<i64, StoreError>;
+
+    /// Audit rows with `action` after row `after`, as `(row id, user)`,
+    /// oldest first.
     fn audit_after(
         &self,
-        after: Option<i64>,
+        after: i64,
         action: &str,
     ) -> Result<Vec<(i64, Option<String>)>, StoreError>;
 

@@ -455,12 +455,15 @@ impl Store for SqliteStore {
                     Destination::Room(r) => (Some(r), None),
                     Destination::User(u) => (None, Some(u)),
                 };
-                let kind = match m.kind {
-                    MessageKind::Chat => None,
-                    MessageKind::Topic => Some("topic"),
-                };
                 stmt.execute(params![
-                    room, user, m.sender, m.body, m.ts, m.file_id, m.reply_to, kind
+                    room,
+                    user,
+                    m.sender,
+                    m.body,
+                    m.ts,
+                    m.file_id,
+                    m.reply_to,
+                    kind_column(m.kind)
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -532,7 +535,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT m.id, m.room_id, m.recipient_id, m.sender_id, s.name,
                         coalesce(r.name, ru.name), m.body, m.created_at, m.deleted_at IS NOT NULL,
-                        m.kind IS NOT NULL
+                        m.kind
                  FROM messages m JOIN users s ON s.id = m.sender_id
                  LEFT JOIN rooms r ON r.id = m.room_id
                  LEFT JOIN users ru ON ru.id = m.recipient_id
@@ -553,7 +556,7 @@ impl Store for SqliteStore {
                     body: r.get(6)?,
                     created_at: r.get(7)?,
                     deleted: r.get(8)?,
-                    chat: !r.get::<_, bool>(9)?,
+                    kind: kind_of(r.get(9)?),
                 })
             })
             .optional()?)
@@ -1154,17 +1157,19 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn last_audit_id(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?)
+    }
+
     fn audit_after(
         &self,
-        after: Option<i64>,
+        after: i64,
         action: &str,
     ) -> Result<Vec<(i64, Option<String>)>, StoreError> {
         let conn = self.pool.get()?;
-        let Some(after) = after else {
-            let last: i64 =
-                conn.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
-            return Ok(vec![(last, None)]);
-        };
         let mut stmt = conn.prepare_cached(
             "SELECT id, user FROM audit WHERE id > ?1 AND action = ?2 ORDER BY id",
         )?;
@@ -1304,6 +1309,22 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Value>) {
     (sql, values)
 }
 
+/// `messages.kind` for a message kind: NULL for chat.
+fn kind_column(kind: MessageKind) -> Option<&'static str> {
+    match kind {
+        MessageKind::Chat => None,
+        MessageKind::Topic => Some("topic"),
+    }
+}
+
+/// A message kind from `messages.kind` (an unknown value is chat).
+fn kind_of(column: Option<String>) -> MessageKind {
+    match column.as_deref() {
+        Some("topic") => MessageKind::Topic,
+        _ => MessageKind::Chat,
+    }
+}
+
 fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     let file = match r.get::<_, Option<i64>>(6)? {
         Some(id) => Some(FileInfo {
@@ -1340,10 +1361,7 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         edited_at: r.get(15)?,
         deleted: r.get(16)?,
         reactions: Vec::new(),
-        kind: match r.get::<_, Option<String>>(17)?.as_deref() {
-            Some("topic") => MessageKind::Topic,
-            _ => MessageKind::Chat,
-        },
+        kind: kind_of(r.get(17)?),
     })
 }
 

@@ -458,11 +458,6 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
     Ok(Some(Input::Command(command)))
 }
 
-/// The first of [`completions`].
-pub fn complete(line: &str, nicks: &[String]) -> Option<String> {
-    completions(line, nicks, &[]).into_iter().next()
-}
-
 /// Every completion of the word before the end of `line`, in the order
 /// Tab cycles through them: command names for a leading `/word`, room
 /// names (from `rooms`) for `#word`, else nicks from `nicks` (a nick at
@@ -502,6 +497,11 @@ pub fn completions(line: &str, nicks: &[String], rooms: &[String]) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first completion, as one Tab gives it.
+    fn complete(line: &str, nicks: &[String]) -> Option<String> {
+        completions(line, nicks, &[]).into_iter().next()
+    }
 
     fn cmd(line: &str) -> Command {
         match parse(line) {

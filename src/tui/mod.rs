@@ -247,11 +247,8 @@ pub fn render(s: &mut Cursive) {
         // Written here, on the UI thread between frames (as the bell):
         // cursive would hold a title set from a network event until the
         // next key press.
-        use std::io::Write;
-        let title = crate::text::for_terminal_line(&title).replace('\x07', "");
-        let mut out = std::io::stdout();
-        let _ = write!(out, "\x1b]2;{title}\x07");
-        let _ = out.flush();
+        let title = crate::text::for_terminal_line(&title);
+        terminal::write_raw(format!("\x1b]2;{title}\x07").as_bytes());
     }
     s.call_on_name(view::STATUS, |v: &mut TextView| v.set_content(status));
     s.call_on_name(view::WINDOWS, |v: &mut TextView| v.set_content(windows));
@@ -304,12 +301,10 @@ fn path_completions(partial: &str) -> Vec<String> {
         Some(i) => (&partial[..=i], &partial[i + 1..]),
         None => ("", partial),
     };
-    let real = match dir.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME")
-            .map(|h| std::path::PathBuf::from(h).join(rest))
-            .unwrap_or_default(),
-        None if dir.is_empty() => std::path::PathBuf::from("."),
-        None => std::path::PathBuf::from(dir),
+    let real = if dir.is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        expand_home(dir)
     };
     let Ok(entries) = std::fs::read_dir(&real) else {
         return Vec::new();
@@ -442,12 +437,7 @@ fn confirm_paste(s: &mut Cursive, text: String) {
     };
     if !ask {
         // Fewer lines than `[paste] confirm_lines`: one message, at once.
-        s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
-        with_app(s, |app| {
-            let window = app.model.current().id.clone();
-            send_text(app, window, text, None);
-        });
-        render(s);
+        send_pasted(s, vec![text]);
         return;
     }
     let preview: Vec<&str> = text.lines().take(5).collect();
@@ -463,17 +453,7 @@ fn confirm_paste(s: &mut Cursive, text: String) {
     let one = text.clone();
     let sent = |s: &mut Cursive, bodies: Vec<String>| {
         s.pop_layer();
-        s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
-        with_app(s, |app| {
-            let window = app.model.current().id.clone();
-            for body in bodies.into_iter().filter(|b| !b.trim().is_empty()) {
-                send_text(app, window.clone(), body, None);
-            }
-        });
-        s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
-            v.set_scroll_strategy(ScrollStrategy::StickToBottom);
-        });
-        render(s);
+        send_pasted(s, bodies);
     };
     s.add_layer(
         OnEventView::new(
@@ -491,6 +471,22 @@ fn confirm_paste(s: &mut Cursive, text: String) {
             s.pop_layer();
         }),
     );
+}
+
+/// Sends pasted text as `bodies` (blank ones left out) to the shown window
+/// and clears the input line, which the paste had filled.
+fn send_pasted(s: &mut Cursive, bodies: Vec<String>) {
+    s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
+    with_app(s, |app| {
+        let window = app.model.current().id.clone();
+        for body in bodies.into_iter().filter(|b| !b.trim().is_empty()) {
+            send_text(app, window.clone(), body, None);
+        }
+    });
+    s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
+        v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+    });
+    render(s);
 }
 
 /// Whether the selected message is someone else's (an admin deleting it).
@@ -617,23 +613,22 @@ fn submit(s: &mut Cursive, line: &str) {
         return;
     }
     s.call_on_name(view::INPUT, |v: &mut EditView| v.set_content(""));
-    let quit_now = with_app(s, |app| {
+    let after = with_app(s, |app| {
         if !line.trim().is_empty() {
             app.history.push(line.to_owned());
         }
         app.history_pos = None;
         handle_line(app, line)
     })
-    .unwrap_or(false);
-    if quit_now {
-        s.quit();
-        return;
-    }
-    if line.trim() == "/help" || line.trim() == "/?" {
-        show_help(s);
-    }
-    if matches!(line.trim(), "/passwd" | "/password") {
-        passwd_dialog(s);
+    .unwrap_or(AfterLine::Stay);
+    match after {
+        AfterLine::Quit => {
+            s.quit();
+            return;
+        }
+        AfterLine::Help => show_help(s),
+        AfterLine::Passwd => passwd_dialog(s),
+        AfterLine::Stay => {}
     }
     s.call_on_name(view::SCROLL, |v: &mut MessagesScroll| {
         v.set_scroll_strategy(ScrollStrategy::StickToBottom);
@@ -764,21 +759,39 @@ fn send_text(app: &mut App, window: WindowId, body: String, reply_to: Option<i64
     app.model.selected = None;
 }
 
+/// `for N minutes`, or `forever` without a limit.
+fn for_minutes(minutes: Option<u64>, forever: &str) -> String {
+    minutes.map_or_else(|| forever.to_owned(), |m| format!("for {m} minutes"))
+}
+
 fn too_long(len: usize, max: usize) -> String {
     format!(
         "that is {len} bytes; the server takes messages of up to {max} bytes (nothing was sent)"
     )
 }
 
-/// Acts on one input line; returns true to quit.
-pub fn handle_line(app: &mut App, line: &str) -> bool {
+/// What the screen does after an input line (beyond the model's change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterLine {
+    /// Nothing more.
+    Stay,
+    /// Quit.
+    Quit,
+    /// Open the help screen.
+    Help,
+    /// Open the change-password dialog.
+    Passwd,
+}
+
+/// Acts on one input line.
+pub fn handle_line(app: &mut App, line: &str) -> AfterLine {
     let m = &mut app.model;
     let input = match commands::parse(line) {
         Ok(Some(input)) => input,
-        Ok(None) => return false,
+        Ok(None) => return AfterLine::Stay,
         Err(e) => {
             m.error(e);
-            return false;
+            return AfterLine::Stay;
         }
     };
     let current = m.current().id.clone();
@@ -859,7 +872,6 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
             }
             Command::Ignore(Some(user)) => set_ignored(app, &user, true),
             Command::Unignore(user) => set_ignored(app, &user, false),
-            Command::Passwd => {} // a dialog: see `submit`
             Command::Kick { user, reason } => app.net.send(NetCommand::Plain {
                 done: format!("{user} was kicked"),
                 request: crate::protocol::Request::Kick { user, reason },
@@ -869,10 +881,7 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 minutes,
                 reason,
             } => app.net.send(NetCommand::Plain {
-                done: format!(
-                    "{user} is banned {}",
-                    minutes.map_or_else(|| "for good".to_owned(), |m| format!("for {m} minutes"))
-                ),
+                done: format!("{user} is banned {}", for_minutes(minutes, "for good")),
                 request: crate::protocol::Request::Ban {
                     user,
                     reason,
@@ -883,10 +892,7 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 Some(room) => app.net.send(NetCommand::Plain {
                     done: format!(
                         "{user} cannot write in #{room} {}",
-                        minutes.map_or_else(
-                            || "until /unquiet".to_owned(),
-                            |m| format!("for {m} minutes")
-                        )
+                        for_minutes(minutes, "until /unquiet")
                     ),
                     request: crate::protocol::Request::Mute {
                         room,
@@ -1023,14 +1029,15 @@ pub fn handle_line(app: &mut App, line: &str) -> bool {
                 WindowId::Room(r) => m.error(format!("use /leave to leave #{r}")),
                 WindowId::Status => m.error("the status window stays"),
             },
-            Command::Help => {}
+            Command::Help => return AfterLine::Help,
+            Command::Passwd => return AfterLine::Passwd,
             Command::Quit => {
                 app.net.send(NetCommand::Quit);
-                return true;
+                return AfterLine::Quit;
             }
         },
     }
-    false
+    AfterLine::Stay
 }
 
 /// Applies a network event to the model (on the UI thread).
@@ -1122,11 +1129,8 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
                 }
                 if app.notifier.is_some() && app.settings.notifications.desktop_for(&incoming) {
                     // On the UI thread, between frames (as the bell).
-                    use std::io::Write;
                     let title = format!("{} in {}", msg.from, arrival.window.label());
-                    let mut out = std::io::stdout();
-                    let _ = out.write_all(&notify::desktop_notification(&title, &msg.body));
-                    let _ = out.flush();
+                    terminal::write_raw(&notify::desktop_notification(&title, &msg.body));
                 }
             }
         }
@@ -1321,21 +1325,25 @@ fn login_dialog(s: &mut Cursive, reason: &str, refused: &str, exists: bool) {
         )
     };
     let text = format!("{}.\n\n{prompt}", crate::text::for_terminal(reason));
-    let refused = refused.to_owned();
-    let typed = move |s: &mut Cursive| {
-        let p = s
-            .call_on_name(PASSWORD, |v: &mut EditView| v.get_content().to_string())
-            .unwrap_or_default();
-        if p.is_empty() { refused.clone() } else { p }
+    // Each button sends what was typed, or the refused password.
+    let send = |register: bool| {
+        let refused = refused.to_owned();
+        move |s: &mut Cursive| {
+            let typed = s
+                .call_on_name(PASSWORD, |v: &mut EditView| v.get_content().to_string())
+                .unwrap_or_default();
+            let password = if typed.is_empty() {
+                refused.clone()
+            } else {
+                typed
+            };
+            login_send(s, password, register)
+        }
     };
-    let typed = std::sync::Arc::new(typed);
-    let (t1, t2, t3) = (typed.clone(), typed.clone(), typed);
+    let submit = send(false);
     let field = EditView::new()
         .secret()
-        .on_submit(move |s, _| {
-            let p = t1(s);
-            login_send(s, p, false)
-        })
+        .on_submit(move |s, _| submit(s))
         .with_name(PASSWORD);
     let mut dialog = Dialog::new()
         .title("Log in to confab")
@@ -1344,15 +1352,9 @@ fn login_dialog(s: &mut Cursive, reason: &str, refused: &str, exists: bool) {
                 .child(TextView::new(text).with_name(LOGIN_TEXT))
                 .child(field),
         )
-        .button("Log in", move |s| {
-            let p = t2(s);
-            login_send(s, p, false)
-        });
+        .button("Log in", send(false));
     if !exists {
-        dialog = dialog.button("Register", move |s| {
-            let p = t3(s);
-            login_send(s, p, true)
-        });
+        dialog = dialog.button("Register", send(true));
     }
     s.add_layer(dialog.button("Quit", quit));
 }

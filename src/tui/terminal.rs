@@ -33,6 +33,16 @@ pub fn pasted(event: &Event) -> Option<String> {
     }
 }
 
+/// Writes escape sequences of our own (title, bell, notifications) to the
+/// terminal. Call it on the UI thread only, between frames, so it cannot
+/// split a sequence cursive is writing.
+pub fn write_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
 /// The terminal backend (see the module documentation).
 pub struct Terminal {
     inner: Box<dyn Backend>,

@@ -321,20 +321,21 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
     if w.more_before && !w.lines.is_empty() {
         out.append_styled("  (PgUp for older messages)\n", Style::from(Effect::Dim));
     }
-    let mut last_day: Option<String> = None;
+    let mut last_day: Option<(i32, i32)> = None;
     for line in &w.lines {
-        // A "day changed" line between lines of different local days.
+        // A "day changed" line between lines of different local days (the
+        // day compared as numbers; named only where it changes).
         let ts = match line {
             Line::Message { ts, .. } | Line::Notice { ts, .. } | Line::Error { ts, .. } => *ts,
         };
-        let today = day(ts);
-        if last_day.as_ref().is_some_and(|d| *d != today) {
+        let today = local_time(ts).map(|tm| (tm.tm_year, tm.tm_yday));
+        if last_day.is_some() && today != last_day {
             out.append_styled(
-                format!("-- Day changed to {today}\n"),
+                format!("-- Day changed to {}\n", day(ts)),
                 Style::from(Effect::Dim),
             );
         }
-        last_day = Some(today);
+        last_day = today;
         match line {
             Line::Message {
                 id,

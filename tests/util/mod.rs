@@ -18,6 +18,17 @@ use std::time::Duration;
 pub const WAIT: Duration = Duration::from_secs(10);
 /// PBKDF2 iterations for test servers: real hashing, test-suite speed.
 pub const TEST_ITERATIONS: &str = "1000";
+
+/// Waits until `done()` holds, polling every 20 ms; fails the test after
+/// [`WAIT`], saying what was awaited (`what()` is asked then, so it can
+/// show the last state seen).
+pub fn eventually(what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 /// A password that passes the rules.
 pub const PW: &str = "correct horse battery";
 

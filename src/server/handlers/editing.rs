@@ -18,7 +18,7 @@ use crate::validate;
 /// Administrators may delete others' messages, never edit them.
 pub fn edit(cx: &mut Cx, me: &User, id: i64, body: String) -> Handled {
     let rec = live_message(cx, me, id)?;
-    if !rec.chat {
+    if rec.kind != crate::protocol::MessageKind::Chat {
         return Err(Refusal::new(
             ErrorCode::BadRequest,
             "a topic change cannot be edited: set the topic again",
