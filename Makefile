@@ -11,8 +11,11 @@ CONFAB_USER ?= $(shell id -un)
 # Debian packages the build and the tools need: OpenSSL and SQLite headers
 # for native-tls and rusqlite, ALSA headers for rodio (sound), pkg-config to
 # find them, the openssl and sqlite3 command-line tools for `make certs` and
-# `make db-shell`, and tmux, in which the tests drive the real client.
-DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlite3 tmux
+# `make db-shell`, tmux, in which the tests drive the real client, and
+# PostgreSQL with pg_virtualenv (postgresql-common), with which the tests
+# start throwaway clusters for the PostgreSQL backend.
+DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlite3 tmux \
+               postgresql postgresql-common
 
 SERVER_BIN = target/release/confab-server
 CLIENT_BIN = target/release/confab

@@ -53,7 +53,8 @@ pub struct ServerArgs {
     /// Address to listen on; port 0 picks a free port (printed at start). [default: 127.0.0.1:7878]
     #[arg(long, env = "CONFAB_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// SQLite database file (created if missing). [default: DATA_DIR/confab.db]
+    /// SQLite database file (created if missing), or a PostgreSQL URL
+    /// (postgres://user@host/dbname; see docs/SCALING.md). [default: DATA_DIR/confab.db]
     #[arg(long, env = "CONFAB_DB")]
     pub db: Option<PathBuf>,
     /// Directory for server data: the database (unless --db) and shared

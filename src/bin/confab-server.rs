@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             let _ = out.flush();
             log::info!(
                 "database {}, {} session threads, PBKDF2 {} iterations",
-                config.db.display(),
+                confab::store::describe(&config.db),
                 config.max_sessions,
                 config.password_iterations
             );

@@ -186,8 +186,8 @@ pub enum ServerError {
     /// The database could not be opened or migrated.
     #[error("cannot open database {path}: {err}")]
     Store {
-        /// The database file.
-        path: std::path::PathBuf,
+        /// The database file or URL (its password hidden).
+        path: String,
         /// The cause.
         err: StoreError,
     },
@@ -248,14 +248,18 @@ impl Server {
     pub fn bind(config: &ServerConfig) -> Result<Server, ServerError> {
         raise_descriptor_limit(config.max_sessions);
         let acceptor = tls::server_acceptor(&config.cert, &config.key)?;
-        if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = config
+            .db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !store::is_postgres(&config.db))
+        {
             std::fs::create_dir_all(dir).map_err(|err| ServerError::Io {
                 what: format!("cannot create {}", dir.display()),
                 err,
             })?;
         }
         let store_err = |err| ServerError::Store {
-            path: config.db.clone(),
+            path: store::describe(&config.db),
             err,
         };
         let store = store::open(&config.db, 8).map_err(store_err)?;

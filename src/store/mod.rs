@@ -4,8 +4,8 @@
 //! database: accounts, rooms and membership, messages and history, direct
 //! messages and their delivery cursors, files, read state, resume tokens,
 //! admins, bans, mutes and the audit log. A backend implements it in a
-//! module of its own, which owns all of its SQL: [`sqlite`] today (the
-//! embedded default), PostgreSQL later. The contract test suite
+//! module of its own, which owns all of its SQL: [`sqlite`] (the embedded
+//! default) and [`postgres`] (several nodes sharing one database). The contract test suite
 //! (`tests/store_contract.rs`) runs every backend through the same cases.
 //!
 //! **Invariant:** no SQL exists outside the backend modules under
@@ -15,8 +15,35 @@
 //! server's single message-writer thread; everything else (accounts, rooms,
 //! membership) is written by session threads directly, which is rare.
 
+/// What every message query selects, in the order each backend's `chat_message` reads
+/// it: the message, its room or recipient, sender, file, the message it
+/// answers (with the start of its text: protocol::REPLY_EXCERPT
+/// characters), and its edit and deletion state.
+macro_rules! message_columns {
+    () => {
+        "SELECT m.id, r.name, ru.name, s.name, m.body, m.created_at,
+                f.id, f.name, f.mime, f.size, f.sha256,
+                m.reply_to, ps.name, substr(p.body, 1, 100), p.deleted_at IS NOT NULL,
+                m.edited_at, m.deleted_at IS NOT NULL, m.kind "
+    };
+}
+
+/// The joins [`message_columns`] needs, each by primary key.
+macro_rules! message_joins {
+    () => {
+        " JOIN users s ON s.id = m.sender_id
+          LEFT JOIN rooms r ON r.id = m.room_id
+          LEFT JOIN users ru ON ru.id = m.recipient_id
+          LEFT JOIN files f ON f.id = m.file_id
+          LEFT JOIN messages p ON p.id = m.reply_to
+          LEFT JOIN users ps ON ps.id = p.sender_id "
+    };
+}
+
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
@@ -36,6 +63,15 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error (or could not be reached).
+    #[error("database error: {0}")]
+    Postgres(#[from] r2d2_postgres::postgres::Error),
+    /// TLS to the database could not be set up.
+    #[error("database TLS error: {0}")]
+    Tls(String),
+    /// The system's random source failed.
+    #[error("no random numbers: {0}")]
+    Random(String),
     /// No connection could be had from the pool in time.
     #[error("database pool error: {0}")]
     Pool(#[from] r2d2::Error),
@@ -256,10 +292,27 @@ pub struct AuditEntry {
 /// A shared handle on whichever backend the server was configured with.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the database at `path` (creating and migrating it as needed) with
-/// a pool of `pool_size` connections.
-pub fn open(path: &Path, pool_size: u32) -> Result<SharedStore, StoreError> {
-    Ok(Arc::new(SqliteStore::open(path, pool_size)?))
+/// Opens the database at `location` (creating and migrating it as needed)
+/// with a pool of `pool_size` connections: a `postgres://` or
+/// `postgresql://` URL is PostgreSQL, anything else an SQLite file.
+pub fn open(location: &Path, pool_size: u32) -> Result<SharedStore, StoreError> {
+    match location.to_str().filter(|s| postgres::is_url(s)) {
+        Some(url) => Ok(Arc::new(PostgresStore::open(url, pool_size)?)),
+        None => Ok(Arc::new(SqliteStore::open(location, pool_size)?)),
+    }
+}
+
+/// Whether `location` names a PostgreSQL database (not a file).
+pub fn is_postgres(location: &Path) -> bool {
+    location.to_str().is_some_and(postgres::is_url)
+}
+
+/// `location` as logs and errors may show it (a URL's password hidden).
+pub fn describe(location: &Path) -> String {
+    match location.to_str() {
+        Some(s) if postgres::is_url(s) => postgres::redacted(s),
+        _ => location.display().to_string(),
+    }
 }
 
 /// The storage contract. Every method is one step that either happens

@@ -69,31 +69,6 @@ const INDEX_CHUNK: u32 = 10_000;
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What every message query selects, in the order [`chat_message`] reads
-/// it: the message, its room or recipient, sender, file, the message it
-/// answers (with the start of its text: protocol::REPLY_EXCERPT
-/// characters), and its edit and deletion state.
-macro_rules! message_columns {
-    () => {
-        "SELECT m.id, r.name, ru.name, s.name, m.body, m.created_at,
-                f.id, f.name, f.mime, f.size, f.sha256,
-                m.reply_to, ps.name, substr(p.body, 1, 100), p.deleted_at IS NOT NULL,
-                m.edited_at, m.deleted_at IS NOT NULL, m.kind "
-    };
-}
-
-/// The joins [`message_columns`] needs, each by primary key.
-macro_rules! message_joins {
-    () => {
-        " JOIN users s ON s.id = m.sender_id
-          LEFT JOIN rooms r ON r.id = m.room_id
-          LEFT JOIN users ru ON ru.id = m.recipient_id
-          LEFT JOIN files f ON f.id = m.file_id
-          LEFT JOIN messages p ON p.id = m.reply_to
-          LEFT JOIN users ps ON ps.id = p.sender_id "
-    };
-}
-
 // The queries on the login path, named so that a test can check their
 // plans: none may scan the messages table (login must cost the same on a
 // million messages as on none).
@@ -924,11 +899,7 @@ impl Store for SqliteStore {
     fn server_secret(&self) -> Result<Vec<u8>, StoreError> {
         let conn = self.pool.get()?;
         let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh).map_err(|e| {
-            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(
-                std::io::Error::other(e.to_string()),
-            )))
-        })?;
+        getrandom::fill(&mut fresh).map_err(|e| StoreError::Random(e.to_string()))?;
         conn.prepare_cached("INSERT OR IGNORE INTO server_secret (id, secret) VALUES (1, ?1)")?
             .execute([&fresh[..]])?;
         Ok(conn

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use confab::client::{Client, ClientError};
 use confab::protocol::{ErrorCode, ServerMsg};
 use confab::tls::{Trust, client_connector};
