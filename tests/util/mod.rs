@@ -145,7 +145,7 @@ impl TestServer {
         server
     }
 
-    /// The database file.
+    /// The database file (unless the test gave `--db` itself).
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("confab.db")
     }
@@ -180,8 +180,11 @@ impl TestServer {
             } else {
                 &self.addr
             })
-            .arg("--db")
-            .arg(self.db())
+            .args(if self.extra.iter().any(|e| e == "--db") {
+                Vec::new()
+            } else {
+                vec!["--db".into(), self.db().into_os_string()]
+            })
             .arg("--data-dir")
             .arg(self.dir.path())
             .arg("--cert")
@@ -289,8 +292,11 @@ impl TestServer {
     pub fn admin_with(&self, flags: &[&str], args: &[&str], stdin: &str) -> (bool, String) {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
-            .arg("--db")
-            .arg(self.db())
+            .args(if self.extra.iter().any(|e| e == "--db") {
+                Vec::new()
+            } else {
+                vec!["--db".into(), self.db().into_os_string()]
+            })
             .args(["--password-iterations", TEST_ITERATIONS])
             .args(flags)
             .arg("admin")
