@@ -2,7 +2,7 @@
 //! cluster the tests start themselves (`util::pg`): chat, direct messages,
 //! history, search and a killed server, end to end over TLS. (The store
 //! contract suite checks every store call on PostgreSQL; this checks the
-//! server uses it.) Cross-node delivery is not built yet: one node here.
+//! server uses it; several nodes: tests/cluster.rs.)
 
 mod util;
 

@@ -41,6 +41,8 @@ fn main() -> ExitCode {
     }
     env_logger::Builder::new()
         .parse_filters(&config.log)
+        // The PostgreSQL client logs every statement at debug level.
+        .filter_module("tokio_postgres", log::LevelFilter::Warn)
         .parse_env("RUST_LOG")
         .format_timestamp_millis()
         .init();

@@ -30,6 +30,7 @@
 //! [`ShutdownHandle`] (the binary wires SIGINT and SIGTERM to it).
 
 mod auth;
+mod cluster;
 mod context;
 mod delivery;
 mod file_store;

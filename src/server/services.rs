@@ -8,6 +8,7 @@
 //! the session pool, per-address counts) lives in `context`, above this.
 
 use super::auth::Auth;
+use super::cluster;
 use super::file_store::FileStore;
 use super::hub::Hub;
 use super::wait_queue::WaitQueue;
@@ -163,8 +164,23 @@ impl Services {
             what: "presence thread",
             err,
         })?;
+        // Several nodes on one database: deliver every node's messages here,
+        // in id order, starting after those committed before this start.
+        let order = match store.message_watch()? {
+            Some(mut watch) => {
+                let order = Arc::new(cluster::Order::new(watch.wait(Duration::ZERO)?));
+                cluster::spawn_watch(store.clone(), hub.clone(), order.clone(), watch).map_err(
+                    |err| StartError::Thread {
+                        what: "cluster watch",
+                        err,
+                    },
+                )?;
+                Some(order)
+            }
+            None => None,
+        };
         let (writer, writer_thread) =
-            writer::spawn(store.clone(), hub.clone()).map_err(|err| StartError::Thread {
+            writer::spawn(store.clone(), hub.clone(), order).map_err(|err| StartError::Thread {
                 what: "message writer",
                 err,
             })?;

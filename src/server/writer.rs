@@ -15,6 +15,7 @@
 //!   [`INDEX_EVERY`] messages, and when no message has come for
 //!   [`INDEX_IDLE`] (a search indexes what is left by itself).
 
+use super::cluster::{self, Order};
 use super::delivery::Deliverers;
 use super::hub::{Hub, SessionId};
 use super::outbox::Outbox;
@@ -125,16 +126,40 @@ impl WriterHandle {
 
 /// Starts the writer thread. It stops when every [`WriterHandle`] is gone,
 /// after storing and delivering what was queued.
-pub fn spawn(store: SharedStore, hub: Arc<Hub>) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
+/// With `order` (several nodes on one database), each batch is stored and
+/// delivered while holding it, after the messages other nodes committed
+/// below the batch (see `cluster`).
+pub fn spawn(
+    store: SharedStore,
+    hub: Arc<Hub>,
+    order: Option<Arc<Order>>,
+) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(QUEUE_LEN);
     let deliverers = Deliverers::for_this_machine()?;
     let handle = std::thread::Builder::new()
         .name("message-writer".into())
-        .spawn(move || run(&*store, &hub, &deliverers, &rx))?;
+        .spawn(move || {
+            let w = Writer {
+                store: &*store,
+                hub: &hub,
+                deliverers: &deliverers,
+                order: order.as_deref(),
+            };
+            run(&w, &rx)
+        })?;
     Ok((WriterHandle { tx }, handle))
 }
 
-fn run(store: &dyn Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>) {
+/// What the writer thread works with.
+struct Writer<'a> {
+    store: &'a dyn Store,
+    hub: &'a Hub,
+    deliverers: &'a Deliverers,
+    order: Option<&'a Order>,
+}
+
+fn run(w: &Writer, rx: &Receiver<Job>) {
+    let store = w.store;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closed = false;
     // Stored since the search index was last brought up to date.
@@ -159,7 +184,7 @@ fn run(store: &dyn Store, hub: &Hub, deliverers: &Deliverers, rx: &Receiver<Job>
             refuse(&mut batch);
         } else if !batch.is_empty() {
             unindexed += batch.len();
-            commit_and_deliver(store, hub, deliverers, &mut batch);
+            commit_and_deliver(w, &mut batch);
         }
         if unindexed >= INDEX_EVERY || (close_reply.is_some() && unindexed > 0) {
             index(store, &mut unindexed);
@@ -204,12 +229,11 @@ fn refuse(batch: &mut Vec<Submission>) {
     }
 }
 
-fn commit_and_deliver(
-    store: &dyn Store,
-    hub: &Hub,
-    deliverers: &Deliverers,
-    batch: &mut Vec<Submission>,
-) {
+fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
+    let (store, hub) = (w.store, w.hub);
+    // Held to the end: nothing else delivers between this commit and its
+    // deliveries (other nodes' messages keep their place in id order).
+    let mut delivered = w.order.map(Order::lock);
     let ts = now_ms();
     let rows: Vec<NewMessage> = batch
         .iter()
@@ -244,6 +268,15 @@ fn commit_and_deliver(
     // Consecutive messages to one room go out as one run: one push per
     // recipient instead of one per message (a burst is one room's run).
     let mut wake = Vec::new();
+    if let (Some(delivered), Some(&first), Some(&last)) =
+        (delivered.as_deref_mut(), ids.first(), ids.last())
+    {
+        // What other nodes committed before this batch goes first.
+        if let Err(err) = cluster::deliver_between(store, hub, delivered, first - 1, &mut wake) {
+            log::warn!("reading other nodes' messages failed: {err}");
+        }
+        *delivered = (*delivered).max(last);
+    }
     let mut run = Run::default();
     for (sub, id) in batch.drain(..).zip(ids) {
         let (room, to) = match &sub.target {
@@ -301,8 +334,9 @@ fn commit_and_deliver(
         }
     }
     run.flush(hub, &mut wake);
+    drop(delivered);
     // Write to the sleeping sessions' sockets from here; wake the others.
-    deliverers.deliver(wake);
+    w.deliverers.deliver(wake);
 }
 
 /// Consecutive room messages of a batch, fanned out together.

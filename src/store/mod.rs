@@ -289,6 +289,25 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// A committed message as a node that did not store it delivers it.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// The event's content (no reactions: it is new).
+    pub message: ChatMessage,
+    /// Author.
+    pub sender: UserId,
+    /// Room or recipient.
+    pub to: Destination,
+}
+
+/// A watch on messages committed by any node sharing the database.
+pub trait MessageWatch: Send {
+    /// Waits up to `timeout` for a commit to be announced (returning at
+    /// once if one was), then returns the newest committed message id:
+    /// every id up to it is committed or never existed.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<i64, StoreError>;
+}
+
 /// A shared handle on whichever backend the server was configured with.
 pub type SharedStore = Arc<dyn Store>;
 
@@ -360,6 +379,19 @@ pub trait Store: Send + Sync {
     /// ids in input order. One commit for the whole batch is what makes the
     /// message writer fast (group commit).
     fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError>;
+
+    /// Committed messages with `after < id <= upto`, oldest first, at most
+    /// `limit` (for delivery by a node that did not store them).
+    fn messages_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// A watch on commits by every node sharing this database (`None`
+    /// where only one server can use it, as with SQLite).
+    fn message_watch(&self) -> Result<Option<Box<dyn MessageWatch>>, StoreError>;
 
     /// Marks direct messages up to `id` as delivered to `user`.
     fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError>;

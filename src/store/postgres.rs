@@ -18,8 +18,9 @@
 //! always verified (against the system's roots, or `SSL_CERT_FILE`).
 
 use super::{
-    AuditEntry, Ban, Destination, FileRecord, MessageRecord, NewBan, NewFile, NewMessage, Page,
-    Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, UserId, UserRecord, now_ms,
+    AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
+    NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
+    UserId, UserRecord, now_ms,
 };
 use crate::protocol::{
     ChatMessage, FileInfo, MessageKind, ReactionCount, ReplyRef, SharedFile, Unread,
@@ -29,6 +30,7 @@ use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
 use r2d2_postgres::postgres::config::SslMode;
 use r2d2_postgres::postgres::error::SqlState;
+use r2d2_postgres::postgres::fallible_iterator::FallibleIterator;
 use r2d2_postgres::postgres::types::ToSql;
 use r2d2_postgres::postgres::{self, GenericClient, Row};
 use std::time::Duration;
@@ -71,6 +73,9 @@ pub fn redacted(url: &str) -> String {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// For connections outside the pool (the message watch's listener).
+    config: postgres::Config,
+    tls: MakeTlsConnector,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -105,12 +110,13 @@ impl PostgresStore {
             config.ssl_mode(SslMode::Disable);
         }
         let tls = native_tls::TlsConnector::new().map_err(|e| StoreError::Tls(e.to_string()))?;
-        let manager = PostgresConnectionManager::new(config, MakeTlsConnector::new(tls));
+        let tls = MakeTlsConnector::new(tls);
+        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, config, tls };
         store.migrate()?;
         Ok(store)
     }
@@ -157,6 +163,54 @@ impl PostgresStore {
     }
 }
 
+/// The message watch: a connection of its own that LISTENs on
+/// [`CHANNEL`]. It reconnects on the next wait after any error; since a
+/// LISTEN is forgotten with its connection, every wait ends by reading the
+/// newest committed id from the table, so nothing announced while it was
+/// away is missed.
+struct Watch {
+    config: postgres::Config,
+    tls: MakeTlsConnector,
+    client: Option<postgres::Client>,
+}
+
+impl MessageWatch for Watch {
+    fn wait(&mut self, timeout: Duration) -> Result<i64, StoreError> {
+        let result = self.wait_once(timeout);
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+}
+
+impl Watch {
+    fn wait_once(&mut self, timeout: Duration) -> Result<i64, StoreError> {
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => {
+                let mut config = self.config.clone();
+                config.application_name("confab-watch");
+                let mut client = config.connect(self.tls.clone())?;
+                client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+                self.client.insert(client)
+            }
+        };
+        {
+            let mut notes = client.notifications();
+            // The first announcement (or the timeout), then any others
+            // already here: one read of the table answers them all.
+            if notes.timeout_iter(timeout).next()?.is_some() {
+                let mut rest = notes.iter();
+                while rest.next()?.is_some() {}
+            }
+        }
+        Ok(client
+            .query_one("SELECT last FROM message_ids WHERE id = 1", &[])?
+            .get(0))
+    }
+}
+
 // The queries that select messages, as in the SQLite backend (same
 // columns through the shared macros, PostgreSQL's placeholders).
 
@@ -168,6 +222,19 @@ const UNDELIVERED_DMS: &str = concat!(
        AND m.id > (SELECT dm_cursor FROM users WHERE id = $1)
      ORDER BY m.id LIMIT $2"
 );
+
+/// Messages $1 < id <= $2, oldest first, with where they go and who sent
+/// them (columns 18-20).
+const MESSAGES_BETWEEN: &str = concat!(
+    message_columns!(),
+    ", m.room_id, m.recipient_id, m.sender_id FROM messages m",
+    message_joins!(),
+    "WHERE m.id > $1 AND m.id <= $2 ORDER BY m.id LIMIT $3"
+);
+
+/// The channel on which every message commit is announced (payload: the
+/// batch's newest id, a hint; `message_ids` is the truth).
+const CHANNEL: &str = "confab_messages";
 
 const ROOM_HISTORY: &str = concat!(
     message_columns!(),
@@ -439,8 +506,42 @@ impl Store for PostgresStore {
                 &ids, &rooms, &users, &senders, &bodies, &times, &files, &replies, &kinds,
             ],
         )?;
+        // One announcement per batch, delivered to listeners at commit.
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.to_string()])?;
         tx.commit()?;
         Ok(ids)
+    }
+
+    fn messages_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        Ok(self
+            .conn()?
+            .query(MESSAGES_BETWEEN, &[&after, &upto, &i64::from(limit)])?
+            .iter()
+            .map(|r| {
+                let room: Option<RoomId> = r.get(18);
+                StoredMessage {
+                    message: chat_message(r),
+                    to: match room {
+                        Some(room) => Destination::Room(room),
+                        None => Destination::User(r.get::<_, Option<UserId>>(19).unwrap_or(0)),
+                    },
+                    sender: r.get(20),
+                }
+            })
+            .collect())
+    }
+
+    fn message_watch(&self) -> Result<Option<Box<dyn MessageWatch>>, StoreError> {
+        Ok(Some(Box::new(Watch {
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+            client: None,
+        })))
     }
 
     fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError> {

@@ -10,8 +10,9 @@
 //! session threads, and messages come from one writer thread.
 
 use super::{
-    AuditEntry, Ban, Destination, FileRecord, MessageRecord, NewBan, NewFile, NewMessage, Page,
-    Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, UserId, UserRecord, now_ms,
+    AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
+    NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
+    UserId, UserRecord, now_ms,
 };
 use crate::protocol::{
     ChatMessage, FileInfo, MessageKind, ReactionCount, ReplyRef, SharedFile, Unread,
@@ -81,6 +82,15 @@ const UNDELIVERED_DMS: &str = concat!(
     "WHERE m.recipient_id = ?1 AND m.deleted_at IS NULL
        AND m.id > (SELECT dm_cursor FROM users WHERE id = ?1)
      ORDER BY m.id LIMIT ?2"
+);
+
+/// Messages ?1 < id <= ?2, oldest first, with where they go and who sent
+/// them (columns 18-20).
+const MESSAGES_BETWEEN: &str = concat!(
+    message_columns!(),
+    ", m.room_id, m.recipient_id, m.sender_id FROM messages m",
+    message_joins!(),
+    "WHERE m.id > ?1 AND m.id <= ?2 ORDER BY m.id LIMIT ?3"
 );
 
 /// A page of room ?1 before id ?2, newest first (join, history).
@@ -445,6 +455,33 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(ids)
+    }
+
+    fn messages_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(MESSAGES_BETWEEN)?;
+        let rows = stmt.query_map(params![after, upto, limit], |r| {
+            let room: Option<RoomId> = r.get(18)?;
+            Ok(StoredMessage {
+                message: chat_message(r)?,
+                to: match room {
+                    Some(room) => Destination::Room(room),
+                    None => Destination::User(r.get::<_, Option<UserId>>(19)?.unwrap_or(0)),
+                },
+                sender: r.get(20)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn message_watch(&self) -> Result<Option<Box<dyn MessageWatch>>, StoreError> {
+        // One server per SQLite file: its own writer delivers everything.
+        Ok(None)
     }
 
     fn advance_dm_cursor(&self, user: UserId, id: i64) -> Result<(), StoreError> {

@@ -43,7 +43,10 @@ fn start() -> Cluster {
         settings.display()
     );
     let mut child = Command::new("pg_virtualenv")
-        .args(["sh", "-c", &script])
+        // -t: the cluster's files in a temporary directory even as root,
+        // so one binary's cluster being dropped as the next starts its own
+        // cannot collide on the name 15/regress in /etc/postgresql.
+        .args(["-t", "sh", "-c", &script])
         .stdin(Stdio::piped())
         .stdout(log.try_clone().expect("duplicating a file handle"))
         .stderr(log)
