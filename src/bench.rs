@@ -333,6 +333,8 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
     let received = Arc::new(AtomicU64::new(0));
     let last_rx = Arc::new(AtomicU64::new(0));
     let last_ack = Arc::new(AtomicU64::new(0));
+    // Acks actually received (a sender cut off early must not count).
+    let acked_total = Arc::new(AtomicU64::new(0));
     let start_barrier = Arc::new(Barrier::new(2 + p.senders + 1));
     let mut threads = Vec::new();
     // Receivers are served by two threads polling 100 connections each,
@@ -381,8 +383,24 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
         }));
     }
     for (si, mut c) in senders.into_iter().enumerate() {
-        let (barrier, msgs, burst, last_ack) =
-            (start_barrier.clone(), p.messages, p.burst, last_ack.clone());
+        let (barrier, msgs, burst, last_ack, acked_total) = (
+            start_barrier.clone(),
+            p.messages,
+            p.burst,
+            last_ack.clone(),
+            acked_total.clone(),
+        );
+        // Storage alone (no receivers): each sender writes to a room of its
+        // own, so no session also receives the others' messages (in
+        // `general`, a sender blocked writing its burst could not read the
+        // 19 others' and was cut off as too slow to read).
+        let room = if p.clients == 0 {
+            let room = format!("store-{si}");
+            c.create_room(&room, "").expect("a room of its own");
+            room
+        } else {
+            "general".to_owned()
+        };
         threads.push(std::thread::spawn(move || {
             barrier.wait();
             let pad = "x".repeat(60);
@@ -392,7 +410,7 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                     frames.extend(encode_json(&ClientFrame {
                         req: Some(n as u64 + 1),
                         request: Request::Say {
-                            room: "general".into(),
+                            room: room.clone(),
                             body: format!("t={} s={si} n={n} {pad}", now_us()),
                             reply_to: None,
                         },
@@ -415,11 +433,13 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                         break;
                     }
                 }
+                acked_total.fetch_add(acks as u64, Ordering::Relaxed);
             } else {
                 for n in 0..msgs {
-                    c.say("general", &format!("t={} s={si} n={n} {pad}", now_us()))
+                    c.say(&room, &format!("t={} s={si} n={n} {pad}", now_us()))
                         .expect("say");
                 }
+                acked_total.fetch_add(msgs as u64, Ordering::Relaxed);
             }
             last_ack.fetch_max(now_us(), Ordering::Relaxed);
         }));
@@ -434,9 +454,10 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
         .unwrap_or_default();
     if p.clients == 0 {
         // Storage only: nothing is delivered; the acks are the measure.
-        let msgs = (p.senders * p.messages) as f64;
+        let msgs = acked_total.load(Ordering::Relaxed) as f64;
         return json!({
             "scenario": "store", "senders": p.senders, "messages": p.senders * p.messages,
+            "acked": msgs,
             "stored_msgs_per_s": (msgs / acked_s.max(1e-9)).round(),
             "server_cpu_us_per_message": (cpu as f64 / msgs * 100.0).round() / 100.0,
         });

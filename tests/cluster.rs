@@ -178,3 +178,50 @@ fn every_message_acked_by_a_killed_node_is_in_history_on_the_other() {
         alice = a.login("alice");
     }
 }
+
+/// An account, a room and a membership made on node A are usable on node
+/// B: log in there with the password or with A's resume token, speak in
+/// the room, and appear in `who` on B.
+#[test]
+fn a_user_and_room_made_on_one_node_are_usable_on_the_other() {
+    let (a, b, _url) = two_nodes();
+    let mut alice = a.client();
+    let token = alice
+        .register("alice", util::PW)
+        .unwrap()
+        .token
+        .expect("a resume token");
+    alice.create_room("made-on-a", "").unwrap();
+    let mut carol = b.user("carol");
+
+    // Resume on B with the token A issued.
+    let mut alice_b = b.client();
+    let session = alice_b.resume("alice", &token).unwrap();
+    assert!(
+        session.rooms.iter().any(|r| r.name == "made-on-a"),
+        "B knows A's room at alice's login: {:?}",
+        session.rooms
+    );
+    let (id, _) = alice_b.say("general", "from alice on B").unwrap();
+    let m = carol.next_message(WAIT).unwrap().expect("alice's line");
+    assert_eq!(m.id, id);
+    alice_b.say("made-on-a", "in A's room, said on B").unwrap();
+    // Her session on A sees both of her lines from B, in order.
+    let bodies: Vec<String> = (0..2)
+        .map(|_| {
+            alice
+                .next_message(WAIT)
+                .unwrap()
+                .expect("her line on A")
+                .body
+        })
+        .collect();
+    assert_eq!(bodies, ["from alice on B", "in A's room, said on B"]);
+    let names: Vec<String> = carol
+        .who("general")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user)
+        .collect();
+    assert!(names.contains(&"alice".to_string()), "{names:?}");
+}

@@ -539,6 +539,32 @@ impl Hub {
             .is_some_and(|r| r.members.contains_key(&user))
     }
 
+    /// Brings the mirror up to date with rooms read from the database
+    /// (several nodes: rooms and members another node added). Adds missing
+    /// rooms and members, telling the rooms of the new members; does not
+    /// remove any (not cluster-wide yet).
+    pub fn sync_rooms(&self, rooms: Vec<RoomRecord>) {
+        let mut st = self.write();
+        for r in rooms {
+            let Some(room) = st.rooms.get_mut(&r.name) else {
+                st.rooms.insert(
+                    r.name.clone(),
+                    Room::new(r.id, &r.name, &r.topic, r.members),
+                );
+                continue;
+            };
+            let added: Vec<(UserId, String)> = r
+                .members
+                .into_iter()
+                .filter(|(id, name)| room.add(*id, name))
+                .collect();
+            let room = &st.rooms[&r.name];
+            for (id, name) in added {
+                st.presence(room, &name, id, PresenceEvent::Join);
+            }
+        }
+    }
+
     /// Adds a room created in the database.
     pub fn add_room(&self, id: RoomId, name: &str, topic: &str, creator: (UserId, &str)) {
         self.write().rooms.insert(

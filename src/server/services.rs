@@ -93,6 +93,9 @@ pub struct Counters {
 pub struct Services {
     /// The database.
     pub store: SharedStore,
+    /// Whether other nodes share the database (PostgreSQL): the hub's
+    /// mirror of rooms is then refreshed from it at each login.
+    pub clustered: bool,
     /// Shared in-memory state.
     pub hub: Arc<Hub>,
     /// The message writer.
@@ -179,12 +182,13 @@ impl Services {
             }
             None => None,
         };
-        let (writer, writer_thread) =
-            writer::spawn(store.clone(), hub.clone(), order).map_err(|err| StartError::Thread {
+        let (writer, writer_thread) = writer::spawn(store.clone(), hub.clone(), order.clone())
+            .map_err(|err| StartError::Thread {
                 what: "message writer",
                 err,
             })?;
         let services = Services {
+            clustered: order.is_some(),
             store,
             hub,
             writer,

@@ -303,6 +303,11 @@ fn issue_token(cx: &mut Cx, user_id: UserId) -> Option<String> {
 fn enter(cx: &mut Cx, user_id: UserId, user: String, token: Option<String>) -> Handled {
     // Register first, so a DM stored from now on is delivered live; one
     // stored in between may come twice (clients de-duplicate by id).
+    if cx.svc.clustered {
+        // Rooms and memberships made on other nodes. (Reads every room's
+        // members: a login costs O(members) here, to be narrowed.)
+        cx.svc.hub.sync_rooms(cx.svc.store.load_rooms()?);
+    }
     let rooms = cx.svc.hub.login(cx.session, user_id, &user);
     let dms = cx.svc.store.undelivered_dms(user_id, OFFLINE_DM_REPLAY)?;
     let unread = cx.svc.store.unread(user_id, &user)?;
