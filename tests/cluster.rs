@@ -3,9 +3,8 @@
 //! the other, in one gap-free order that history shares, also when the
 //! nodes' listening connections are cut mid-storm.
 //!
-//! Both nodes' members here registered on their own node before any
-//! message (membership made on another node reaches a node's memory only
-//! at its next start: not built yet).
+//! Accounts, rooms and memberships made on one node reach the other's
+//! memory at the user's next login there.
 
 mod util;
 

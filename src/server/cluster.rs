@@ -11,10 +11,10 @@
 //! my cursor up to the newest committed id" is exactly what is missing: a
 //! lost listener connection delays delivery and loses nothing.
 //!
-//! Not yet cluster-wide: membership, topics and presence kept in each
-//! node's hub (a room created on another node is unknown here until a
-//! restart), edits, deletions and reactions, which reach this node's
-//! sessions only when made here.
+//! Each login refreshes the hub's rooms and members from the database
+//! (`Hub::sync_rooms`). Not yet cluster-wide: leaves, topics, presence and
+//! kicks between logins, and edits, deletions and reactions, which reach
+//! this node's sessions only when made here.
 
 use super::hub::{Hub, NO_SESSION};
 use super::outbox::Outbox;
