@@ -46,7 +46,7 @@ pub mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use crate::protocol::{ChatMessage, FileInfo, SharedFile, Unread};
+use crate::protocol::{ChatMessage, FileInfo, MessageKind, SharedFile, Unread};
 use crate::search::Terms;
 use r2d2_sqlite::rusqlite;
 use std::path::Path;
@@ -590,4 +590,36 @@ pub trait Store: Send + Sync {
 
     /// How many rooms a user is in.
     fn room_count(&self, user: UserId) -> Result<u32, StoreError>;
+}
+
+/// Turns rows (one more than asked, to detect `more`; newest first for
+/// [`Page::Before`], oldest first for [`Page::After`]) into an
+/// oldest-first page.
+pub(crate) fn paged(
+    mut rows: Vec<ChatMessage>,
+    limit: u32,
+    page: Page,
+) -> (Vec<ChatMessage>, bool) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    if matches!(page, Page::Before(_)) {
+        rows.reverse();
+    }
+    (rows, more)
+}
+
+/// `messages.kind` for a message kind: NULL for chat.
+pub(crate) fn kind_column(kind: MessageKind) -> Option<&'static str> {
+    match kind {
+        MessageKind::Chat => None,
+        MessageKind::Topic => Some("topic"),
+    }
+}
+
+/// A message kind from `messages.kind` (an unknown value is chat).
+pub(crate) fn kind_of(column: Option<String>) -> MessageKind {
+    match column.as_deref() {
+        Some("topic") => MessageKind::Topic,
+        _ => MessageKind::Chat,
+    }
 }

@@ -20,11 +20,9 @@
 use super::{
     AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
     NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
-    UserId, UserRecord, now_ms,
+    UserId, UserRecord, kind_column, kind_of, now_ms, paged,
 };
-use crate::protocol::{
-    ChatMessage, FileInfo, MessageKind, ReactionCount, ReplyRef, SharedFile, Unread,
-};
+use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use crate::search::{Term, Terms};
 use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
@@ -1222,17 +1220,6 @@ fn shared_file(r: &Row) -> SharedFile {
     }
 }
 
-/// Turns rows (one more than asked; newest first for [`Page::Before`])
-/// into an oldest-first page and whether more exist.
-fn paged(mut rows: Vec<ChatMessage>, limit: u32, page: Page) -> (Vec<ChatMessage>, bool) {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    if matches!(page, Page::Before(_)) {
-        rows.reverse();
-    }
-    (rows, more)
-}
-
 /// Fills in each message's reactions as `viewer` sees them.
 fn with_reactions(
     conn: &mut impl GenericClient,
@@ -1356,22 +1343,6 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Param>) {
         conds.join(" AND ")
     );
     (sql, values)
-}
-
-/// `messages.kind` for a message kind: NULL for chat.
-fn kind_column(kind: MessageKind) -> Option<&'static str> {
-    match kind {
-        MessageKind::Chat => None,
-        MessageKind::Topic => Some("topic"),
-    }
-}
-
-/// A message kind from `messages.kind` (an unknown value is chat).
-fn kind_of(column: Option<String>) -> MessageKind {
-    match column.as_deref() {
-        Some("topic") => MessageKind::Topic,
-        _ => MessageKind::Chat,
-    }
 }
 
 fn chat_message(r: &Row) -> ChatMessage {

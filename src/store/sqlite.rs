@@ -12,11 +12,9 @@
 use super::{
     AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
     NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
-    UserId, UserRecord, now_ms,
+    UserId, UserRecord, kind_column, kind_of, now_ms, paged,
 };
-use crate::protocol::{
-    ChatMessage, FileInfo, MessageKind, ReactionCount, ReplyRef, SharedFile, Unread,
-};
+use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::types::Value;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, params, params_from_iter};
@@ -1208,18 +1206,6 @@ fn shared_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<SharedFile> {
     })
 }
 
-/// Turns rows (one more than asked, to detect `more`; newest first for
-/// [`Page::Before`], oldest first for [`Page::After`]) into an
-/// oldest-first page.
-fn paged(mut rows: Vec<ChatMessage>, limit: u32, page: Page) -> (Vec<ChatMessage>, bool) {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    if matches!(page, Page::Before(_)) {
-        rows.reverse();
-    }
-    (rows, more)
-}
-
 /// Fills in each message's reactions as `viewer` sees them.
 fn with_reactions(
     conn: &rusqlite::Connection,
@@ -1315,22 +1301,6 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Value>) {
     let limit = arg(Value::Integer(i64::from(spec.limit) + 1));
     sql.push_str(&format!(" ORDER BY {id} DESC LIMIT {limit}"));
     (sql, values)
-}
-
-/// `messages.kind` for a message kind: NULL for chat.
-fn kind_column(kind: MessageKind) -> Option<&'static str> {
-    match kind {
-        MessageKind::Chat => None,
-        MessageKind::Topic => Some("topic"),
-    }
-}
-
-/// A message kind from `messages.kind` (an unknown value is chat).
-fn kind_of(column: Option<String>) -> MessageKind {
-    match column.as_deref() {
-        Some("topic") => MessageKind::Topic,
-        _ => MessageKind::Chat,
-    }
 }
 
 fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
