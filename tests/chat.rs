@@ -96,18 +96,7 @@ fn history_survives_reconnect_and_a_killed_server() {
     // SIGKILL: no shutdown path runs; every acked message must still be there.
     server.restart();
     let mut alice = server.login("alice");
-    let mut all = Vec::new();
-    let mut before = None;
-    loop {
-        let (page, more) = alice.room_history("general", before, 100).unwrap();
-        before = page.first().map(|m| m.id);
-        let mut page_ids: Vec<i64> = page.iter().map(|m| m.id).collect();
-        page_ids.extend(all);
-        all = page_ids;
-        if !more {
-            break;
-        }
-    }
+    let all = util::history_ids(&mut alice, "general", 100);
     assert_eq!(all, ids, "every acked message, in order, after restart");
 }
 

@@ -31,22 +31,6 @@ fn collect(c: &mut Client, n: usize) -> Vec<i64> {
     ids
 }
 
-/// A room's whole history as ids, oldest first.
-fn history(c: &mut Client, room: &str) -> Vec<i64> {
-    let mut all = Vec::new();
-    let mut before = None;
-    loop {
-        let (page, more) = c.room_history(room, before, 100).unwrap();
-        before = page.first().map(|m| m.id);
-        let mut ids: Vec<i64> = page.iter().map(|m| m.id).collect();
-        ids.extend(all);
-        all = ids;
-        if !more {
-            return all;
-        }
-    }
-}
-
 #[test]
 fn alice_on_one_node_and_bob_on_the_other_chat_in_a_room_and_by_dm() {
     let (a, b, _url) = two_nodes();
@@ -99,12 +83,11 @@ fn an_ordering_storm_across_nodes_has_one_gap_free_order_even_without_listeners(
         b.user("sender3"),
         b.user("sender4"),
     ];
-    let url2 = url.clone();
     let threads: Vec<_> = senders
         .into_iter()
         .enumerate()
         .map(|(n, mut c)| {
-            let url = url2.clone();
+            let url = url.clone();
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for i in 0..EACH {
@@ -136,8 +119,8 @@ fn an_ordering_storm_across_nodes_has_one_gap_free_order_even_without_listeners(
         "id order without gaps: {seen_a:?}"
     );
     assert_eq!(seen_a.iter().copied().collect::<HashSet<_>>(), acked);
-    assert_eq!(history(&mut reader_a, "general"), seen_a);
-    assert_eq!(history(&mut reader_b, "general"), seen_a);
+    assert_eq!(util::history_ids(&mut reader_a, "general", 100), seen_a);
+    assert_eq!(util::history_ids(&mut reader_b, "general", 100), seen_a);
     // The listeners came back (the storm's second half was delivered by
     // them or by the poll; either way both reconnect).
     util::eventually(
@@ -172,7 +155,11 @@ fn every_message_acked_by_a_killed_node_is_in_history_on_the_other() {
         a.kill();
         let live = collect(&mut bob, 20);
         assert_eq!(live, acked[acked.len() - 20..], "delivered on B in order");
-        assert_eq!(history(&mut bob, "general"), acked, "every acked message");
+        assert_eq!(
+            util::history_ids(&mut bob, "general", 100),
+            acked,
+            "every acked message"
+        );
         a.restart();
         alice = a.login("alice");
     }

@@ -43,18 +43,7 @@ fn chat_history_and_search_on_postgres_survive_a_killed_server() {
     drop((alice, bob));
     server.restart();
     let mut alice = server.login("alice");
-    let mut all = Vec::new();
-    let mut before = None;
-    loop {
-        let (page, more) = alice.room_history("general", before, 25).unwrap();
-        before = page.first().map(|m| m.id);
-        let mut page_ids: Vec<i64> = page.iter().map(|m| m.id).collect();
-        page_ids.extend(all);
-        all = page_ids;
-        if !more {
-            break;
-        }
-    }
+    let all = util::history_ids(&mut alice, "general", 25);
     assert_eq!(all, ids, "every acked message, in order, after restart");
     // Ids go on from the counter after a restart.
     let (next, _) = alice.say("general", "after restart").unwrap();

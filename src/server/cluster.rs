@@ -16,7 +16,7 @@
 //! kicks between logins, and edits, deletions and reactions, which reach
 //! this node's sessions only when made here.
 
-use super::hub::{Hub, NO_SESSION};
+use super::hub::{Hub, NO_SESSION, SessionId};
 use super::outbox::Outbox;
 use super::wire::Outgoing;
 use crate::protocol::ServerMsg;
@@ -71,6 +71,9 @@ pub fn deliver_between(
             *delivered = upto;
             break;
         };
+        // Consecutive messages to one room go out as one run (one push per
+        // recipient), as the writer sends its own batches.
+        let mut run: Option<(String, Vec<(SessionId, Outgoing)>)> = None;
         for StoredMessage {
             message,
             sender,
@@ -80,13 +83,17 @@ pub fn deliver_between(
             let id = message.id;
             let room = message.room.clone();
             let event = Outgoing::event(ServerMsg::Message(Box::new(message)));
-            match to {
-                Destination::Room(_) => {
-                    if let Some(room) = room {
-                        hub.fan_out_room_run(&room, &[(NO_SESSION, event)], wake);
+            match (to, room) {
+                (Destination::Room(_), Some(room)) => match &mut run {
+                    Some((name, events)) if *name == room => events.push((NO_SESSION, event)),
+                    _ => {
+                        flush(hub, run.take(), wake);
+                        run = Some((room, vec![(NO_SESSION, event)]));
                     }
-                }
-                Destination::User(to) => {
+                },
+                (Destination::Room(_), None) => {}
+                (Destination::User(to), _) => {
+                    flush(hub, run.take(), wake);
                     hub.send_to_user_deferred(sender, &event, None, wake);
                     if hub.send_to_user_deferred(to, &event, None, wake)
                         && let Err(err) = store.advance_dm_cursor(to, id)
@@ -96,9 +103,21 @@ pub fn deliver_between(
                 }
             }
         }
+        flush(hub, run, wake);
         *delivered = last;
     }
     Ok(())
+}
+
+/// Pushes a room's run of messages to its members here.
+fn flush(
+    hub: &Hub,
+    run: Option<(String, Vec<(SessionId, Outgoing)>)>,
+    wake: &mut Vec<Arc<Outbox>>,
+) {
+    if let Some((room, events)) = run {
+        hub.fan_out_room_run(&room, &events, wake);
+    }
 }
 
 /// Starts the thread that delivers other nodes' messages. It runs for the

@@ -623,3 +623,36 @@ pub(crate) fn kind_of(column: Option<String>) -> MessageKind {
         _ => MessageKind::Chat,
     }
 }
+
+/// The conditions of a search that are the same SQL on every backend: who
+/// may see a message (rooms the viewer is in, their own direct messages)
+/// and the filters of `spec` other than words and paging. `int` binds an
+/// integer parameter and returns its placeholder (`?3`, `$3`).
+pub(crate) fn search_filters(spec: &SearchSpec, int: &mut dyn FnMut(i64) -> String) -> Vec<String> {
+    let viewer = int(spec.viewer);
+    let mut conds = vec![format!(
+        "(m.room_id IN (SELECT room_id FROM room_members WHERE user_id = {viewer})
+          OR m.recipient_id = {viewer} OR (m.recipient_id IS NOT NULL AND m.sender_id = {viewer}))"
+    )];
+    if let Some(room) = spec.room {
+        conds.push(format!("m.room_id = {}", int(room)));
+    }
+    if let Some(peer) = spec.peer {
+        let peer = int(peer);
+        conds.push(format!(
+            "((m.recipient_id = {viewer} AND m.sender_id = {peer})
+              OR (m.recipient_id = {peer} AND m.sender_id = {viewer}))"
+        ));
+    }
+    if !spec.from.is_empty() {
+        let ids: Vec<String> = spec.from.iter().map(|&id| int(id)).collect();
+        conds.push(format!("m.sender_id IN ({})", ids.join(", ")));
+    }
+    if let Some(t) = spec.since_ms {
+        conds.push(format!("m.created_at >= {}", int(t)));
+    }
+    if let Some(t) = spec.until_ms {
+        conds.push(format!("m.created_at < {}", int(t)));
+    }
+    conds
+}

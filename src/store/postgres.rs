@@ -20,7 +20,7 @@
 use super::{
     AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
     NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
-    UserId, UserRecord, kind_column, kind_of, now_ms, paged,
+    UserId, UserRecord, kind_column, kind_of, now_ms, paged, search_filters,
 };
 use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use crate::search::{Term, Terms};
@@ -268,8 +268,11 @@ const DM_HISTORY_AFTER: &str = concat!(
      ORDER BY m.id LIMIT $4"
 );
 
-const REACTIONS: &str = "SELECT emoji, count(*), bool_or(user_id = $2) FROM reactions
-             WHERE message_id = $1 GROUP BY emoji ORDER BY min(created_at), emoji";
+/// The reactions on the messages $1 (an array), each message's in the
+/// order first given, and whether user $2 gave each.
+const REACTIONS: &str = "SELECT message_id, emoji, count(*), bool_or(user_id = $2) FROM reactions
+             WHERE message_id = ANY($1) GROUP BY message_id, emoji
+             ORDER BY message_id, min(created_at), emoji";
 
 const UNREAD_ROOMS: &str = "SELECT r.id, r.name, coalesce(rr.last_read, 0),
                     (SELECT count(*) FROM messages m
@@ -1220,26 +1223,35 @@ fn shared_file(r: &Row) -> SharedFile {
     }
 }
 
-/// Fills in each message's reactions as `viewer` sees them.
+/// Fills in each message's reactions as `viewer` sees them, with one
+/// query for the whole page (a round trip per message would cost a page
+/// of history fifty).
 fn with_reactions(
     conn: &mut impl GenericClient,
     messages: &mut [ChatMessage],
     viewer: UserId,
 ) -> Result<(), StoreError> {
-    if messages.iter().all(|m| m.deleted) {
+    let ids: Vec<i64> = messages
+        .iter()
+        .filter(|m| !m.deleted)
+        .map(|m| m.id)
+        .collect();
+    if ids.is_empty() {
         return Ok(());
     }
-    let stmt = conn.prepare(REACTIONS)?;
-    for m in messages.iter_mut().filter(|m| !m.deleted) {
-        m.reactions = conn
-            .query(&stmt, &[&m.id, &viewer])?
-            .iter()
-            .map(|r| ReactionCount {
-                emoji: r.get(0),
-                count: small(r.get(1)),
-                me: r.get(2),
-            })
-            .collect();
+    let mut by_message: std::collections::HashMap<i64, Vec<ReactionCount>> =
+        std::collections::HashMap::new();
+    for r in conn.query(REACTIONS, &[&ids, &viewer])? {
+        by_message.entry(r.get(0)).or_default().push(ReactionCount {
+            emoji: r.get(1),
+            count: small(r.get(2)),
+            me: r.get(3),
+        });
+    }
+    for m in messages.iter_mut() {
+        if let Some(reactions) = by_message.remove(&m.id) {
+            m.reactions = reactions;
+        }
     }
     Ok(())
 }
@@ -1307,31 +1319,7 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Param>) {
     if let Some(q) = tsquery(none, " | ") {
         conds.push(format!("NOT (m.search @@ {})", query(q, &mut arg)));
     }
-    let viewer = arg(Param::Int(spec.viewer));
-    conds.push(format!(
-        "(m.room_id IN (SELECT room_id FROM room_members WHERE user_id = {viewer})
-          OR m.recipient_id = {viewer} OR (m.recipient_id IS NOT NULL AND m.sender_id = {viewer}))"
-    ));
-    if let Some(room) = spec.room {
-        conds.push(format!("m.room_id = {}", arg(Param::Int(room))));
-    }
-    if let Some(peer) = spec.peer {
-        let peer = arg(Param::Int(peer));
-        conds.push(format!(
-            "((m.recipient_id = {viewer} AND m.sender_id = {peer})
-              OR (m.recipient_id = {peer} AND m.sender_id = {viewer}))"
-        ));
-    }
-    if !spec.from.is_empty() {
-        let ids: Vec<String> = spec.from.iter().map(|&id| arg(Param::Int(id))).collect();
-        conds.push(format!("m.sender_id IN ({})", ids.join(", ")));
-    }
-    if let Some(t) = spec.since_ms {
-        conds.push(format!("m.created_at >= {}", arg(Param::Int(t))));
-    }
-    if let Some(t) = spec.until_ms {
-        conds.push(format!("m.created_at < {}", arg(Param::Int(t))));
-    }
+    conds.extend(search_filters(spec, &mut |i| arg(Param::Int(i))));
     if let Some(before) = spec.before_id {
         conds.push(format!("m.id < {}", arg(Param::Int(before))));
     }

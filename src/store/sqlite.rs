@@ -12,7 +12,7 @@
 use super::{
     AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
     NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
-    UserId, UserRecord, kind_column, kind_of, now_ms, paged,
+    UserId, UserRecord, kind_column, kind_of, now_ms, paged, search_filters,
 };
 use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -1264,35 +1264,7 @@ fn search_sql(spec: &SearchSpec) -> (String, Vec<Value>) {
         }
     }
     sql.push_str(message_joins!());
-    let viewer = arg(Value::Integer(spec.viewer));
-    conds.push(format!(
-        "(m.room_id IN (SELECT room_id FROM room_members WHERE user_id = {viewer})
-          OR m.recipient_id = {viewer} OR (m.recipient_id IS NOT NULL AND m.sender_id = {viewer}))"
-    ));
-    if let Some(room) = spec.room {
-        conds.push(format!("m.room_id = {}", arg(Value::Integer(room))));
-    }
-    if let Some(peer) = spec.peer {
-        let peer = arg(Value::Integer(peer));
-        conds.push(format!(
-            "((m.recipient_id = {viewer} AND m.sender_id = {peer})
-              OR (m.recipient_id = {peer} AND m.sender_id = {viewer}))"
-        ));
-    }
-    if !spec.from.is_empty() {
-        let ids: Vec<String> = spec
-            .from
-            .iter()
-            .map(|&id| arg(Value::Integer(id)))
-            .collect();
-        conds.push(format!("m.sender_id IN ({})", ids.join(", ")));
-    }
-    if let Some(t) = spec.since_ms {
-        conds.push(format!("m.created_at >= {}", arg(Value::Integer(t))));
-    }
-    if let Some(t) = spec.until_ms {
-        conds.push(format!("m.created_at < {}", arg(Value::Integer(t))));
-    }
+    conds.extend(search_filters(spec, &mut |i| arg(Value::Integer(i))));
     if let Some(before) = spec.before_id {
         conds.push(format!("{id} < {}", arg(Value::Integer(before))));
     }

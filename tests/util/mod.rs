@@ -21,6 +21,23 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// PBKDF2 iterations for test servers: real hashing, test-suite speed.
 pub const TEST_ITERATIONS: &str = "1000";
 
+/// A room's whole history as ids, oldest first, read back in pages of
+/// `page` from the newest.
+pub fn history_ids(c: &mut Client, room: &str, page: u32) -> Vec<i64> {
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let (messages, more) = c.room_history(room, before, page).unwrap();
+        before = messages.first().map(|m| m.id);
+        let mut ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+        ids.extend(all);
+        all = ids;
+        if !more {
+            return all;
+        }
+    }
+}
+
 /// Waits until `done()` holds, polling every 20 ms; fails the test after
 /// [`WAIT`], saying what was awaited (`what()` is asked then, so it can
 /// show the last state seen).
