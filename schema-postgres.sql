@@ -182,6 +182,43 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at);
 
+-- Several nodes on this database. What a node changes in its memory and
+-- the others must mirror (presence, joins and leaves, topics, kicks,
+-- edits, failed logins, ...) is appended here as a JSON event; the other
+-- nodes read the table in id order after a NOTIFY on `confab_events` (a
+-- hint) or a poll. Ids come from `event_ids` as message ids come from
+-- `message_ids`: gap-free, in commit order. Rows older than an hour are
+-- pruned by the nodes' heartbeats.
+CREATE TABLE IF NOT EXISTS event_ids (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    last        BIGINT  NOT NULL
+);
+INSERT INTO event_ids (id, last) VALUES (1, 0) ON CONFLICT DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS cluster_events (
+    id          BIGINT  PRIMARY KEY,
+    node        BIGINT  NOT NULL,
+    at          BIGINT  NOT NULL,
+    body        TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cluster_events_by_time ON cluster_events(at);
+
+-- The nodes alive now: each updates its row every few seconds; a row not
+-- updated for long is deleted by another node, which tells the others that
+-- the node's users are offline.
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+    id          BIGINT  PRIMARY KEY,
+    started_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seen_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- File contents, by SHA-256, so a file uploaded through one node can be
+-- downloaded through any (each node keeps a copy on its disk as a cache).
+CREATE TABLE IF NOT EXISTS file_contents (
+    sha256      TEXT    PRIMARY KEY,
+    data        BYTEA   NOT NULL
+);
+
 INSERT INTO rooms (name, topic, created_at)
     SELECT 'general', 'Welcome to confab', 0
     WHERE NOT EXISTS (SELECT 1 FROM rooms WHERE lower(name) = 'general');

@@ -1,22 +1,59 @@
 //! Two confab nodes on one PostgreSQL database (a throwaway cluster the
 //! tests start, `util::pg`): messages said on one node reach sessions on
 //! the other, in one gap-free order that history shares, also when the
-//! nodes' listening connections are cut mid-storm.
-//!
-//! Accounts, rooms and memberships made on one node reach the other's
-//! memory at the user's next login there.
+//! nodes' listening connections are cut mid-storm; presence, rooms,
+//! joins, leaves, topics, edits, reactions, read markers, kicks, files and
+//! failed logins made on one node are seen on the other; a killed node's
+//! users go offline on the other.
 
 mod util;
 
-use confab::client::Client;
+use confab::client::{Client, Conversation};
+use confab::protocol::{ErrorCode, PresenceEvent, Request, ServerMsg};
 use std::collections::HashSet;
-use util::{TestServer, WAIT};
+use std::time::{Duration, Instant};
+use util::{TestServer, WAIT, code, expect_closing};
 
 fn two_nodes() -> (TestServer, TestServer, String) {
     let url = util::pg::database();
     let a = TestServer::start_with(&["--db", &url]);
     let b = TestServer::start_with(&["--db", &url]);
     (a, b, url)
+}
+
+/// Reads `c`'s events until one matches `want` (within `within`); panics
+/// with what came instead.
+fn wait_for(
+    c: &mut Client,
+    within: Duration,
+    what: &str,
+    want: impl Fn(&ServerMsg) -> bool,
+) -> ServerMsg {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match c.next_event(left).unwrap() {
+            Some(ev) if want(&ev) => return ev,
+            Some(ev) => seen.push(format!("{ev:?}")),
+            None => break,
+        }
+    }
+    panic!("no {what} within {within:?}; saw {seen:#?}")
+}
+
+/// Whether `ev` is presence `event` of `user` in `room`.
+fn presence(ev: &ServerMsg, room: &str, user: &str, event: PresenceEvent) -> bool {
+    matches!(ev, ServerMsg::Presence { room: r, user: u, event: e }
+        if r == room && u == user && *e == event)
+}
+
+/// `user`'s entry in `who room`, asked of `c`.
+fn member(c: &mut Client, room: &str, user: &str) -> Option<(bool, Option<String>)> {
+    c.who(room)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.user == user)
+        .map(|m| (m.online, m.away))
 }
 
 /// Every message event `c` receives until it has seen `n`, in order.
@@ -210,4 +247,194 @@ fn a_user_and_room_made_on_one_node_are_usable_on_the_other() {
         .map(|m| m.user)
         .collect();
     assert!(names.contains(&"alice".to_string()), "{names:?}");
+}
+
+/// What sessions see besides messages, made on one node and seen on the
+/// other: presence (online, away, offline), a room made on B joined from
+/// A, its topic, a reaction and an edit, a leave, a read marker for the
+/// user's session on the other node, and `who` on both nodes.
+#[test]
+fn presence_rooms_topics_edits_and_read_markers_cross_nodes() {
+    let (a, b, _url) = two_nodes();
+    let mut alice = a.user("alice");
+    let mut bob = b.user("bob");
+    wait_for(&mut alice, WAIT, "bob online", |ev| {
+        presence(ev, "general", "bob", PresenceEvent::Online)
+    });
+    assert_eq!(member(&mut alice, "general", "bob"), Some((true, None)));
+
+    bob.request(Request::Away {
+        message: Some("lunch".into()),
+    })
+    .unwrap();
+    wait_for(&mut alice, WAIT, "bob away", |ev| {
+        presence(ev, "general", "bob", PresenceEvent::Away)
+    });
+    assert_eq!(
+        member(&mut alice, "general", "bob"),
+        Some((true, Some("lunch".into())))
+    );
+    bob.request(Request::Away { message: None }).unwrap();
+
+    // A room made on B, joined from A (the answer on B came first, so A
+    // knows the room as soon as it has caught up: the join catches up).
+    bob.create_room("made-on-b", "").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = alice.join("made-on-b") {
+        assert!(Instant::now() < deadline, "A never learnt #made-on-b: {e}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for(&mut bob, WAIT, "alice's join on B", |ev| {
+        presence(ev, "made-on-b", "alice", PresenceEvent::Join)
+    });
+    alice
+        .request(Request::Topic {
+            room: "made-on-b".into(),
+            topic: "set on A".into(),
+        })
+        .unwrap();
+    wait_for(&mut bob, WAIT, "the topic on B", |ev| {
+        matches!(ev, ServerMsg::TopicChanged { room, topic, by }
+            if room == "made-on-b" && topic == "set on A" && by == "alice")
+    });
+
+    let (id, _) = bob.say("made-on-b", "react to this").unwrap();
+    // (After the topic, which is kept in history as a message too.)
+    wait_for(
+        &mut alice,
+        WAIT,
+        "bob's line on A",
+        |ev| matches!(ev, ServerMsg::Message(m) if m.id == id),
+    );
+    alice.react(id, "👍", true).unwrap();
+    wait_for(&mut bob, WAIT, "alice's reaction on B", |ev| {
+        matches!(ev, ServerMsg::Reaction { id: i, user, emoji, .. }
+            if *i == id && user == "alice" && emoji == "👍")
+    });
+    bob.edit(id, "react to this, edited").unwrap();
+    wait_for(&mut alice, WAIT, "bob's edit on A", |ev| {
+        matches!(ev, ServerMsg::MessageEdited { id: i, body, .. }
+            if *i == id && body == "react to this, edited")
+    });
+
+    alice
+        .request(Request::Leave {
+            room: "made-on-b".into(),
+        })
+        .unwrap();
+    wait_for(&mut bob, WAIT, "alice's leave on B", |ev| {
+        presence(ev, "made-on-b", "alice", PresenceEvent::Leave)
+    });
+    assert_eq!(member(&mut bob, "made-on-b", "alice"), None);
+
+    // Alice's session on B learns what she read on A.
+    let mut alice_b = b.login("alice");
+    alice
+        .mark_read(&Conversation::Room("general".into()), id)
+        .unwrap();
+    wait_for(
+        &mut alice_b,
+        WAIT,
+        "the read marker on B",
+        |ev| matches!(ev, ServerMsg::Read { room: Some(r), id: i, .. } if r == "general" && *i == id),
+    );
+
+    // Bob's only session ends on B: offline on A.
+    drop(bob);
+    wait_for(&mut alice, WAIT, "bob offline", |ev| {
+        presence(ev, "general", "bob", PresenceEvent::Offline)
+    });
+    assert_eq!(member(&mut alice, "general", "bob"), Some((false, None)));
+    // Alice is still online on B although her session there is the one
+    // that stays: her session on A ending keeps her online for B's users.
+    drop(alice);
+    let mut carol = b.user("carol");
+    assert_eq!(member(&mut carol, "general", "alice"), Some((true, None)));
+    drop(alice_b);
+}
+
+/// An administrator on A kicks a user whose session is on B.
+#[test]
+fn a_kick_on_one_node_ends_the_session_on_the_other() {
+    let (a, b, _url) = two_nodes();
+    let mut boss = a.admin_user("boss");
+    let mut bob = b.user("bob");
+    boss.request(Request::Kick {
+        user: "bob".into(),
+        reason: "enough".into(),
+    })
+    .unwrap();
+    let why = expect_closing(&mut bob, ErrorCode::Kicked);
+    assert!(why.contains("enough"), "{why}");
+}
+
+/// A file uploaded through A is downloaded through B, byte for byte.
+#[test]
+fn a_file_uploaded_on_one_node_downloads_on_the_other() {
+    let (a, b, _url) = two_nodes();
+    let mut alice = a.user("alice");
+    let mut bob = b.user("bob");
+    let dir = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, &content).unwrap();
+    alice
+        .upload(&Conversation::Room("general".into()), &path, &mut |_, _| {})
+        .unwrap();
+    let m = bob
+        .next_message(WAIT)
+        .unwrap()
+        .expect("the file's message on B");
+    let file = m.file.expect("a file");
+    let got = bob
+        .download(file.id, &dir.path().join("on-b"), &mut |_, _| {})
+        .unwrap();
+    assert!(std::fs::read(got).unwrap() == content, "the same bytes");
+}
+
+/// Failed logins on A count on B: past the bound, even the right password
+/// waits on B.
+#[test]
+fn failed_logins_on_one_node_throttle_logins_on_the_other() {
+    let url = util::pg::database();
+    let a = TestServer::start_with(&["--db", &url, "--login-failures", "2"]);
+    let b = TestServer::start_with(&["--db", &url, "--login-failures", "2"]);
+    drop(a.user("alice"));
+    let mut c = a.client();
+    for _ in 0..2 {
+        assert_eq!(code(c.login("alice", "wrong")), ErrorCode::AuthFailed);
+    }
+    let mut c = b.client();
+    assert_eq!(
+        code(c.login("alice", util::PW)),
+        ErrorCode::TooManyAttempts,
+        "B counts A's failures"
+    );
+}
+
+/// A node killed with SIGKILL cannot say its users left: the other node
+/// notices that it stopped beating and shows them offline; when it is
+/// back, they are online again.
+#[test]
+fn a_killed_nodes_users_go_offline_on_the_other() {
+    let (mut a, b, _url) = two_nodes();
+    let mut alice = b.user("alice");
+    let bob = a.user("bob");
+    wait_for(&mut alice, WAIT, "bob online", |ev| {
+        presence(ev, "general", "bob", PresenceEvent::Online)
+    });
+    a.kill();
+    drop(bob);
+    // Beats every 2 s, taken for dead after 10 s of silence.
+    wait_for(&mut alice, Duration::from_secs(40), "bob offline", |ev| {
+        presence(ev, "general", "bob", PresenceEvent::Offline)
+    });
+    assert_eq!(member(&mut alice, "general", "bob"), Some((false, None)));
+    a.restart();
+    let _bob = a.login("bob");
+    wait_for(&mut alice, WAIT, "bob online again", |ev| {
+        presence(ev, "general", "bob", PresenceEvent::Online)
+    });
 }

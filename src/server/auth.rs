@@ -15,6 +15,7 @@
 //!   login; the server stores only HMAC-SHA256(server secret, token), so a
 //!   stolen database does not yield usable tokens.
 
+use super::cluster::{Outbound, Shared};
 use super::per_ip::AddressKey;
 use crate::password;
 use hmac::{Hmac, KeyInit, Mac};
@@ -22,7 +23,7 @@ use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::mpsc::sync_channel;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use threadpool::ThreadPool;
 
@@ -89,6 +90,8 @@ pub enum Proof {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
     account: bool,
+    /// Whether throttling is on at all.
+    throttled: bool,
 }
 
 /// Failed logins, counted three ways (time is passed in):
@@ -152,7 +155,10 @@ impl Throttle {
         now: Instant,
     ) -> Result<Counted, Duration> {
         if self.free == 0 {
-            return Ok(Counted { account: false });
+            return Ok(Counted {
+                account: false,
+                throttled: false,
+            });
         }
         let addr = AddressKey::of(ip);
         let account = proof == Proof::Password && !self.is_known(user, addr, now);
@@ -178,7 +184,10 @@ impl Throttle {
             f.times.push_back(now);
         }
         self.bound_memory(now);
-        Ok(Counted { account })
+        Ok(Counted {
+            account,
+            throttled: true,
+        })
     }
 
     /// The attempt succeeded: it was no failure. Clears the failures of
@@ -200,6 +209,33 @@ impl Throttle {
             f.forget_one();
         }
         self.remember(user, ip, now);
+    }
+
+    /// Counts a failure another node saw (a `LoginFailed` shared event),
+    /// so the bounds hold over the whole cluster.
+    pub fn count(&mut self, user: &str, ip: IpAddr, account: bool, now: Instant) {
+        if self.free == 0 {
+            return;
+        }
+        let addr = AddressKey::of(ip);
+        self.by_pair
+            .entry((user.to_owned(), addr))
+            .or_default()
+            .times
+            .push_back(now);
+        self.by_address
+            .entry(addr)
+            .or_default()
+            .times
+            .push_back(now);
+        if account {
+            self.by_account
+                .entry(user.to_owned())
+                .or_default()
+                .times
+                .push_back(now);
+        }
+        self.bound_memory(now);
     }
 
     /// Remembers `ip` as an address `user` uses (a login, or the account's
@@ -241,14 +277,32 @@ pub struct Attempt<'a> {
     user: String,
     ip: IpAddr,
     counted: Counted,
+    succeeded: bool,
 }
 
 impl Attempt<'_> {
     /// The credentials were right.
-    pub fn succeeded(self) {
+    pub fn succeeded(mut self) {
+        self.succeeded = true;
         self.auth
             .lock_throttle()
             .succeeded(&self.user, self.ip, self.counted, Instant::now());
+    }
+}
+
+impl Drop for Attempt<'_> {
+    /// A failure stays counted here, and is told to the other nodes.
+    fn drop(&mut self) {
+        if !self.succeeded
+            && self.counted.throttled
+            && let Some(out) = self.auth.outbound.get()
+        {
+            out.push(Shared::LoginFailed {
+                user: std::mem::take(&mut self.user),
+                ip: self.ip,
+                account: self.counted.account,
+            });
+        }
     }
 }
 
@@ -260,6 +314,8 @@ pub struct Auth {
     /// Iterations for new hashes.
     pub iterations: u32,
     dummy_hash: String,
+    /// With several nodes: where failed logins are told to the others.
+    outbound: OnceLock<Arc<Outbound>>,
 }
 
 impl Auth {
@@ -278,7 +334,19 @@ impl Auth {
             secret,
             iterations,
             dummy_hash: password::dummy_hash(iterations),
+            outbound: OnceLock::new(),
         }
+    }
+
+    /// Tells failed logins to other nodes from now on (see `cluster`).
+    pub fn share_with(&self, outbound: Arc<Outbound>) {
+        let _ = self.outbound.set(outbound);
+    }
+
+    /// Counts a login failure another node saw.
+    pub fn count_failure(&self, user: &str, ip: IpAddr, account: bool) {
+        self.lock_throttle()
+            .count(user, ip, account, Instant::now());
     }
 
     fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -327,6 +395,7 @@ impl Auth {
             user: user.to_owned(),
             ip,
             counted,
+            succeeded: false,
         })
     }
 

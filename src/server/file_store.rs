@@ -94,6 +94,14 @@ impl FileStore {
         Ok(dest)
     }
 
+    /// Stores content read from elsewhere (the database, for a node that
+    /// did not receive the upload).
+    pub fn put_content(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut partial = self.begin()?;
+        partial.write(bytes)?;
+        self.commit(partial, sha256).map(drop)
+    }
+
     /// Opens stored content for reading.
     pub fn open_content(&self, sha256: &str) -> io::Result<File> {
         File::open(self.path_of(sha256))

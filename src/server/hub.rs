@@ -15,14 +15,15 @@
 //! format wants them: an event is encoded once per format in use, not once
 //! per recipient.
 
+use super::cluster::{OnlineUser, Outbound, Shared};
 use super::outbox::Outbox;
 use super::presence::{Change, PresenceQueue};
 use super::wire::{Concatenated, Outgoing};
 use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerMsg};
-use crate::store::{RoomId, RoomRecord, UserId};
-use std::collections::{BTreeMap, HashMap};
+use crate::store::{NodeId, RoomId, RoomRecord, UserId};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 /// Identifies one connection for its lifetime.
 pub type SessionId = u64;
@@ -66,6 +67,8 @@ impl Hasher for IdHasher {
 struct SessionEntry {
     /// Set once the session logs in.
     user_id: Option<UserId>,
+    /// The user's name, once logged in.
+    name: String,
     outbox: Arc<Outbox>,
 }
 
@@ -126,6 +129,8 @@ impl Room {
 struct HubState {
     sessions: IdMap<SessionId, SessionEntry>,
     online: IdMap<UserId, Vec<SessionId>>,
+    /// Users online on other nodes sharing the database, with which nodes.
+    remote: IdMap<UserId, Vec<NodeId>>,
     rooms: HashMap<String, Room>,
     /// Away messages of online users (cleared when they go offline).
     away: IdMap<UserId, String>,
@@ -257,10 +262,136 @@ impl HubState {
         room.members.len() <= self.presence_limit
     }
 
+    /// Whether a user has a session here or on another node.
+    fn is_online(&self, id: &UserId) -> bool {
+        self.online.contains_key(id) || self.remote.contains_key(id)
+    }
+
+    /// Records a presence change of `user` in every room they are in.
+    fn announce(&self, user_id: UserId, event: PresenceEvent) {
+        for room in self.rooms.values() {
+            if let Some(name) = room.members.get(&user_id) {
+                self.presence(room, name, user_id, event);
+            }
+        }
+    }
+
+    /// Sets or clears an away message; `None` if nothing changed.
+    fn set_away(&mut self, user_id: UserId, message: Option<String>) -> Option<PresenceEvent> {
+        let event = match message {
+            Some(m) => {
+                self.away.insert(user_id, m);
+                PresenceEvent::Away
+            }
+            None => {
+                self.away.remove(&user_id)?;
+                PresenceEvent::Back
+            }
+        };
+        self.announce(user_id, event);
+        Some(event)
+    }
+
+    /// `user` has a session on `node` (another node).
+    fn remote_online(&mut self, node: NodeId, user_id: UserId) {
+        let was = self.is_online(&user_id);
+        let nodes = self.remote.entry(user_id).or_default();
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
+        if !was {
+            self.announce(user_id, PresenceEvent::Online);
+        }
+    }
+
+    /// `user` has no session on `node` (another node) any more.
+    fn remote_offline(&mut self, node: NodeId, user_id: UserId) {
+        let Some(nodes) = self.remote.get_mut(&user_id) else {
+            return;
+        };
+        nodes.retain(|n| *n != node);
+        if nodes.is_empty() {
+            self.remote.remove(&user_id);
+        }
+        if !self.is_online(&user_id) {
+            self.away.remove(&user_id);
+            self.announce(user_id, PresenceEvent::Offline);
+        }
+    }
+
+    /// Adds a member to a room, telling it if they are new: `None` if no
+    /// such room, else whether they are new.
+    fn add_member(&mut self, name: &str, user_id: UserId, user: &str) -> Option<bool> {
+        let room = self.rooms.get_mut(name)?;
+        let new = room.add(user_id, user);
+        if new {
+            let room = &self.rooms[name];
+            self.presence(room, user, user_id, PresenceEvent::Join);
+        }
+        Some(new)
+    }
+
+    /// Removes a member, telling the room; whether they were one.
+    fn leave(&mut self, name: &str, user_id: UserId, user: &str) -> bool {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return false;
+        };
+        let left = room.remove(user_id);
+        if left {
+            let room = &self.rooms[name];
+            self.presence(room, user, user_id, PresenceEvent::Leave);
+        }
+        left
+    }
+
+    /// Removes a room and tells its members; whether it existed.
+    fn delete_room(&mut self, name: &str, by: &str) -> bool {
+        let Some(room) = self.rooms.remove(name) else {
+            return false;
+        };
+        let event = Outgoing::event(ServerMsg::RoomDeleted {
+            room: room.name.clone(),
+            by: by.to_owned(),
+        });
+        self.send_to_room(&room, &event, None);
+        true
+    }
+
+    /// Sets a room's topic and tells its members; whether it exists.
+    fn set_topic(&mut self, name: &str, topic: &str, by: &str) -> bool {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return false;
+        };
+        room.topic = topic.to_owned();
+        let event = Outgoing::event(ServerMsg::TopicChanged {
+            room: name.to_owned(),
+            topic: topic.to_owned(),
+            by: by.to_owned(),
+        });
+        let room = &self.rooms[name];
+        self.send_to_room(room, &event, None);
+        true
+    }
+
+    /// Closes every session of a user but `except` with `event` as last
+    /// words; how many.
+    fn close_user(&self, user_id: UserId, except: Option<SessionId>, event: &Outgoing) -> usize {
+        let mut closed = 0;
+        for sid in self.online.get(&user_id).into_iter().flatten() {
+            if Some(*sid) != except
+                && let Some(s) = self.sessions.get(sid)
+            {
+                s.outbox.close_with(event.bytes(s.outbox.wire()));
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     fn member(&self, id: UserId, name: &str) -> Member {
         Member {
             user: name.to_owned(),
-            online: self.online.contains_key(&id),
+            online: self.is_online(&id),
             away: self.away.get(&id).cloned(),
         }
     }
@@ -272,7 +403,7 @@ impl HubState {
         let (mut on, mut off) = (Vec::new(), Vec::new());
         let mut online = 0u32;
         for (name, id) in &room.by_name {
-            if self.online.contains_key(id) {
+            if self.is_online(id) {
                 online += 1;
                 if on.len() < limit {
                     on.push(self.member(*id, name));
@@ -303,11 +434,7 @@ impl HubState {
             .collect();
         let more = members.len() > limit;
         members.truncate(limit);
-        let online = room
-            .members
-            .keys()
-            .filter(|id| self.online.contains_key(id))
-            .count() as u32;
+        let online = room.members.keys().filter(|id| self.is_online(id)).count() as u32;
         MemberPage {
             members,
             online,
@@ -323,6 +450,9 @@ pub struct Hub {
     /// Presence changes waiting for the presence thread (outside the
     /// lock, so that thread can wait on it without holding the hub).
     presence: Arc<PresenceQueue>,
+    /// With several nodes: where changes other nodes must mirror go (see
+    /// [`Hub::share_with`]).
+    outbound: OnceLock<Arc<Outbound>>,
 }
 
 /// A room's identity, as session threads need it for SQL.
@@ -351,6 +481,133 @@ impl Hub {
             }
         }
         hub
+    }
+
+    /// Shares this hub's changes with other nodes from now on: each
+    /// public method that changes what sessions see (presence, rooms,
+    /// members, topics, events to a room or a user, closing a user's
+    /// sessions) also records a [`Shared`] event in `outbound`, in the
+    /// order the changes happened; [`Hub::apply`] plays another node's
+    /// events without sharing them again. Messages are not shared this
+    /// way: they travel through the messages table (`cluster`).
+    pub fn share_with(&self, outbound: Arc<Outbound>) {
+        let _ = self.outbound.set(outbound);
+    }
+
+    fn share(&self, event: Shared) {
+        if let Some(out) = self.outbound.get() {
+            out.push(event);
+        }
+    }
+
+    /// Shares the users with a session here (and their away messages), for
+    /// other nodes to set as this node's: at start, when asked, and after
+    /// another node took this one for dead.
+    pub fn share_snapshot(&self) {
+        // Recorded under the lock, so it falls in order among the logins
+        // and logouts shared around it.
+        let st = self.write();
+        let users = st
+            .online
+            .iter()
+            .filter_map(|(id, sids)| {
+                let entry = sids.first().and_then(|sid| st.sessions.get(sid))?;
+                Some(OnlineUser {
+                    user_id: *id,
+                    user: entry.name.clone(),
+                    away: st.away.get(id).cloned(),
+                })
+            })
+            .collect();
+        self.share(Shared::Snapshot { users });
+    }
+
+    /// Plays a change shared by another node (`node`) on this hub: what
+    /// its sessions see changes as if the change were made here.
+    pub fn apply(&self, node: NodeId, event: Shared) {
+        let mut st = self.write();
+        match event {
+            Shared::Online { user_id, .. } => st.remote_online(node, user_id),
+            Shared::Offline { user_id } => st.remote_offline(node, user_id),
+            Shared::Away {
+                user_id, message, ..
+            } => {
+                st.set_away(user_id, message);
+            }
+            Shared::Snapshot { users } => {
+                let listed: HashSet<UserId> = users.iter().map(|u| u.user_id).collect();
+                let dropped: Vec<UserId> = st
+                    .remote
+                    .iter()
+                    .filter(|(id, nodes)| nodes.contains(&node) && !listed.contains(id))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in dropped {
+                    st.remote_offline(node, id);
+                }
+                for u in users {
+                    st.remote_online(node, u.user_id);
+                    if u.away.is_some() {
+                        st.set_away(u.user_id, u.away);
+                    }
+                }
+            }
+            Shared::NodeGone { node: gone } => {
+                let users: Vec<UserId> = st
+                    .remote
+                    .iter()
+                    .filter(|(_, nodes)| nodes.contains(&gone))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in users {
+                    st.remote_offline(gone, id);
+                }
+            }
+            Shared::RoomCreated {
+                id,
+                room,
+                topic,
+                creator_id,
+                creator,
+            } => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = st.rooms.entry(room) {
+                    let new = Room::new(id, slot.key(), &topic, vec![(creator_id, creator)]);
+                    slot.insert(new);
+                }
+            }
+            Shared::Joined {
+                room,
+                user_id,
+                user,
+            } => {
+                st.add_member(&room, user_id, &user);
+            }
+            Shared::Left {
+                room,
+                user_id,
+                user,
+            } => {
+                st.leave(&room, user_id, &user);
+            }
+            Shared::Topic { room, topic, by } => {
+                st.set_topic(&room, &topic, &by);
+            }
+            Shared::RoomDeleted { room, by } => {
+                st.delete_room(&room, &by);
+            }
+            Shared::ToRoom { room, event } => {
+                if let Some(r) = st.rooms.get(&room) {
+                    st.send_to_room(r, &Outgoing::event(event), None);
+                }
+            }
+            Shared::ToUser { user_id, event } => {
+                st.send_to_user(user_id, &Outgoing::event(event), None);
+            }
+            Shared::Close { user_id, event } => {
+                st.close_user(user_id, None, &Outgoing::event(event));
+            }
+            Shared::Hello | Shared::LoginFailed { .. } | Shared::FileGone { .. } => {}
+        }
     }
 
     /// The presence changes waiting for delivery.
@@ -404,6 +661,7 @@ impl Hub {
             sid,
             SessionEntry {
                 user_id: None,
+                name: String::new(),
                 outbox,
             },
         );
@@ -415,9 +673,13 @@ impl Hub {
     pub fn login(&self, sid: SessionId, user_id: UserId, user: &str) -> Vec<RoomInfo> {
         let mut st = self.write();
         match st.sessions.get_mut(&sid) {
-            Some(entry) => entry.user_id = Some(user_id),
+            Some(entry) => {
+                entry.user_id = Some(user_id);
+                entry.name = user.to_owned();
+            }
             None => return Vec::new(),
         }
+        let elsewhere = st.remote.contains_key(&user_id);
         let sids = st.online.entry(user_id).or_default();
         sids.push(sid);
         let first = sids.len() == 1;
@@ -425,10 +687,16 @@ impl Hub {
         for room in st.rooms.values() {
             if room.members.contains_key(&user_id) {
                 rooms.push(room.info());
-                if first {
+                if first && !elsewhere {
                     st.presence(room, user, user_id, PresenceEvent::Online);
                 }
             }
+        }
+        if first {
+            self.share(Shared::Online {
+                user_id,
+                user: user.to_owned(),
+            });
         }
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         rooms
@@ -453,12 +721,11 @@ impl Hub {
         };
         if last {
             st.online.remove(&user_id);
-            st.away.remove(&user_id);
-            for room in st.rooms.values() {
-                if let Some(name) = room.members.get(&user_id) {
-                    st.presence(room, name, user_id, PresenceEvent::Offline);
-                }
+            if !st.remote.contains_key(&user_id) {
+                st.away.remove(&user_id);
+                st.announce(user_id, PresenceEvent::Offline);
             }
+            self.share(Shared::Offline { user_id });
         }
     }
 
@@ -466,22 +733,12 @@ impl Hub {
     /// rooms they are in.
     pub fn set_away(&self, user_id: UserId, user: &str, message: Option<String>) {
         let mut st = self.write();
-        let event = match message {
-            Some(m) => {
-                st.away.insert(user_id, m);
-                PresenceEvent::Away
-            }
-            None => {
-                if st.away.remove(&user_id).is_none() {
-                    return;
-                }
-                PresenceEvent::Back
-            }
-        };
-        for room in st.rooms.values() {
-            if room.members.contains_key(&user_id) {
-                st.presence(room, user, user_id, event);
-            }
+        if st.set_away(user_id, message.clone()).is_some() {
+            self.share(Shared::Away {
+                user_id,
+                user: user.to_owned(),
+                message,
+            });
         }
     }
 
@@ -505,15 +762,11 @@ impl Hub {
         event: &Outgoing,
     ) -> usize {
         let st = self.read();
-        let sids = st.online.get(&user_id).cloned().unwrap_or_default();
-        let mut closed = 0;
-        for sid in sids.iter().filter(|s| Some(**s) != except) {
-            if let Some(s) = st.sessions.get(sid) {
-                s.outbox.close_with(event.bytes(s.outbox.wire()));
-                closed += 1;
-            }
-        }
-        closed
+        self.share(Shared::Close {
+            user_id,
+            event: event.msg().clone(),
+        });
+        st.close_user(user_id, except, event)
     }
 
     /// Sends `event` to every session as its last words (server shutdown).
@@ -539,38 +792,20 @@ impl Hub {
             .is_some_and(|r| r.members.contains_key(&user))
     }
 
-    /// Brings the mirror up to date with rooms read from the database
-    /// (several nodes: rooms and members another node added). Adds missing
-    /// rooms and members, telling the rooms of the new members; does not
-    /// remove any (not cluster-wide yet).
-    pub fn sync_rooms(&self, rooms: Vec<RoomRecord>) {
-        let mut st = self.write();
-        for r in rooms {
-            let Some(room) = st.rooms.get_mut(&r.name) else {
-                st.rooms.insert(
-                    r.name.clone(),
-                    Room::new(r.id, &r.name, &r.topic, r.members),
-                );
-                continue;
-            };
-            let added: Vec<(UserId, String)> = r
-                .members
-                .into_iter()
-                .filter(|(id, name)| room.add(*id, name))
-                .collect();
-            let room = &st.rooms[&r.name];
-            for (id, name) in added {
-                st.presence(room, &name, id, PresenceEvent::Join);
-            }
-        }
-    }
-
     /// Adds a room created in the database.
     pub fn add_room(&self, id: RoomId, name: &str, topic: &str, creator: (UserId, &str)) {
-        self.write().rooms.insert(
+        let mut st = self.write();
+        st.rooms.insert(
             name.to_owned(),
             Room::new(id, name, topic, vec![(creator.0, creator.1.to_owned())]),
         );
+        self.share(Shared::RoomCreated {
+            id,
+            room: name.to_owned(),
+            topic: topic.to_owned(),
+            creator_id: creator.0,
+            creator: creator.1.to_owned(),
+        });
     }
 
     /// Adds a member (already recorded in the database) and tells the room.
@@ -610,25 +845,30 @@ impl Hub {
             }
         }
         let mut st = self.write();
-        let Some(room) = st.rooms.get_mut(name) else {
-            return false;
-        };
-        if room.add(user_id, user) {
-            let room = &st.rooms[name];
-            st.presence(room, user, user_id, PresenceEvent::Join);
+        match st.add_member(name, user_id, user) {
+            None => false,
+            Some(new) => {
+                if new {
+                    self.share(Shared::Joined {
+                        room: name.to_owned(),
+                        user_id,
+                        user: user.to_owned(),
+                    });
+                }
+                true
+            }
         }
-        true
     }
 
     /// Removes a member (already removed in the database) and tells the room.
     pub fn leave(&self, name: &str, user_id: UserId, user: &str) {
         let mut st = self.write();
-        let Some(room) = st.rooms.get_mut(name) else {
-            return;
-        };
-        if room.remove(user_id) {
-            let room = &st.rooms[name];
-            st.presence(room, user, user_id, PresenceEvent::Leave);
+        if st.leave(name, user_id, user) {
+            self.share(Shared::Left {
+                room: name.to_owned(),
+                user_id,
+                user: user.to_owned(),
+            });
         }
     }
 
@@ -636,31 +876,26 @@ impl Hub {
     /// session of every member, `by`'s included. `false` if no such room.
     pub fn delete_room(&self, name: &str, by: &str) -> bool {
         let mut st = self.write();
-        let Some(room) = st.rooms.remove(name) else {
-            return false;
-        };
-        let event = Outgoing::event(ServerMsg::RoomDeleted {
-            room: room.name.clone(),
-            by: by.to_owned(),
-        });
-        st.send_to_room(&room, &event, None);
-        true
+        let deleted = st.delete_room(name, by);
+        if deleted {
+            self.share(Shared::RoomDeleted {
+                room: name.to_owned(),
+                by: by.to_owned(),
+            });
+        }
+        deleted
     }
 
     /// Sets a room's topic (already stored) and tells its members.
     pub fn set_topic(&self, name: &str, topic: &str, by: &str) {
         let mut st = self.write();
-        let Some(room) = st.rooms.get_mut(name) else {
-            return;
-        };
-        room.topic = topic.to_owned();
-        let event = Outgoing::event(ServerMsg::TopicChanged {
-            room: name.to_owned(),
-            topic: topic.to_owned(),
-            by: by.to_owned(),
-        });
-        let room = &st.rooms[name];
-        st.send_to_room(room, &event, None);
+        if st.set_topic(name, topic, by) {
+            self.share(Shared::Topic {
+                room: name.to_owned(),
+                topic: topic.to_owned(),
+                by: by.to_owned(),
+            });
+        }
     }
 
     /// Delivers an event to every session of every member of a room.
@@ -668,6 +903,10 @@ impl Hub {
         let st = self.read();
         if let Some(room) = st.rooms.get(name) {
             st.send_to_room(room, event, None);
+            self.share(Shared::ToRoom {
+                room: name.to_owned(),
+                event: event.msg().clone(),
+            });
         }
     }
 
@@ -723,7 +962,12 @@ impl Hub {
     /// Delivers an event to every session of `user` except `except`;
     /// returns whether the user has a session.
     pub fn send_to_user(&self, user: UserId, event: &Outgoing, except: Option<SessionId>) -> bool {
-        self.read().send_to_user(user, event, except)
+        let st = self.read();
+        self.share(Shared::ToUser {
+            user_id: user,
+            event: event.msg().clone(),
+        });
+        st.send_to_user(user, event, except)
     }
 
     /// Like [`Hub::send_to_user`], deferring wake-ups as

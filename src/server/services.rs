@@ -93,9 +93,9 @@ pub struct Counters {
 pub struct Services {
     /// The database.
     pub store: SharedStore,
-    /// Whether other nodes share the database (PostgreSQL): the hub's
-    /// mirror of rooms is then refreshed from it at each login.
-    pub clustered: bool,
+    /// With other nodes on the database (PostgreSQL): this node's link
+    /// with them (`cluster`).
+    pub link: Option<Arc<cluster::Link>>,
     /// Shared in-memory state.
     pub hub: Arc<Hub>,
     /// The message writer.
@@ -112,7 +112,7 @@ pub struct Services {
     /// What may be shared.
     pub file_rules: FileRules,
     /// Password hashing, login throttling, resume tokens.
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     /// Counters.
     pub counters: Counters,
 }
@@ -162,33 +162,52 @@ impl Services {
             path: config.data_dir.clone(),
             err,
         })?;
+        // Several nodes on one database: where the shared logs stand, read
+        // before the rooms are loaded, so that nothing committed in between
+        // is missed.
+        let watch = match store.message_watch()? {
+            Some(mut watch) => {
+                let heads = watch.wait(Duration::ZERO)?;
+                Some((watch, heads))
+            }
+            None => None,
+        };
         let hub = Arc::new(Hub::new(store.load_rooms()?, config.presence_room_limit));
         spawn_presence(hub.clone()).map_err(|err| StartError::Thread {
             what: "presence thread",
             err,
         })?;
-        // Several nodes on one database: deliver every node's messages here,
-        // in id order, starting after those committed before this start.
-        let order = match store.message_watch()? {
-            Some(mut watch) => {
-                let order = Arc::new(cluster::Order::new(watch.wait(Duration::ZERO)?));
-                cluster::spawn_watch(store.clone(), hub.clone(), order.clone(), watch).map_err(
-                    |err| StartError::Thread {
-                        what: "cluster watch",
-                        err,
-                    },
+        let auth = Arc::new(Auth::new(
+            config.hash_threads,
+            config.password_iterations,
+            secret,
+            config.login_failures,
+        ));
+        // Deliver every node's messages here, in id order, starting after
+        // those committed before this start; play the other nodes' changes.
+        let (order, link) = match watch {
+            Some((watch, heads)) => {
+                let order = Arc::new(cluster::Order::new(heads.messages));
+                let link = cluster::Link::start(
+                    store.clone(),
+                    hub.clone(),
+                    auth.clone(),
+                    files.clone(),
+                    order.clone(),
+                    heads.events,
+                    watch,
                 )?;
-                Some(order)
+                (Some(order), Some(link))
             }
-            None => None,
+            None => (None, None),
         };
-        let (writer, writer_thread) = writer::spawn(store.clone(), hub.clone(), order.clone())
-            .map_err(|err| StartError::Thread {
+        let (writer, writer_thread) =
+            writer::spawn(store.clone(), hub.clone(), order).map_err(|err| StartError::Thread {
                 what: "message writer",
                 err,
             })?;
         let services = Services {
-            clustered: order.is_some(),
+            link,
             store,
             hub,
             writer,
@@ -197,15 +216,67 @@ impl Services {
             admins: config.admins.clone(),
             files,
             file_rules: config.file_rules.clone(),
-            auth: Auth::new(
-                config.hash_threads,
-                config.password_iterations,
-                secret,
-                config.login_failures,
-            ),
+            auth,
             counters: Counters::default(),
         };
         Ok((services, writer_thread))
+    }
+
+    /// With other nodes: writes this node's changes for them to see
+    /// (called before a request is answered; see `cluster::Link::flush`).
+    pub fn share_changes(&self) {
+        if let Some(link) = &self.link {
+            link.flush();
+        }
+    }
+
+    /// With other nodes: plays what they changed up to now (before a
+    /// login, so it sees rooms and members made elsewhere).
+    pub fn catch_up(&self) {
+        if let Some(link) = &self.link {
+            link.catch_up();
+        }
+    }
+
+    /// With other nodes: copies a verified upload's content into the
+    /// database, so every node can serve it.
+    pub fn share_content(&self, sha256: &str) -> Result<(), StoreError> {
+        if self.link.is_none() {
+            return Ok(());
+        }
+        let bytes = std::fs::read(self.files.path_of(sha256))
+            .map_err(|e| StoreError::File(format!("reading back upload {sha256}: {e}")))?;
+        self.store.put_file_content(sha256, &bytes)
+    }
+
+    /// Opens a file's content; with other nodes, one this node has no copy
+    /// of is fetched from the database first (and kept).
+    pub fn open_content(&self, sha256: &str) -> std::io::Result<std::fs::File> {
+        match self.files.open_content(sha256) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.link.is_some() => {
+                let bytes = self
+                    .store
+                    .file_content(sha256)
+                    .map_err(std::io::Error::other)?
+                    .ok_or(e)?;
+                self.files.put_content(sha256, &bytes)?;
+                self.files.open_content(sha256)
+            }
+            other => other,
+        }
+    }
+
+    /// Removes content no file record uses any more, here and (with other
+    /// nodes) from their copies.
+    pub fn forget_content(&self, sha256: &str) {
+        if let Err(e) = self.files.remove_content(sha256) {
+            log::warn!("removing the content of file {sha256}: {e}");
+        }
+        if let Some(link) = &self.link {
+            link.share(cluster::Shared::FileGone {
+                sha256: sha256.to_owned(),
+            });
+        }
     }
 
     /// A snapshot of the counters.

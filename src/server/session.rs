@@ -351,6 +351,8 @@ impl Session<'_> {
             }
         };
         let handled = self.route(parsed.req, parsed.request);
+        // Other nodes see what this request changed before it is answered.
+        self.ctx.services.share_changes();
         self.answer(parsed.req, handled);
     }
 

@@ -67,6 +67,11 @@ impl Outgoing {
         Outgoing::new(ServerFrame::event(msg))
     }
 
+    /// The event itself.
+    pub fn msg(&self) -> &ServerMsg {
+        &self.frame.msg
+    }
+
     /// The event's bytes in `wire`'s format, encoded on first use.
     pub fn bytes(&self, wire: Wire) -> &[u8] {
         self.encoded[wire.index()].get_or_init(|| wire.encode(&self.frame))

@@ -81,6 +81,13 @@ pub enum StoreError {
     /// A room with that name exists already.
     #[error("room name is taken")]
     RoomExists,
+    /// A file's content could not be read or written.
+    #[error("file content: {0}")]
+    File(String),
+    /// Asked of SQLite for something only a database shared by several
+    /// nodes does.
+    #[error("{0} needs a database shared by several nodes (PostgreSQL)")]
+    SingleNode(&'static str),
     /// The database file was made by a newer confab.
     #[error("database schema version {found} is newer than this server's {supported}")]
     TooNew {
@@ -300,12 +307,48 @@ pub struct StoredMessage {
     pub to: Destination,
 }
 
-/// A watch on messages committed by any node sharing the database.
+/// Identifies one running server process among those sharing a database
+/// (random, new at every start).
+pub type NodeId = i64;
+
+/// The newest committed ids of the two gap-free logs several nodes share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heads {
+    /// Newest message id.
+    pub messages: i64,
+    /// Newest cluster event id.
+    pub events: i64,
+}
+
+/// One event a node shared with the others (see `server::cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterEvent {
+    /// Gap-free, in commit order.
+    pub id: i64,
+    /// The node that shared it.
+    pub node: NodeId,
+    /// The event, as JSON.
+    pub body: String,
+}
+
+/// What a node's heartbeat found.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// Whether the node was registered already (`false` at its first beat,
+    /// or after another node took it for dead).
+    pub known: bool,
+    /// Nodes silent for too long, removed by this beat: their users are
+    /// offline.
+    pub gone: Vec<NodeId>,
+}
+
+/// A watch on messages and events committed by any node sharing the
+/// database.
 pub trait MessageWatch: Send {
     /// Waits up to `timeout` for a commit to be announced (returning at
-    /// once if one was), then returns the newest committed message id:
-    /// every id up to it is committed or never existed.
-    fn wait(&mut self, timeout: std::time::Duration) -> Result<i64, StoreError>;
+    /// once if one was), then returns the newest committed message and
+    /// event ids: every id up to them is committed or never existed.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Heads, StoreError>;
 }
 
 /// A shared handle on whichever backend the server was configured with.
@@ -590,6 +633,32 @@ pub trait Store: Send + Sync {
 
     /// How many rooms a user is in.
     fn room_count(&self, user: UserId) -> Result<u32, StoreError>;
+
+    // --- Several nodes (PostgreSQL; SQLite serves one node and answers
+    // `SingleNode`) ---
+    /// Appends events (JSON) shared by `node`, in order, with gap-free ids
+    /// in commit order, and announces them to the other nodes.
+    fn share_events(&self, node: NodeId, bodies: &[String]) -> Result<(), StoreError>;
+
+    /// Shared events with `after < id <= upto`, oldest first, at most
+    /// `limit`.
+    fn events_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<ClusterEvent>, StoreError>;
+
+    /// Records that `node` is alive; removes (and returns) nodes silent for
+    /// longer than `stale`, and forgets events older than an hour.
+    fn heartbeat(&self, node: NodeId, stale: std::time::Duration) -> Result<Heartbeat, StoreError>;
+
+    /// Keeps a file's content where every node can read it (no-op if it is
+    /// there already).
+    fn put_file_content(&self, sha256: &str, data: &[u8]) -> Result<(), StoreError>;
+
+    /// A file's content kept by [`Store::put_file_content`].
+    fn file_content(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Turns rows (one more than asked, to detect `more`; newest first for

@@ -18,9 +18,10 @@
 //! always verified (against the system's roots, or `SSL_CERT_FILE`).
 
 use super::{
-    AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
-    NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
-    UserId, UserRecord, kind_column, kind_of, now_ms, paged, search_filters,
+    AuditEntry, Ban, ClusterEvent, Destination, FileRecord, Heads, Heartbeat, MessageRecord,
+    MessageWatch, NewBan, NewFile, NewMessage, NodeId, Page, Reacted, RoomId, RoomRecord,
+    SearchSpec, Store, StoreError, StoredMessage, UserId, UserRecord, kind_column, kind_of, now_ms,
+    paged, search_filters,
 };
 use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use crate::search::{Term, Terms};
@@ -38,8 +39,10 @@ pub const SCHEMA: &str = include_str!("../../schema-postgres.sql");
 
 /// Migrations for databases made by older versions, `(version, sql)`, run
 /// before `SCHEMA` while `confab_schema.version < version` (as in SQLite's
-/// MIGRATIONS). Version 1 is the first PostgreSQL schema.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, "")];
+/// MIGRATIONS). Version 1 is the first PostgreSQL schema; 2 added the
+/// tables several nodes share (`cluster_events`, `cluster_nodes`,
+/// `file_contents`), created by `SCHEMA` itself.
+pub const MIGRATIONS: &[(i32, &str)] = &[(1, ""), (2, "")];
 
 /// The advisory lock key that serialises schema changes between nodes.
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162;
@@ -173,7 +176,7 @@ struct Watch {
 }
 
 impl MessageWatch for Watch {
-    fn wait(&mut self, timeout: Duration) -> Result<i64, StoreError> {
+    fn wait(&mut self, timeout: Duration) -> Result<Heads, StoreError> {
         let result = self.wait_once(timeout);
         if result.is_err() {
             self.client = None;
@@ -183,14 +186,14 @@ impl MessageWatch for Watch {
 }
 
 impl Watch {
-    fn wait_once(&mut self, timeout: Duration) -> Result<i64, StoreError> {
+    fn wait_once(&mut self, timeout: Duration) -> Result<Heads, StoreError> {
         let client = match &mut self.client {
             Some(client) => client,
             None => {
                 let mut config = self.config.clone();
                 config.application_name("confab-watch");
                 let mut client = config.connect(self.tls.clone())?;
-                client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+                client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {EVENTS_CHANNEL}"))?;
                 self.client.insert(client)
             }
         };
@@ -203,9 +206,14 @@ impl Watch {
                 while rest.next()?.is_some() {}
             }
         }
-        Ok(client
-            .query_one("SELECT last FROM message_ids WHERE id = 1", &[])?
-            .get(0))
+        let row = client.query_one(
+            "SELECT m.last, e.last FROM message_ids m, event_ids e WHERE m.id = 1 AND e.id = 1",
+            &[],
+        )?;
+        Ok(Heads {
+            messages: row.get(0),
+            events: row.get(1),
+        })
     }
 }
 
@@ -233,6 +241,14 @@ const MESSAGES_BETWEEN: &str = concat!(
 /// The channel on which every message commit is announced (payload: the
 /// batch's newest id, a hint; `message_ids` is the truth).
 const CHANNEL: &str = "confab_messages";
+
+/// The channel on which shared events are announced (payload: the newest
+/// event id, a hint; `event_ids` is the truth).
+const EVENTS_CHANNEL: &str = "confab_events";
+
+/// Shared events are kept this long (a node that was away longer starts
+/// over from the tables and the other nodes' snapshots).
+const EVENTS_KEPT_MS: i64 = 3_600_000;
 
 const ROOM_HISTORY: &str = concat!(
     message_columns!(),
@@ -433,6 +449,7 @@ impl Store for PostgresStore {
         let mut unused = Vec::new();
         for sha in shas {
             if !still_used(&mut tx, &sha)? {
+                tx.execute("DELETE FROM file_contents WHERE sha256 = $1", &[&sha])?;
                 unused.push(sha);
             }
         }
@@ -687,6 +704,7 @@ impl Store for PostgresStore {
         if let Some((file_id, sha)) = file {
             tx.execute("DELETE FROM files WHERE id = $1", &[&file_id])?;
             if !still_used(&mut tx, &sha)? {
+                tx.execute("DELETE FROM file_contents WHERE sha256 = $1", &[&sha])?;
                 unused = Some(sha);
             }
         }
@@ -1182,6 +1200,108 @@ impl Store for PostgresStore {
             )?
             .get(0);
         Ok(small(n))
+    }
+
+    fn share_events(&self, node: NodeId, bodies: &[String]) -> Result<(), StoreError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        // Ids as for messages: the counter row is locked to commit.
+        let n = bodies.len() as i64;
+        let last: i64 = tx
+            .query_one(
+                "UPDATE event_ids SET last = last + $1 WHERE id = 1 RETURNING last",
+                &[&n],
+            )?
+            .get(0);
+        let ids: Vec<i64> = (last - n + 1..=last).collect();
+        tx.execute(
+            "INSERT INTO cluster_events (id, node, at, body)
+             SELECT id, $2, $3, body FROM unnest($1::bigint[], $4::text[]) AS t(id, body)",
+            &[&ids, &node, &now_ms(), &bodies],
+        )?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&EVENTS_CHANNEL, &last.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn events_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<ClusterEvent>, StoreError> {
+        Ok(self
+            .conn()?
+            .query(
+                "SELECT id, node, body FROM cluster_events
+                 WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+                &[&after, &upto, &i64::from(limit)],
+            )?
+            .iter()
+            .map(|r| ClusterEvent {
+                id: r.get(0),
+                node: r.get(1),
+                body: r.get(2),
+            })
+            .collect())
+    }
+
+    fn heartbeat(&self, node: NodeId, stale: Duration) -> Result<Heartbeat, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        // The database's clock, not the nodes': theirs may differ.
+        let known = tx.execute(
+            "UPDATE cluster_nodes SET seen_at = now() WHERE id = $1",
+            &[&node],
+        )? == 1;
+        if !known {
+            tx.execute(
+                "INSERT INTO cluster_nodes (id) VALUES ($1)
+                 ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+                &[&node],
+            )?;
+        }
+        let gone = tx
+            .query(
+                "DELETE FROM cluster_nodes
+                 WHERE id <> $1 AND seen_at < now() - make_interval(secs => $2)
+                 RETURNING id",
+                &[&node, &stale.as_secs_f64()],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "DELETE FROM cluster_events WHERE at < $1",
+            &[&(now_ms() - EVENTS_KEPT_MS)],
+        )?;
+        tx.commit()?;
+        Ok(Heartbeat { known, gone })
+    }
+
+    fn put_file_content(&self, sha256: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO file_contents (sha256, data) VALUES ($1, $2)
+             ON CONFLICT (sha256) DO NOTHING",
+            &[&sha256, &data],
+        )?;
+        Ok(())
+    }
+
+    fn file_content(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_opt(
+                "SELECT data FROM file_contents WHERE sha256 = $1",
+                &[&sha256],
+            )?
+            .map(|r| r.get(0)))
     }
 }
 

@@ -10,9 +10,10 @@
 //! session threads, and messages come from one writer thread.
 
 use super::{
-    AuditEntry, Ban, Destination, FileRecord, MessageRecord, MessageWatch, NewBan, NewFile,
-    NewMessage, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store, StoreError, StoredMessage,
-    UserId, UserRecord, kind_column, kind_of, now_ms, paged, search_filters,
+    AuditEntry, Ban, ClusterEvent, Destination, FileRecord, Heartbeat, MessageRecord, MessageWatch,
+    NewBan, NewFile, NewMessage, NodeId, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store,
+    StoreError, StoredMessage, UserId, UserRecord, kind_column, kind_of, now_ms, paged,
+    search_filters,
 };
 use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -1189,6 +1190,35 @@ impl Store for SqliteStore {
             .get()?
             .prepare_cached("SELECT count(*) FROM room_members WHERE user_id = ?1")?
             .query_row([user], |r| r.get(0))?)
+    }
+
+    fn share_events(&self, _node: NodeId, _bodies: &[String]) -> Result<(), StoreError> {
+        Err(StoreError::SingleNode("sharing events"))
+    }
+
+    fn events_between(
+        &self,
+        _after: i64,
+        _upto: i64,
+        _limit: u32,
+    ) -> Result<Vec<ClusterEvent>, StoreError> {
+        Err(StoreError::SingleNode("reading shared events"))
+    }
+
+    fn heartbeat(&self, _node: NodeId, _stale: Duration) -> Result<Heartbeat, StoreError> {
+        Err(StoreError::SingleNode("a node heartbeat"))
+    }
+
+    fn put_file_content(&self, _sha256: &str, _data: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::SingleNode(
+            "keeping file contents in the database",
+        ))
+    }
+
+    fn file_content(&self, _sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::SingleNode(
+            "reading file contents from the database",
+        ))
     }
 }
 

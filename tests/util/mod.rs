@@ -309,10 +309,12 @@ impl TestServer {
     pub fn admin_with(&self, flags: &[&str], args: &[&str], stdin: &str) -> (bool, String) {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
-            .args(if self.extra.iter().any(|e| e == "--db") {
-                Vec::new()
-            } else {
-                vec!["--db".into(), self.db().into_os_string()]
+            .args(match self.extra.iter().position(|e| e == "--db") {
+                Some(i) => vec![
+                    std::ffi::OsString::from("--db"),
+                    self.extra[i + 1].clone().into(),
+                ],
+                None => vec!["--db".into(), self.db().into_os_string()],
             })
             .args(["--password-iterations", TEST_ITERATIONS])
             .args(flags)

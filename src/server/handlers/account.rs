@@ -232,6 +232,8 @@ pub fn away(cx: &mut Cx, me: &User, message: Option<String>) -> Handled {
 /// Admits (and counts) a login attempt, or refuses it while the account
 /// or address is throttled.
 fn admit_attempt<'a>(cx: &Cx<'a>, name: &str, proof: Proof) -> Result<Attempt<'a>, Refusal> {
+    // With other nodes: their failures up to now count here too.
+    cx.svc.catch_up();
     match cx.svc.auth.attempt(name, cx.peer.ip(), proof) {
         Ok(attempt) => Ok(attempt),
         Err(wait) => {
@@ -303,11 +305,9 @@ fn issue_token(cx: &mut Cx, user_id: UserId) -> Option<String> {
 fn enter(cx: &mut Cx, user_id: UserId, user: String, token: Option<String>) -> Handled {
     // Register first, so a DM stored from now on is delivered live; one
     // stored in between may come twice (clients de-duplicate by id).
-    if cx.svc.clustered {
-        // Rooms and memberships made on other nodes. (Reads every room's
-        // members: a login costs O(members) here, to be narrowed.)
-        cx.svc.hub.sync_rooms(cx.svc.store.load_rooms()?);
-    }
+    // Rooms, members and presence changed on other nodes up to now
+    // (again: the password check took a while).
+    cx.svc.catch_up();
     let rooms = cx.svc.hub.login(cx.session, user_id, &user);
     let dms = cx.svc.store.undelivered_dms(user_id, OFFLINE_DM_REPLAY)?;
     let unread = cx.svc.store.unread(user_id, &user)?;

@@ -91,10 +91,8 @@ pub fn delete(cx: &mut Cx, me: &User, id: i64, reason: &str) -> Handled {
             "only its author or an administrator may delete a message",
         ));
     }
-    if let Some(sha) = cx.svc.store.delete_message(id, now_ms())?
-        && let Err(e) = cx.svc.files.remove_content(&sha)
-    {
-        log::warn!("removing the content of a deleted message's file {sha}: {e}");
+    if let Some(sha) = cx.svc.store.delete_message(id, now_ms())? {
+        cx.svc.forget_content(&sha);
     }
     if moderating {
         let place = match rec.to {

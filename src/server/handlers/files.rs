@@ -100,6 +100,9 @@ pub fn upload_end(cx: &mut Cx, me: &User, upload: u32, sha256: &str) -> Handled 
         Target::Room { id, .. } => Destination::Room(*id),
         Target::User { id, .. } => Destination::User(*id),
     };
+    // With other nodes: the content goes where they can read it, before the
+    // record that lets anyone ask for it.
+    cx.svc.share_content(&verified.sha256)?;
     let mime = verified.kind.mime().to_owned();
     let file_id = cx.svc.store.insert_file(&NewFile {
         sha256: verified.sha256.clone(),
@@ -155,17 +158,13 @@ pub fn download(cx: &mut Cx, me: &User, file: i64) -> Handled {
     if !allowed {
         return Err(none());
     }
-    let content = cx
-        .svc
-        .files
-        .open_content(&record.info.sha256)
-        .map_err(|e| {
-            log::error!("stored file {file} cannot be opened: {e}");
-            Refusal::new(
-                ErrorCode::ServerError,
-                "the file's content is missing on the server",
-            )
-        })?;
+    let content = cx.svc.open_content(&record.info.sha256).map_err(|e| {
+        log::error!("stored file {file} cannot be opened: {e}");
+        Refusal::new(
+            ErrorCode::ServerError,
+            "the file's content is missing on the server",
+        )
+    })?;
     let id = cx.state.next_stream();
     cx.state.download = Some(Download::new(
         id,

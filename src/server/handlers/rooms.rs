@@ -106,9 +106,7 @@ pub fn delete(cx: &mut Cx, me: &User, room: &str) -> Handled {
     }
     let unused = cx.svc.store.delete_room(room.id)?;
     for sha in unused {
-        if let Err(e) = cx.svc.files.remove_content(&sha) {
-            log::warn!("removing the content of a deleted room's file {sha}: {e}");
-        }
+        cx.svc.forget_content(&sha);
     }
     cx.svc.hub.delete_room(&room.name, &me.name);
     log::info!("{} deleted #{}", me.name, room.name);
