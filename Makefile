@@ -20,7 +20,7 @@ DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlit
 SERVER_BIN = target/release/confab-server
 CLIENT_BIN = target/release/confab
 
-.PHONY: all deps certs build man run-server client test lint bench db-shell clean
+.PHONY: all deps certs build man run-server run-cluster client test lint bench db-shell clean
 
 all: build
 
@@ -75,6 +75,23 @@ run-server: build certs
 	@mkdir -p $(DATA_DIR)
 	$(SERVER_BIN) --listen $(LISTEN) --data-dir $(DATA_DIR) --db $(DB) \
 	  --cert $(CERT_DIR)/server.pem --key $(CERT_DIR)/server.key
+
+# Two nodes on one throwaway PostgreSQL cluster (docs/SCALING.md): node A on
+# 127.0.0.1:7878, node B on 127.0.0.1:7879, data under $(DATA_DIR)/node-a and
+# node-b. pg_virtualenv (postgresql-common) makes the cluster, also as root,
+# and drops it when the nodes stop (Ctrl-C). Chat across them with
+#   target/release/confab --ca certs/ca.pem alice@localhost:7878
+#   target/release/confab --ca certs/ca.pem bob@localhost:7879
+CLUSTER_A ?= 127.0.0.1:7878
+CLUSTER_B ?= 127.0.0.1:7879
+run-cluster: build certs
+	@mkdir -p $(DATA_DIR)/node-a $(DATA_DIR)/node-b
+	pg_virtualenv -t sh -c '\
+	  url="postgres://$$PGUSER:$$PGPASSWORD@$$PGHOST:$$PGPORT/postgres"; \
+	  tls="--cert $(CERT_DIR)/server.pem --key $(CERT_DIR)/server.key"; \
+	  $(SERVER_BIN) --listen $(CLUSTER_B) --data-dir $(DATA_DIR)/node-b --db "$$url" $$tls & b=$$!; \
+	  trap "kill $$b 2>/dev/null; wait $$b" EXIT INT TERM; \
+	  $(SERVER_BIN) --listen $(CLUSTER_A) --data-dir $(DATA_DIR)/node-a --db "$$url" $$tls'
 
 # Connects to the local server as $(CONFAB_USER), trusting the local CA.
 client: build certs

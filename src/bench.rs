@@ -222,6 +222,82 @@ fn sent_at(json: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// The sender index `s=` in a paced message's body.
+fn sender_of(json: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b" s=";
+    let at = find(json, KEY)? + KEY.len();
+    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&json[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A throwaway PostgreSQL cluster for the cluster scenarios, made with
+/// `pg_virtualenv -t` (Debian's postgresql-common, installed by `make
+/// deps`) and dropped when this is dropped: the shell it runs waits on its
+/// standard input.
+pub struct Postgres {
+    child: Child,
+    /// `postgres://user:password@host:port/postgres`.
+    pub url: String,
+}
+
+impl Postgres {
+    /// Starts a cluster; fails saying why if it cannot.
+    pub fn start() -> Result<Postgres, String> {
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| e.to_string())?;
+        let file = std::env::temp_dir().join(format!(
+            "confab-bench-pg-{}",
+            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        // The URL goes to a file (pg_virtualenv talks on stdout itself);
+        // then the shell waits on stdin.
+        let script = format!(
+            "echo \"postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/postgres\" > {0}.tmp \
+             && mv {0}.tmp {0} && cat > /dev/null",
+            file.display()
+        );
+        let mut child = Command::new("pg_virtualenv")
+            .args(["-t", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("pg_virtualenv: {e} (the cluster scenarios need Debian's postgresql and postgresql-common: `make deps`)")
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let _ = std::fs::remove_file(&file);
+                return Ok(Postgres {
+                    child,
+                    url: text.trim().to_owned(),
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "pg_virtualenv started no PostgreSQL cluster ({status})"
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("pg_virtualenv started no PostgreSQL cluster within 90 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// Whether a frame is an `ack` reply.
 fn is_ack(json: &[u8]) -> bool {
     find(json, b"\"type\":\"ack\"").is_some()
@@ -239,14 +315,24 @@ fn run_measured(
     barrier: &Barrier,
     threads: Vec<std::thread::JoinHandle<()>>,
 ) -> (u64, u64, u64) {
+    run_measured_on(&[server], barrier, threads)
+}
+
+/// [`run_measured`] with the CPU of several servers summed.
+fn run_measured_on(
+    servers: &[&BenchServer],
+    barrier: &Barrier,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) -> (u64, u64, u64) {
+    let cpu = || servers.iter().map(|s| s.cpu_us()).sum::<u64>();
     barrier.wait();
-    let cpu0 = server.cpu_us();
+    let cpu0 = cpu();
     let own0 = own_cpu_us();
     let t0 = now_us();
     for t in threads {
         let _ = t.join();
     }
-    (server.cpu_us() - cpu0, own_cpu_us() - own0, t0)
+    (cpu() - cpu0, own_cpu_us() - own0, t0)
 }
 
 /// Percentiles of latencies in µs.
@@ -487,9 +573,19 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
 /// measures). A sender's message goes out from its thread's loop when due,
 /// without waiting for the ack, which comes back on the same connection.
 fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
+    fanout_on_nodes(&[server], p)
+}
+
+/// [`fanout`] at a paced rate with the room's members spread over several
+/// nodes sharing one database (member `i` on node `i % n`, so senders too
+/// alternate): latency over all deliveries, and over those whose sender is
+/// on another node than the receiver; server CPU summed over the nodes.
+pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
+    let server = nodes[0];
+    let n_nodes = nodes.len();
     register_users(server, "recv", p.clients);
     let members: Vec<Client> = (0..p.clients)
-        .map(|i| server.user(&format!("recv{i}")))
+        .map(|i| nodes[i % n_nodes].user(&format!("recv{i}")))
         .collect();
     let senders = p.senders.min(p.clients);
     let total_msgs = senders * p.messages;
@@ -497,6 +593,7 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
     // Sender `si` sends its n-th message at start + interval * (n + si/senders).
     let interval = Duration::from_secs_f64(senders as f64 / rate);
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total_msgs * p.clients)));
+    let cross_latencies = Arc::new(Mutex::new(Vec::new()));
     let received = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let last_rx = Arc::new(AtomicU64::new(0));
@@ -507,8 +604,9 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
     }
     let mut threads = Vec::new();
     for mut group in groups {
-        let (latencies, received, acked, last_rx, barrier) = (
+        let (latencies, cross_latencies, received, acked, last_rx, barrier) = (
             latencies.clone(),
+            cross_latencies.clone(),
             received.clone(),
             acked.clone(),
             last_rx.clone(),
@@ -528,6 +626,7 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
             let mut next_n = vec![0usize; group.len()];
             let pad = "x".repeat(60);
             let mut lat = Vec::with_capacity(want);
+            let mut cross = Vec::new();
             let mut acks = 0usize;
             let mut ready = Vec::new();
             barrier.wait();
@@ -576,9 +675,14 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
                 }
                 for &k in &ready {
                     let mut seen = false;
+                    let node = group[k].0 % n_nodes;
                     let _ = group[k].1.drain_raw(&mut |json| match sent_at(json) {
                         Some(t) => {
-                            lat.push(now_us().saturating_sub(t));
+                            let l = now_us().saturating_sub(t);
+                            lat.push(l);
+                            if n_nodes > 1 && sender_of(json).is_some_and(|s| s % n_nodes != node) {
+                                cross.push(l);
+                            }
                             seen = true;
                         }
                         None if is_ack(json) => {
@@ -596,17 +700,23 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
             acked.fetch_add(acks as u64, Ordering::Relaxed);
             last_rx.fetch_max(now_us(), Ordering::Relaxed);
             latencies.lock().unwrap().extend(lat);
+            cross_latencies.lock().unwrap().extend(cross);
         }));
     }
-    let (cpu, own, t0) = run_measured(server, &barrier, threads);
+    let (cpu, own, t0) = run_measured_on(nodes, &barrier, threads);
     let got = received.load(Ordering::Relaxed);
     let expected = (total_msgs * (p.clients - 1)) as u64;
     let elapsed_s = (last_rx.load(Ordering::Relaxed).saturating_sub(t0)) as f64 / 1e6;
     let lat = Arc::try_unwrap(latencies)
         .map(|m| m.into_inner().unwrap())
         .unwrap_or_default();
+    let cross = Arc::try_unwrap(cross_latencies)
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_default();
     json!({
-        "scenario": "fanout",
+        "scenario": if n_nodes > 1 { "cluster" } else { "fanout" },
+        "nodes": n_nodes,
+        "cross_node_latency": summary(cross),
         "clients": p.clients, "senders": senders, "messages": total_msgs,
         "offered_msgs_per_s": rate,
         "deliveries": got, "lost": expected - got.min(expected),

@@ -14,7 +14,9 @@ use std::process::ExitCode;
 struct Args {
     /// Scenarios: fanout, fanout-fast, burst, store, idle, connect,
     /// login-storm, history, upload, crowd, storm-crowded, restart,
-    /// login-history, search (default: all).
+    /// login-history, search, cluster, cluster-fast, store-postgres
+    /// (default: all; the last three start a PostgreSQL cluster with
+    /// pg_virtualenv).
     scenarios: Vec<String>,
     /// The server binary to start for each scenario.
     #[arg(long, default_value = "target/release/confab-server")]
@@ -56,6 +58,9 @@ const ALL: &[&str] = &[
     "restart",
     "login-history",
     "search",
+    "cluster",
+    "cluster-fast",
+    "store-postgres",
 ];
 
 fn run(args: &Args) -> Result<(), String> {
@@ -225,6 +230,43 @@ fn run(args: &Args) -> Result<(), String> {
                 };
                 bench::search(&s, messages, rooms, queries)
             }
+            "cluster" | "cluster-fast" => {
+                // Two nodes on one PostgreSQL, the room's members split
+                // between them.
+                let fast = name == "cluster-fast";
+                let pg = bench::Postgres::start()?;
+                let extra = [&cheap[..], &["--max-sessions", "512", "--db", &pg.url]].concat();
+                let a = start(&extra)?;
+                let b = start(&extra)?;
+                let p = Fanout {
+                    clients: if q { 10 } else { 200 },
+                    senders: if q { 2 } else { 20 },
+                    messages: match (q, fast) {
+                        (true, _) => 20,
+                        (false, false) => 100,
+                        (false, true) => 250,
+                    },
+                    rate: Some(if fast { 1000.0 } else { 200.0 }),
+                    burst: false,
+                };
+                let v = bench::fanout_on_nodes(&[&a, &b], &p);
+                drop((a, b));
+                v
+            }
+            "store-postgres" => {
+                let pg = bench::Postgres::start()?;
+                let s = start(&[&cheap[..], &["--max-sessions", "64", "--db", &pg.url]].concat())?;
+                let p = Fanout {
+                    clients: 0,
+                    senders: 20,
+                    messages: if q { 20 } else { 5000 },
+                    rate: None,
+                    burst: true,
+                };
+                let v = bench::fanout(&s, &p);
+                drop(s);
+                v
+            }
             other => {
                 return Err(format!(
                     "unknown scenario {other}; known: {}",
@@ -288,6 +330,20 @@ fn targets(results: &[(String, Value)]) -> String {
             "≥ 50,000",
             get("store", &["stored_msgs_per_s"]),
             50_000.0,
+            false,
+        ),
+        (
+            "two nodes, 200-member room split, 1,000 msgs/s: cross-node p99 (ms)",
+            "≤ 10",
+            get("cluster-fast", &["cross_node_latency", "p99_ms"]),
+            10.0,
+            true,
+        ),
+        (
+            "stored messages per second on PostgreSQL",
+            "≥ 20,000",
+            get("store-postgres", &["stored_msgs_per_s"]),
+            20_000.0,
             false,
         ),
         (
@@ -605,13 +661,31 @@ fn report(results: &[(String, Value)], quick: bool, server: &str) -> String {
     );
     for (name, v) in results {
         let figures = match name.as_str() {
-            "store" => format!(
+            "store" | "store-postgres" => format!(
                 "{} messages pipelined by {} senders, each to a room of its own, {} acked: {} messages stored (and acked) per second, {} µs server CPU each",
                 v["messages"],
                 v["senders"],
                 v["acked"],
                 v["stored_msgs_per_s"],
                 v["server_cpu_us_per_message"]
+            ),
+            "cluster" | "cluster-fast" => format!(
+                "{} nodes on one PostgreSQL, {} clients split between them, {} senders, {} msgs offered at {}/s: \
+                 cross-node p50 {} ms, p99 {} ms, max {} ms ({} deliveries); all deliveries p50 {} ms, p99 {} ms; \
+                 {} µs CPU of both nodes per delivery (PostgreSQL's not counted), lost {}",
+                v["nodes"],
+                v["clients"],
+                v["senders"],
+                v["messages"],
+                v["offered_msgs_per_s"],
+                v["cross_node_latency"]["p50_ms"],
+                v["cross_node_latency"]["p99_ms"],
+                v["cross_node_latency"]["max_ms"],
+                v["cross_node_latency"]["samples"],
+                v["latency"]["p50_ms"],
+                v["latency"]["p99_ms"],
+                v["server_cpu_us_per_delivery"],
+                v["lost"]
             ),
             "fanout" | "fanout-fast" | "burst" => format!(
                 "{} clients, {} senders, {} msgs{}: {} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, {} µs server CPU per delivery, lost {}",

@@ -126,6 +126,8 @@ impl PostgresStore {
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        // Not a NOTICE per existing table at every start.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         let fresh: bool = tx
             .query_one("SELECT to_regclass('confab_schema') IS NULL", &[])?
