@@ -30,7 +30,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use r2d2_postgres::postgres::config::SslMode;
 use r2d2_postgres::postgres::error::SqlState;
 use r2d2_postgres::postgres::fallible_iterator::FallibleIterator;
-use r2d2_postgres::postgres::types::ToSql;
+use r2d2_postgres::postgres::types::{ToSql, Type};
 use r2d2_postgres::postgres::{self, GenericClient, Row};
 use std::time::Duration;
 
@@ -47,8 +47,73 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(1, ""), (2, "")];
 /// The advisory lock key that serialises schema changes between nodes.
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<MakeTlsConnector>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeTlsConnector>>;
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
+
+/// r2d2_postgres's manager, with a cache of prepared statements on each
+/// pooled connection.
+struct Manager(PostgresConnectionManager<MakeTlsConnector>);
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Manager")
+    }
+}
+
+/// A pooled connection and the statements prepared on it. It derefs to the
+/// `postgres::Client`.
+struct PgConn {
+    client: postgres::Client,
+    statements: std::collections::HashMap<&'static str, postgres::Statement>,
+}
+
+impl PgConn {
+    /// `sql` prepared on this connection, once: PostgreSQL then plans it
+    /// once instead of at every use (planning the seven-table message
+    /// queries took ~4 ms each, more than running them), and running it
+    /// costs one round trip.
+    fn prepared(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl std::ops::Deref for PgConn {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.0.connect()?,
+            statements: std::collections::HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// Whether `location` names a PostgreSQL database rather than a file.
 pub fn is_url(location: &str) -> bool {
@@ -112,9 +177,13 @@ impl PostgresStore {
         }
         let tls = native_tls::TlsConnector::new().map_err(|e| StoreError::Tls(e.to_string()))?;
         let tls = MakeTlsConnector::new(tls);
-        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
+        let manager = Manager(PostgresConnectionManager::new(config.clone(), tls.clone()));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))
+            // r2d2 would otherwise run an empty query at every checkout: a
+            // round trip before each statement. A connection that broke is
+            // seen closed when it is returned, and dropped then.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         let store = PostgresStore { pool, config, tls };
@@ -243,6 +312,26 @@ const MESSAGES_BETWEEN: &str = concat!(
 /// The channel on which every message commit is announced (payload: the
 /// batch's newest id, a hint; `message_ids` is the truth).
 const CHANNEL: &str = "confab_messages";
+
+/// A batch of messages in one statement (its own transaction): its ids
+/// from the counter row, whose lock is held until commit, so batches commit
+/// in id order (see schema-postgres.sql); its rows from arrays, the n-th
+/// row getting id `last - $1 + n`; one announcement on [`CHANNEL`],
+/// delivered to listeners at commit. Data-modifying `WITH` parts always run
+/// to completion, read or not.
+const INSERT_BATCH: &str = "
+    WITH ids AS (
+        UPDATE message_ids SET last = last + $1 WHERE id = 1 RETURNING last
+    ), stored AS (
+        INSERT INTO messages
+            (id, room_id, recipient_id, sender_id, body, created_at, file_id, reply_to, kind)
+        SELECT (SELECT last FROM ids) - $1 + t.n,
+               t.room, t.recipient, t.sender, t.body, t.at, t.file, t.reply, t.kind
+        FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
+                    $7::bigint[], $8::bigint[], $9::text[])
+             WITH ORDINALITY AS t(room, recipient, sender, body, at, file, reply, kind, n)
+    )
+    SELECT last, pg_notify('confab_messages', last::text) FROM ids";
 
 /// The channel on which shared events are announced (payload: the newest
 /// event id, a hint; `event_ids` is the truth).
@@ -488,18 +577,7 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction()?;
-        // The ids: the counter row's lock is held until commit, so batches
-        // commit in id order (see schema-postgres.sql).
         let n = batch.len() as i64;
-        let last: i64 = tx
-            .query_one(
-                "UPDATE message_ids SET last = last + $1 WHERE id = 1 RETURNING last",
-                &[&n],
-            )?
-            .get(0);
-        let ids: Vec<i64> = (last - n + 1..=last).collect();
         let mut rooms = Vec::with_capacity(batch.len());
         let mut users = Vec::with_capacity(batch.len());
         for m in batch {
@@ -516,19 +594,18 @@ impl Store for PostgresStore {
         let files: Vec<Option<i64>> = batch.iter().map(|m| m.file_id).collect();
         let replies: Vec<Option<i64>> = batch.iter().map(|m| m.reply_to).collect();
         let kinds: Vec<Option<&str>> = batch.iter().map(|m| kind_column(m.kind)).collect();
-        // One statement for the whole batch: arrays, unnested into rows.
-        tx.execute(
-            "INSERT INTO messages
-             (id, room_id, recipient_id, sender_id, body, created_at, file_id, reply_to, kind)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                  $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[])",
+        // One prepared statement, its own transaction: one round trip (see
+        // INSERT_BATCH).
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(INSERT_BATCH)?;
+        let row = conn.query_one(
+            &statement,
             &[
-                &ids, &rooms, &users, &senders, &bodies, &times, &files, &replies, &kinds,
+                &n, &rooms, &users, &senders, &bodies, &times, &files, &replies, &kinds,
             ],
         )?;
-        // One announcement per batch, delivered to listeners at commit.
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.to_string()])?;
-        tx.commit()?;
+        let last: i64 = row.get(0);
+        let ids: Vec<i64> = (last - n + 1..=last).collect();
         Ok(ids)
     }
 
@@ -538,9 +615,11 @@ impl Store for PostgresStore {
         upto: i64,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        Ok(self
-            .conn()?
-            .query(MESSAGES_BETWEEN, &[&after, &upto, &i64::from(limit)])?
+        // Prepared: the writer and the watch run this often.
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(MESSAGES_BETWEEN)?;
+        Ok(conn
+            .query(&statement, &[&after, &upto, &i64::from(limit)])?
             .iter()
             .map(|r| {
                 let room: Option<RoomId> = r.get(18);
@@ -576,7 +655,7 @@ impl Store for PostgresStore {
         let mut conn = self.conn()?;
         let rows = conn.query(UNDELIVERED_DMS, &[&user, &i64::from(limit)])?;
         let mut out: Vec<ChatMessage> = rows.iter().map(chat_message).collect();
-        with_reactions(&mut *conn, &mut out, user)?;
+        with_reactions(&mut conn.client, &mut out, user)?;
         Ok(out)
     }
 
@@ -594,7 +673,7 @@ impl Store for PostgresStore {
         };
         let rows = conn.query(sql, &[&room, &from, &(i64::from(limit) + 1)])?;
         let (mut messages, more) = paged(rows.iter().map(chat_message).collect(), limit, page);
-        with_reactions(&mut *conn, &mut messages, viewer)?;
+        with_reactions(&mut conn.client, &mut messages, viewer)?;
         Ok((messages, more))
     }
 
@@ -612,7 +691,7 @@ impl Store for PostgresStore {
         };
         let rows = conn.query(sql, &[&a, &b, &from, &(i64::from(limit) + 1)])?;
         let (mut messages, more) = paged(rows.iter().map(chat_message).collect(), limit, page);
-        with_reactions(&mut *conn, &mut messages, a)?;
+        with_reactions(&mut conn.client, &mut messages, a)?;
         Ok((messages, more))
     }
 
@@ -796,7 +875,7 @@ impl Store for PostgresStore {
             .collect();
         let more = rows.len() > spec.limit as usize;
         rows.truncate(spec.limit as usize);
-        with_reactions(&mut *conn, &mut rows, spec.viewer)?;
+        with_reactions(&mut conn.client, &mut rows, spec.viewer)?;
         Ok((rows, more))
     }
 
@@ -1130,10 +1209,14 @@ impl Store for PostgresStore {
     fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         Ok(self
             .conn()?
-            .query_one(
+            .query_typed_one(
                 "SELECT count(*) > 0 FROM room_mutes WHERE room_id = $1 AND user_id = $2
                  AND (expires_at IS NULL OR expires_at > $3)",
-                &[&room, &user, &now_ms()],
+                &[
+                    (&room, Type::INT8),
+                    (&user, Type::INT8),
+                    (&now_ms(), Type::INT8),
+                ],
             )?
             .get(0))
     }
@@ -1240,10 +1323,14 @@ impl Store for PostgresStore {
     ) -> Result<Vec<ClusterEvent>, StoreError> {
         Ok(self
             .conn()?
-            .query(
+            .query_typed(
                 "SELECT id, node, body FROM cluster_events
                  WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-                &[&after, &upto, &i64::from(limit)],
+                &[
+                    (&after, Type::INT8),
+                    (&upto, Type::INT8),
+                    (&i64::from(limit), Type::INT8),
+                ],
             )?
             .iter()
             .map(|r| ClusterEvent {
