@@ -244,6 +244,8 @@ struct Watch {
     config: postgres::Config,
     tls: MakeTlsConnector,
     client: Option<postgres::Client>,
+    /// The newest ids seen, announced or read.
+    heads: Heads,
 }
 
 impl MessageWatch for Watch {
@@ -258,6 +260,7 @@ impl MessageWatch for Watch {
 
 impl Watch {
     fn wait_once(&mut self, timeout: Duration) -> Result<Heads, StoreError> {
+        let mut connected = false;
         let client = match &mut self.client {
             Some(client) => client,
             None => {
@@ -265,26 +268,44 @@ impl Watch {
                 config.application_name("confab-watch");
                 let mut client = config.connect(self.tls.clone())?;
                 client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {EVENTS_CHANNEL}"))?;
+                connected = true;
                 self.client.insert(client)
             }
         };
+        // The first announcement (or the timeout), then any others already
+        // here. An announcement's id is committed (it is delivered at
+        // commit) and ids are gap-free, so it is a head as good as the
+        // table's: the table is read only after a timeout or a reconnect
+        // (announcements may have been missed) or a payload that is not an
+        // id.
+        let mut announced = false;
+        let mut read_table = connected;
         {
             let mut notes = client.notifications();
-            // The first announcement (or the timeout), then any others
-            // already here: one read of the table answers them all.
-            if notes.timeout_iter(timeout).next()?.is_some() {
-                let mut rest = notes.iter();
-                while rest.next()?.is_some() {}
+            let mut next = notes.timeout_iter(timeout).next()?;
+            while let Some(note) = next {
+                announced = true;
+                let head = match note.channel() {
+                    CHANNEL => &mut self.heads.messages,
+                    EVENTS_CHANNEL => &mut self.heads.events,
+                    _ => &mut 0,
+                };
+                match note.payload().parse::<i64>() {
+                    Ok(id) => *head = (*head).max(id),
+                    Err(_) => read_table = true,
+                }
+                next = notes.iter().next()?;
             }
         }
-        let row = client.query_one(
-            "SELECT m.last, e.last FROM message_ids m, event_ids e WHERE m.id = 1 AND e.id = 1",
-            &[],
-        )?;
-        Ok(Heads {
-            messages: row.get(0),
-            events: row.get(1),
-        })
+        if read_table || !announced {
+            let row = client.query_one(
+                "SELECT m.last, e.last FROM message_ids m, event_ids e WHERE m.id = 1 AND e.id = 1",
+                &[],
+            )?;
+            self.heads.messages = self.heads.messages.max(row.get(0));
+            self.heads.events = self.heads.events.max(row.get(1));
+        }
+        Ok(self.heads)
     }
 }
 
@@ -640,6 +661,7 @@ impl Store for PostgresStore {
             config: self.config.clone(),
             tls: self.tls.clone(),
             client: None,
+            heads: Heads::default(),
         })))
     }
 
