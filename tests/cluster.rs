@@ -353,12 +353,38 @@ fn presence_rooms_topics_edits_and_read_markers_cross_nodes() {
     drop(alice_b);
 }
 
-/// An administrator on A kicks a user whose session is on B.
+/// An administrator on A mutes, then kicks, a user whose session is on B:
+/// B refuses the muted user's lines, then takes them again after the
+/// unmute, and the kick ends the session.
 #[test]
-fn a_kick_on_one_node_ends_the_session_on_the_other() {
+fn a_mute_and_a_kick_on_one_node_hold_on_the_other() {
     let (a, b, _url) = two_nodes();
     let mut boss = a.admin_user("boss");
     let mut bob = b.user("bob");
+    boss.request(Request::Mute {
+        room: "general".into(),
+        user: "bob".into(),
+        minutes: None,
+    })
+    .unwrap();
+    // B holds the mute once it has played A's change (milliseconds; a
+    // line said before that is accepted, as on one node before the mute).
+    let deadline = Instant::now() + WAIT;
+    while bob.say("general", "let me speak").is_ok() {
+        assert!(Instant::now() < deadline, "B never applied the mute");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(code(bob.say("general", "let me speak")), ErrorCode::Muted);
+    boss.request(Request::Unmute {
+        room: "general".into(),
+        user: "bob".into(),
+    })
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = bob.say("general", "thanks") {
+        assert!(Instant::now() < deadline, "B never lifted the mute: {e}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     boss.request(Request::Kick {
         user: "bob".into(),
         reason: "enough".into(),

@@ -468,8 +468,15 @@ fn mutes(s: &dyn Store) {
     assert!(!s.is_muted(g, bob).unwrap());
     s.mute(g, bob, "alice", Some(now_ms() - 1)).unwrap();
     assert!(!s.is_muted(g, bob).unwrap(), "expired");
-    s.mute(g, bob, "alice", Some(now_ms() + 60_000)).unwrap();
+    let until = now_ms() + 60_000;
+    s.mute(g, bob, "alice", Some(until)).unwrap();
     assert!(s.is_muted(g, bob).unwrap());
+    s.mute(g, alice, "bob", Some(now_ms() - 1)).unwrap();
+    assert_eq!(
+        s.mutes_in_force().unwrap(),
+        vec![(g, bob, Some(until))],
+        "the expired one is not in force"
+    );
 }
 
 fn deleting_a_room(s: &dyn Store) {

@@ -600,11 +600,26 @@ fn targets(results: &[(String, Value)]) -> String {
          the last ack, though only part had been sent and acked (5,944 and 7,524 acks in two checks), so \
          the store figures before this note (up to 96k/s) overstate it. Each sender now writes to a room \
          of its own, the report counts the acks it received, and the rate is acks over time: 49-67k \
-         messages/s on SQLite in five runs by hand that day. On PostgreSQL (`CONFAB_DB=postgres://... \
-         target/release/confab-bench store` inside `pg_virtualenv -t`, the same machine), 4.8k \
-         messages/s with all 100,000 acked and stored: under the 20k target of issue 18, not yet \
-         profiled (each `say` asks PostgreSQL whether the sender is muted, and no statement is \
-         prepared once per connection).\n",
+         messages/s on SQLite in five runs by hand that day. PostgreSQL is the `store-postgres` row: \
+         4.8k messages/s on 2026-12-02, 8.9k after statements were prepared once per pooled \
+         connection, a batch became one statement and r2d2's test query at every checkout was turned \
+         off (2026-12-03); still under issue 18's 20k target. What is left is PostgreSQL's own work \
+         per row (about 50 µs in psql: the generated search column and its GIN index, three partial \
+         indexes, four foreign-key checks) with the server, PostgreSQL and the load generator on the \
+         same two cores.\n",
+    );
+    md.push_str(
+        "\n**Cluster** rows (`cluster`, `cluster-fast`): two nodes on one PostgreSQL that the scenario \
+         starts with `pg_virtualenv -t` (which sets `fsync = off`: commits cost no disk flush here), the \
+         200 members alternating between the nodes, so half of every message's deliveries cross nodes: \
+         commit on A, NOTIFY, B's watch reads the row, B fans out. Both nodes' writers take ids from \
+         one counter row, so their commits alternate and nearly every batch also reads the other node's \
+         rows below it. At 200 msgs/s the cross-node p99 is within issue 18's 10 ms; at 1,000 msgs/s \
+         it is not (26-28 ms in two runs by hand on 2026-12-03): two servers, PostgreSQL and the load \
+         generator share two cores, and every message takes four database round trips on its way \
+         (the mute check, the insert, the other node's read, its announcement). A delivery stage \
+         separate from the writer was tried that day (more, smaller batches) and was slower at \
+         1,000 msgs/s (p99 54-80 ms); see docs/SCALING.md.\n",
     );
     md.push_str(
         "\n**Upload** figures vary from run to run (167-205 MB/s over five runs by hand on 2026-11-25, against \

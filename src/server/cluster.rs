@@ -36,6 +36,7 @@
 use super::auth::Auth;
 use super::file_store::FileStore;
 use super::hub::{Hub, NO_SESSION, SessionId};
+use super::mutes::Mutes;
 use super::outbox::Outbox;
 use super::services::StartError;
 use super::wire::Outgoing;
@@ -182,6 +183,22 @@ pub enum Shared {
         /// Whether it counts against the account from everywhere.
         account: bool,
     },
+    /// A user was muted in a room.
+    Muted {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+        /// Until when (ms since the epoch; `None`: until lifted).
+        until: Option<i64>,
+    },
+    /// A mute was lifted.
+    Unmuted {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+    },
     /// A file's content is used by no file record any more: each node drops
     /// its copy.
     FileGone {
@@ -235,13 +252,23 @@ impl Outbound {
     }
 }
 
+/// What this node keeps in memory that other nodes' changes update.
+pub struct Local {
+    /// Sessions, rooms, members, presence.
+    pub hub: Arc<Hub>,
+    /// The login throttle.
+    pub auth: Arc<Auth>,
+    /// Mutes in force.
+    pub mutes: Arc<Mutes>,
+    /// Copies of file contents.
+    pub files: FileStore,
+}
+
 /// This node's link with the others: shares its changes, plays theirs.
 pub struct Link {
     node: NodeId,
     store: SharedStore,
-    hub: Arc<Hub>,
-    auth: Arc<Auth>,
-    files: FileStore,
+    local: Local,
     outbound: Arc<Outbound>,
     /// Held while writing events: whoever holds it writes everyone's.
     publishing: Mutex<()>,
@@ -265,9 +292,7 @@ impl Link {
     /// before the hub was loaded from the tables.
     pub fn start(
         store: SharedStore,
-        hub: Arc<Hub>,
-        auth: Arc<Auth>,
-        files: FileStore,
+        local: Local,
         order: Arc<Order>,
         events_after: i64,
         watch: Box<dyn MessageWatch>,
@@ -277,14 +302,12 @@ impl Link {
         // Positive, so logs and psql show it plainly.
         let node = i64::from_le_bytes(raw) & i64::MAX;
         let outbound = Arc::new(Outbound::default());
-        hub.share_with(outbound.clone());
-        auth.share_with(outbound.clone());
+        local.hub.share_with(outbound.clone());
+        local.auth.share_with(outbound.clone());
         let link = Arc::new(Link {
             node,
             store,
-            hub,
-            auth,
-            files,
+            local,
             outbound,
             publishing: Mutex::new(()),
             applied: Mutex::new(events_after),
@@ -368,7 +391,7 @@ impl Link {
             }
         }
         if hello {
-            self.hub.share_snapshot();
+            self.local.hub.share_snapshot();
             self.flush();
         }
     }
@@ -381,14 +404,16 @@ impl Link {
             // Another node took this one for dead.
             Shared::NodeGone { node: gone } if gone == self.node => return true,
             Shared::LoginFailed { user, ip, account } => {
-                self.auth.count_failure(&user, ip, account);
+                self.local.auth.count_failure(&user, ip, account);
             }
+            Shared::Muted { room, user, until } => self.local.mutes.set(room, user, until),
+            Shared::Unmuted { room, user } => self.local.mutes.clear(room, user),
             Shared::FileGone { sha256 } => {
-                if let Err(err) = self.files.remove_content(&sha256) {
+                if let Err(err) = self.local.files.remove_content(&sha256) {
                     log::warn!("removing this node's copy of file {sha256}: {err}");
                 }
             }
-            event => self.hub.apply(node, event),
+            event => self.local.hub.apply(node, event),
         }
         false
     }
@@ -403,12 +428,12 @@ impl Link {
             Ok(beat) => {
                 if !beat.known {
                     // Taken for dead by another node meanwhile.
-                    self.hub.share_snapshot();
+                    self.local.hub.share_snapshot();
                 }
                 for gone in beat.gone {
                     log::info!("node {gone:x} stopped beating: its users are offline");
                     let event = Shared::NodeGone { node: gone };
-                    self.hub.apply(self.node, event.clone());
+                    self.local.hub.apply(self.node, event.clone());
                     self.outbound.push(event);
                 }
                 self.flush();
@@ -456,7 +481,7 @@ impl Link {
                 if heads.messages > *delivered
                     && let Err(err) = deliver_between(
                         &*self.store,
-                        &self.hub,
+                        &self.local.hub,
                         &mut delivered,
                         heads.messages,
                         &mut wake,

@@ -606,7 +606,12 @@ impl Hub {
             Shared::Close { user_id, event } => {
                 st.close_user(user_id, None, &Outgoing::event(event));
             }
-            Shared::Hello | Shared::LoginFailed { .. } | Shared::FileGone { .. } => {}
+            // Not the hub's: the link plays these.
+            Shared::Hello
+            | Shared::LoginFailed { .. }
+            | Shared::FileGone { .. }
+            | Shared::Muted { .. }
+            | Shared::Unmuted { .. } => {}
         }
     }
 

@@ -37,6 +37,7 @@ mod file_store;
 mod front_door;
 mod handlers;
 mod hub;
+mod mutes;
 mod outbox;
 mod per_ip;
 mod presence;

@@ -11,12 +11,13 @@ use super::auth::Auth;
 use super::cluster;
 use super::file_store::FileStore;
 use super::hub::Hub;
+use super::mutes::Mutes;
 use super::wait_queue::WaitQueue;
 use super::writer::{self, WriterHandle};
 use crate::config::ServerConfig;
 use crate::file_rules::FileRules;
 use crate::protocol::ServerStats;
-use crate::store::{SharedStore, Store, StoreError};
+use crate::store::{RoomId, SharedStore, Store, StoreError, UserId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -113,6 +114,8 @@ pub struct Services {
     pub file_rules: FileRules,
     /// Password hashing, login throttling, resume tokens.
     pub auth: Arc<Auth>,
+    /// Mutes in force.
+    pub mutes: Arc<Mutes>,
     /// Counters.
     pub counters: Counters,
 }
@@ -173,6 +176,7 @@ impl Services {
             None => None,
         };
         let hub = Arc::new(Hub::new(store.load_rooms()?, config.presence_room_limit));
+        let mutes = Arc::new(Mutes::load(&*store)?);
         spawn_presence(hub.clone()).map_err(|err| StartError::Thread {
             what: "presence thread",
             err,
@@ -190,9 +194,12 @@ impl Services {
                 let order = Arc::new(cluster::Order::new(heads.messages));
                 let link = cluster::Link::start(
                     store.clone(),
-                    hub.clone(),
-                    auth.clone(),
-                    files.clone(),
+                    cluster::Local {
+                        hub: hub.clone(),
+                        auth: auth.clone(),
+                        mutes: mutes.clone(),
+                        files: files.clone(),
+                    },
                     order.clone(),
                     heads.events,
                     watch,
@@ -217,6 +224,7 @@ impl Services {
             files,
             file_rules: config.file_rules.clone(),
             auth,
+            mutes,
             counters: Counters::default(),
         };
         Ok((services, writer_thread))
@@ -235,6 +243,22 @@ impl Services {
     pub fn catch_up(&self) {
         if let Some(link) = &self.link {
             link.catch_up();
+        }
+    }
+
+    /// A mute was stored: in force here at once, and on other nodes.
+    pub fn muted(&self, room: RoomId, user: UserId, until: Option<i64>) {
+        self.mutes.set(room, user, until);
+        if let Some(link) = &self.link {
+            link.share(cluster::Shared::Muted { room, user, until });
+        }
+    }
+
+    /// A mute was lifted in the database: here at once, and on other nodes.
+    pub fn unmuted(&self, room: RoomId, user: UserId) {
+        self.mutes.clear(room, user);
+        if let Some(link) = &self.link {
+            link.share(cluster::Shared::Unmuted { room, user });
         }
     }
 

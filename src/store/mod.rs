@@ -608,6 +608,10 @@ pub trait Store: Send + Sync {
     /// Whether a user is muted in a room now.
     fn is_muted(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
 
+    /// Every mute in force now: room, user, until when (`None`: until
+    /// lifted).
+    fn mutes_in_force(&self) -> Result<Vec<(RoomId, UserId, Option<i64>)>, StoreError>;
+
     /// Records an event in the audit table.
     fn audit(
         &self,

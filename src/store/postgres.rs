@@ -1243,6 +1243,19 @@ impl Store for PostgresStore {
             .get(0))
     }
 
+    fn mutes_in_force(&self) -> Result<Vec<(RoomId, UserId, Option<i64>)>, StoreError> {
+        Ok(self
+            .conn()?
+            .query(
+                "SELECT room_id, user_id, expires_at FROM room_mutes
+                 WHERE expires_at IS NULL OR expires_at > $1",
+                &[&now_ms()],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     fn audit(
         &self,
         user: Option<&str>,

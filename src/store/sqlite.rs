@@ -1131,6 +1131,16 @@ impl Store for SqliteStore {
             .query_row(params![room, user, now_ms()], |r| r.get(0))?)
     }
 
+    fn mutes_in_force(&self) -> Result<Vec<(RoomId, UserId, Option<i64>)>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT room_id, user_id, expires_at FROM room_mutes
+             WHERE expires_at IS NULL OR expires_at > ?1",
+        )?;
+        let rows = stmt.query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn audit(
         &self,
         user: Option<&str>,

@@ -182,7 +182,7 @@ pub(super) fn live_message(cx: &Cx, me: &User, id: i64) -> Result<MessageRecord,
 /// Refuses a change to a room message from a user muted in that room.
 fn writable(cx: &Cx, me: &User, rec: &MessageRecord) -> Result<(), Refusal> {
     if let Destination::Room(room) = rec.to
-        && cx.svc.store.is_muted(room, me.id)?
+        && cx.svc.mutes.is_muted(room, me.id)
     {
         return Err(Refusal::new(
             ErrorCode::Muted,

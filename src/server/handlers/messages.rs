@@ -23,7 +23,7 @@ use std::time::Instant;
 /// A message to a room the caller is in.
 pub fn say(cx: &mut Cx, me: &User, room: &str, body: String, reply_to: Option<i64>) -> Handled {
     let room = member_room(cx.svc, room, me.id)?;
-    if cx.svc.store.is_muted(room.id, me.id)? {
+    if cx.svc.mutes.is_muted(room.id, me.id) {
         return Err(Refusal::new(
             ErrorCode::Muted,
             format!("you are muted in #{}", room.name),

@@ -77,6 +77,7 @@ pub fn mute(cx: &mut Cx, me: &User, room: &str, user: &str, minutes: Option<u64>
     cx.svc
         .store
         .mute(room.id, target.id, &me.name, minutes_from_now(minutes))?;
+    cx.svc.muted(room.id, target.id, minutes_from_now(minutes));
     cx.audit(
         Some(&me.name),
         "mute",
@@ -91,6 +92,7 @@ pub fn unmute(cx: &mut Cx, me: &User, room: &str, user: &str) -> Handled {
     let room = existing_room(cx.svc, room)?;
     let target = existing_user(cx.svc, user)?;
     cx.svc.store.unmute(room.id, target.id)?;
+    cx.svc.unmuted(room.id, target.id);
     cx.audit(
         Some(&me.name),
         "unmute",
