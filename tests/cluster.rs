@@ -519,3 +519,20 @@ fn fifty_kill_9_cycles_under_traffic_lose_no_acked_message() {
     let lost: Vec<&i64> = acked.iter().filter(|id| !stored.contains(id)).collect();
     assert!(lost.is_empty(), "acked but not stored: {lost:?}");
 }
+
+/// An operator resets a password with the admin tool on the shared
+/// database: the user's sessions on both nodes end, and the new password
+/// works on either.
+#[test]
+fn a_password_reset_on_the_shared_database_ends_sessions_on_every_node() {
+    let (a, b, _url) = two_nodes();
+    let mut on_a = a.user("alice");
+    let mut on_b = b.login("alice");
+    let (ok, out) = a.admin(&["reset-password", "alice"], "a fresh password\n");
+    assert!(ok, "{out}");
+    for session in [&mut on_a, &mut on_b] {
+        let reason = expect_closing(session, ErrorCode::AuthFailed);
+        assert!(reason.contains("reset your password"), "{reason}");
+    }
+    b.client().login("alice", "a fresh password").unwrap();
+}

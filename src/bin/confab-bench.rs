@@ -601,12 +601,10 @@ fn targets(results: &[(String, Value)]) -> String {
          the store figures before this note (up to 96k/s) overstate it. Each sender now writes to a room \
          of its own, the report counts the acks it received, and the rate is acks over time: 49-67k \
          messages/s on SQLite in five runs by hand that day. PostgreSQL is the `store-postgres` row: \
-         4.8k messages/s on 2026-12-02, 8.9k after statements were prepared once per pooled \
-         connection, a batch became one statement and r2d2's test query at every checkout was turned \
-         off (2026-12-03); still under issue 18's 20k target. What is left is PostgreSQL's own work \
-         per row (about 50 µs in psql: the generated search column and its GIN index, three partial \
-         indexes, four foreign-key checks) with the server, PostgreSQL and the load generator on the \
-         same two cores.\n",
+         4.8k messages/s on 2026-12-02; on 2026-12-03 8.9k once statements were prepared once per \
+         pooled connection, a batch became one statement and r2d2's test query at every checkout was \
+         turned off, then 27-28k once a message no longer asked the database whether its sender was \
+         muted (mutes are kept in memory).\n",
     );
     md.push_str(
         "\n**Cluster** rows (`cluster`, `cluster-fast`): two nodes on one PostgreSQL that the scenario \
@@ -615,11 +613,11 @@ fn targets(results: &[(String, Value)]) -> String {
          commit on A, NOTIFY, B's watch reads the row, B fans out. Both nodes' writers take ids from \
          one counter row, so their commits alternate and nearly every batch also reads the other node's \
          rows below it. At 200 msgs/s the cross-node p99 is within issue 18's 10 ms; at 1,000 msgs/s \
-         it is not (26-28 ms in two runs by hand on 2026-12-03): two servers, PostgreSQL and the load \
-         generator share two cores, and every message takes four database round trips on its way \
-         (the mute check, the insert, the other node's read, its announcement). A delivery stage \
-         separate from the writer was tried that day (more, smaller batches) and was slower at \
-         1,000 msgs/s (p99 54-80 ms); see docs/SCALING.md.\n",
+         it is not (16.5-20 ms in two runs by hand on 2026-12-03), about what one SQLite node shows at \
+         that rate on this machine (the `fanout-fast` row, 14-19 ms in five runs that day): two \
+         servers, PostgreSQL and the load generator share two cores. A delivery stage separate from \
+         the writer was tried that day (more, smaller batches) and was slower at 1,000 msgs/s; see \
+         docs/SCALING.md.\n",
     );
     md.push_str(
         "\n**Upload** figures vary from run to run (167-205 MB/s over five runs by hand on 2026-11-25, against \

@@ -131,9 +131,19 @@ impl BanWatch {
 /// [`BAN_POLL`]), as `change_password` ends the user's other sessions: the
 /// old password must not keep a session open.
 struct ResetWatch {
-    /// Audit rows up to this id have been seen.
+    /// The newest audit row id seen.
     after: Option<i64>,
+    /// Rows up to this id were there at start: not new.
+    floor: i64,
+    /// Resets handled with ids within [`LATE_AUDIT`] of `after`.
+    handled: std::collections::BTreeSet<i64>,
 }
+
+/// On PostgreSQL, audit ids come from a sequence: an id is taken when the
+/// row is inserted, so a row can commit after rows with higher ids. The
+/// reset watch therefore looks again at this many ids below the newest it
+/// has seen (resets are rare: the answer is a few rows at most).
+const LATE_AUDIT: i64 = 1000;
 
 impl ResetWatch {
     fn new(services: &Services) -> ResetWatch {
@@ -144,7 +154,11 @@ impl ResetWatch {
                 None
             }
         };
-        ResetWatch { after }
+        ResetWatch {
+            after,
+            floor: after.unwrap_or(i64::MAX),
+            handled: std::collections::BTreeSet::new(),
+        }
     }
 
     fn enforce(&mut self, services: &Services) {
@@ -152,15 +166,23 @@ impl ResetWatch {
             *self = ResetWatch::new(services);
             return;
         };
-        let rows = match services.store.audit_after(after, "password_reset") {
+        let rows = match services
+            .store
+            .audit_after(after - LATE_AUDIT, "password_reset")
+        {
             Ok(rows) => rows,
             Err(err) => {
                 log::warn!("checking for password resets failed: {err}");
                 return;
             }
         };
+        let low = after - LATE_AUDIT;
+        self.handled.retain(|id| *id > low);
         for (id, user) in rows {
-            self.after = Some(id);
+            if id <= self.floor || id <= after - LATE_AUDIT || !self.handled.insert(id) {
+                continue;
+            }
+            self.after = Some(self.after.map_or(id, |a| a.max(id)));
             let Some(user) = user.and_then(|u| services.store.find_user(&u).ok().flatten()) else {
                 continue;
             };
