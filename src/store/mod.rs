@@ -63,8 +63,10 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL reported an error (or could not be reached).
-    #[error("database error: {0}")]
+    /// PostgreSQL reported an error (or could not be reached). Shown with
+    /// its causes: "error performing TLS handshake" alone does not say
+    /// that the certificate could not be verified.
+    #[error("database error: {}", with_causes(.0))]
     Postgres(#[from] r2d2_postgres::postgres::Error),
     /// TLS to the database could not be set up.
     #[error("database TLS error: {0}")]
@@ -96,6 +98,21 @@ pub enum StoreError {
         /// The newest this build knows.
         supported: u32,
     },
+}
+
+/// An error and its chain of causes, `a: b: c`.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A user row as login needs it.

@@ -177,6 +177,10 @@ impl PostgresStore {
         }
         let tls = native_tls::TlsConnector::new().map_err(|e| StoreError::Tls(e.to_string()))?;
         let tls = MakeTlsConnector::new(tls);
+        // One connection first: if the database cannot be reached, this
+        // says why at once (the pool would retry for its whole timeout and
+        // then report only the last error's summary).
+        config.connect(tls.clone())?;
         let manager = Manager(PostgresConnectionManager::new(config.clone(), tls.clone()));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(2))

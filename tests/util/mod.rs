@@ -138,6 +138,8 @@ pub struct TestServer {
     /// Holds the database and the log; removed on drop.
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// Environment variables for the server.
+    env: Vec<(String, String)>,
 }
 
 impl TestServer {
@@ -148,6 +150,11 @@ impl TestServer {
 
     /// Starts a server with extra command-line flags.
     pub fn start_with(extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(extra, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("confab-test-")
             .tempdir()
@@ -157,6 +164,10 @@ impl TestServer {
             addr: String::new(),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn();
         server
@@ -212,6 +223,7 @@ impl TestServer {
             .args(self.relaxed_limits())
             .args(&self.extra)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

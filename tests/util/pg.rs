@@ -25,12 +25,49 @@ struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static TLS_CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 /// How long starting a cluster may take (a few seconds on an idle machine).
 const START: Duration = Duration::from_secs(90);
 
+/// A cluster that takes TLS connections with the test certificate for
+/// `localhost` (`util::certs()`, signed by the test CA), for the tests of
+/// TLS to the database.
+fn start_tls() -> Cluster {
+    let dir = tempfile::tempdir().expect("a temporary directory").keep();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::copy(super::certs().join("server.pem"), &cert).expect("copying the certificate");
+    std::fs::copy(super::certs().join("server.key"), &key).expect("copying the key");
+    // PostgreSQL runs as `postgres` when started by root, and wants its key
+    // readable by itself only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&key)
+            .arg(&cert)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of the test key to postgres failed");
+    }
+    start_with(&[
+        "-o",
+        "ssl=on",
+        "-o",
+        &format!("ssl_cert_file={}", cert.display()),
+        "-o",
+        &format!("ssl_key_file={}", key.display()),
+    ])
+}
+
 fn start() -> Cluster {
+    start_with(&[])
+}
+
+fn start_with(options: &[&str]) -> Cluster {
     // Kept after the test (a few bytes): pg_virtualenv writes its log there
     // until it has dropped the cluster, after this process is gone.
     let dir = tempfile::tempdir().expect("a temporary directory").keep();
@@ -46,7 +83,9 @@ fn start() -> Cluster {
         // -t: the cluster's files in a temporary directory even as root,
         // so one binary's cluster being dropped as the next starts its own
         // cannot collide on the name 15/regress in /etc/postgresql.
-        .args(["-t", "sh", "-c", &script])
+        .arg("-t")
+        .args(options)
+        .args(["sh", "-c", &script])
         .stdin(Stdio::piped())
         .stdout(log.try_clone().expect("duplicating a file handle"))
         .stderr(log)
@@ -84,7 +123,18 @@ fn start() -> Cluster {
 /// A new, empty database in this test binary's cluster, as a URL for
 /// `confab-server --db`.
 pub fn database() -> String {
-    let cluster = CLUSTER.get_or_init(start);
+    new_database(CLUSTER.get_or_init(start))
+}
+
+/// A new, empty database in a cluster that takes TLS with the test
+/// certificate for `localhost` (see [`start_tls`]); connect with
+/// `?sslmode=require` and trust the test CA.
+#[allow(dead_code)]
+pub fn tls_database() -> String {
+    new_database(TLS_CLUSTER.get_or_init(start_tls))
+}
+
+fn new_database(cluster: &Cluster) -> String {
     let name = format!(
         "confab_{}_{}",
         std::process::id(),
