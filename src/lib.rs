@@ -8,6 +8,8 @@
 //! - [`poller`]: sleeping in `poll(2)` on a socket and a cross-thread waker.
 //! - [`tls`]: TLS acceptor and connector set-up; certificate fingerprints.
 //! - [`file_rules`]: which files may be shared (type by content, size, names).
+//! - [`irc`]: IRC lines (parsing, formatting, stream splitting) for the IRC
+//!   front end to come.
 //! - [`mention`]: whether a message mentions a user.
 //! - [`known_hosts`]: trust on first use of server certificates, like ssh.
 //! - [`password`]: PBKDF2-HMAC-SHA256 password hashes.
@@ -36,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod file_rules;
+pub mod irc;
 pub mod known_hosts;
 pub mod manual;
 pub mod mention;
