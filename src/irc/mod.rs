@@ -2,8 +2,13 @@
 //!
 //! - [`line`]: IRC lines (RFC 1459/2812 framing, IRCv3 message tags):
 //!   parsing, formatting, and splitting a byte stream into lines.
+//! - [`events`]: confab's events (`ServerMsg`) as the IRC lines a session
+//!   receives.
 //!
-//! The listener and the session front end that map IRC commands onto
-//! confab's requests and confab's events onto IRC lines are not built yet.
+//! Not built yet: the listener and the session front end that maps IRC
+//! commands onto confab's requests (registration, SASL, JOIN, PRIVMSG,
+//! ...), the numerics for replies, and the `Wire` variant that puts
+//! [`events`] into the hub's fan-out.
 
+pub mod events;
 pub mod line;

@@ -1,0 +1,401 @@
+//! confab's events as an IRC session will receive them: pure conversions
+//! from `ServerMsg` to [`Line`]s, no I/O.
+//!
+//! Users appear as `name!name@confab` (the nick is the account name), rooms
+//! as `#name`. What IRC has no word for is said in a `NOTICE`: edits,
+//! deletions, reactions, a deleted room. A message with several lines
+//! becomes one `PRIVMSG` per line, and a line too long for IRC's 512 bytes
+//! is cut at character boundaries into several (as bouncers do); with
+//! IRCv3 tags on, the first carries the confab id as `msgid`, each carries
+//! `time` and `account`. Presence maps to what IRC clients show: a member
+//! coming online `JOIN`s, going offline `PART`s with "offline"; away and
+//! back are `AWAY` lines (IRCv3 away-notify). Room membership of offline
+//! users (confab keeps it) is not shown on IRC.
+
+use super::line::{Line, MAX_LINE, clean};
+use crate::protocol::{ChatMessage, MessageKind, PresenceEvent, ServerMsg};
+
+/// The server's name as the source of its own lines.
+pub const SERVER: &str = "confab";
+
+/// How one IRC session wants events written (from the capabilities it
+/// negotiated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    /// message-tags, server-time, account-tag: `time`, `msgid`, `account`.
+    pub tags: bool,
+    /// away-notify: `AWAY` lines for other users.
+    pub away_notify: bool,
+}
+
+/// `user`'s IRC source, `user!user@confab`.
+pub fn mask(user: &str) -> String {
+    format!("{user}!{user}@{SERVER}")
+}
+
+/// A room's channel name.
+pub fn channel(room: &str) -> String {
+    format!("#{room}")
+}
+
+/// The lines an event becomes (none for events IRC sessions do not see).
+pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
+    match msg {
+        ServerMsg::Message(m) => message_lines(m, style),
+        ServerMsg::Presence { room, user, event } => {
+            let from = mask(user);
+            let line = match event {
+                PresenceEvent::Join | PresenceEvent::Online => {
+                    Line::new("JOIN").source(&from).param(&channel(room))
+                }
+                PresenceEvent::Leave => Line::new("PART").source(&from).param(&channel(room)),
+                PresenceEvent::Offline => Line::new("PART")
+                    .source(&from)
+                    .param(&channel(room))
+                    .param("offline"),
+                // The message itself is in `who`; the hub's event has none.
+                PresenceEvent::Away if style.away_notify => {
+                    Line::new("AWAY").source(&from).param("away")
+                }
+                PresenceEvent::Back if style.away_notify => Line::new("AWAY").source(&from),
+                PresenceEvent::Away | PresenceEvent::Back => return Vec::new(),
+            };
+            vec![line]
+        }
+        ServerMsg::TopicChanged { room, topic, by } => vec![
+            Line::new("TOPIC")
+                .source(&mask(by))
+                .param(&channel(room))
+                .param(&clean(topic)),
+        ],
+        ServerMsg::RoomDeleted { room, by } => vec![notice(
+            &channel(room),
+            &format!("#{room} was deleted by {by}"),
+        )],
+        ServerMsg::MessageEdited {
+            id,
+            room,
+            to,
+            from,
+            body,
+            ..
+        } => text_lines(
+            "NOTICE",
+            &mask(from),
+            &target(room, to),
+            &format!("(edited message {id}) {body}"),
+            None,
+            style,
+        ),
+        ServerMsg::MessageDeleted {
+            id, room, to, by, ..
+        } => vec![notice(
+            &target(room, to),
+            &format!("message {id} was deleted by {by}"),
+        )],
+        ServerMsg::Reaction {
+            id,
+            room,
+            to,
+            emoji,
+            user,
+            added,
+            ..
+        } => vec![notice(
+            &target(room, to),
+            &format!(
+                "{user} {} {emoji} {} message {id}",
+                if *added { "reacted" } else { "took back" },
+                if *added { "to" } else { "on" }
+            ),
+        )],
+        ServerMsg::Closing { message, .. } => {
+            vec![Line::new("ERROR").param(&format!("Closing link: {}", clean(message)))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// An event's lines, encoded.
+pub fn encode_event(msg: &ServerMsg, style: Style) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in event_lines(msg, style) {
+        line.encode_into(&mut out);
+    }
+    out
+}
+
+fn message_lines(m: &ChatMessage, style: Style) -> Vec<Line> {
+    let from = mask(&m.from);
+    let to = target(&m.room, &m.to);
+    if m.kind == MessageKind::Topic {
+        return vec![
+            Line::new("TOPIC")
+                .source(&from)
+                .param(&to)
+                .param(&clean(&m.body)),
+        ];
+    }
+    let mut body = m.body.clone();
+    if let Some(f) = &m.file {
+        body = format!(
+            "{body} [file {}: {}, {} bytes; download it with the confab client]",
+            f.id, f.mime, f.size
+        );
+    }
+    let meta = Meta {
+        id: m.id,
+        ts: m.ts,
+        account: &m.from,
+    };
+    text_lines("PRIVMSG", &from, &to, &body, Some(meta), style)
+}
+
+/// What the tags of a message's lines say.
+struct Meta<'a> {
+    id: i64,
+    ts: i64,
+    account: &'a str,
+}
+
+/// `text` as `command` lines from `source` to `to`: one per line of the
+/// text, each cut to fit IRC's line length.
+fn text_lines(
+    command: &str,
+    source: &str,
+    to: &str,
+    text: &str,
+    meta: Option<Meta>,
+    style: Style,
+) -> Vec<Line> {
+    // `:source COMMAND to :` and CR LF around the text.
+    let room = MAX_LINE - (source.len() + command.len() + to.len() + 6);
+    let mut lines = Vec::new();
+    for part in text.split('\n').flat_map(|l| split_at_width(l, room)) {
+        let mut line = Line::new(command).source(source).param(to);
+        line.params.push(if part.is_empty() {
+            " ".to_owned()
+        } else {
+            clean(&part)
+        });
+        if style.tags
+            && let Some(meta) = &meta
+        {
+            line = line.tag("time", Some(&iso8601(meta.ts)));
+            if lines.is_empty() {
+                line = line.tag("msgid", Some(&meta.id.to_string()));
+            }
+            line = line.tag("account", Some(meta.account));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// `text` in pieces of at most `max` bytes, cut between characters (one
+/// empty piece for empty text).
+fn split_at_width(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(4);
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        pieces.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+    }
+    pieces.push(rest.to_owned());
+    pieces
+}
+
+/// A room's channel, or the other user of a DM.
+fn target(room: &Option<String>, to: &Option<String>) -> String {
+    match (room, to) {
+        (Some(room), _) => channel(room),
+        (None, Some(to)) => to.clone(),
+        (None, None) => "*".to_owned(),
+    }
+}
+
+/// A notice from the server.
+fn notice(to: &str, text: &str) -> Line {
+    Line::new("NOTICE")
+        .source(SERVER)
+        .param(to)
+        .param(&clean(text))
+}
+
+/// Milliseconds since the epoch as IRCv3 `server-time`
+/// (`2026-12-03T10:00:00.000Z`, UTC).
+pub fn iso8601(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FileInfo;
+
+    fn text(msg: &ServerMsg, style: Style) -> String {
+        String::from_utf8(encode_event(msg, style)).unwrap()
+    }
+
+    fn said(room: Option<&str>, to: Option<&str>, body: &str) -> ServerMsg {
+        let mut m = ChatMessage::new(42, "alice".into(), body.into(), 1_764_756_000_123);
+        m.room = room.map(str::to_owned);
+        m.to = to.map(str::to_owned);
+        ServerMsg::Message(Box::new(m))
+    }
+
+    #[test]
+    fn server_time_is_utc_iso_8601_with_milliseconds() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(1_764_756_000_123), "2025-12-03T10:00:00.123Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn room_and_direct_messages_are_privmsgs_with_tags_when_asked() {
+        let plain = Style::default();
+        assert_eq!(
+            text(&said(Some("rust"), None, "hello"), plain),
+            ":alice!alice@confab PRIVMSG #rust hello\r\n"
+        );
+        assert_eq!(
+            text(&said(None, Some("bob"), "psst, bob"), plain),
+            ":alice!alice@confab PRIVMSG bob :psst, bob\r\n"
+        );
+        let tagged = Style {
+            tags: true,
+            ..Style::default()
+        };
+        assert_eq!(
+            text(&said(Some("rust"), None, "hi there"), tagged),
+            "@time=2025-12-03T10:00:00.123Z;msgid=42;account=alice \
+             :alice!alice@confab PRIVMSG #rust :hi there\r\n"
+        );
+    }
+
+    #[test]
+    fn several_lines_and_long_lines_become_several_privmsgs() {
+        let lines = event_lines(&said(Some("r"), None, "one\n\nthree"), Style::default());
+        let bodies: Vec<&str> = lines.iter().map(|l| l.arg(1).unwrap()).collect();
+        assert_eq!(bodies, ["one", " ", "three"]);
+        let long = "é".repeat(400);
+        let lines = event_lines(&said(Some("r"), None, &long), Style::default());
+        assert!(lines.len() >= 2);
+        let joined: String = lines.iter().map(|l| l.arg(1).unwrap()).collect();
+        assert_eq!(joined, long, "cut between characters, nothing lost");
+        for l in &lines {
+            assert!(l.encode().len() <= MAX_LINE, "{} bytes", l.encode().len());
+        }
+        let tagged = Style {
+            tags: true,
+            ..Style::default()
+        };
+        let lines = event_lines(&said(Some("r"), None, "a\nb"), tagged);
+        assert_eq!(lines[0].tag_value("msgid"), Some(Some("42")));
+        assert_eq!(lines[1].tag_value("msgid"), None, "one id, on the first");
+    }
+
+    #[test]
+    fn a_file_says_its_name_type_and_size() {
+        let mut m = ChatMessage::new(
+            7,
+            "alice".into(),
+            "shared cat.png (2 KiB, PNG image)".into(),
+            0,
+        );
+        m.room = Some("general".into());
+        m.file = Some(FileInfo {
+            id: 3,
+            name: "cat.png".into(),
+            mime: "image/png".into(),
+            size: 2048,
+            sha256: String::new(),
+        });
+        let t = text(&ServerMsg::Message(Box::new(m)), Style::default());
+        assert!(t.contains("shared cat.png"), "{t}");
+        assert!(t.contains("[file 3: image/png, 2048 bytes"), "{t}");
+    }
+
+    #[test]
+    fn presence_topics_and_what_irc_has_no_word_for() {
+        let p = |event| ServerMsg::Presence {
+            room: "rust".into(),
+            user: "bob".into(),
+            event,
+        };
+        let plain = Style::default();
+        assert_eq!(
+            text(&p(PresenceEvent::Join), plain),
+            ":bob!bob@confab JOIN #rust\r\n"
+        );
+        assert_eq!(
+            text(&p(PresenceEvent::Offline), plain),
+            ":bob!bob@confab PART #rust offline\r\n"
+        );
+        assert_eq!(text(&p(PresenceEvent::Away), plain), "", "no away-notify");
+        let away = Style {
+            away_notify: true,
+            ..Style::default()
+        };
+        assert_eq!(
+            text(&p(PresenceEvent::Away), away),
+            ":bob!bob@confab AWAY away\r\n"
+        );
+        assert_eq!(
+            text(&p(PresenceEvent::Back), away),
+            ":bob!bob@confab AWAY\r\n"
+        );
+        let topic = ServerMsg::TopicChanged {
+            room: "rust".into(),
+            topic: "borrowck\r\nQUIT".into(),
+            by: "carol".into(),
+        };
+        assert_eq!(
+            text(&topic, plain),
+            ":carol!carol@confab TOPIC #rust :borrowck  QUIT\r\n",
+            "no line break gets through"
+        );
+        let edit = ServerMsg::MessageEdited {
+            id: 9,
+            room: Some("rust".into()),
+            to: None,
+            from: "bob".into(),
+            body: "fixed".into(),
+            edited_at: 0,
+        };
+        assert_eq!(
+            text(&edit, plain),
+            ":bob!bob@confab NOTICE #rust :(edited message 9) fixed\r\n"
+        );
+        assert_eq!(
+            text(&ServerMsg::Pong, plain),
+            "",
+            "replies are the session's"
+        );
+    }
+}
