@@ -47,6 +47,7 @@ use crate::store::{
 };
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -272,8 +273,21 @@ pub struct Link {
     outbound: Arc<Outbound>,
     /// Held while writing events: whoever holds it writes everyone's.
     publishing: Mutex<()>,
-    /// The newest event id played here.
-    applied: Mutex<i64>,
+    /// The newest event id played here, and the newest caller ticket a
+    /// completed read covered.
+    applied: Mutex<Applied>,
+    /// Tickets handed to callers of [`Link::catch_up`], in arrival order.
+    tickets: AtomicU64,
+}
+
+/// Where playing other nodes' events stands.
+#[derive(Debug, Default)]
+struct Applied {
+    /// The newest event id played.
+    id: i64,
+    /// Every caller with a ticket up to this one arrived before a read
+    /// that has completed: it is caught up.
+    covered: u64,
 }
 
 impl std::fmt::Debug for Link {
@@ -310,7 +324,11 @@ impl Link {
             local,
             outbound,
             publishing: Mutex::new(()),
-            applied: Mutex::new(events_after),
+            applied: Mutex::new(Applied {
+                id: events_after,
+                covered: 0,
+            }),
+            tickets: AtomicU64::new(0),
         });
         link.store.heartbeat(node, STALE)?;
         link.outbound.push(Shared::Hello);
@@ -359,24 +377,35 @@ impl Link {
         }
     }
 
-    /// Plays every event other nodes committed after the cursor.
+    /// Plays every event other nodes committed before this call. Callers
+    /// that arrive together share one read: a caller whose arrival a
+    /// completed read followed needs none of its own (a storm of logins
+    /// costs a read per batch of them, not per login).
     pub fn catch_up(&self) {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut hello = false;
         {
             let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+            if applied.covered >= ticket {
+                return;
+            }
+            // Everyone with a ticket up to here arrived before this read.
+            let covers = self.tickets.load(Ordering::SeqCst);
+            let mut complete = true;
             loop {
                 // Ids are gap-free in commit order: "after the cursor" is
                 // exactly what is missing, without an upper bound.
-                let rows = match self.store.events_between(*applied, i64::MAX, CHUNK) {
+                let rows = match self.store.events_between(applied.id, i64::MAX, CHUNK) {
                     Ok(rows) => rows,
                     Err(err) => {
                         log::warn!("reading other nodes' changes failed: {err}");
+                        complete = false;
                         break;
                     }
                 };
                 let full = rows.len() == CHUNK as usize;
                 for row in rows {
-                    *applied = row.id;
+                    applied.id = row.id;
                     if row.node == self.node {
                         continue;
                     }
@@ -388,6 +417,9 @@ impl Link {
                 if !full {
                     break;
                 }
+            }
+            if complete {
+                applied.covered = applied.covered.max(covers);
             }
         }
         if hello {
@@ -419,7 +451,10 @@ impl Link {
     }
 
     fn applied(&self) -> i64 {
-        *self.applied.lock().unwrap_or_else(PoisonError::into_inner)
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id
     }
 
     /// Beats; takes silent nodes' users offline everywhere.
