@@ -3,8 +3,10 @@
 //! The server's core (request handlers, the hub, the message writer) speaks
 //! confab's own typed events ([`ServerFrame`] / `ServerMsg`). Which bytes a
 //! client receives is the business of its session's codec, named by a
-//! [`Wire`]: confab's length-prefixed JSON frames today; IRC lines are meant
-//! to be a second variant, not a second server.
+//! [`Wire`]: confab's length-prefixed JSON frames, or IRC lines
+//! (`crate::irc::events`) in one of the styles an IRC session's
+//! capabilities ask for. (No IRC session exists yet: the listener and its
+//! front end are still to come.)
 //!
 //! An event for many recipients travels as an [`Outgoing`]: the typed event
 //! plus its encoding for each wire format, made the first time a recipient
@@ -14,6 +16,7 @@
 //! **Invariant:** this module only converts values to bytes: no I/O, no
 //! locks, no SQL.
 
+use crate::irc::events::{Style, encode_event};
 use crate::protocol::{ServerFrame, ServerMsg, encode_json};
 use std::cell::OnceCell;
 
@@ -24,23 +27,33 @@ pub enum Wire {
     /// (docs/PROTOCOL.md).
     #[default]
     Confab,
+    /// IRC lines, written in a style (tags, away-notify): what one IRC
+    /// event looks like depends on the recipient's capabilities only, so
+    /// an event is still encoded once per style in use.
+    Irc(Style),
 }
 
 impl Wire {
-    /// How many wire formats exist (the size of an [`Outgoing`]'s cache).
-    pub const COUNT: usize = 1;
+    /// How many wire formats exist (the size of an [`Outgoing`]'s cache):
+    /// confab's, and IRC in each of its four styles.
+    pub const COUNT: usize = 5;
 
     /// The index of this format in an [`Outgoing`]'s cache.
     fn index(self) -> usize {
         match self {
             Wire::Confab => 0,
+            Wire::Irc(style) => 1 + usize::from(style.tags) + 2 * usize::from(style.away_notify),
         }
     }
 
-    /// Encodes one frame for a session of this format.
+    /// Encodes one frame for a session of this format. For IRC, only
+    /// events are this module's (replies to IRC commands are numerics the
+    /// IRC front end writes): a reply encodes to nothing here.
     pub fn encode(self, frame: &ServerFrame) -> Vec<u8> {
         match self {
             Wire::Confab => encode_json(frame),
+            Wire::Irc(_) if frame.req.is_some() => Vec::new(),
+            Wire::Irc(style) => encode_event(&frame.msg, style),
         }
     }
 }
@@ -118,6 +131,44 @@ mod tests {
         assert_eq!(
             ev.bytes(Wire::Confab),
             &encode_json(&ServerFrame::event(ServerMsg::Pong))[..]
+        );
+    }
+
+    #[test]
+    fn each_irc_style_has_its_own_encoding_cached_beside_confabs() {
+        let mut m = crate::protocol::ChatMessage::new(5, "alice".into(), "hi".into(), 0);
+        m.room = Some("rust".into());
+        let ev = Outgoing::event(ServerMsg::Message(Box::new(m)));
+        let plain = Wire::Irc(Style::default());
+        let tagged = Wire::Irc(Style {
+            tags: true,
+            away_notify: false,
+        });
+        assert_eq!(ev.bytes(plain), b":alice!alice@confab PRIVMSG #rust hi\r\n");
+        assert!(
+            ev.bytes(tagged)
+                .starts_with(b"@time=1970-01-01T00:00:00.000Z;msgid=5")
+        );
+        assert_eq!(
+            ev.bytes(Wire::Confab),
+            &encode_json(&ServerFrame::event(ev.msg().clone()))[..],
+            "confab's own format beside"
+        );
+        let styles = [false, true].into_iter().flat_map(|t| {
+            [false, true].map(move |a| Style {
+                tags: t,
+                away_notify: a,
+            })
+        });
+        let mut seen: Vec<usize> = styles.map(|s| Wire::Irc(s).index()).collect();
+        seen.push(Wire::Confab.index());
+        seen.sort_unstable();
+        assert_eq!(seen, (0..Wire::COUNT).collect::<Vec<_>>(), "one slot each");
+        // Replies are the IRC front end's own.
+        assert!(
+            plain
+                .encode(&ServerFrame::reply(Some(1), ServerMsg::Ok))
+                .is_empty()
         );
     }
 
