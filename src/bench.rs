@@ -212,20 +212,18 @@ impl Drop for BenchServer {
 /// without decoding the JSON: the load generator reads hundreds of
 /// thousands of these per second on the cores the server needs.
 fn sent_at(json: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"body\":\"t=";
     find(json, b"\"type\":\"message\"")?;
-    let at = find(json, KEY)? + KEY.len();
-    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&json[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    number_after(json, b"\"body\":\"t=")
 }
 
 /// The sender index `s=` in a paced message's body.
 fn sender_of(json: &[u8]) -> Option<usize> {
-    const KEY: &[u8] = b" s=";
-    let at = find(json, KEY)? + KEY.len();
+    number_after(json, b" s=")
+}
+
+/// The decimal number right after the first `key` in `json`.
+fn number_after<T: std::str::FromStr>(json: &[u8], key: &[u8]) -> Option<T> {
+    let at = find(json, key)? + key.len();
     let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&json[at..at + digits])
         .ok()?

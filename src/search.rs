@@ -286,6 +286,27 @@ fn days_in(y: i64, m: i64) -> i64 {
     }
 }
 
+/// The UTC day `YYYY-MM-DD` of `ms` since the epoch (the inverse of
+/// [`day_start`]).
+pub fn day_name(ms: i64) -> String {
+    let (y, m, d) = civil_from_days(ms.div_euclid(MS_PER_DAY));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The proleptic Gregorian date `(year, month, day)` of a day counted from
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// `days_from_civil`).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -301,6 +322,15 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_name_is_the_inverse_of_day_start() {
+        for day in ["1970-01-01", "2000-02-29", "2026-12-03", "9999-12-31"] {
+            let ms = day_start(day).unwrap();
+            assert_eq!(day_name(ms), day);
+            assert_eq!(day_name(ms + MS_PER_DAY - 1), day, "any time that day");
+        }
+    }
 
     fn phrase(s: &str) -> Term {
         Term::Phrase(s.into())

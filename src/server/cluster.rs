@@ -88,7 +88,8 @@ pub enum Shared {
     Online {
         /// Who.
         user_id: UserId,
-        /// Name.
+        /// Name (for people reading `cluster_events`; nodes take names
+        /// from their rooms).
         user: String,
     },
     /// A user's last session on the sharing node ended.
@@ -471,7 +472,7 @@ impl Link {
                     self.local.hub.apply(self.node, event.clone());
                     self.outbound.push(event);
                 }
-                self.flush();
+                // Written by the watch loop's flush right after.
             }
             Err(err) => log::warn!("cluster heartbeat failed: {err}"),
         }

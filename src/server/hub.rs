@@ -319,6 +319,28 @@ impl HubState {
         }
     }
 
+    /// Exactly `users` have a session on `node` (another node): the others
+    /// it had go offline there, these come online (with their away
+    /// messages).
+    fn set_remote_users(&mut self, node: NodeId, users: Vec<OnlineUser>) {
+        let listed: HashSet<UserId> = users.iter().map(|u| u.user_id).collect();
+        let dropped: Vec<UserId> = self
+            .remote
+            .iter()
+            .filter(|(id, nodes)| nodes.contains(&node) && !listed.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dropped {
+            self.remote_offline(node, id);
+        }
+        for u in users {
+            self.remote_online(node, u.user_id);
+            if u.away.is_some() {
+                self.set_away(u.user_id, u.away);
+            }
+        }
+    }
+
     /// Adds a member to a room, telling it if they are new: `None` if no
     /// such room, else whether they are new.
     fn add_member(&mut self, name: &str, user_id: UserId, user: &str) -> Option<bool> {
@@ -494,9 +516,11 @@ impl Hub {
         let _ = self.outbound.set(outbound);
     }
 
-    fn share(&self, event: Shared) {
+    /// Records a change for the other nodes; `event` is only built when
+    /// there are any (one node pays nothing).
+    fn share(&self, event: impl FnOnce() -> Shared) {
         if let Some(out) = self.outbound.get() {
-            out.push(event);
+            out.push(event());
         }
     }
 
@@ -519,7 +543,7 @@ impl Hub {
                 })
             })
             .collect();
-        self.share(Shared::Snapshot { users });
+        self.share(|| Shared::Snapshot { users });
     }
 
     /// Plays a change shared by another node (`node`) on this hub: what
@@ -534,35 +558,9 @@ impl Hub {
             } => {
                 st.set_away(user_id, message);
             }
-            Shared::Snapshot { users } => {
-                let listed: HashSet<UserId> = users.iter().map(|u| u.user_id).collect();
-                let dropped: Vec<UserId> = st
-                    .remote
-                    .iter()
-                    .filter(|(id, nodes)| nodes.contains(&node) && !listed.contains(id))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in dropped {
-                    st.remote_offline(node, id);
-                }
-                for u in users {
-                    st.remote_online(node, u.user_id);
-                    if u.away.is_some() {
-                        st.set_away(u.user_id, u.away);
-                    }
-                }
-            }
-            Shared::NodeGone { node: gone } => {
-                let users: Vec<UserId> = st
-                    .remote
-                    .iter()
-                    .filter(|(_, nodes)| nodes.contains(&gone))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in users {
-                    st.remote_offline(gone, id);
-                }
-            }
+            Shared::Snapshot { users } => st.set_remote_users(node, users),
+            // As if the node said nobody is online with it.
+            Shared::NodeGone { node: gone } => st.set_remote_users(gone, Vec::new()),
             Shared::RoomCreated {
                 id,
                 room,
@@ -698,7 +696,7 @@ impl Hub {
             }
         }
         if first {
-            self.share(Shared::Online {
+            self.share(|| Shared::Online {
                 user_id,
                 user: user.to_owned(),
             });
@@ -730,7 +728,7 @@ impl Hub {
                 st.away.remove(&user_id);
                 st.announce(user_id, PresenceEvent::Offline);
             }
-            self.share(Shared::Offline { user_id });
+            self.share(|| Shared::Offline { user_id });
         }
     }
 
@@ -739,7 +737,7 @@ impl Hub {
     pub fn set_away(&self, user_id: UserId, user: &str, message: Option<String>) {
         let mut st = self.write();
         if st.set_away(user_id, message.clone()).is_some() {
-            self.share(Shared::Away {
+            self.share(|| Shared::Away {
                 user_id,
                 user: user.to_owned(),
                 message,
@@ -767,7 +765,7 @@ impl Hub {
         event: &Outgoing,
     ) -> usize {
         let st = self.read();
-        self.share(Shared::Close {
+        self.share(|| Shared::Close {
             user_id,
             event: event.msg().clone(),
         });
@@ -804,7 +802,7 @@ impl Hub {
             name.to_owned(),
             Room::new(id, name, topic, vec![(creator.0, creator.1.to_owned())]),
         );
-        self.share(Shared::RoomCreated {
+        self.share(|| Shared::RoomCreated {
             id,
             room: name.to_owned(),
             topic: topic.to_owned(),
@@ -854,7 +852,7 @@ impl Hub {
             None => false,
             Some(new) => {
                 if new {
-                    self.share(Shared::Joined {
+                    self.share(|| Shared::Joined {
                         room: name.to_owned(),
                         user_id,
                         user: user.to_owned(),
@@ -869,7 +867,7 @@ impl Hub {
     pub fn leave(&self, name: &str, user_id: UserId, user: &str) {
         let mut st = self.write();
         if st.leave(name, user_id, user) {
-            self.share(Shared::Left {
+            self.share(|| Shared::Left {
                 room: name.to_owned(),
                 user_id,
                 user: user.to_owned(),
@@ -883,7 +881,7 @@ impl Hub {
         let mut st = self.write();
         let deleted = st.delete_room(name, by);
         if deleted {
-            self.share(Shared::RoomDeleted {
+            self.share(|| Shared::RoomDeleted {
                 room: name.to_owned(),
                 by: by.to_owned(),
             });
@@ -895,7 +893,7 @@ impl Hub {
     pub fn set_topic(&self, name: &str, topic: &str, by: &str) {
         let mut st = self.write();
         if st.set_topic(name, topic, by) {
-            self.share(Shared::Topic {
+            self.share(|| Shared::Topic {
                 room: name.to_owned(),
                 topic: topic.to_owned(),
                 by: by.to_owned(),
@@ -908,7 +906,7 @@ impl Hub {
         let st = self.read();
         if let Some(room) = st.rooms.get(name) {
             st.send_to_room(room, event, None);
-            self.share(Shared::ToRoom {
+            self.share(|| Shared::ToRoom {
                 room: name.to_owned(),
                 event: event.msg().clone(),
             });
@@ -968,7 +966,7 @@ impl Hub {
     /// returns whether the user has a session.
     pub fn send_to_user(&self, user: UserId, event: &Outgoing, except: Option<SessionId>) -> bool {
         let st = self.read();
-        self.share(Shared::ToUser {
+        self.share(|| Shared::ToUser {
             user_id: user,
             event: event.msg().clone(),
         });
