@@ -3,6 +3,8 @@
 
 CARGO      ?= cargo
 LISTEN     ?= 127.0.0.1:7878
+# Also serve IRC clients there (docs/IRC.md), e.g. IRC_LISTEN=127.0.0.1:6697.
+IRC_LISTEN ?=
 DATA_DIR   ?= data
 DB         ?= $(DATA_DIR)/confab.db
 CERT_DIR   ?= certs
@@ -13,9 +15,10 @@ CONFAB_USER ?= $(shell id -un)
 # find them, the openssl and sqlite3 command-line tools for `make certs` and
 # `make db-shell`, tmux, in which the tests drive the real client, and
 # PostgreSQL with pg_virtualenv (postgresql-common), with which the tests
-# start throwaway clusters for the PostgreSQL backend.
+# start throwaway clusters for the PostgreSQL backend, and irssi, the IRC
+# client the IRC listener's tests drive.
 DEB_PACKAGES = pkg-config libssl-dev libsqlite3-dev libasound2-dev openssl sqlite3 tmux \
-               postgresql postgresql-common
+               postgresql postgresql-common irssi
 
 SERVER_BIN = target/release/confab-server
 CLIENT_BIN = target/release/confab
@@ -74,7 +77,8 @@ man: build
 run-server: build certs
 	@mkdir -p $(DATA_DIR)
 	$(SERVER_BIN) --listen $(LISTEN) --data-dir $(DATA_DIR) --db $(DB) \
-	  --cert $(CERT_DIR)/server.pem --key $(CERT_DIR)/server.key
+	  --cert $(CERT_DIR)/server.pem --key $(CERT_DIR)/server.key \
+	  $(if $(IRC_LISTEN),--irc-listen $(IRC_LISTEN))
 
 # Two nodes on one throwaway PostgreSQL cluster (docs/SCALING.md): node A on
 # 127.0.0.1:7878, node B on 127.0.0.1:7879, data under $(DATA_DIR)/node-a and

@@ -53,6 +53,11 @@ pub struct ServerArgs {
     /// Address to listen on; port 0 picks a free port (printed at start). [default: 127.0.0.1:7878]
     #[arg(long, env = "CONFAB_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Also serve IRC clients (irssi, weechat, senpai) over TLS on this
+    /// address, with the same certificate (docs/IRC.md); usually port 6697.
+    /// Off unless given.
+    #[arg(long, env = "CONFAB_IRC_LISTEN")]
+    pub irc_listen: Option<SocketAddr>,
     /// SQLite database file (created if missing), or a PostgreSQL URL
     /// (postgres://user@host/dbname; see docs/SCALING.md). [default: DATA_DIR/confab.db]
     #[arg(long, env = "CONFAB_DB")]
@@ -225,6 +230,7 @@ pub enum AdminAction {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    irc_listen: Option<SocketAddr>,
     db: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     cert: Option<PathBuf>,
@@ -260,6 +266,8 @@ struct FileConfig {
 pub struct ServerConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The IRC listener's address, if IRC is served.
+    pub irc_listen: Option<SocketAddr>,
     /// Database file.
     pub db: PathBuf,
     /// Data directory.
@@ -320,6 +328,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            irc_listen: None,
             db: PathBuf::from("data/confab.db"),
             data_dir: PathBuf::from("data"),
             cert: PathBuf::from("certs/server.pem"),
@@ -363,6 +372,7 @@ impl ServerConfig {
         let data_dir = args.data_dir.or(file.data_dir).unwrap_or(d.data_dir);
         let config = ServerConfig {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            irc_listen: args.irc_listen.or(file.irc_listen),
             db: args
                 .db
                 .or(file.db)

@@ -118,6 +118,12 @@ impl<S: Read + Write> Connection<S> {
         Ok(self.decoder.next_frame()?)
     }
 
+    /// Hands every byte read and not yet taken to `take`, unframed: for a
+    /// session that splits its input itself (IRC lines).
+    pub fn drain_raw(&mut self, take: impl FnOnce(&[u8])) {
+        take(self.decoder.drain_raw());
+    }
+
     /// Queues encoded frame bytes for sending.
     pub fn queue(&mut self, bytes: &[u8]) {
         self.pending.extend_from_slice(bytes);

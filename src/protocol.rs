@@ -18,6 +18,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A body starting with this is an action (`/me waves`: "* bob waves";
+/// IRC's CTCP ACTION).
+pub const ACTION_PREFIX: &str = "/me ";
+
 /// The protocol version this build speaks; sent in `hello` and `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Size of the frame header: a 4-byte length and a 1-byte kind.
@@ -223,6 +227,14 @@ impl FrameDecoder {
             self.start = 0;
             self.end = 0;
         }
+    }
+
+    /// Every byte received and not yet returned, as raw bytes, for a
+    /// session that frames its input itself (IRC lines).
+    pub fn drain_raw(&mut self) -> &[u8] {
+        let start = self.start;
+        self.start = self.end;
+        &self.buf[start..self.end]
     }
 
     /// Bytes received but not yet returned as frames.

@@ -58,6 +58,9 @@ fn main() -> ExitCode {
             // Tests and scripts wait for this exact line on stdout.
             let mut out = std::io::stdout();
             let _ = writeln!(out, "listening on {addr}");
+            if let Some(irc) = server.irc_addr() {
+                let _ = writeln!(out, "irc listening on {irc}");
+            }
             let _ = out.flush();
             log::info!(
                 "database {}, {} session threads, PBKDF2 {} iterations",

@@ -13,7 +13,7 @@
 //! users (confab keeps it) is not shown on IRC.
 
 use super::line::{Line, MAX_LINE, clean};
-use crate::protocol::{ChatMessage, MessageKind, PresenceEvent, ServerMsg};
+use crate::protocol::{ACTION_PREFIX, ChatMessage, MessageKind, PresenceEvent, ServerMsg};
 
 /// The server's name as the source of its own lines.
 pub const SERVER: &str = "confab";
@@ -26,6 +26,9 @@ pub struct Style {
     pub tags: bool,
     /// away-notify: `AWAY` lines for other users.
     pub away_notify: bool,
+    /// echo-message: the session's own messages come back to it once
+    /// stored (instead of nothing).
+    pub echo: bool,
 }
 
 /// `user`'s IRC source, `user!user@confab`.
@@ -41,6 +44,8 @@ pub fn channel(room: &str) -> String {
 /// The lines an event becomes (none for events IRC sessions do not see).
 pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
     match msg {
+        // A topic change is also a `topic_changed` event: one TOPIC line.
+        ServerMsg::Message(m) if m.kind == MessageKind::Topic => Vec::new(),
         ServerMsg::Message(m) => message_lines(m, style),
         ServerMsg::Presence { room, user, event } => {
             let from = mask(user);
@@ -52,10 +57,10 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                 PresenceEvent::Offline => Line::new("PART")
                     .source(&from)
                     .param(&channel(room))
-                    .param("offline"),
+                    .text("offline"),
                 // The message itself is in `who`; the hub's event has none.
                 PresenceEvent::Away if style.away_notify => {
-                    Line::new("AWAY").source(&from).param("away")
+                    Line::new("AWAY").source(&from).text("away")
                 }
                 PresenceEvent::Back if style.away_notify => Line::new("AWAY").source(&from),
                 PresenceEvent::Away | PresenceEvent::Back => return Vec::new(),
@@ -66,7 +71,7 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
             Line::new("TOPIC")
                 .source(&mask(by))
                 .param(&channel(room))
-                .param(&clean(topic)),
+                .text(&clean(topic)),
         ],
         ServerMsg::RoomDeleted { room, by } => vec![notice(
             &channel(room),
@@ -109,8 +114,24 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                 if *added { "to" } else { "on" }
             ),
         )],
+        // The front door's words to a client waiting for a session slot.
+        ServerMsg::Queued {
+            position,
+            length,
+            eta_secs,
+        } => vec![notice(
+            "*",
+            &format!(
+                "*** The server is full: you are number {position} of {length} in line{}",
+                eta_secs.map_or_else(String::new, |s| format!(" (about {s} s)"))
+            ),
+        )],
+        ServerMsg::Admitted { waited_ms } => vec![notice(
+            "*",
+            &format!("*** Your turn came after {} s in line", waited_ms / 1000),
+        )],
         ServerMsg::Closing { message, .. } => {
-            vec![Line::new("ERROR").param(&format!("Closing link: {}", clean(message)))]
+            vec![Line::new("ERROR").text(&format!("Closing link: {}", clean(message)))]
         }
         _ => Vec::new(),
     }
@@ -125,7 +146,21 @@ pub fn encode_event(msg: &ServerMsg, style: Style) -> Vec<u8> {
     out
 }
 
-fn message_lines(m: &ChatMessage, style: Style) -> Vec<Line> {
+/// `301` to the sender of a direct message whose recipient is away (as
+/// IRC servers answer a `PRIVMSG` to an away user).
+pub fn away_reply(m: &ChatMessage, away: &str) -> Option<Line> {
+    let to = m.to.as_deref()?;
+    let mut line = Line::new("301")
+        .source(SERVER)
+        .param(&m.from)
+        .param(to)
+        .param(&clean(away));
+    line.trailing = true;
+    Some(line)
+}
+
+/// A stored message's lines (a topic change as `TOPIC`), for history.
+pub fn message_lines(m: &ChatMessage, style: Style) -> Vec<Line> {
     let from = mask(&m.from);
     let to = target(&m.room, &m.to);
     if m.kind == MessageKind::Topic {
@@ -133,10 +168,14 @@ fn message_lines(m: &ChatMessage, style: Style) -> Vec<Line> {
             Line::new("TOPIC")
                 .source(&from)
                 .param(&to)
-                .param(&clean(&m.body)),
+                .text(&clean(&m.body)),
         ];
     }
-    let mut body = m.body.clone();
+    let mut body = match m.body.strip_prefix(ACTION_PREFIX) {
+        // IRC's action is one line: a multi-line action stays text.
+        Some(action) if !action.contains('\n') => format!("\u{1}ACTION {action}\u{1}"),
+        _ => m.body.clone(),
+    };
     if let Some(f) = &m.file {
         body = format!(
             "{body} [file {}: {}, {} bytes; download it with the confab client]",
@@ -178,6 +217,7 @@ fn text_lines(
         } else {
             clean(&part)
         });
+        line.trailing = true;
         if style.tags
             && let Some(meta) = &meta
         {
@@ -224,7 +264,7 @@ fn notice(to: &str, text: &str) -> Line {
     Line::new("NOTICE")
         .source(SERVER)
         .param(to)
-        .param(&clean(text))
+        .text(&clean(text))
 }
 
 /// Milliseconds since the epoch as IRCv3 `server-time`
@@ -271,7 +311,7 @@ mod tests {
         let plain = Style::default();
         assert_eq!(
             text(&said(Some("rust"), None, "hello"), plain),
-            ":alice!alice@confab PRIVMSG #rust hello\r\n"
+            ":alice!alice@confab PRIVMSG #rust :hello\r\n"
         );
         assert_eq!(
             text(&said(None, Some("bob"), "psst, bob"), plain),
@@ -345,7 +385,7 @@ mod tests {
         );
         assert_eq!(
             text(&p(PresenceEvent::Offline), plain),
-            ":bob!bob@confab PART #rust offline\r\n"
+            ":bob!bob@confab PART #rust :offline\r\n"
         );
         assert_eq!(text(&p(PresenceEvent::Away), plain), "", "no away-notify");
         let away = Style {
@@ -354,7 +394,7 @@ mod tests {
         };
         assert_eq!(
             text(&p(PresenceEvent::Away), away),
-            ":bob!bob@confab AWAY away\r\n"
+            ":bob!bob@confab AWAY :away\r\n"
         );
         assert_eq!(
             text(&p(PresenceEvent::Back), away),

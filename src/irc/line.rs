@@ -41,6 +41,10 @@ pub struct Line {
     pub command: String,
     /// Parameters; the last may contain spaces.
     pub params: Vec<String>,
+    /// Write the last parameter as a trailing one (`:text`) even when it
+    /// need not be, as servers do for text (messages, numerics' words).
+    /// Parsing leaves it unset.
+    pub trailing: bool,
 }
 
 impl Line {
@@ -61,6 +65,13 @@ impl Line {
     /// Adds a parameter.
     pub fn param(mut self, param: &str) -> Line {
         self.params.push(param.to_owned());
+        self
+    }
+
+    /// Adds the last parameter, a text, always written as a trailing one.
+    pub fn text(mut self, text: &str) -> Line {
+        self.params.push(text.to_owned());
+        self.trailing = true;
         self
     }
 
@@ -176,7 +187,7 @@ impl Line {
         for (i, p) in self.params.iter().enumerate() {
             out.push(b' ');
             let last = i + 1 == self.params.len();
-            if last && (p.is_empty() || p.contains(' ') || p.starts_with(':')) {
+            if last && (self.trailing || p.is_empty() || p.contains(' ') || p.starts_with(':')) {
                 out.push(b':');
             }
             out.extend_from_slice(p.as_bytes());
@@ -256,6 +267,13 @@ impl Splitter {
     /// Adds bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Frees the buffer if it holds nothing (an idle session keeps none).
+    pub fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
     }
 
     /// The next complete line (without its line ending), if there is one.

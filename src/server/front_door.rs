@@ -20,11 +20,16 @@
 //!
 //! Front-door threads are capped at [`MAX_FRONT_DOOR_THREADS`] beyond the
 //! queue limit; past that, new connections are closed without a word.
+//!
+//! Connections from the IRC listener take the same path, in IRC words:
+//! their goodbyes are `ERROR` lines, their place in line a `NOTICE`, and
+//! what they send while waiting (registration) is kept for the session.
 
 use super::context::ServerContext;
 use super::per_ip::{Admission, IpGuard};
-use super::session;
+use super::session::{self, Arrival};
 use super::wait_queue::{Entry, Ticket, Turn};
+use super::wire::Wire;
 use crate::connection::{Connection, ConnectionError, ReadState};
 use crate::protocol::{
     ErrorCode, Frame, Request, ServerFrame, ServerMsg, encode_json, parse_request,
@@ -45,6 +50,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(15);
 const QUEUE_TICK: Duration = Duration::from_millis(200);
 /// Unsent bytes a queued client may let pile up before it is dropped.
 const QUEUED_UNSENT_MAX: usize = 64 * 1024;
+/// What a queued IRC client may send before its turn (its registration).
+const QUEUED_IRC_INPUT_MAX: usize = 16 * 1024;
 /// Stack of front-door threads; they do a handshake and little else.
 const STACK: usize = 256 * 1024;
 
@@ -57,8 +64,10 @@ impl Drop for ThreadCount {
     }
 }
 
-/// Takes an accepted connection from the accept loop. Never blocks.
-pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
+/// Takes an accepted connection from the accept loop, which speaks
+/// `wire`'s protocol (confab's, or IRC from the IRC listener). Never
+/// blocks.
+pub fn admit(tcp: TcpStream, peer: SocketAddr, wire: Wire, ctx: &Arc<ServerContext>) {
     let ip_guard = match ctx.per_ip.admit(peer.ip()) {
         Admission::Counted(guard) => guard,
         Admission::Drop => {
@@ -83,7 +92,8 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
         .stack_size(STACK)
         .spawn(move || {
             let _count = count;
-            if catch_unwind(AssertUnwindSafe(|| front_door(tcp, peer, ip_guard, &ctx))).is_err() {
+            let door = || front_door(tcp, peer, ip_guard, wire, &ctx);
+            if catch_unwind(AssertUnwindSafe(door)).is_err() {
                 log::error!("front door for {peer} panicked; other clients are unaffected");
             }
         });
@@ -97,6 +107,7 @@ fn front_door(
     tcp: TcpStream,
     peer: SocketAddr,
     ip_guard: Option<IpGuard>,
+    wire: Wire,
     ctx: &Arc<ServerContext>,
 ) {
     let mut conn = match handshake(tcp, ctx) {
@@ -114,22 +125,30 @@ fn front_door(
         log::info!("{peer}: refused: too many connections from this address");
         say_goodbye(
             &mut conn,
+            wire,
             ErrorCode::TooManyConnections,
             "too many connections from your address; close some and retry",
         );
         return;
     }
     match ctx.services.queue.enter() {
-        Entry::Admitted(slot) => session::start(conn, peer, slot, ip_guard, None, ctx),
+        Entry::Admitted(slot) => {
+            let arrival = match wire {
+                Wire::Confab => Arrival::Confab(None),
+                Wire::Irc(_) => Arrival::Irc(Vec::new()),
+            };
+            session::start(conn, peer, slot, ip_guard, arrival, ctx)
+        }
         Entry::Full => {
             log::info!("{peer}: refused: server full");
             say_goodbye(
                 &mut conn,
+                wire,
                 ErrorCode::ServerFull,
                 "server full, try again later",
             );
         }
-        Entry::Queued(ticket) => wait_in_line(conn, peer, ticket, ip_guard, ctx),
+        Entry::Queued(ticket) => wait_in_line(conn, peer, ticket, ip_guard, wire, ctx),
     }
 }
 
@@ -150,9 +169,10 @@ fn handshake(tcp: TcpStream, ctx: &ServerContext) -> Result<TlsStream<TcpStream>
     Ok(tls)
 }
 
-/// Sends `closing` and gives the client a moment to read it.
-fn say_goodbye(conn: &mut TlsConnection, code: ErrorCode, message: &str) {
-    conn.queue(&encode_json(&ServerFrame::event(ServerMsg::Closing {
+/// Sends `closing` (an IRC `ERROR`) and gives the client a moment to
+/// read it.
+fn say_goodbye(conn: &mut TlsConnection, wire: Wire, code: ErrorCode, message: &str) {
+    conn.queue(&wire.encode(&ServerFrame::event(ServerMsg::Closing {
         code,
         message: message.to_owned(),
     })));
@@ -180,6 +200,7 @@ fn wait_in_line(
     peer: SocketAddr,
     ticket: Ticket,
     ip_guard: Option<IpGuard>,
+    wire: Wire,
     ctx: &Arc<ServerContext>,
 ) {
     let queue = &ctx.services.queue;
@@ -187,16 +208,19 @@ fn wait_in_line(
     let mut told: Option<u32> = None;
     let mut last_sent = start;
     let mut hello: Option<Frame> = None;
+    let mut irc_input: Vec<u8> = Vec::new();
     log::debug!("{peer}: queued with ticket {}", ticket.0);
     loop {
         match queue.wait_turn(ticket, told, QUEUE_TICK) {
             Turn::Admitted(slot) => {
                 let waited_ms = start.elapsed().as_millis() as u64;
-                conn.queue(&encode_json(&ServerFrame::event(ServerMsg::Admitted {
-                    waited_ms,
-                })));
+                conn.queue(&wire.encode(&ServerFrame::event(ServerMsg::Admitted { waited_ms })));
                 log::debug!("{peer}: admitted after {waited_ms} ms");
-                session::start(conn, peer, slot, ip_guard, hello, ctx);
+                let arrival = match wire {
+                    Wire::Confab => Arrival::Confab(hello),
+                    Wire::Irc(_) => Arrival::Irc(irc_input),
+                };
+                session::start(conn, peer, slot, ip_guard, arrival, ctx);
                 return;
             }
             Turn::Waiting {
@@ -205,7 +229,7 @@ fn wait_in_line(
                 eta_secs,
             } => {
                 if told != Some(position) || last_sent.elapsed() >= KEEPALIVE {
-                    conn.queue(&encode_json(&ServerFrame::event(ServerMsg::Queued {
+                    conn.queue(&wire.encode(&ServerFrame::event(ServerMsg::Queued {
                         position,
                         length,
                         eta_secs,
@@ -217,17 +241,21 @@ fn wait_in_line(
             Turn::ShuttingDown => {
                 say_goodbye(
                     &mut conn,
+                    wire,
                     ErrorCode::ShuttingDown,
                     "the server is shutting down",
                 );
                 return;
             }
         }
-        let outcome = serve_queued(&mut conn, &mut hello);
+        let outcome = match wire {
+            Wire::Confab => serve_queued(&mut conn, &mut hello),
+            Wire::Irc(_) => keep_queued_input(&mut conn, &mut irc_input),
+        };
         let leave = |conn: &mut TlsConnection, why: Option<(ErrorCode, &str)>| {
             queue.leave(ticket);
             if let Some((code, message)) = why {
-                say_goodbye(conn, code, message);
+                say_goodbye(conn, wire, code, message);
             }
         };
         match outcome {
@@ -261,6 +289,19 @@ fn wait_in_line(
             return;
         }
     }
+}
+
+/// Writes what is pending and keeps what a queued IRC client sent (its
+/// registration, for the session to answer), up to a bound. Returns
+/// `Ok(false)` when the client hung up or sent too much.
+fn keep_queued_input(
+    conn: &mut TlsConnection,
+    input: &mut Vec<u8>,
+) -> Result<bool, ConnectionError> {
+    conn.flush()?;
+    let state = conn.fill()?;
+    conn.drain_raw(|bytes| input.extend_from_slice(bytes));
+    Ok(state != ReadState::Closed && input.len() <= QUEUED_IRC_INPUT_MAX)
 }
 
 /// Writes what is pending and answers what a queued client sent. Returns

@@ -750,6 +750,31 @@ impl Hub {
         self.read().away.get(&user_id).cloned()
     }
 
+    /// Whether a user has a session here or on another node, and their
+    /// away message if they are away.
+    pub fn status(&self, user_id: UserId) -> (bool, Option<String>) {
+        let st = self.read();
+        (st.is_online(&user_id), st.away.get(&user_id).cloned())
+    }
+
+    /// A room's name, topic and member count.
+    pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
+        self.read().rooms.get(name).map(Room::info)
+    }
+
+    /// The rooms `user` is a member of, by name.
+    pub fn rooms_of(&self, user: UserId) -> Vec<String> {
+        let st = self.read();
+        let mut names: Vec<String> = st
+            .rooms
+            .values()
+            .filter(|r| r.members.contains_key(&user))
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Sends `event` as last words to every session of a user (kick, ban);
     /// returns how many sessions.
     pub fn close_user(&self, user_id: UserId, event: &Outgoing) -> usize {

@@ -37,6 +37,7 @@ mod file_store;
 mod front_door;
 mod handlers;
 mod hub;
+mod irc_session;
 mod mutes;
 mod outbox;
 mod per_ip;
@@ -65,7 +66,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use wire::Outgoing;
+use wire::{Outgoing, Wire};
 
 /// Stack size of session threads. Stacks are committed lazily, so this
 /// bounds virtual memory, not RSS; session code needs little stack.
@@ -233,6 +234,8 @@ pub struct ShutdownHandle {
     /// A duplicate of the listening socket: shutting it down wakes the
     /// accept loop (accept() fails with EINVAL on Linux).
     listener: Arc<TcpListener>,
+    /// The same for the IRC listener, if there is one.
+    irc_listener: Option<Arc<TcpListener>>,
 }
 
 impl ShutdownHandle {
@@ -244,6 +247,12 @@ impl ShutdownHandle {
         // is involved.
         unsafe {
             libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
+        if let Some(irc) = &self.irc_listener {
+            // SAFETY: as above, on our dup of the IRC listener.
+            unsafe {
+                libc::shutdown(irc.as_raw_fd(), libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -258,6 +267,8 @@ pub struct Server {
     /// The listening socket; bound in [`Server::bind`] so the caller can
     /// learn the real port before serving.
     listener: TcpListener,
+    /// The IRC listener, if IRC is served (`--irc-listen`).
+    irc_listener: Option<TcpListener>,
     /// Shared by every server thread.
     ctx: Arc<ServerContext>,
     /// Raised by [`ShutdownHandle::shutdown`].
@@ -307,6 +318,20 @@ impl Server {
             what: "cannot duplicate the listening socket".into(),
             err,
         })?;
+        let irc_listener = match config.irc_listen {
+            Some(addr) => Some(TcpListener::bind(addr).map_err(|err| ServerError::Io {
+                what: format!("cannot listen for IRC on {addr}"),
+                err,
+            })?),
+            None => None,
+        };
+        let irc_dup = match &irc_listener {
+            Some(l) => Some(Arc::new(l.try_clone().map_err(|err| ServerError::Io {
+                what: "cannot duplicate the IRC listening socket".into(),
+                err,
+            })?)),
+            None => None,
+        };
         let pool = threadpool::Builder::new()
             .num_threads(config.max_sessions)
             .thread_name("session".into())
@@ -323,10 +348,12 @@ impl Server {
         });
         Ok(Server {
             listener,
+            irc_listener,
             ctx,
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
                 listener: Arc::new(dup),
+                irc_listener: irc_dup,
             },
             writer_thread,
         })
@@ -335,6 +362,11 @@ impl Server {
     /// The address actually bound (the real port when 0 was asked for).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The IRC listener's address, if IRC is served.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A handle to stop [`Server::run`] from another thread.
@@ -346,27 +378,25 @@ impl Server {
     /// cleanly: stop accepting, turn away the queue, store every message
     /// already sent, tell every session, let them flush, checkpoint the
     /// database. Errors on single connections never come back here.
-    pub fn run(self) -> Result<(), ServerError> {
+    pub fn run(mut self) -> Result<(), ServerError> {
         let (stop_stats, stats_thread) = self.spawn_stats_logger();
-        let mut backoff = Duration::from_millis(5);
-        while !self.shutdown.is_requested() {
-            match self.listener.accept() {
-                Ok((tcp, peer)) => {
-                    backoff = Duration::from_millis(5);
-                    if self.shutdown.is_requested() {
-                        break;
-                    }
-                    front_door::admit(tcp, peer, &self.ctx);
-                }
-                Err(_) if self.shutdown.is_requested() => break,
-                Err(err) => {
-                    // Typically EMFILE: back off instead of spinning, and
-                    // keep serving the clients we have.
-                    log::warn!("accept failed: {err}; retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+        let irc_thread = match self.irc_listener.take() {
+            Some(listener) => {
+                let (ctx, shutdown) = (self.ctx.clone(), self.shutdown.clone());
+                let wire = Wire::Irc(Default::default());
+                let spawned = std::thread::Builder::new()
+                    .name("irc-accept".into())
+                    .spawn(move || accept_loop(&listener, &shutdown, &ctx, wire));
+                Some(spawned.map_err(|err| ServerError::Io {
+                    what: "cannot start the IRC accept thread".into(),
+                    err,
+                })?)
             }
+            None => None,
+        };
+        accept_loop(&self.listener, &self.shutdown, &self.ctx, Wire::Confab);
+        if let Some(thread) = irc_thread {
+            let _ = thread.join();
         }
         drop(stop_stats);
         let _ = stats_thread.join();
@@ -441,6 +471,36 @@ impl Server {
             })
             .expect("spawning the stats thread at start-up");
         (tx, handle)
+    }
+}
+
+/// Accepts connections speaking `wire`'s protocol until shutdown is
+/// requested, handing each to the front door.
+fn accept_loop(
+    listener: &TcpListener,
+    shutdown: &ShutdownHandle,
+    ctx: &Arc<ServerContext>,
+    wire: Wire,
+) {
+    let mut backoff = Duration::from_millis(5);
+    while !shutdown.is_requested() {
+        match listener.accept() {
+            Ok((tcp, peer)) => {
+                backoff = Duration::from_millis(5);
+                if shutdown.is_requested() {
+                    break;
+                }
+                front_door::admit(tcp, peer, wire, ctx);
+            }
+            Err(_) if shutdown.is_requested() => break,
+            Err(err) => {
+                // Typically EMFILE: back off instead of spinning, and
+                // keep serving the clients we have.
+                log::warn!("accept failed: {err}; retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use super::wire::Wire;
 use crate::poller::Waker;
 use crate::protocol::ServerFrame;
 use crate::tls::TlsConnection;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 /// Outbox bytes are moved into the connection only while less than this is
@@ -42,8 +43,10 @@ pub struct Outbox {
     state: Mutex<OutboxState>,
     waker: Waker,
     limit: usize,
-    /// The wire format of the session: what other threads encode for it.
-    wire: Wire,
+    /// The wire format of the session: what other threads encode for it
+    /// (`Wire::index`; an IRC session's style changes with its
+    /// capabilities).
+    wire: AtomicU8,
     /// The session's connection; locked by its thread while it is awake.
     conn: Option<Mutex<TlsConnection>>,
 }
@@ -77,14 +80,20 @@ impl Outbox {
             state: Mutex::new(OutboxState::default()),
             waker: Waker::new()?,
             limit,
-            wire: Wire::Confab,
+            wire: AtomicU8::new(Wire::Confab.index()),
             conn: None,
         })
     }
 
     /// The wire format the session speaks.
     pub fn wire(&self) -> Wire {
-        self.wire
+        Wire::from_index(self.wire.load(Ordering::Relaxed))
+    }
+
+    /// Changes the wire format, for what other threads encode from now on
+    /// (an IRC session, once it has negotiated its capabilities).
+    pub fn set_wire(&self, wire: Wire) {
+        self.wire.store(wire.index(), Ordering::Relaxed);
     }
 
     /// An empty outbox that also holds the session's connection, so that
@@ -157,7 +166,7 @@ impl Outbox {
     /// Encodes one frame in the session's wire format and queues it, as
     /// [`Outbox::push`] does.
     pub fn push_frame(&self, frame: &ServerFrame) -> bool {
-        self.push(&self.wire.encode(frame))
+        self.push(&self.wire().encode(frame))
     }
 
     /// Like [`Outbox::push`], but leaves the wake-up to the caller: returns

@@ -19,14 +19,22 @@
 //! history) run here, on the session's own thread, so they delay only this
 //! client. Chat messages go to the writer thread, which stores them before
 //! anyone sees them.
+//!
+//! An IRC connection (from the IRC listener) is the same loop with another
+//! front end: its input is cut into lines, each handled by
+//! `irc_session::IrcFront`, which turns IRC commands into the same
+//! requests and handlers; events reach it in its `Wire::Irc` style.
 
 use super::context::ServerContext;
 use super::handlers::{self, Answer, Cx, Handled, Refusal, SessionState, User, account, files};
 use super::hub::{Hub, SessionId};
+use super::irc_session::{IrcFront, Outcome};
 use super::outbox::{Outbox, TAKE_BELOW};
 use super::per_ip::IpGuard;
 use super::wait_queue::Slot;
+use super::wire::Wire;
 use crate::connection::{ConnectionError, ReadState};
+use crate::irc::line::{LineError, Splitter};
 use crate::poller;
 use crate::protocol::{self, ErrorCode, Frame, FrameKind, Request, ServerFrame, ServerMsg};
 use crate::tls::TlsConnection;
@@ -80,23 +88,39 @@ struct Session<'a> {
     /// What the handlers keep for this session: flood control, the resume
     /// token's digest, transfers in progress.
     state: SessionState,
+    /// For an IRC connection: its front end (`None` for confab's protocol,
+    /// and while a line is being handled) and its input cut into lines.
+    irc: Option<Box<IrcFront>>,
+    lines: Splitter,
+    is_irc: bool,
+}
+
+/// What a connection brings to its session: which protocol it speaks, and
+/// what it sent while waiting in line (a confab client's `hello`; an IRC
+/// client's first bytes).
+#[derive(Debug)]
+pub enum Arrival {
+    /// confab's protocol.
+    Confab(Option<Frame>),
+    /// IRC.
+    Irc(Vec<u8>),
 }
 
 /// Hands an admitted connection to a pool thread. The slot and the IP
-/// guard live as long as the session; `hello` is the one a queued client
-/// sent while waiting.
+/// guard live as long as the session; `arrival` says what it speaks and
+/// what it sent while waiting.
 pub fn start(
     conn: TlsConnection,
     peer: SocketAddr,
     slot: Slot,
     ip_guard: Option<IpGuard>,
-    hello: Option<Frame>,
+    arrival: Arrival,
     ctx: &Arc<ServerContext>,
 ) {
     let ctx2 = ctx.clone();
     ctx.pool.execute(move || {
         let ctx = ctx2;
-        let served = catch_unwind(AssertUnwindSafe(|| serve(conn, peer, hello, &ctx)));
+        let served = catch_unwind(AssertUnwindSafe(|| serve(conn, peer, arrival, &ctx)));
         if served.is_err() {
             log::error!("session from {peer} panicked; other sessions are unaffected");
         }
@@ -108,7 +132,7 @@ pub fn start(
 
 /// Serves one admitted connection to the end. Errors are logged here and
 /// never reach the accept loop.
-fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &ServerContext) {
+fn serve(conn: TlsConnection, peer: SocketAddr, arrival: Arrival, ctx: &ServerContext) {
     let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
     let svc = &ctx.services;
     let outbox = match Outbox::with_connection(svc.limits.outbox_limit, conn) {
@@ -118,6 +142,10 @@ fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &Serv
             return;
         }
     };
+    let is_irc = matches!(arrival, Arrival::Irc(_));
+    if is_irc {
+        outbox.set_wire(Wire::Irc(Default::default()));
+    }
     svc.hub.attach(id, outbox.clone());
     let _registration = Registration { hub: &svc.hub, id };
     let now = Instant::now();
@@ -126,15 +154,21 @@ fn serve(conn: TlsConnection, peer: SocketAddr, hello: Option<Frame>, ctx: &Serv
         ctx,
         outbox,
         out: Vec::new(),
-        phase: Phase::Hello,
+        // An IRC client registers at once (no hello).
+        phase: if is_irc { Phase::Auth } else { Phase::Hello },
         peer,
         closing: None,
         login_deadline: now + svc.limits.login_timeout,
         state: SessionState::new(svc, now),
+        irc: is_irc.then(|| Box::new(IrcFront::new())),
+        lines: Splitter::default(),
+        is_irc,
     };
     log::debug!("session {id} from {peer}: started");
-    if let Some(frame) = hello {
-        session.handle_frame(frame);
+    match arrival {
+        Arrival::Confab(Some(frame)) => session.handle_frame(frame),
+        Arrival::Confab(None) => {}
+        Arrival::Irc(early) => session.lines.push(&early),
     }
     match session.run() {
         Ok(()) => log::debug!("session {id} from {peer}: closed"),
@@ -211,6 +245,7 @@ impl Session<'_> {
             if timeout.is_none() {
                 // Idle until something happens: keep no empty buffers.
                 conn.release_idle_buffers();
+                self.lines.release_if_empty();
             }
             // Asleep, the connection is free for `Outbox::deliver`.
             drop(conn);
@@ -230,7 +265,20 @@ impl Session<'_> {
             }
             if ready.socket_readable || read_state == ReadState::More {
                 read_state = conn.fill()?;
-                while self.closing.is_none() {
+                if self.is_irc {
+                    let lines = &mut self.lines;
+                    conn.drain_raw(|bytes| lines.push(bytes));
+                    while self.closing.is_none() {
+                        let Some(line) = self.lines.next_line() else {
+                            break;
+                        };
+                        self.handle_line(line);
+                        if self.replies_overflow(&conn) {
+                            return Ok(());
+                        }
+                    }
+                }
+                while !self.is_irc && self.closing.is_none() {
                     match conn.next_frame() {
                         Ok(Some(frame)) => {
                             self.handle_frame(frame);
@@ -354,6 +402,35 @@ impl Session<'_> {
         // Other nodes see what this request changed before it is answered.
         self.ctx.services.share_changes();
         self.answer(parsed.req, handled);
+    }
+
+    /// One line from an IRC client, handled by its front end.
+    fn handle_line(&mut self, line: Result<Vec<u8>, LineError>) {
+        let Some(mut front) = self.irc.take() else {
+            return;
+        };
+        let req = Some(front.next_req());
+        let mut cx = Cx {
+            svc: &self.ctx.services,
+            req,
+            session: self.id,
+            outbox: &self.outbox,
+            peer: self.peer,
+            state: &mut self.state,
+        };
+        let me = match &self.phase {
+            Phase::Ready(me) => Some(me),
+            _ => None,
+        };
+        let outcome = front.line(&mut cx, me, line, &mut self.out);
+        self.irc = Some(front);
+        // As for a confab request: other nodes see the changes first.
+        self.ctx.services.share_changes();
+        match outcome {
+            Outcome::Continue => {}
+            Outcome::Entered(user) => self.phase = Phase::Ready(user),
+            Outcome::Close(code, message) => self.close(code, message),
+        }
     }
 
     /// The handlers' context for request `req`, beside the phase (the two

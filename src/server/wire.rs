@@ -16,7 +16,7 @@
 //! **Invariant:** this module only converts values to bytes: no I/O, no
 //! locks, no SQL.
 
-use crate::irc::events::{Style, encode_event};
+use crate::irc::events::{Style, away_reply, encode_event};
 use crate::protocol::{ServerFrame, ServerMsg, encode_json};
 use std::cell::OnceCell;
 
@@ -38,8 +38,34 @@ impl Wire {
     /// confab's, and IRC in each of its four styles.
     pub const COUNT: usize = 5;
 
-    /// The index of this format in an [`Outgoing`]'s cache.
-    fn index(self) -> usize {
+    /// A number for this format, to keep it in an atomic.
+    pub fn index(self) -> u8 {
+        match self {
+            Wire::Confab => 0,
+            Wire::Irc(style) => {
+                1 + u8::from(style.tags)
+                    + 2 * u8::from(style.away_notify)
+                    + 4 * u8::from(style.echo)
+            }
+        }
+    }
+
+    /// The format with this [`Wire::index`] (an unknown index is confab's).
+    pub fn from_index(i: u8) -> Wire {
+        match i {
+            1..=8 => Wire::Irc(Style {
+                tags: (i - 1) & 1 != 0,
+                away_notify: (i - 1) & 2 != 0,
+                echo: (i - 1) & 4 != 0,
+            }),
+            _ => Wire::Confab,
+        }
+    }
+
+    /// The slot of this format in an [`Outgoing`]'s cache.
+    /// (The echo of a session's own messages changes only its acks, which
+    /// are encoded per sender, so it has no slot of its own.)
+    fn slot(self) -> usize {
         match self {
             Wire::Confab => 0,
             Wire::Irc(style) => 1 + usize::from(style.tags) + 2 * usize::from(style.away_notify),
@@ -55,6 +81,35 @@ impl Wire {
             Wire::Irc(_) if frame.req.is_some() => Vec::new(),
             Wire::Irc(style) => encode_event(&frame.msg, style),
         }
+    }
+}
+
+impl Wire {
+    /// The sender's acknowledgement of a stored message (`ack`, a reply to
+    /// request `req`): for an IRC session with echo-message, the message
+    /// itself as every other recipient sees it; without, nothing (IRC has
+    /// no acknowledgement).
+    /// A direct message to someone away also gets IRC's `301` with their
+    /// away message.
+    pub fn encode_ack(self, req: Option<u64>, ack: ServerMsg, message: &Outgoing) -> Vec<u8> {
+        let Wire::Irc(style) = self else {
+            return encode_json(&ServerFrame::reply(req, ack));
+        };
+        let mut out = Vec::new();
+        if let (
+            ServerMsg::Ack {
+                away: Some(away), ..
+            },
+            ServerMsg::Message(m),
+        ) = (&ack, message.msg())
+            && let Some(line) = away_reply(m, away)
+        {
+            line.encode_into(&mut out);
+        }
+        if style.echo {
+            out.extend_from_slice(message.bytes(self));
+        }
+        out
     }
 }
 
@@ -75,6 +130,11 @@ impl Outgoing {
         }
     }
 
+    /// The event itself, in a frame.
+    pub fn frame(&self) -> &ServerFrame {
+        &self.frame
+    }
+
     /// An unsolicited event (no request id).
     pub fn event(msg: ServerMsg) -> Outgoing {
         Outgoing::new(ServerFrame::event(msg))
@@ -87,7 +147,7 @@ impl Outgoing {
 
     /// The event's bytes in `wire`'s format, encoded on first use.
     pub fn bytes(&self, wire: Wire) -> &[u8] {
-        self.encoded[wire.index()].get_or_init(|| wire.encode(&self.frame))
+        self.encoded[wire.slot()].get_or_init(|| wire.encode(&self.frame))
     }
 }
 
@@ -104,7 +164,7 @@ impl Concatenated {
     where
         I: IntoIterator<Item = &'a Outgoing>,
     {
-        self.encoded[wire.index()].get_or_init(|| {
+        self.encoded[wire.slot()].get_or_init(|| {
             let mut all = Vec::new();
             for e in events {
                 all.extend_from_slice(e.bytes(wire));
@@ -142,9 +202,12 @@ mod tests {
         let plain = Wire::Irc(Style::default());
         let tagged = Wire::Irc(Style {
             tags: true,
-            away_notify: false,
+            ..Style::default()
         });
-        assert_eq!(ev.bytes(plain), b":alice!alice@confab PRIVMSG #rust hi\r\n");
+        assert_eq!(
+            ev.bytes(plain),
+            b":alice!alice@confab PRIVMSG #rust :hi\r\n"
+        );
         assert!(
             ev.bytes(tagged)
                 .starts_with(b"@time=1970-01-01T00:00:00.000Z;msgid=5")
@@ -158,10 +221,11 @@ mod tests {
             [false, true].map(move |a| Style {
                 tags: t,
                 away_notify: a,
+                echo: false,
             })
         });
-        let mut seen: Vec<usize> = styles.map(|s| Wire::Irc(s).index()).collect();
-        seen.push(Wire::Confab.index());
+        let mut seen: Vec<usize> = styles.map(|s| Wire::Irc(s).slot()).collect();
+        seen.push(Wire::Confab.slot());
         seen.sort_unstable();
         assert_eq!(seen, (0..Wire::COUNT).collect::<Vec<_>>(), "one slot each");
         // Replies are the IRC front end's own.

@@ -297,10 +297,10 @@ fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
             Target::User { id: to, .. } => hub.away_message(*to),
             Target::Room { .. } => None,
         };
-        let ack = sub.outbox.wire().encode(&ServerFrame::reply(
-            sub.req,
-            ServerMsg::Ack { id, ts, away },
-        ));
+        let ack = sub
+            .outbox
+            .wire()
+            .encode_ack(sub.req, ServerMsg::Ack { id, ts, away }, &event);
         match &sub.target {
             Target::Room { name, .. } => {
                 if run.room.as_deref() != Some(name.as_str()) {

@@ -334,7 +334,7 @@ pub enum Input {
 
 /// The prefix an action message's body starts with on the wire; clients
 /// show `/me waves` from alice as `* alice waves`.
-pub const ACTION_PREFIX: &str = "/me ";
+pub use crate::protocol::ACTION_PREFIX;
 
 fn arg(rest: &str) -> Option<String> {
     let rest = rest.trim();

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod irc;
 pub mod pg;
+pub mod tmux;
 
 use confab::client::{Client, ClientError};
 use confab::protocol::{ErrorCode, ServerMsg};
@@ -36,6 +38,21 @@ pub fn history_ids(c: &mut Client, room: &str, page: u32) -> Vec<i64> {
             return all;
         }
     }
+}
+
+/// The next event from `c` that `want` accepts, skipping others; panics
+/// (saying `what` and what was seen) if none comes within [`WAIT`].
+pub fn wait_event(c: &mut Client, what: &str, want: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match c.next_event(left).unwrap() {
+            Some(ev) if want(&ev) => return ev,
+            Some(ev) => seen.push(format!("{ev:?}")),
+            None => break,
+        }
+    }
+    panic!("no {what} within {WAIT:?}; saw {seen:#?}")
 }
 
 /// Waits until `done()` holds, polling every 20 ms; fails the test after
@@ -135,6 +152,9 @@ pub struct TestServer {
     child: Option<Child>,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The IRC listener's `127.0.0.1:PORT`, when started with
+    /// `--irc-listen`.
+    pub irc_addr: String,
     /// Holds the database and the log; removed on drop.
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
@@ -162,6 +182,7 @@ impl TestServer {
         let mut server = TestServer {
             child: None,
             addr: String::new(),
+            irc_addr: String::new(),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: env
@@ -195,6 +216,18 @@ impl TestServer {
             .collect()
     }
 
+    /// The extra flags, with the IRC port of the first start on a restart.
+    fn extra_args(&self) -> Vec<String> {
+        let mut args = self.extra.clone();
+        if let Some(i) = args.iter().position(|e| e == "--irc-listen")
+            && !self.irc_addr.is_empty()
+            && i + 1 < args.len()
+        {
+            args[i + 1] = self.irc_addr.clone();
+        }
+        args
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -221,7 +254,7 @@ impl TestServer {
             .arg(certs().join("server.key"))
             .args(["--log", "debug"])
             .args(self.relaxed_limits())
-            .args(&self.extra)
+            .args(self.extra_args())
             .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -231,9 +264,13 @@ impl TestServer {
             .expect("spawn confab-server");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let irc = self.extra.iter().any(|e| e == "--irc-listen");
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            if irc && let Some(Ok(line)) = lines.next() {
                 let _ = tx.send(line);
             }
             // Keep draining so the server never blocks on a full pipe.
@@ -247,6 +284,16 @@ impl TestServer {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        if irc {
+            let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("server did not say its IRC address; log:\n{}", self.log());
+            });
+            self.irc_addr = line
+                .strip_prefix("irc listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_owned();
+        }
         self.child = Some(child);
     }
 

@@ -103,6 +103,16 @@ pub fn register(cx: &mut Cx, user: &str, pw: &str) -> Handled {
 
 /// Logs in with a password.
 pub fn login(cx: &mut Cx, user: &str, pw: &str) -> Handled {
+    let me = check_password(cx, user, pw)?;
+    let token = issue_token(cx, me.id);
+    enter(cx, me.id, me.name, token)
+}
+
+/// The first half of a password login: the throttle, the password, a ban;
+/// audited as a login. The IRC front end checks SASL credentials with it
+/// before the IRC registration is complete, and enters with
+/// [`enter_checked`] once it is.
+pub fn check_password(cx: &mut Cx, user: &str, pw: &str) -> Result<User, Refusal> {
     let name = user.to_ascii_lowercase();
     let attempt = admit_attempt(cx, &name, Proof::Password)?;
     let record = match validate::username(user) {
@@ -141,8 +151,16 @@ pub fn login(cx: &mut Cx, user: &str, pw: &str) -> Handled {
     }
     log::info!("login {} from {}", r.name, cx.peer);
     cx.audit(Some(&r.name), "login", "password");
-    let token = issue_token(cx, r.id);
-    enter(cx, r.id, r.name, token)
+    Ok(User {
+        id: r.id,
+        name: r.name,
+    })
+}
+
+/// Completes a login [`check_password`] accepted, without a resume token
+/// (an IRC session has no use for one).
+pub fn enter_checked(cx: &mut Cx, me: User) -> Handled {
+    enter(cx, me.id, me.name, None)
 }
 
 /// Logs in with a resume token: no password hashing.

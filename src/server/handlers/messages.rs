@@ -95,6 +95,8 @@ pub enum Window {
     Before(Option<i64>),
     /// The messages around an id: it and older ones, then newer ones.
     Around(i64),
+    /// The oldest messages after an id (IRC's `CHATHISTORY AFTER`).
+    After(i64),
 }
 
 /// A page of a room's or a direct conversation's history, oldest first.
@@ -127,6 +129,10 @@ pub fn history(
             let (after, newer) = page(Page::After(id), newer_n)?;
             messages.extend(after);
             (messages, more, newer)
+        }
+        Window::After(id) => {
+            let (messages, newer) = page(Page::After(id), limit)?;
+            (messages, true, newer)
         }
     };
     let (room, with) = match conv {

@@ -1,0 +1,1289 @@
+//! An IRC session's front end (issue 19): what an IRC client's lines mean
+//! in confab's terms, and the numerics that answer them.
+//!
+//! The session thread (`session`) owns the socket and the loop, as for a
+//! confab client; for an IRC connection it cuts the input into lines and
+//! hands each to [`IrcFront::line`]. This module keeps the IRC state
+//! (registration, capabilities, the nick) and turns each command into the
+//! same typed [`Request`]s a confab client sends, run by the same handlers
+//! (`handlers::dispatch`): one account, room and history model, whatever
+//! the client speaks. Replies become numerics here; events (messages,
+//! presence, topics) reach the session through the hub's fan-out in the
+//! session's [`Wire::Irc`] style (`irc::events`), like any other session's.
+//!
+//! Registration: `CAP LS`/`REQ`/`END`, `NICK`, `USER`, and credentials by
+//! `AUTHENTICATE PLAIN` (SASL) or `PASS` (`password`, the nick being the
+//! account, or `account:password`). The nick is always the account name
+//! (as ergo's `force-nick-equals-account`). Capabilities: `message-tags`,
+//! `server-time`, `account-tag`, `echo-message`, `away-notify`, `batch`,
+//! `sasl`, `draft/chathistory`.
+
+use super::handlers::{self, Answer, Cx, Entry, Handled, Refusal, User, account, messages};
+use super::wire::Wire;
+use crate::irc::events::{SERVER, Style, channel, event_lines, mask, message_lines};
+use crate::irc::line::{Line, LineError, MAX_LINE, clean};
+use crate::protocol::{
+    ACTION_PREFIX, ChatMessage, ErrorCode, HISTORY_PAGE_MAX, MAX_TOPIC_LEN, Member, Request,
+    RoomInfo, ServerMsg, Unread, WHO_PAGE_MAX,
+};
+use crate::validate;
+use base64::Engine;
+
+/// The capabilities offered, as `CAP LS 302` lists them.
+const CAPS: &[&str] = &[
+    "account-tag",
+    "away-notify",
+    "batch",
+    "draft/chathistory",
+    "echo-message",
+    "message-tags",
+    "sasl",
+    "server-time",
+];
+
+/// SASL payloads come in chunks of this many base64 characters.
+const SASL_CHUNK: usize = 400;
+/// The longest SASL payload accepted (base64 of user and password).
+const SASL_MAX: usize = 1200;
+
+/// What the session must do after a line.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing more.
+    Continue,
+    /// Registration is complete: the session belongs to this user.
+    Entered(User),
+    /// End the session, saying why (an IRC `ERROR` line).
+    Close(ErrorCode, String),
+}
+
+/// Which capabilities a session has enabled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Caps {
+    account_tag: bool,
+    away_notify: bool,
+    batch: bool,
+    chathistory: bool,
+    echo: bool,
+    message_tags: bool,
+    sasl: bool,
+    server_time: bool,
+}
+
+impl Caps {
+    fn flag(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "account-tag" => &mut self.account_tag,
+            "away-notify" => &mut self.away_notify,
+            "batch" => &mut self.batch,
+            "draft/chathistory" => &mut self.chathistory,
+            "echo-message" => &mut self.echo,
+            "message-tags" => &mut self.message_tags,
+            "sasl" => &mut self.sasl,
+            "server-time" => &mut self.server_time,
+            _ => return None,
+        })
+    }
+
+    fn enabled(&self) -> Vec<&'static str> {
+        let mut copy = *self;
+        CAPS.iter()
+            .copied()
+            .filter(|c| copy.flag(c).is_some_and(|f| *f))
+            .collect()
+    }
+}
+
+/// Where a SASL exchange is.
+#[derive(Debug, Default)]
+enum Sasl {
+    /// None started.
+    #[default]
+    Idle,
+    /// `AUTHENTICATE PLAIN` was sent; collecting the payload.
+    Plain(String),
+    /// Credentials were accepted for this user.
+    Done(User),
+}
+
+/// One IRC session's state.
+#[derive(Debug)]
+pub struct IrcFront {
+    caps: Caps,
+    /// `CAP LS` or `REQ` was sent before registration: wait for `CAP END`.
+    cap_open: bool,
+    /// The nick asked for (before registration), then the account name.
+    nick: Option<String>,
+    user_seen: bool,
+    pass: Option<String>,
+    sasl: Sasl,
+    registered: bool,
+    next_req: u64,
+    next_batch: u64,
+}
+
+impl Default for IrcFront {
+    fn default() -> Self {
+        IrcFront::new()
+    }
+}
+
+impl IrcFront {
+    /// A connection that has said nothing yet.
+    pub fn new() -> IrcFront {
+        IrcFront {
+            caps: Caps::default(),
+            cap_open: false,
+            nick: None,
+            user_seen: false,
+            pass: None,
+            sasl: Sasl::Idle,
+            registered: false,
+            next_req: 0,
+            next_batch: 0,
+        }
+    }
+
+    /// How events are written for this session.
+    pub fn style(&self) -> Style {
+        Style {
+            tags: self.caps.message_tags || self.caps.server_time || self.caps.account_tag,
+            away_notify: self.caps.away_notify,
+            echo: self.caps.echo,
+        }
+    }
+
+    /// A request id for the next command (the writer's acks carry it).
+    pub fn next_req(&mut self) -> u64 {
+        self.next_req += 1;
+        self.next_req
+    }
+
+    /// The nick as numerics address it (`*` before there is one).
+    fn me(&self) -> &str {
+        self.nick.as_deref().unwrap_or("*")
+    }
+
+    /// A numeric from the server to this client (its last parameter
+    /// written as trailing text, as servers do).
+    fn num(&self, code: &str) -> Line {
+        let mut line = Line::new(code).source(SERVER).param(self.me());
+        line.trailing = true;
+        line
+    }
+
+    /// A numeric whose parameters are all words (`004`, `324`, `221`).
+    fn num_words(&self, code: &str) -> Line {
+        Line::new(code).source(SERVER).param(self.me())
+    }
+
+    /// Handles one line from the client; `me` is the logged-in user, once
+    /// registered. Replies go to `out`.
+    pub fn line(
+        &mut self,
+        cx: &mut Cx,
+        me: Option<&User>,
+        raw: Result<Vec<u8>, LineError>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let line = match raw.and_then(|r| Line::parse(&r)) {
+            Ok(line) => line,
+            Err(LineError::TooLong) => {
+                self.num("417")
+                    .param("Input line was too long")
+                    .encode_into(out);
+                return Outcome::Continue;
+            }
+            Err(LineError::NotUtf8) => {
+                Line::new("FAIL")
+                    .source(SERVER)
+                    .param("*")
+                    .param("INVALID_UTF8")
+                    .text("confab speaks UTF-8 only; the line was dropped")
+                    .encode_into(out);
+                return Outcome::Continue;
+            }
+            Err(LineError::Empty | LineError::NoCommand) => return Outcome::Continue,
+        };
+        let outcome = match (me, line.command.as_str()) {
+            (_, "CAP") => {
+                self.cap(cx, &line, out);
+                Outcome::Continue
+            }
+            (_, "PING") => {
+                Line::new("PONG")
+                    .source(SERVER)
+                    .param(SERVER)
+                    .text(line.arg(0).unwrap_or(""))
+                    .encode_into(out);
+                Outcome::Continue
+            }
+            (_, "PONG") => Outcome::Continue,
+            (_, "QUIT") => Outcome::Close(ErrorCode::Other, "Quit".into()),
+            (None, _) => self.registration(cx, &line, out),
+            (Some(me), _) => self.command(cx, me, &line, out),
+        };
+        if let Outcome::Continue = outcome
+            && me.is_none()
+        {
+            return self.try_complete(cx, out);
+        }
+        outcome
+    }
+
+    /// `CAP`, before or after registration.
+    fn cap(&mut self, cx: &mut Cx, line: &Line, out: &mut Vec<u8>) {
+        let sub = line.arg(0).unwrap_or("").to_ascii_uppercase();
+        let me = self.me().to_owned();
+        let reply = |sub: &str, caps: &str| {
+            Line::new("CAP")
+                .source(SERVER)
+                .param(&me)
+                .param(sub)
+                .text(caps)
+        };
+        match sub.as_str() {
+            "LS" => {
+                if !self.registered {
+                    self.cap_open = true;
+                }
+                let v302 = line.arg(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+                let list: Vec<String> = CAPS
+                    .iter()
+                    .map(|c| match *c {
+                        "sasl" if v302 => "sasl=PLAIN".to_owned(),
+                        c => c.to_owned(),
+                    })
+                    .collect();
+                reply("LS", &list.join(" ")).encode_into(out);
+            }
+            "LIST" => reply("LIST", &self.caps.enabled().join(" ")).encode_into(out),
+            "REQ" => {
+                if !self.registered {
+                    self.cap_open = true;
+                }
+                let asked = line.arg(1).unwrap_or("");
+                let mut caps = self.caps;
+                let known = asked.split_whitespace().all(|c| {
+                    let (name, on) = match c.strip_prefix('-') {
+                        Some(n) => (n, false),
+                        None => (c, true),
+                    };
+                    match caps.flag(name) {
+                        Some(f) => {
+                            *f = on;
+                            true
+                        }
+                        None => false,
+                    }
+                });
+                if known {
+                    self.caps = caps;
+                    cx.outbox.set_wire(Wire::Irc(self.style()));
+                    reply("ACK", asked).encode_into(out);
+                } else {
+                    reply("NAK", asked).encode_into(out);
+                }
+            }
+            "END" => self.cap_open = false,
+            _ => self
+                .num("410")
+                .param(&sub)
+                .param("Invalid CAP command")
+                .encode_into(out),
+        }
+    }
+
+    /// A line before registration is complete.
+    fn registration(&mut self, cx: &mut Cx, line: &Line, out: &mut Vec<u8>) -> Outcome {
+        match line.command.as_str() {
+            "NICK" => match line.arg(0).filter(|n| !n.is_empty()) {
+                None => self.num("431").param("No nickname given").encode_into(out),
+                Some(n) => match validate::username(n) {
+                    Ok(name) => self.nick = Some(name),
+                    Err(e) => self
+                        .num("432")
+                        .param(n)
+                        .param(&format!("Erroneous nickname: {}", e.message))
+                        .encode_into(out),
+                },
+            },
+            "USER" if line.params.len() < 4 => self.need_more(line, out),
+            "USER" => self.user_seen = true,
+            "PASS" => match line.arg(0) {
+                Some(p) => self.pass = Some(p.to_owned()),
+                None => self.need_more(line, out),
+            },
+            "AUTHENTICATE" => self.authenticate(cx, line, out),
+            _ => self
+                .num("451")
+                .param("You have not registered")
+                .encode_into(out),
+        }
+        Outcome::Continue
+    }
+
+    fn need_more(&self, line: &Line, out: &mut Vec<u8>) {
+        self.num("461")
+            .param(&line.command)
+            .param("Not enough parameters")
+            .encode_into(out);
+    }
+
+    /// `AUTHENTICATE`: SASL PLAIN only.
+    fn authenticate(&mut self, cx: &mut Cx, line: &Line, out: &mut Vec<u8>) {
+        let arg = line.arg(0).unwrap_or("");
+        match std::mem::take(&mut self.sasl) {
+            Sasl::Done(user) => {
+                self.sasl = Sasl::Done(user);
+                self.num("907")
+                    .param("You have already authenticated using SASL")
+                    .encode_into(out);
+            }
+            _ if arg == "*" => self
+                .num("906")
+                .param("SASL authentication aborted")
+                .encode_into(out),
+            Sasl::Idle if arg.eq_ignore_ascii_case("PLAIN") => {
+                self.sasl = Sasl::Plain(String::new());
+                Line::new("AUTHENTICATE").param("+").encode_into(out);
+            }
+            Sasl::Idle => {
+                self.num("908")
+                    .param("PLAIN")
+                    .param("are available SASL mechanisms")
+                    .encode_into(out);
+                self.sasl_failed("unknown mechanism", out);
+            }
+            Sasl::Plain(mut so_far) => {
+                if arg != "+" {
+                    so_far.push_str(arg);
+                }
+                if so_far.len() > SASL_MAX {
+                    self.num("905")
+                        .param("SASL message too long")
+                        .encode_into(out);
+                    return;
+                }
+                if arg.len() == SASL_CHUNK {
+                    self.sasl = Sasl::Plain(so_far);
+                    return;
+                }
+                let Some((user, password)) = plain_credentials(&so_far) else {
+                    self.sasl_failed("malformed PLAIN payload", out);
+                    return;
+                };
+                match account::check_password(cx, &user, &password) {
+                    Ok(user) => {
+                        self.nick = Some(user.name.clone());
+                        self.num("900")
+                            .param(&mask(&user.name))
+                            .param(&user.name)
+                            .param(&format!("You are now logged in as {}", user.name))
+                            .encode_into(out);
+                        self.num("903")
+                            .param("SASL authentication successful")
+                            .encode_into(out);
+                        self.sasl = Sasl::Done(user);
+                    }
+                    Err(r) => self.sasl_failed(&r.message, out),
+                }
+            }
+        }
+    }
+
+    fn sasl_failed(&mut self, why: &str, out: &mut Vec<u8>) {
+        self.sasl = Sasl::Idle;
+        self.num("904")
+            .param(&format!("SASL authentication failed: {why}"))
+            .encode_into(out);
+    }
+
+    /// Completes registration once `NICK`, `USER` and `CAP END` (if
+    /// negotiation was started) are in: checks `PASS` unless SASL already
+    /// logged in, then enters the session and writes the welcome.
+    fn try_complete(&mut self, cx: &mut Cx, out: &mut Vec<u8>) -> Outcome {
+        if self.registered || self.cap_open || !self.user_seen {
+            return Outcome::Continue;
+        }
+        let Some(nick) = self.nick.clone() else {
+            return Outcome::Continue;
+        };
+        let user = match std::mem::take(&mut self.sasl) {
+            Sasl::Done(user) => user,
+            _ => {
+                let Some(pass) = self.pass.take() else {
+                    self.num("464")
+                        .param("Password required: log in with SASL PLAIN or PASS")
+                        .encode_into(out);
+                    return Outcome::Close(
+                        ErrorCode::AuthFailed,
+                        "this server needs your confab account: SASL PLAIN, or PASS account:password".into(),
+                    );
+                };
+                let (name, password) = match pass.split_once(':') {
+                    Some((n, p)) if validate::username(n).is_ok() => (n.to_owned(), p.to_owned()),
+                    _ => (nick, pass),
+                };
+                match account::check_password(cx, &name, &password) {
+                    Ok(user) => user,
+                    Err(r) => {
+                        let code = if r.code == ErrorCode::Banned {
+                            "465"
+                        } else {
+                            "464"
+                        };
+                        self.num(code).param(&r.message).encode_into(out);
+                        return Outcome::Close(r.code, r.message);
+                    }
+                }
+            }
+        };
+        match account::enter_checked(cx, user) {
+            Ok(Answer::Entered(entry)) => {
+                self.registered = true;
+                self.nick = Some(entry.user.name.clone());
+                cx.outbox.set_wire(Wire::Irc(self.style()));
+                self.welcome(cx, &entry, out);
+                Outcome::Entered(entry.user)
+            }
+            Ok(_) => Outcome::Close(ErrorCode::ServerError, "login failed".into()),
+            Err(r) => Outcome::Close(r.code, r.message),
+        }
+    }
+
+    /// 001-005, the MOTD's absence, the rooms the user is in, what was
+    /// missed, and the direct messages that arrived while away.
+    fn welcome(&mut self, cx: &mut Cx, entry: &Entry, out: &mut Vec<u8>) {
+        let me = self.me().to_owned();
+        let version = format!("confab-{}", env!("CARGO_PKG_VERSION"));
+        self.num("001")
+            .param(&format!("Welcome to confab, {me}"))
+            .encode_into(out);
+        self.num("002")
+            .param(&format!("Your host is {SERVER}, running version {version}"))
+            .encode_into(out);
+        self.num("003")
+            .param("This server stores every message: scroll back with CHATHISTORY")
+            .encode_into(out);
+        self.num_words("004")
+            .param(SERVER)
+            .param(&version)
+            .param("i")
+            .param("nt")
+            .encode_into(out);
+        for tokens in isupport(cx).chunks(12) {
+            let mut line = self.num("005");
+            for t in tokens {
+                line = line.param(t);
+            }
+            line.param("are supported by this server").encode_into(out);
+        }
+        self.num("422")
+            .param("MOTD File is missing")
+            .encode_into(out);
+        let ServerMsg::LoggedIn { rooms, unread, .. } = &entry.reply else {
+            return;
+        };
+        for room in rooms {
+            self.join_burst(cx, room, out);
+        }
+        if let Some(summary) = away_summary(unread) {
+            self.server_notice(&summary, out);
+        }
+        for event in &entry.replay {
+            for line in event_lines(event, self.style()) {
+                line.encode_into(out);
+            }
+        }
+    }
+
+    fn server_notice(&self, text: &str, out: &mut Vec<u8>) {
+        Line::new("NOTICE")
+            .source(SERVER)
+            .param(self.me())
+            .text(&clean(text))
+            .encode_into(out);
+    }
+
+    /// What a client sees on joining a room: `JOIN`, its topic, its names.
+    fn join_burst(&self, cx: &mut Cx, room: &RoomInfo, out: &mut Vec<u8>) {
+        let me = self.me();
+        Line::new("JOIN")
+            .source(&mask(me))
+            .param(&channel(&room.name))
+            .encode_into(out);
+        if !room.topic.is_empty() {
+            self.num("332")
+                .param(&channel(&room.name))
+                .param(&clean(&room.topic))
+                .encode_into(out);
+        }
+        self.names(cx, &room.name, out);
+    }
+
+    /// `353` lines of a room's online members, then `366`.
+    fn names(&self, cx: &mut Cx, room: &str, out: &mut Vec<u8>) {
+        let chan = channel(room);
+        let head = self.num("353").param("=").param(&chan);
+        let room_for_names = MAX_LINE - head.encode().len() - 2;
+        let mut names = String::new();
+        for m in online_members(cx, room) {
+            if !names.is_empty() && names.len() + 1 + m.user.len() > room_for_names {
+                head.clone().param(&names).encode_into(out);
+                names.clear();
+            }
+            if !names.is_empty() {
+                names.push(' ');
+            }
+            names.push_str(&m.user);
+        }
+        if !names.is_empty() {
+            head.param(&names).encode_into(out);
+        }
+        self.num("366")
+            .param(&chan)
+            .param("End of /NAMES list")
+            .encode_into(out);
+    }
+
+    /// A command of a registered client.
+    fn command(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) -> Outcome {
+        let cmd = line.command.as_str();
+        match cmd {
+            "PRIVMSG" | "NOTICE" => return self.privmsg(cx, me, line, out),
+            "JOIN" => self.join(cx, me, line, out),
+            "PART" => self.part(cx, me, line, out),
+            "TOPIC" => self.topic(cx, me, line, out),
+            "NAMES" => match line.arg(0) {
+                Some(list) => {
+                    for chan in list.split(',').filter(|c| !c.is_empty()) {
+                        match room_name(chan) {
+                            Some(room) if cx.svc.hub.room(&room).is_some() => {
+                                self.names(cx, &room, out)
+                            }
+                            _ => self
+                                .num("366")
+                                .param(chan)
+                                .param("End of /NAMES list")
+                                .encode_into(out),
+                        }
+                    }
+                }
+                None => self
+                    .num("366")
+                    .param("*")
+                    .param("End of /NAMES list")
+                    .encode_into(out),
+            },
+            "LIST" => self.list(cx, out),
+            "WHO" => self.who(cx, line, out),
+            "WHOIS" => self.whois(cx, line, out),
+            "ISON" => {
+                let online: Vec<String> = line
+                    .params
+                    .iter()
+                    .flat_map(|p| p.split_whitespace())
+                    .filter(|n| user_status(cx, n).is_some_and(|(on, _)| on))
+                    .map(str::to_owned)
+                    .collect();
+                self.num("303").param(&online.join(" ")).encode_into(out);
+            }
+            "AWAY" => {
+                let message = line.arg(0).filter(|m| !m.is_empty()).map(str::to_owned);
+                let away = message.is_some();
+                match handlers::dispatch(cx, me, Request::Away { message }) {
+                    Ok(_) if away => self
+                        .num("306")
+                        .param("You have been marked as being away")
+                        .encode_into(out),
+                    Ok(_) => self
+                        .num("305")
+                        .param("You are no longer marked as being away")
+                        .encode_into(out),
+                    Err(r) => self.fail(cmd, "*", &r, out),
+                }
+            }
+            "MODE" => self.mode(cx, line, out),
+            "KICK" => self.kick(cx, me, line, out),
+            "CHATHISTORY" => self.chathistory(cx, me, line, out),
+            "MOTD" => self
+                .num("422")
+                .param("MOTD File is missing")
+                .encode_into(out),
+            "LUSERS" => self
+                .num("251")
+                .param(&format!(
+                    "There are {} users and 0 invisible on 1 servers",
+                    cx.svc.hub.logged_in_count()
+                ))
+                .encode_into(out),
+            "VERSION" => self
+                .num("351")
+                .param(&format!("confab-{}", env!("CARGO_PKG_VERSION")))
+                .param(SERVER)
+                .param("an IRC front end to confab")
+                .encode_into(out),
+            "NICK" => match line.arg(0) {
+                Some(n) if n.eq_ignore_ascii_case(&me.name) => {}
+                _ => self
+                    .num("400")
+                    .param("NICK")
+                    .param("on confab your nick is your account name and cannot change")
+                    .encode_into(out),
+            },
+            "USER" | "PASS" => self
+                .num("462")
+                .param("You may not reregister")
+                .encode_into(out),
+            "AUTHENTICATE" => self
+                .num("907")
+                .param("You have already authenticated")
+                .encode_into(out),
+            _ => self
+                .num("421")
+                .param(cmd)
+                .param("Unknown command")
+                .encode_into(out),
+        }
+        Outcome::Continue
+    }
+
+    /// `PRIVMSG`/`NOTICE` to channels (room messages) and nicks (direct
+    /// messages). A notice gets no error replies, as IRC wants.
+    fn privmsg(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) -> Outcome {
+        let cmd = line.command.as_str();
+        let notice = cmd == "NOTICE";
+        let (Some(targets), Some(text)) = (line.arg(0), line.arg(1)) else {
+            if !notice {
+                let code = if line.params.is_empty() { "411" } else { "412" };
+                self.num(code)
+                    .param(if code == "411" {
+                        "No recipient given (PRIVMSG)"
+                    } else {
+                        "No text to send"
+                    })
+                    .encode_into(out);
+            }
+            return Outcome::Continue;
+        };
+        let Some(body) = body_of(text) else {
+            // Other CTCP (VERSION, PING, ...): confab has nobody to answer.
+            return Outcome::Continue;
+        };
+        let reply_to = line
+            .tag_value("+draft/reply")
+            .flatten()
+            .and_then(|id| id.parse::<i64>().ok());
+        for target in targets.split(',').filter(|t| !t.is_empty()) {
+            let request = match room_name(target) {
+                Some(room) if target.starts_with('#') => Request::Say {
+                    room,
+                    body: body.clone(),
+                    reply_to,
+                },
+                _ => Request::Dm {
+                    to: target.to_owned(),
+                    body: body.clone(),
+                    reply_to,
+                },
+            };
+            match handlers::dispatch(cx, me, request) {
+                Ok(_) => {}
+                Err(r) if r.ends_session() => return Outcome::Close(r.code, r.message),
+                Err(_) if notice => {}
+                Err(r) => self.fail(cmd, target, &r, out),
+            }
+        }
+        Outcome::Continue
+    }
+
+    /// `JOIN #a,#b`: joins existing rooms and creates missing ones, as
+    /// IRC servers do.
+    fn join(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let Some(list) = line.arg(0) else {
+            return self.need_more(line, out);
+        };
+        for chan in list.split(',').filter(|c| !c.is_empty()) {
+            let Some(room) = room_name(chan).filter(|_| chan.starts_with('#')) else {
+                self.num("403")
+                    .param(chan)
+                    .param("No such channel: channel names are # and 2-32 of a-z, 0-9, _ and -")
+                    .encode_into(out);
+                continue;
+            };
+            let mut done = handlers::dispatch(cx, me, Request::Join { room: room.clone() });
+            if matches!(&done, Err(r) if r.code == ErrorCode::NoSuchRoom) {
+                done = handlers::dispatch(
+                    cx,
+                    me,
+                    Request::CreateRoom {
+                        room: room.clone(),
+                        topic: String::new(),
+                    },
+                );
+            }
+            match done {
+                Ok(Answer::Reply(ServerMsg::Joined { room, .. })) => {
+                    self.join_burst(cx, &room, out)
+                }
+                Ok(_) => {}
+                Err(r) => self.fail("JOIN", chan, &r, out),
+            }
+        }
+    }
+
+    fn part(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let Some(list) = line.arg(0) else {
+            return self.need_more(line, out);
+        };
+        for chan in list.split(',').filter(|c| !c.is_empty()) {
+            let room = room_name(chan).unwrap_or_default();
+            match handlers::dispatch(cx, me, Request::Leave { room }) {
+                Ok(_) => {
+                    let mut part = Line::new("PART").source(&mask(&me.name)).param(chan);
+                    if let Some(reason) = line.arg(1) {
+                        part = part.text(reason);
+                    }
+                    part.encode_into(out);
+                }
+                Err(r) => self.fail("PART", chan, &r, out),
+            }
+        }
+    }
+
+    fn topic(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let Some(chan) = line.arg(0) else {
+            return self.need_more(line, out);
+        };
+        let room = room_name(chan).unwrap_or_default();
+        match line.arg(1) {
+            None => match cx.svc.hub.room_info(&room) {
+                Some(info) if info.topic.is_empty() => self
+                    .num("331")
+                    .param(chan)
+                    .param("No topic is set")
+                    .encode_into(out),
+                Some(info) => self
+                    .num("332")
+                    .param(chan)
+                    .param(&clean(&info.topic))
+                    .encode_into(out),
+                None => self
+                    .num("403")
+                    .param(chan)
+                    .param("No such channel")
+                    .encode_into(out),
+            },
+            // The new topic comes back as a TOPIC line, stored in history
+            // and sent to every member (this session too).
+            Some(topic) => {
+                let request = Request::Topic {
+                    room,
+                    topic: topic.to_owned(),
+                };
+                if let Err(r) = handlers::dispatch(cx, me, request) {
+                    self.fail("TOPIC", chan, &r, out);
+                }
+            }
+        }
+    }
+
+    fn list(&self, cx: &mut Cx, out: &mut Vec<u8>) {
+        self.num("321")
+            .param("Channel")
+            .param("Users  Name")
+            .encode_into(out);
+        for room in cx.svc.hub.room_list() {
+            self.num("322")
+                .param(&channel(&room.name))
+                .param(&room.members.to_string())
+                .param(&clean(&room.topic))
+                .encode_into(out);
+        }
+        self.num("323").param("End of /LIST").encode_into(out);
+    }
+
+    /// `WHO #room` (its online members) or `WHO nick`.
+    fn who(&self, cx: &mut Cx, line: &Line, out: &mut Vec<u8>) {
+        let Some(mask_arg) = line.arg(0) else {
+            return self.need_more(line, out);
+        };
+        let row = |chan: &str, user: &str, away: bool, out: &mut Vec<u8>| {
+            self.num("352")
+                .param(chan)
+                .param(user)
+                .param(SERVER)
+                .param(SERVER)
+                .param(user)
+                .param(if away { "G" } else { "H" })
+                .param(&format!("0 {user}"))
+                .encode_into(out);
+        };
+        if mask_arg.starts_with('#') {
+            if let Some(room) = room_name(mask_arg).filter(|r| cx.svc.hub.room(r).is_some()) {
+                for m in online_members(cx, &room) {
+                    row(mask_arg, &m.user, m.away.is_some(), out);
+                }
+            }
+        } else if let Some((true, away)) = user_status(cx, mask_arg) {
+            row("*", &mask_arg.to_ascii_lowercase(), away.is_some(), out);
+        }
+        self.num("315")
+            .param(mask_arg)
+            .param("End of /WHO list")
+            .encode_into(out);
+    }
+
+    fn whois(&self, cx: &mut Cx, line: &Line, out: &mut Vec<u8>) {
+        // `WHOIS server nick` asks a server; there is one.
+        let Some(nick) = line.params.last().map(String::as_str) else {
+            return self.num("431").param("No nickname given").encode_into(out);
+        };
+        let user = nick.to_ascii_lowercase();
+        match user_status(cx, nick).zip(cx.svc.store.find_user(&user).ok().flatten()) {
+            Some(((true, away), record)) => {
+                self.num("311")
+                    .param(&user)
+                    .param(&user)
+                    .param(SERVER)
+                    .param("*")
+                    .param(&user)
+                    .encode_into(out);
+                let rooms: Vec<String> = cx
+                    .svc
+                    .hub
+                    .rooms_of(record.id)
+                    .iter()
+                    .map(|r| channel(r))
+                    .collect();
+                if !rooms.is_empty() {
+                    self.num("319")
+                        .param(&user)
+                        .param(&rooms.join(" "))
+                        .encode_into(out);
+                }
+                self.num("312")
+                    .param(&user)
+                    .param(SERVER)
+                    .param("confab")
+                    .encode_into(out);
+                if let Some(away) = away {
+                    self.num("301")
+                        .param(&user)
+                        .param(&clean(&away))
+                        .encode_into(out);
+                }
+                self.num("330")
+                    .param(&user)
+                    .param(&user)
+                    .param("is logged in as")
+                    .encode_into(out);
+            }
+            Some(((false, _), _)) => self
+                .num("401")
+                .param(nick)
+                .param("No such nick: offline (messages to them are kept until they come back)")
+                .encode_into(out),
+            None => self
+                .num("401")
+                .param(nick)
+                .param("No such nick/channel")
+                .encode_into(out),
+        }
+        self.num("318")
+            .param(nick)
+            .param("End of /WHOIS list")
+            .encode_into(out);
+    }
+
+    /// Mode queries get sensible answers; mode changes are refused (confab
+    /// has no channel operators: moderation is the administrators').
+    fn mode(&self, cx: &mut Cx, line: &Line, out: &mut Vec<u8>) {
+        let Some(target) = line.arg(0) else {
+            return self.need_more(line, out);
+        };
+        if target.starts_with('#') {
+            if room_name(target)
+                .and_then(|r| cx.svc.hub.room(&r))
+                .is_none()
+            {
+                return self
+                    .num("403")
+                    .param(target)
+                    .param("No such channel")
+                    .encode_into(out);
+            }
+            match line.arg(1) {
+                None => self
+                    .num_words("324")
+                    .param(target)
+                    .param("+nt")
+                    .encode_into(out),
+                Some("b" | "+b") if line.params.len() == 2 => self
+                    .num("368")
+                    .param(target)
+                    .param("End of channel ban list")
+                    .encode_into(out),
+                Some(_) => self
+                    .num("482")
+                    .param(target)
+                    .param("You're not channel operator: confab rooms have no modes to change")
+                    .encode_into(out),
+            }
+        } else if target.eq_ignore_ascii_case(self.me()) {
+            if line.arg(1).is_none() {
+                self.num_words("221").param("+").encode_into(out);
+            }
+            // Mode changes on oneself (`+i` from irssi) change nothing.
+        } else {
+            self.num("502")
+                .param("Can't change mode for other users")
+                .encode_into(out);
+        }
+    }
+
+    /// `KICK #room nick [reason]`: an administrator's kick, which on confab
+    /// ends every session of the user (there are no per-room kicks).
+    fn kick(&self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let (Some(chan), Some(nick)) = (line.arg(0), line.arg(1)) else {
+            return self.need_more(line, out);
+        };
+        let request = Request::Kick {
+            user: nick.to_owned(),
+            reason: line.arg(2).unwrap_or("").to_owned(),
+        };
+        match handlers::dispatch(cx, me, request) {
+            Ok(_) => self.server_notice(
+                &format!("{nick} was disconnected from confab (a kick ends all of their sessions)"),
+                out,
+            ),
+            Err(r) => self.fail("KICK", chan, &r, out),
+        }
+    }
+
+    /// `CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN|TARGETS`, from
+    /// confab's history by message id (`msgid=`; timestamps are not
+    /// supported).
+    fn chathistory(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let sub = line.arg(0).unwrap_or("").to_ascii_uppercase();
+        let fail = |code: &str, detail: &[&str], why: &str, out: &mut Vec<u8>| {
+            let mut l = Line::new("FAIL")
+                .source(SERVER)
+                .param("CHATHISTORY")
+                .param(code);
+            for d in detail {
+                l = l.param(d);
+            }
+            l.text(why).encode_into(out);
+        };
+        if sub == "TARGETS" {
+            // Conversations by time are not kept apart from history.
+            let id = self.batch_id();
+            self.batch_start(&id, "draft/chathistory-targets", &[], out);
+            self.batch_end(&id, out);
+            return;
+        }
+        let (Some(target), Some(first)) = (line.arg(1), line.arg(2)) else {
+            return fail("NEED_MORE_PARAMS", &[&sub], "Missing parameters", out);
+        };
+        let limit_arg = if sub == "BETWEEN" {
+            line.arg(4)
+        } else {
+            line.arg(3)
+        };
+        let limit = limit_arg
+            .and_then(|l| l.parse::<u32>().ok())
+            .unwrap_or(HISTORY_PAGE_MAX)
+            .clamp(1, HISTORY_PAGE_MAX);
+        let msgid = |r: &str| -> Option<i64> { r.strip_prefix("msgid=")?.parse().ok() };
+        let (window, keep): (messages::Window, Box<dyn Fn(i64) -> bool>) = match sub.as_str() {
+            "LATEST" if first == "*" => (messages::Window::Before(None), Box::new(|_| true)),
+            "LATEST" => match msgid(first) {
+                Some(after) => (
+                    messages::Window::Before(None),
+                    Box::new(move |id| id > after),
+                ),
+                None => return self.bad_ref(&sub, first, out),
+            },
+            "BEFORE" => match msgid(first) {
+                Some(id) => (messages::Window::Before(Some(id)), Box::new(|_| true)),
+                None => return self.bad_ref(&sub, first, out),
+            },
+            "AFTER" => match msgid(first) {
+                Some(id) => (messages::Window::After(id), Box::new(|_| true)),
+                None => return self.bad_ref(&sub, first, out),
+            },
+            "AROUND" => match msgid(first) {
+                Some(id) => (messages::Window::Around(id), Box::new(|_| true)),
+                None => return self.bad_ref(&sub, first, out),
+            },
+            "BETWEEN" => match (msgid(first), line.arg(3).and_then(msgid)) {
+                (Some(a), Some(b)) if a < b => {
+                    (messages::Window::After(a), Box::new(move |id| id < b))
+                }
+                (Some(a), Some(b)) => (
+                    messages::Window::Before(Some(a)),
+                    Box::new(move |id| id > b),
+                ),
+                _ => return self.bad_ref(&sub, first, out),
+            },
+            _ => {
+                return fail(
+                    "INVALID_PARAMS",
+                    &[&sub],
+                    "Unknown CHATHISTORY subcommand",
+                    out,
+                );
+            }
+        };
+        let (room, with) = if target.starts_with('#') {
+            (room_name(target), None)
+        } else {
+            (None, Some(target.to_owned()))
+        };
+        let handled: Handled = messages::history(cx, me, room, with, window, Some(limit));
+        let found = match handled {
+            Ok(Answer::Reply(ServerMsg::History { messages, .. })) => messages,
+            Ok(_) => Vec::new(),
+            Err(r) => {
+                return fail("INVALID_TARGET", &[&sub, target], &r.message, out);
+            }
+        };
+        let id = self.batch_id();
+        self.batch_start(&id, "chathistory", &[target], out);
+        let style = self.style();
+        for m in found.into_iter().filter(|m| keep(m.id)) {
+            self.history_lines(m, style, &id, out);
+        }
+        self.batch_end(&id, out);
+    }
+
+    fn bad_ref(&self, sub: &str, given: &str, out: &mut Vec<u8>) {
+        Line::new("FAIL")
+            .source(SERVER)
+            .param("CHATHISTORY")
+            .param("INVALID_PARAMS")
+            .param(sub)
+            .param(given)
+            .text("confab finds history by msgid=ID (timestamps are not supported)")
+            .encode_into(out);
+    }
+
+    /// One stored message as history lines, in the batch if the client
+    /// negotiated batches.
+    fn history_lines(&self, m: ChatMessage, style: Style, batch: &str, out: &mut Vec<u8>) {
+        if m.deleted {
+            return;
+        }
+        for mut l in message_lines(&m, style) {
+            if self.caps.batch {
+                l.tags.insert(0, ("batch".into(), Some(batch.to_owned())));
+            }
+            l.encode_into(out);
+        }
+    }
+
+    fn batch_id(&mut self) -> String {
+        self.next_batch += 1;
+        format!("h{}", self.next_batch)
+    }
+
+    fn batch_start(&self, id: &str, kind: &str, params: &[&str], out: &mut Vec<u8>) {
+        if !self.caps.batch {
+            return;
+        }
+        let mut l = Line::new("BATCH")
+            .source(SERVER)
+            .param(&format!("+{id}"))
+            .param(kind);
+        for p in params {
+            l = l.param(p);
+        }
+        l.encode_into(out);
+    }
+
+    fn batch_end(&self, id: &str, out: &mut Vec<u8>) {
+        if self.caps.batch {
+            Line::new("BATCH")
+                .source(SERVER)
+                .param(&format!("-{id}"))
+                .encode_into(out);
+        }
+    }
+
+    /// A refused request as the numeric IRC clients know for it.
+    fn fail(&self, cmd: &str, target: &str, r: &Refusal, out: &mut Vec<u8>) {
+        let message = clean(&r.message);
+        let line = match r.code {
+            ErrorCode::NoSuchRoom | ErrorCode::InvalidRoom => self.num("403").param(target),
+            ErrorCode::NoSuchUser | ErrorCode::InvalidUsername => self.num("401").param(target),
+            ErrorCode::NotMember if cmd == "PRIVMSG" => self.num("404").param(target),
+            ErrorCode::NotMember => self.num("442").param(target),
+            ErrorCode::Muted => self.num("404").param(target),
+            ErrorCode::TooManyRooms => self.num("405").param(target),
+            ErrorCode::Forbidden if target.starts_with('#') => self.num("482").param(target),
+            ErrorCode::Forbidden => self.num("481"),
+            _ => Line::new("FAIL")
+                .source(SERVER)
+                .param(cmd)
+                .param(&r.code.to_string().to_ascii_uppercase()),
+        };
+        line.text(&message).encode_into(out);
+    }
+}
+
+/// `authzid NUL authcid NUL password`, base64-encoded: the user and the
+/// password (an authzid other than the user is not supported).
+fn plain_credentials(b64: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let mut parts = text.split('\0');
+    let (authz, authc, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || (!authz.is_empty() && !authz.eq_ignore_ascii_case(authc)) {
+        return None;
+    }
+    Some((authc.to_owned(), password.to_owned()))
+}
+
+/// A channel's room name, canonical (`#Rust` is `rust`).
+fn room_name(chan: &str) -> Option<String> {
+    validate::room(chan).ok()
+}
+
+/// An IRC text as a confab body: `\x01ACTION waves\x01` is `/me waves`;
+/// other CTCP requests have no body (`None`).
+fn body_of(text: &str) -> Option<String> {
+    match text.strip_prefix('\u{1}') {
+        None => Some(text.to_owned()),
+        Some(ctcp) => {
+            let ctcp = ctcp.strip_suffix('\u{1}').unwrap_or(ctcp);
+            ctcp.strip_prefix("ACTION ")
+                .map(|a| format!("{ACTION_PREFIX}{a}"))
+        }
+    }
+}
+
+/// Whether a user exists and is online, and their away message.
+fn user_status(cx: &Cx, nick: &str) -> Option<(bool, Option<String>)> {
+    let name = validate::username(nick).ok()?;
+    let record = cx.svc.store.find_user(&name).ok()??;
+    Some(cx.svc.hub.status(record.id))
+}
+
+/// A room's online members, every page of them.
+fn online_members(cx: &Cx, room: &str) -> Vec<Member> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    while let Some(page) = cx
+        .svc
+        .hub
+        .members(room, after.as_deref(), WHO_PAGE_MAX as usize)
+    {
+        after = page.members.last().map(|m| m.user.clone());
+        all.extend(page.members.into_iter().filter(|m| m.online));
+        if !page.more || after.is_none() {
+            break;
+        }
+    }
+    all
+}
+
+/// ISUPPORT tokens: the real limits.
+fn isupport(cx: &Cx) -> Vec<String> {
+    let limits = &cx.svc.limits;
+    vec![
+        format!("AWAYLEN={MAX_TOPIC_LEN}"),
+        "CASEMAPPING=ascii".into(),
+        format!("CHANLIMIT=#:{}", limits.max_rooms_per_user),
+        "CHANMODES=,,,nt".into(),
+        format!("CHANNELLEN={}", validate::ROOM_LEN.1 + 1),
+        "CHANTYPES=#".into(),
+        format!("CHATHISTORY={HISTORY_PAGE_MAX}"),
+        "MSGREFTYPES=msgid".into(),
+        "NETWORK=confab".into(),
+        format!("NICKLEN={}", validate::USERNAME_LEN.1),
+        "PREFIX=(o)@".into(),
+        format!("TOPICLEN={MAX_TOPIC_LEN}"),
+        "UTF8ONLY".into(),
+        format!("LINELEN={MAX_LINE}"),
+        format!("MAXBODY={}", limits.max_message_len),
+    ]
+}
+
+/// The "while you were away" line of the welcome, if anything is unread.
+fn away_summary(unread: &[Unread]) -> Option<String> {
+    if unread.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = unread
+        .iter()
+        .map(|u| {
+            let place = match (&u.room, &u.with) {
+                (Some(room), _) => channel(room),
+                (None, Some(with)) => with.clone(),
+                (None, None) => "?".into(),
+            };
+            let mentions = match u.mentions {
+                0 => String::new(),
+                1 => ", 1 mention".into(),
+                n => format!(", {n} mentions"),
+            };
+            format!("{place} {} new{mentions}", u.count)
+        })
+        .collect();
+    Some(format!(
+        "While you were away: {} (CHATHISTORY to read them)",
+        parts.join("; ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_credentials_decode_and_refuse_other_identities() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            plain_credentials(&b64("\0alice\0secret pw")),
+            Some(("alice".into(), "secret pw".into()))
+        );
+        assert_eq!(
+            plain_credentials(&b64("alice\0alice\0pw")),
+            Some(("alice".into(), "pw".into()))
+        );
+        assert_eq!(plain_credentials(&b64("bob\0alice\0pw")), None);
+        assert_eq!(plain_credentials(&b64("alice\0pw")), None);
+        assert_eq!(plain_credentials("not base64!"), None);
+    }
+
+    #[test]
+    fn actions_become_me_bodies_and_other_ctcp_none() {
+        assert_eq!(body_of("hi").as_deref(), Some("hi"));
+        assert_eq!(
+            body_of("\u{1}ACTION waves\u{1}").as_deref(),
+            Some("/me waves")
+        );
+        assert_eq!(body_of("\u{1}VERSION\u{1}"), None);
+    }
+
+    #[test]
+    fn the_away_summary_counts_rooms_and_people() {
+        let u = |room: Option<&str>, with: Option<&str>, count, mentions| Unread {
+            room: room.map(str::to_owned),
+            with: with.map(str::to_owned),
+            count,
+            mentions,
+            last_read: 0,
+            newest: 0,
+        };
+        assert_eq!(away_summary(&[]), None);
+        assert_eq!(
+            away_summary(&[u(Some("rust"), None, 3, 1), u(None, Some("bob"), 2, 0)]).unwrap(),
+            "While you were away: #rust 3 new, 1 mention; bob 2 new (CHATHISTORY to read them)"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The IRC listener (issue 19), driven line by line over TLS: registration
+//! (SASL PLAIN, PASS, refusals), rooms as channels, messages both ways
+//! between IRC and confab clients, direct messages, history, away, and the
+//! numerics clients rely on. tests/irc_clients.rs drives real IRC clients.
+
+mod util;
+
+use confab::protocol::{PresenceEvent, Request, ServerMsg};
+use util::irc::Irc;
+use util::{PW, TestServer, wait_event};
+
+fn server() -> TestServer {
+    TestServer::start_with(&["--irc-listen", "127.0.0.1:0"])
+}
+
+#[test]
+fn sasl_registration_welcomes_with_real_limits_and_joins_the_users_rooms() {
+    let s = server();
+    let _alice = s.user("alice");
+    let mut irc = Irc::sasl(&s.irc_addr, "alice", PW, &["server-time"]);
+    irc.expect_seen(&[":confab 001 alice "]);
+    for token in ["CHANTYPES=#", "NICKLEN=32", "UTF8ONLY", "CHATHISTORY=100"] {
+        irc.expect_seen(&[" 005 alice ", token]);
+    }
+    irc.expect_seen(&["MAXBODY="]);
+    irc.expect_seen(&[" 900 alice ", "You are now logged in as alice"]);
+    // Every account starts in #general: joined at once, with its names.
+    irc.expect_seen(&[":alice!alice@confab JOIN #general"]);
+    irc.expect_seen(&[" 353 alice = #general :", "alice"]);
+    irc.expect_seen(&[" 366 alice #general "]);
+    irc.send("PING :hello");
+    irc.expect(&[":confab PONG confab :hello"]);
+}
+
+#[test]
+fn a_wrong_password_is_refused_with_904_and_pass_works_without_sasl() {
+    let s = server();
+    let _bob = s.user("bob");
+    let mut irc = Irc::connect(&s.irc_addr);
+    irc.send("CAP LS 302");
+    irc.expect(&["CAP * LS", "sasl=PLAIN", "draft/chathistory"]);
+    irc.send("CAP REQ sasl");
+    irc.send("NICK bob");
+    irc.send("USER bob 0 * :Bob");
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect(&["AUTHENTICATE +"]);
+    use base64::Engine;
+    let bad = base64::engine::general_purpose::STANDARD.encode("bob\0bob\0not the password");
+    irc.send(&format!("AUTHENTICATE {bad}"));
+    irc.expect(&[" 904 ", "wrong user name or password"]);
+    // No account: registration ends the connection with 464.
+    irc.send("CAP END");
+    irc.expect(&[" 464 "]);
+    irc.expect(&["ERROR"]);
+
+    let mut pass = Irc::connect(&s.irc_addr);
+    pass.send(&format!("PASS :{PW}"));
+    pass.send("NICK bob");
+    pass.send("USER bob 0 * :Bob");
+    pass.expect(&[" 001 bob "]);
+
+    let mut colon = Irc::connect(&s.irc_addr);
+    colon.send(&format!("PASS :bob:{PW}"));
+    colon.send("NICK whatever");
+    colon.send("USER x 0 * :x");
+    colon.expect(&[" 001 bob "]);
+
+    let mut wrong = Irc::connect(&s.irc_addr);
+    wrong.send("PASS nope-nope-nope");
+    wrong.send("NICK bob");
+    wrong.send("USER bob 0 * :Bob");
+    wrong.expect(&[" 464 ", "wrong user name or password"]);
+    wrong.expect(&["ERROR"]);
+}
+
+#[test]
+fn irc_and_confab_clients_talk_both_ways_in_a_room_and_in_direct_messages() {
+    let s = server();
+    let mut carol = s.user("carol");
+    let _dave = s.user("dave");
+    carol.create_room("rust", "").unwrap();
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "dave",
+        PW,
+        &["server-time", "message-tags", "echo-message"],
+    );
+    irc.send("JOIN #rust");
+    irc.expect(&[":dave!dave@confab JOIN #rust"]);
+    irc.expect(&[" 366 dave #rust "]);
+    // carol sees dave come into the room.
+    wait_event(
+        &mut carol,
+        "event",
+        |m| matches!(m, ServerMsg::Presence { user, .. } if user == "dave"),
+    );
+
+    carol.say("rust", "hello from confab").unwrap();
+    let line = irc.expect(&[":carol!carol@confab PRIVMSG #rust :hello from confab"]);
+    assert!(line.starts_with("@time="), "server-time tag: {line}");
+    assert!(line.contains("msgid="), "msgid tag: {line}");
+
+    irc.send("PRIVMSG #rust :hello from irc");
+    // echo-message: dave's own line comes back once stored, with its id.
+    let echo = irc.expect(&[":dave!dave@confab PRIVMSG #rust :hello from irc"]);
+    assert!(echo.contains("msgid="), "{echo}");
+    let m = wait_event(
+        &mut carol,
+        "event",
+        |m| matches!(m, ServerMsg::Message(m) if m.body == "hello from irc"),
+    );
+    let ServerMsg::Message(m) = m else {
+        unreachable!()
+    };
+    assert_eq!((m.from.as_str(), m.room.as_deref()), ("dave", Some("rust")));
+
+    irc.send("PRIVMSG #rust :\u{1}ACTION waves\u{1}");
+    wait_event(
+        &mut carol,
+        "event",
+        |m| matches!(m, ServerMsg::Message(m) if m.body == "/me waves"),
+    );
+    carol.say("rust", "/me waves back").unwrap();
+    irc.expect(&["PRIVMSG #rust :\u{1}ACTION waves back\u{1}"]);
+
+    // Direct messages both ways.
+    carol.dm("dave", "psst").unwrap();
+    irc.expect(&[":carol!carol@confab PRIVMSG dave :psst"]);
+    irc.send("PRIVMSG carol :psst yourself");
+    wait_event(
+        &mut carol,
+        "event",
+        |m| matches!(m, ServerMsg::Message(m) if m.body == "psst yourself" && m.to.as_deref() == Some("carol")),
+    );
+
+    // History has both in id order, as confab stores them.
+    let ids = util::history_ids(&mut carol, "rust", 10);
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn chathistory_pages_through_a_room_by_msgid_in_a_batch() {
+    let s = server();
+    let mut erin = s.user("erin");
+    let _fred = s.user("fred");
+    for i in 1..=30 {
+        erin.say("general", &format!("line {i}")).unwrap();
+    }
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "fred",
+        PW,
+        &["batch", "server-time", "message-tags", "draft/chathistory"],
+    );
+    irc.send("CHATHISTORY LATEST #general * 10");
+    let start = irc.expect(&["BATCH +", "chathistory #general"]);
+    let batch = start
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_start_matches('+')
+        .to_owned();
+    let end = format!("BATCH -{batch}");
+    let (end_at, _) = irc.expect_from(0, &[&end]);
+    let lines: Vec<String> = irc.seen[..end_at]
+        .iter()
+        .filter(|l| l.contains(&format!("batch={batch}")))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 10, "{lines:#?}");
+    assert!(lines[0].ends_with(":line 21"), "{}", lines[0]);
+    assert!(lines[9].ends_with(":line 30"), "{}", lines[9]);
+    // The oldest one's msgid pages further back.
+    let oldest = lines[0]
+        .split(['@', ';', ' '])
+        .find_map(|t| t.strip_prefix("msgid="))
+        .unwrap()
+        .to_owned();
+    let mark = irc.seen.len();
+    irc.send(&format!("CHATHISTORY BEFORE #general msgid={oldest} 5"));
+    irc.expect_from(mark, &["PRIVMSG #general :line 16"]);
+    let (end2, _) = irc.expect_from(mark, &["BATCH -"]);
+    let older: Vec<&String> = irc.seen[mark..end2]
+        .iter()
+        .filter(|l| l.contains("PRIVMSG"))
+        .collect();
+    assert_eq!(older.len(), 5, "{older:#?}");
+    assert!(older[4].ends_with(":line 20"));
+    // And AFTER goes forward again.
+    let mark = irc.seen.len();
+    irc.send(&format!("CHATHISTORY AFTER #general msgid={oldest} 2"));
+    irc.expect_from(mark, &["PRIVMSG #general :line 22"]);
+    irc.send("CHATHISTORY BEFORE #general timestamp=2026-01-01T00:00:00.000Z 5");
+    irc.expect(&["FAIL CHATHISTORY INVALID_PARAMS"]);
+    irc.send("CHATHISTORY LATEST #nosuchroom * 5");
+    irc.expect(&["FAIL CHATHISTORY INVALID_TARGET"]);
+}
+
+#[test]
+fn away_topic_names_who_whois_list_and_mode_answer_sensibly() {
+    let s = server();
+    let mut gina = s.user("gina");
+    let _hank = s.user("hank");
+    gina.create_room("ops", "").unwrap();
+    let mut irc = Irc::sasl(&s.irc_addr, "hank", PW, &["away-notify"]);
+    irc.send("JOIN #ops");
+    irc.expect(&[" 366 hank #ops "]);
+    irc.send("TOPIC #ops :deploys at noon");
+    irc.expect(&[":hank!hank@confab TOPIC #ops :deploys at noon"]);
+    wait_event(
+        &mut gina,
+        "event",
+        |m| matches!(m, ServerMsg::Message(m) if m.body == "deploys at noon"),
+    );
+    irc.send("TOPIC #ops");
+    irc.expect(&[" 332 hank #ops :deploys at noon"]);
+    irc.send("NAMES #ops");
+    irc.expect(&[" 353 hank = #ops :", "gina", "hank"]);
+    irc.send("WHO #ops");
+    irc.expect(&[" 352 hank #ops gina confab confab gina H :0 gina"]);
+    irc.expect(&[" 315 hank #ops "]);
+    irc.send("LIST");
+    irc.expect(&[" 322 hank #ops 2 :deploys at noon"]);
+    irc.expect(&[" 323 hank "]);
+    irc.send("MODE #ops");
+    irc.expect(&[" 324 hank #ops +nt"]);
+    irc.send("MODE #ops +o gina");
+    irc.expect(&[" 482 hank #ops "]);
+
+    // Away both ways.
+    gina.request(Request::Away {
+        message: Some("lunch".into()),
+    })
+    .unwrap();
+    irc.expect(&[":gina!gina@confab AWAY"]);
+    irc.send("WHOIS gina");
+    irc.expect(&[" 311 hank gina gina confab * :gina"]);
+    irc.expect(&[" 301 hank gina :lunch"]);
+    irc.expect(&[" 318 hank gina "]);
+    irc.send("AWAY :in a meeting");
+    irc.expect(&[" 306 hank "]);
+    wait_event(
+        &mut gina,
+        "event",
+        |m| matches!(m, ServerMsg::Presence { user, event: PresenceEvent::Away, .. } if user == "hank"),
+    );
+    let who = gina.who("ops").unwrap();
+    let hank = who.iter().find(|m| m.user == "hank").unwrap();
+    assert_eq!(hank.away.as_deref(), Some("in a meeting"));
+    irc.send("PRIVMSG gina :are you there?");
+    irc.expect(&[" 301 hank gina :lunch"]);
+    irc.send("AWAY");
+    irc.expect(&[" 305 hank "]);
+
+    irc.send("WHOIS nobody-here");
+    irc.expect(&[" 401 hank nobody-here "]);
+    irc.send("PRIVMSG #nosuch :hi");
+    irc.expect(&[" 403 hank #nosuch "]);
+    irc.send("FROBNICATE");
+    irc.expect(&[" 421 hank FROBNICATE "]);
+    irc.send("PART #ops :bye");
+    irc.expect(&[":hank!hank@confab PART #ops :bye"]);
+    irc.send("QUIT :done");
+    irc.expect(&["ERROR"]);
+}
