@@ -264,3 +264,113 @@ fn away_topic_names_who_whois_list_and_mode_answer_sensibly() {
     irc.send("QUIT :done");
     irc.expect(&["ERROR"]);
 }
+
+#[test]
+fn an_irc_session_honours_mutes_bans_kicks_and_flood_control() {
+    let s = TestServer::start_with(&[
+        "--irc-listen",
+        "127.0.0.1:0",
+        "--flood-burst",
+        "3",
+        "--flood-rate",
+        "0.5",
+    ]);
+    let mut boss = s.admin_user("boss");
+    let _ivan = s.user("ivan");
+    let mut irc = Irc::sasl(&s.irc_addr, "ivan", PW, &[]);
+    boss.request(Request::Mute {
+        room: "general".into(),
+        user: "ivan".into(),
+        minutes: None,
+    })
+    .unwrap();
+    irc.send("PRIVMSG #general :can I speak?");
+    irc.expect(&[" 404 ivan #general ", "muted"]);
+    boss.request(Request::Unmute {
+        room: "general".into(),
+        user: "ivan".into(),
+    })
+    .unwrap();
+
+    // Flood control: a burst of 3, then SLOW_DOWN, then the end.
+    for i in 0..40 {
+        irc.send(&format!("PRIVMSG #general :flood {i}"));
+    }
+    irc.expect(&["FAIL PRIVMSG SLOW_DOWN"]);
+    irc.expect(&["ERROR :Closing link:"]);
+
+    // A kick from a confab admin ends the IRC session; a ban keeps it out.
+    let mut again = Irc::sasl(&s.irc_addr, "ivan", PW, &[]);
+    boss.request(Request::Kick {
+        user: "ivan".into(),
+        reason: "cool off".into(),
+    })
+    .unwrap();
+    again.expect(&["ERROR :Closing link:", "cool off"]);
+    boss.request(Request::Ban {
+        user: "ivan".into(),
+        reason: "rude".into(),
+        minutes: Some(5),
+    })
+    .unwrap();
+    let mut banned = Irc::connect(&s.irc_addr);
+    banned.send(&format!("PASS :{PW}"));
+    banned.send("NICK ivan");
+    banned.send("USER ivan 0 * :ivan");
+    banned.expect(&[" 465 ivan ", "rude"]);
+    banned.expect(&["ERROR"]);
+
+    // An IRC admin's KICK is confab's kick; a non-admin's is refused.
+    let mut boss_irc = Irc::sasl(&s.irc_addr, "boss", PW, &[]);
+    let _judy = s.user("judy");
+    let mut judy = Irc::sasl(&s.irc_addr, "judy", PW, &[]);
+    judy.send("KICK #general boss :no");
+    judy.expect(&[" 482 judy #general "]);
+    boss_irc.send("KICK #general judy :out");
+    boss_irc.expect(&["NOTICE boss :judy was disconnected"]);
+    judy.expect(&["ERROR :Closing link:", "out"]);
+}
+
+#[test]
+fn irc_clients_wait_in_line_with_a_notice_and_register_when_admitted() {
+    let s = TestServer::start_with(&[
+        "--irc-listen",
+        "127.0.0.1:0",
+        "--max-sessions",
+        "1",
+        "--queue-limit",
+        "2",
+    ]);
+    let first = s.user("kara");
+    let mut queued = Irc::connect(&s.irc_addr);
+    queued.expect(&["NOTICE * :*** The server is full: you are number 1 of 1 in line"]);
+    // What it sends while waiting is answered once it is admitted.
+    queued.send(&format!("PASS :{PW}"));
+    queued.send("NICK kara");
+    queued.send("USER kara 0 * :kara");
+    drop(first);
+    queued.expect(&["*** Your turn came after"]);
+    queued.expect(&[" 001 kara "]);
+}
+
+#[test]
+fn bad_lines_get_numerics_and_lose_nothing_after_them() {
+    let s = server();
+    let _lee = s.user("lee");
+    let mut irc = Irc::sasl(&s.irc_addr, "lee", PW, &["echo-message"]);
+    irc.send(&format!("PRIVMSG #general :{}", "x".repeat(600)));
+    irc.expect(&[" 417 lee "]);
+    // Not UTF-8: dropped with a FAIL; the next line is fine.
+    irc.send_bytes(b"PRIVMSG #general :\xff\xfe\r\n");
+    irc.expect(&["FAIL * INVALID_UTF8"]);
+    irc.send("PRIVMSG #general :still here");
+    irc.expect(&[":lee!lee@confab PRIVMSG #general :still here"]);
+    // Commands before registration are refused, and registration still works.
+    let mut early = Irc::connect(&s.irc_addr);
+    early.send("JOIN #general");
+    early.expect(&[" 451 * "]);
+    early.send(&format!("PASS :{PW}"));
+    early.send("NICK lee");
+    early.send("USER lee 0 * :lee");
+    early.expect(&[" 001 lee "]);
+}

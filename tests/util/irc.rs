@@ -32,8 +32,13 @@ impl Irc {
 
     /// Sends one line (CR LF added).
     pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Sends raw bytes, as they are.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
         let s = self.reader.get_mut();
-        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        s.write_all(bytes).unwrap();
         s.flush().unwrap();
     }
 
