@@ -58,6 +58,10 @@ pub struct ServerArgs {
     /// Off unless given.
     #[arg(long, env = "CONFAB_IRC_LISTEN")]
     pub irc_listen: Option<SocketAddr>,
+    /// Also serve IRC without TLS on this loopback address (127.0.0.1 or
+    /// ::1 only; for tests, irctest and local bridges). Off unless given.
+    #[arg(long, env = "CONFAB_IRC_LISTEN_PLAIN")]
+    pub irc_listen_plain: Option<SocketAddr>,
     /// SQLite database file (created if missing), or a PostgreSQL URL
     /// (postgres://user@host/dbname; see docs/SCALING.md). [default: DATA_DIR/confab.db]
     #[arg(long, env = "CONFAB_DB")]
@@ -231,6 +235,7 @@ pub enum AdminAction {
 struct FileConfig {
     listen: Option<SocketAddr>,
     irc_listen: Option<SocketAddr>,
+    irc_listen_plain: Option<SocketAddr>,
     db: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     cert: Option<PathBuf>,
@@ -268,6 +273,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The IRC listener's address, if IRC is served.
     pub irc_listen: Option<SocketAddr>,
+    /// The plaintext IRC listener's address (loopback only), if any.
+    pub irc_listen_plain: Option<SocketAddr>,
     /// Database file.
     pub db: PathBuf,
     /// Data directory.
@@ -329,6 +336,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             irc_listen: None,
+            irc_listen_plain: None,
             db: PathBuf::from("data/confab.db"),
             data_dir: PathBuf::from("data"),
             cert: PathBuf::from("certs/server.pem"),
@@ -373,6 +381,7 @@ impl ServerConfig {
         let config = ServerConfig {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             irc_listen: args.irc_listen.or(file.irc_listen),
+            irc_listen_plain: args.irc_listen_plain.or(file.irc_listen_plain),
             db: args
                 .db
                 .or(file.db)

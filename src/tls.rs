@@ -2,7 +2,8 @@
 //!
 //! native-tls on Linux is OpenSSL. The server loads a PEM certificate chain
 //! and a PKCS#8 PEM key (`BEGIN PRIVATE KEY`, which `make certs` writes) and
-//! accepts TLS 1.2 and up; there is no plaintext listener. The client trusts
+//! accepts TLS 1.2 and up; the only plaintext listener is the IRC one that
+//! binds loopback addresses only (`--irc-listen-plain`). The client trusts
 //! either the system roots or one CA file (`--ca`, as `make client` does).
 
 use crate::connection::Connection;
@@ -11,8 +12,62 @@ use sha2::{Digest, Sha256};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
-/// A framed connection over TLS on TCP, as the server's sessions use it.
-pub type TlsConnection = Connection<TlsStream<TcpStream>>;
+/// A framed connection as the server's sessions use it: over TLS on TCP,
+/// or plain TCP for the loopback-only plaintext IRC listener.
+pub type ServerConnection = Connection<ServerStream>;
+
+/// A server connection's stream.
+#[derive(Debug)]
+pub enum ServerStream {
+    /// TLS on TCP: every confab connection, and the IRC listener's.
+    Tls(TlsStream<TcpStream>),
+    /// Plain TCP: only from `--irc-listen-plain`, which binds loopback
+    /// addresses only (tests, local bridges).
+    Plain(TcpStream),
+}
+
+impl ServerStream {
+    /// The TCP socket underneath (its descriptor, for `poll`).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerStream::Tls(s) => s.get_ref(),
+            ServerStream::Plain(s) => s,
+        }
+    }
+
+    /// Ends the stream: TLS close_notify, or a TCP shutdown.
+    pub fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            ServerStream::Tls(s) => s.shutdown(),
+            ServerStream::Plain(s) => s.shutdown(std::net::Shutdown::Both),
+        }
+    }
+}
+
+impl std::io::Read for ServerStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ServerStream::Tls(s) => s.read(buf),
+            ServerStream::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for ServerStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            ServerStream::Tls(s) => s.write(buf),
+            ServerStream::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ServerStream::Tls(s) => s.flush(),
+            ServerStream::Plain(s) => s.flush(),
+        }
+    }
+}
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -374,3 +374,36 @@ fn bad_lines_get_numerics_and_lose_nothing_after_them() {
     early.send("USER lee 0 * :lee");
     early.expect(&[" 001 lee "]);
 }
+
+#[test]
+fn the_plaintext_irc_listener_serves_loopback_only() {
+    let s = TestServer::start_with(&["--irc-listen-plain", "127.0.0.1:0"]);
+    let _mia = s.user("mia");
+    let mut tcp = std::net::TcpStream::connect(&s.irc_plain_addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    use std::io::{BufRead, BufReader, Write};
+    write!(tcp, "PASS :{PW}\r\nNICK mia\r\nUSER mia 0 * :mia\r\n").unwrap();
+    let mut lines = BufReader::new(tcp.try_clone().unwrap()).lines();
+    let welcome = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains(" 001 "))
+        .unwrap();
+    assert!(welcome.contains(" 001 mia "), "{welcome}");
+
+    // Anywhere but loopback is refused at start, saying why.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .args(["--irc-listen-plain", "0.0.0.0:0", "--listen", "127.0.0.1:0"])
+        .args(["--db", s.dir.path().join("other.db").to_str().unwrap()])
+        .args(["--data-dir", s.dir.path().to_str().unwrap()])
+        .arg("--cert")
+        .arg(util::certs().join("server.pem"))
+        .arg("--key")
+        .arg(util::certs().join("server.key"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback addresses only"), "{err}");
+}

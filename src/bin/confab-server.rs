@@ -61,6 +61,9 @@ fn main() -> ExitCode {
             if let Some(irc) = server.irc_addr() {
                 let _ = writeln!(out, "irc listening on {irc}");
             }
+            if let Some(irc) = server.irc_plain_addr() {
+                let _ = writeln!(out, "plaintext irc listening on {irc}");
+            }
             let _ = out.flush();
             log::info!(
                 "database {}, {} session threads, PBKDF2 {} iterations",

@@ -34,8 +34,7 @@ use crate::connection::{Connection, ConnectionError, ReadState};
 use crate::protocol::{
     ErrorCode, Frame, Request, ServerFrame, ServerMsg, encode_json, parse_request,
 };
-use crate::tls::TlsConnection;
-use native_tls::TlsStream;
+use crate::tls::{ServerConnection, ServerStream};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -64,10 +63,18 @@ impl Drop for ThreadCount {
     }
 }
 
-/// Takes an accepted connection from the accept loop, which speaks
-/// `wire`'s protocol (confab's, or IRC from the IRC listener). Never
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    /// confab's protocol, or IRC.
+    pub wire: Wire,
+    /// TLS (every listener but the loopback-only plaintext IRC one).
+    pub tls: bool,
+}
+
+/// Takes an accepted connection from the accept loop of `listener`. Never
 /// blocks.
-pub fn admit(tcp: TcpStream, peer: SocketAddr, wire: Wire, ctx: &Arc<ServerContext>) {
+pub fn admit(tcp: TcpStream, peer: SocketAddr, listener: Listener, ctx: &Arc<ServerContext>) {
     let ip_guard = match ctx.per_ip.admit(peer.ip()) {
         Admission::Counted(guard) => guard,
         Admission::Drop => {
@@ -92,7 +99,7 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, wire: Wire, ctx: &Arc<ServerConte
         .stack_size(STACK)
         .spawn(move || {
             let _count = count;
-            let door = || front_door(tcp, peer, ip_guard, wire, &ctx);
+            let door = || front_door(tcp, peer, ip_guard, listener, &ctx);
             if catch_unwind(AssertUnwindSafe(door)).is_err() {
                 log::error!("front door for {peer} panicked; other clients are unaffected");
             }
@@ -107,11 +114,12 @@ fn front_door(
     tcp: TcpStream,
     peer: SocketAddr,
     ip_guard: Option<IpGuard>,
-    wire: Wire,
+    listener: Listener,
     ctx: &Arc<ServerContext>,
 ) {
-    let mut conn = match handshake(tcp, ctx) {
-        Ok(tls) => Connection::new(tls, ctx.services.limits.max_request_len),
+    let wire = listener.wire;
+    let mut conn = match handshake(tcp, ctx, listener.tls) {
+        Ok(stream) => Connection::new(stream, ctx.services.limits.max_request_len),
         Err(err) => {
             log::debug!("{peer}: TLS handshake failed: {err}");
             return;
@@ -152,26 +160,31 @@ fn front_door(
     }
 }
 
-/// Completes the TLS handshake (blocking, with deadlines), then switches
-/// the socket to non-blocking for the rest of the connection.
-fn handshake(tcp: TcpStream, ctx: &ServerContext) -> Result<TlsStream<TcpStream>, String> {
+/// Completes the TLS handshake (blocking, with deadlines; none for the
+/// plaintext IRC listener), then switches the socket to non-blocking for
+/// the rest of the connection.
+fn handshake(tcp: TcpStream, ctx: &ServerContext, tls: bool) -> Result<ServerStream, String> {
     let _ = tcp.set_nodelay(true);
-    let timeout = Some(ctx.services.limits.handshake_timeout);
-    tcp.set_read_timeout(timeout)
-        .and_then(|()| tcp.set_write_timeout(timeout))
-        .map_err(|e| e.to_string())?;
-    let tls = ctx.acceptor.accept(tcp).map_err(|e| e.to_string())?;
-    let sock = tls.get_ref();
+    let stream = if tls {
+        let timeout = Some(ctx.services.limits.handshake_timeout);
+        tcp.set_read_timeout(timeout)
+            .and_then(|()| tcp.set_write_timeout(timeout))
+            .map_err(|e| e.to_string())?;
+        ServerStream::Tls(ctx.acceptor.accept(tcp).map_err(|e| e.to_string())?)
+    } else {
+        ServerStream::Plain(tcp)
+    };
+    let sock = stream.tcp();
     sock.set_read_timeout(None)
         .and_then(|()| sock.set_write_timeout(None))
         .and_then(|()| sock.set_nonblocking(true))
         .map_err(|e| e.to_string())?;
-    Ok(tls)
+    Ok(stream)
 }
 
 /// Sends `closing` (an IRC `ERROR`) and gives the client a moment to
 /// read it.
-fn say_goodbye(conn: &mut TlsConnection, wire: Wire, code: ErrorCode, message: &str) {
+fn say_goodbye(conn: &mut ServerConnection, wire: Wire, code: ErrorCode, message: &str) {
     conn.queue(&wire.encode(&ServerFrame::event(ServerMsg::Closing {
         code,
         message: message.to_owned(),
@@ -180,7 +193,7 @@ fn say_goodbye(conn: &mut TlsConnection, wire: Wire, code: ErrorCode, message: &
     let _ = conn.get_mut().shutdown();
 }
 
-fn flush_for(conn: &mut TlsConnection, limit: Duration) {
+fn flush_for(conn: &mut ServerConnection, limit: Duration) {
     use std::os::fd::AsRawFd;
     let deadline = Instant::now() + limit;
     while let Ok(false) = conn.flush() {
@@ -188,7 +201,7 @@ fn flush_for(conn: &mut TlsConnection, limit: Duration) {
         if left.is_zero() {
             return;
         }
-        let fd = conn.get_ref().get_ref().as_raw_fd();
+        let fd = conn.get_ref().tcp().as_raw_fd();
         if crate::poller::wait(fd, true, None, Some(left)).is_err() {
             return;
         }
@@ -196,7 +209,7 @@ fn flush_for(conn: &mut TlsConnection, limit: Duration) {
 }
 
 fn wait_in_line(
-    mut conn: TlsConnection,
+    mut conn: ServerConnection,
     peer: SocketAddr,
     ticket: Ticket,
     ip_guard: Option<IpGuard>,
@@ -252,7 +265,7 @@ fn wait_in_line(
             Wire::Confab => serve_queued(&mut conn, &mut hello),
             Wire::Irc(_) => keep_queued_input(&mut conn, &mut irc_input),
         };
-        let leave = |conn: &mut TlsConnection, why: Option<(ErrorCode, &str)>| {
+        let leave = |conn: &mut ServerConnection, why: Option<(ErrorCode, &str)>| {
             queue.leave(ticket);
             if let Some((code, message)) = why {
                 say_goodbye(conn, wire, code, message);
@@ -295,7 +308,7 @@ fn wait_in_line(
 /// registration, for the session to answer), up to a bound. Returns
 /// `Ok(false)` when the client hung up or sent too much.
 fn keep_queued_input(
-    conn: &mut TlsConnection,
+    conn: &mut ServerConnection,
     input: &mut Vec<u8>,
 ) -> Result<bool, ConnectionError> {
     conn.flush()?;
@@ -307,7 +320,7 @@ fn keep_queued_input(
 /// Writes what is pending and answers what a queued client sent. Returns
 /// `Ok(false)` when the client quit or hung up.
 fn serve_queued(
-    conn: &mut TlsConnection,
+    conn: &mut ServerConnection,
     hello: &mut Option<Frame>,
 ) -> Result<bool, ConnectionError> {
     conn.flush()?;

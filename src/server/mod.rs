@@ -234,8 +234,8 @@ pub struct ShutdownHandle {
     /// A duplicate of the listening socket: shutting it down wakes the
     /// accept loop (accept() fails with EINVAL on Linux).
     listener: Arc<TcpListener>,
-    /// The same for the IRC listener, if there is one.
-    irc_listener: Option<Arc<TcpListener>>,
+    /// The same for the IRC listeners.
+    irc_listeners: Vec<Arc<TcpListener>>,
 }
 
 impl ShutdownHandle {
@@ -248,8 +248,8 @@ impl ShutdownHandle {
         unsafe {
             libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
         }
-        if let Some(irc) = &self.irc_listener {
-            // SAFETY: as above, on our dup of the IRC listener.
+        for irc in &self.irc_listeners {
+            // SAFETY: as above, on our dup of an IRC listener.
             unsafe {
                 libc::shutdown(irc.as_raw_fd(), libc::SHUT_RDWR);
             }
@@ -267,8 +267,9 @@ pub struct Server {
     /// The listening socket; bound in [`Server::bind`] so the caller can
     /// learn the real port before serving.
     listener: TcpListener,
-    /// The IRC listener, if IRC is served (`--irc-listen`).
-    irc_listener: Option<TcpListener>,
+    /// The IRC listeners, with whether each speaks TLS (`--irc-listen`,
+    /// `--irc-listen-plain`).
+    irc_listeners: Vec<(TcpListener, bool)>,
     /// Shared by every server thread.
     ctx: Arc<ServerContext>,
     /// Raised by [`ShutdownHandle::shutdown`].
@@ -318,20 +319,31 @@ impl Server {
             what: "cannot duplicate the listening socket".into(),
             err,
         })?;
-        let irc_listener = match config.irc_listen {
-            Some(addr) => Some(TcpListener::bind(addr).map_err(|err| ServerError::Io {
-                what: format!("cannot listen for IRC on {addr}"),
+        let mut irc_listeners = Vec::new();
+        let mut irc_dups = Vec::new();
+        for (addr, tls) in [(config.irc_listen, true), (config.irc_listen_plain, false)] {
+            let Some(addr) = addr else { continue };
+            let what = if tls { "IRC" } else { "plaintext IRC" };
+            if !tls && !addr.ip().is_loopback() {
+                return Err(ServerError::Io {
+                    what: format!("refusing to serve plaintext IRC on {addr}"),
+                    err: std::io::Error::other(
+                        "the plaintext IRC listener binds loopback addresses only (127.0.0.1, ::1); use --irc-listen for TLS",
+                    ),
+                });
+            }
+            let listener = TcpListener::bind(addr).map_err(|err| ServerError::Io {
+                what: format!("cannot listen for {what} on {addr}"),
                 err,
-            })?),
-            None => None,
-        };
-        let irc_dup = match &irc_listener {
-            Some(l) => Some(Arc::new(l.try_clone().map_err(|err| ServerError::Io {
-                what: "cannot duplicate the IRC listening socket".into(),
-                err,
-            })?)),
-            None => None,
-        };
+            })?;
+            irc_dups.push(Arc::new(listener.try_clone().map_err(|err| {
+                ServerError::Io {
+                    what: format!("cannot duplicate the {what} listening socket"),
+                    err,
+                }
+            })?));
+            irc_listeners.push((listener, tls));
+        }
         let pool = threadpool::Builder::new()
             .num_threads(config.max_sessions)
             .thread_name("session".into())
@@ -348,12 +360,12 @@ impl Server {
         });
         Ok(Server {
             listener,
-            irc_listener,
+            irc_listeners,
             ctx,
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
                 listener: Arc::new(dup),
-                irc_listener: irc_dup,
+                irc_listeners: irc_dups,
             },
             writer_thread,
         })
@@ -364,9 +376,19 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The IRC listener's address, if IRC is served.
+    /// The IRC listener's address, if IRC is served over TLS.
     pub fn irc_addr(&self) -> Option<SocketAddr> {
-        self.irc_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.irc_listener_addr(true)
+    }
+
+    /// The plaintext IRC listener's address, if there is one.
+    pub fn irc_plain_addr(&self) -> Option<SocketAddr> {
+        self.irc_listener_addr(false)
+    }
+
+    fn irc_listener_addr(&self, tls: bool) -> Option<SocketAddr> {
+        let (l, _) = self.irc_listeners.iter().find(|(_, t)| *t == tls)?;
+        l.local_addr().ok()
     }
 
     /// A handle to stop [`Server::run`] from another thread.
@@ -380,22 +402,27 @@ impl Server {
     /// database. Errors on single connections never come back here.
     pub fn run(mut self) -> Result<(), ServerError> {
         let (stop_stats, stats_thread) = self.spawn_stats_logger();
-        let irc_thread = match self.irc_listener.take() {
-            Some(listener) => {
-                let (ctx, shutdown) = (self.ctx.clone(), self.shutdown.clone());
-                let wire = Wire::Irc(Default::default());
-                let spawned = std::thread::Builder::new()
-                    .name("irc-accept".into())
-                    .spawn(move || accept_loop(&listener, &shutdown, &ctx, wire));
-                Some(spawned.map_err(|err| ServerError::Io {
-                    what: "cannot start the IRC accept thread".into(),
-                    err,
-                })?)
-            }
-            None => None,
+        let mut irc_threads = Vec::new();
+        for (listener, tls) in std::mem::take(&mut self.irc_listeners) {
+            let (ctx, shutdown) = (self.ctx.clone(), self.shutdown.clone());
+            let kind = front_door::Listener {
+                wire: Wire::Irc(Default::default()),
+                tls,
+            };
+            let spawned = std::thread::Builder::new()
+                .name("irc-accept".into())
+                .spawn(move || accept_loop(&listener, &shutdown, &ctx, kind));
+            irc_threads.push(spawned.map_err(|err| ServerError::Io {
+                what: "cannot start an IRC accept thread".into(),
+                err,
+            })?);
+        }
+        let confab = front_door::Listener {
+            wire: Wire::Confab,
+            tls: true,
         };
-        accept_loop(&self.listener, &self.shutdown, &self.ctx, Wire::Confab);
-        if let Some(thread) = irc_thread {
+        accept_loop(&self.listener, &self.shutdown, &self.ctx, confab);
+        for thread in irc_threads {
             let _ = thread.join();
         }
         drop(stop_stats);
@@ -474,13 +501,13 @@ impl Server {
     }
 }
 
-/// Accepts connections speaking `wire`'s protocol until shutdown is
-/// requested, handing each to the front door.
+/// Accepts connections of `kind` until shutdown is requested, handing each
+/// to the front door.
 fn accept_loop(
     listener: &TcpListener,
     shutdown: &ShutdownHandle,
     ctx: &Arc<ServerContext>,
-    wire: Wire,
+    kind: front_door::Listener,
 ) {
     let mut backoff = Duration::from_millis(5);
     while !shutdown.is_requested() {
@@ -490,7 +517,7 @@ fn accept_loop(
                 if shutdown.is_requested() {
                     break;
                 }
-                front_door::admit(tcp, peer, wire, ctx);
+                front_door::admit(tcp, peer, kind, ctx);
             }
             Err(_) if shutdown.is_requested() => break,
             Err(err) => {

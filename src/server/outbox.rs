@@ -24,7 +24,7 @@
 use super::wire::Wire;
 use crate::poller::Waker;
 use crate::protocol::ServerFrame;
-use crate::tls::TlsConnection;
+use crate::tls::ServerConnection;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
@@ -48,7 +48,7 @@ pub struct Outbox {
     /// capabilities).
     wire: AtomicU8,
     /// The session's connection; locked by its thread while it is awake.
-    conn: Option<Mutex<TlsConnection>>,
+    conn: Option<Mutex<ServerConnection>>,
 }
 
 #[derive(Debug, Default)]
@@ -98,7 +98,7 @@ impl Outbox {
 
     /// An empty outbox that also holds the session's connection, so that
     /// [`Outbox::deliver`] can write to it while the session sleeps.
-    pub fn with_connection(limit: usize, conn: TlsConnection) -> std::io::Result<Outbox> {
+    pub fn with_connection(limit: usize, conn: ServerConnection) -> std::io::Result<Outbox> {
         Ok(Outbox {
             conn: Some(Mutex::new(conn)),
             ..Outbox::new(limit)?
@@ -106,7 +106,7 @@ impl Outbox {
     }
 
     /// The connection, for the session's thread to lock while it is awake.
-    pub fn connection(&self) -> Option<MutexGuard<'_, TlsConnection>> {
+    pub fn connection(&self) -> Option<MutexGuard<'_, ServerConnection>> {
         self.conn.as_ref().map(lock)
     }
 

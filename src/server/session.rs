@@ -37,7 +37,7 @@ use crate::connection::{ConnectionError, ReadState};
 use crate::irc::line::{LineError, Splitter};
 use crate::poller;
 use crate::protocol::{self, ErrorCode, Frame, FrameKind, Request, ServerFrame, ServerMsg};
-use crate::tls::TlsConnection;
+use crate::tls::ServerConnection;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -110,7 +110,7 @@ pub enum Arrival {
 /// guard live as long as the session; `arrival` says what it speaks and
 /// what it sent while waiting.
 pub fn start(
-    conn: TlsConnection,
+    conn: ServerConnection,
     peer: SocketAddr,
     slot: Slot,
     ip_guard: Option<IpGuard>,
@@ -132,7 +132,7 @@ pub fn start(
 
 /// Serves one admitted connection to the end. Errors are logged here and
 /// never reach the accept loop.
-fn serve(conn: TlsConnection, peer: SocketAddr, arrival: Arrival, ctx: &ServerContext) {
+fn serve(conn: ServerConnection, peer: SocketAddr, arrival: Arrival, ctx: &ServerContext) {
     let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
     let svc = &ctx.services;
     let outbox = match Outbox::with_connection(svc.limits.outbox_limit, conn) {
@@ -187,7 +187,7 @@ impl Session<'_> {
         let Some(mut conn) = outbox.connection() else {
             return Ok(());
         };
-        let fd = conn.get_ref().get_ref().as_raw_fd();
+        let fd = conn.get_ref().tcp().as_raw_fd();
         let mut check_outbox = true;
         // Read before the first sleep: the handshake may have left a
         // decrypted record inside OpenSSL, which poll(2) cannot see.
@@ -304,7 +304,7 @@ impl Session<'_> {
     /// the outbox bound: a client that sends requests but never reads
     /// their replies would otherwise grow the server's memory without
     /// limit. Such a client is cut off like a slow reader of deliveries.
-    fn replies_overflow(&self, conn: &TlsConnection) -> bool {
+    fn replies_overflow(&self, conn: &ServerConnection) -> bool {
         let waiting = self.out.len() + conn.unsent();
         if waiting <= self.ctx.services.limits.outbox_limit {
             return false;
@@ -322,14 +322,14 @@ impl Session<'_> {
     }
 
     /// Moves this thread's replies into the connection.
-    fn move_replies(&mut self, conn: &mut TlsConnection) {
+    fn move_replies(&mut self, conn: &mut ServerConnection) {
         if !self.out.is_empty() {
             conn.queue_vec(std::mem::take(&mut self.out));
         }
     }
 
     /// Queues download data while the client's unsent bytes are few.
-    fn pump_download(&mut self, conn: &mut TlsConnection) {
+    fn pump_download(&mut self, conn: &mut ServerConnection) {
         while let Some(dl) = &mut self.state.download {
             if conn.unsent() >= TAKE_BELOW {
                 return;

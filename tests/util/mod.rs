@@ -155,6 +155,8 @@ pub struct TestServer {
     /// The IRC listener's `127.0.0.1:PORT`, when started with
     /// `--irc-listen`.
     pub irc_addr: String,
+    /// The plaintext IRC listener's address, with `--irc-listen-plain`.
+    pub irc_plain_addr: String,
     /// Holds the database and the log; removed on drop.
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
@@ -183,6 +185,7 @@ impl TestServer {
             child: None,
             addr: String::new(),
             irc_addr: String::new(),
+            irc_plain_addr: String::new(),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: env
@@ -219,11 +222,16 @@ impl TestServer {
     /// The extra flags, with the IRC port of the first start on a restart.
     fn extra_args(&self) -> Vec<String> {
         let mut args = self.extra.clone();
-        if let Some(i) = args.iter().position(|e| e == "--irc-listen")
-            && !self.irc_addr.is_empty()
-            && i + 1 < args.len()
-        {
-            args[i + 1] = self.irc_addr.clone();
+        for (flag, addr) in [
+            ("--irc-listen", &self.irc_addr),
+            ("--irc-listen-plain", &self.irc_plain_addr),
+        ] {
+            if let Some(i) = args.iter().position(|e| e == flag)
+                && !addr.is_empty()
+                && i + 1 < args.len()
+            {
+                args[i + 1] = addr.clone();
+            }
         }
         args
     }
@@ -264,35 +272,33 @@ impl TestServer {
             .expect("spawn confab-server");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
-        let irc = self.extra.iter().any(|e| e == "--irc-listen");
+        // The server says each address it listens on, one line each.
+        let has = |flag: &str| self.extra.iter().any(|e| e == flag);
+        let wanted = 1 + usize::from(has("--irc-listen")) + usize::from(has("--irc-listen-plain"));
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            if irc && let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            for _ in 0..wanted {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("server did not start; log:\n{}", self.log());
-        });
-        self.addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        if irc {
+        for _ in 0..wanted {
             let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("server did not say its IRC address; log:\n{}", self.log());
+                panic!("server did not start; log:\n{}", self.log());
             });
-            self.irc_addr = line
-                .strip_prefix("irc listening on ")
-                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
-                .to_owned();
+            if let Some(a) = line.strip_prefix("listening on ") {
+                self.addr = a.to_owned();
+            } else if let Some(a) = line.strip_prefix("irc listening on ") {
+                self.irc_addr = a.to_owned();
+            } else if let Some(a) = line.strip_prefix("plaintext irc listening on ") {
+                self.irc_plain_addr = a.to_owned();
+            } else {
+                panic!("unexpected line {line:?}");
+            }
         }
         self.child = Some(child);
     }
