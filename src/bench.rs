@@ -55,6 +55,8 @@ pub struct BenchServer {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The IRC listener's address, when started with `--irc-listen`.
+    pub irc_addr: Option<String>,
     dir: PathBuf,
     connector: TlsConnector,
     /// How it was started, to start it again ([`BenchServer::restart`]).
@@ -73,12 +75,13 @@ impl BenchServer {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_server(server_bin, certs, &extra, &dir, "127.0.0.1:0")?;
+        let (child, addr, irc_addr) = spawn_server(server_bin, certs, &extra, &dir, "127.0.0.1:0")?;
         let connector =
             client_connector(&Trust::CaFile(certs.join("ca.pem"))).map_err(|e| e.to_string())?;
         Ok(BenchServer {
             child,
             addr,
+            irc_addr,
             dir,
             connector,
             command: (server_bin.to_path_buf(), certs.to_path_buf(), extra),
@@ -95,9 +98,10 @@ impl BenchServer {
         }
         let _ = self.child.wait();
         let (bin, certs, extra) = &self.command;
-        let (child, addr) = spawn_server(bin, certs, extra, &self.dir, &self.addr)?;
+        let (child, addr, irc_addr) = spawn_server(bin, certs, extra, &self.dir, &self.addr)?;
         self.child = child;
         self.addr = addr;
+        self.irc_addr = irc_addr;
         Ok(())
     }
 
@@ -113,15 +117,15 @@ impl BenchServer {
     }
 }
 
-/// Starts a server process listening on `listen`; returns it and the
-/// address it says it listens on.
+/// Starts a server process listening on `listen`; returns it, the address
+/// it says it listens on, and its IRC listener's if `extra` asks for one.
 fn spawn_server(
     server_bin: &Path,
     certs: &Path,
     extra: &[String],
     dir: &Path,
     listen: &str,
-) -> Result<(Child, String), String> {
+) -> Result<(Child, String, Option<String>), String> {
     let mut child = Command::new(server_bin)
         .args(["--listen", listen, "--log", "warn"])
         .arg("--data-dir")
@@ -145,16 +149,26 @@ fn spawn_server(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("{}: {e}", server_bin.display()))?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
     let addr = line
         .trim()
         .strip_prefix("listening on ")
         .ok_or_else(|| format!("server said {line:?}"))?
         .to_owned();
-    Ok((child, addr))
+    let mut irc = None;
+    if extra.iter().any(|e| e == "--irc-listen") {
+        line.clear();
+        out.read_line(&mut line).map_err(|e| e.to_string())?;
+        irc = Some(
+            line.trim()
+                .strip_prefix("irc listening on ")
+                .ok_or_else(|| format!("server said {line:?}"))?
+                .to_owned(),
+        );
+    }
+    Ok((child, addr, irc))
 }
 
 impl BenchServer {
@@ -393,6 +407,9 @@ pub struct Fanout {
     pub rate: Option<f64>,
     /// Send everything at once, pipelined, without waiting for acks.
     pub burst: bool,
+    /// Members are IRC clients on the IRC listener (paced runs only):
+    /// confab's fan-out over IRC, as IRC servers are measured.
+    pub irc: bool,
 }
 
 /// A fan-out run; reports deliveries/s, latency percentiles, server CPU
@@ -574,6 +591,164 @@ fn fanout_paced(server: &BenchServer, p: &Fanout) -> Value {
     fanout_on_nodes(&[server], p)
 }
 
+/// What a paced fan-out's member saw.
+enum Seen {
+    /// Someone else's message, sent at `sent_at` by member `sender`.
+    Message { sent_at: u64, sender: Option<usize> },
+    /// This member's own message is stored (confab's `ack`; IRC's echo).
+    Ack,
+}
+
+/// A member of a paced fan-out: a confab session, or an IRC one.
+enum Member {
+    Confab(Client),
+    Irc(Box<IrcMember>),
+}
+
+impl Member {
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Member::Confab(c) => c.raw_fd(),
+            Member::Irc(c) => c.raw_fd(),
+        }
+    }
+
+    /// Sends `body` to #general as request `req`; `false` if the
+    /// connection failed.
+    fn say(&mut self, req: u64, body: &str) -> bool {
+        match self {
+            Member::Confab(c) => {
+                let frame = encode_json(&ClientFrame {
+                    req: Some(req),
+                    request: Request::Say {
+                        room: "general".into(),
+                        body: body.to_owned(),
+                        reply_to: None,
+                    },
+                });
+                c.send_frame(&frame).is_ok()
+            }
+            Member::Irc(c) => c.say(body),
+        }
+    }
+
+    /// Reads what arrived, without waiting.
+    fn drain(&mut self, f: &mut dyn FnMut(Seen)) {
+        match self {
+            Member::Confab(c) => {
+                let _ = c.drain_raw(&mut |json| match sent_at(json) {
+                    Some(t) => f(Seen::Message {
+                        sent_at: t,
+                        sender: sender_of(json),
+                    }),
+                    None if is_ack(json) => f(Seen::Ack),
+                    None => {}
+                });
+            }
+            Member::Irc(c) => c.drain(f),
+        }
+    }
+}
+
+/// A bench member on the IRC listener: TLS, `PASS` login, echo-message
+/// (its echo is its ack), and the lines read raw, as `Client::drain_raw`
+/// reads frames.
+struct IrcMember {
+    conn: crate::connection::Connection<native_tls::TlsStream<std::net::TcpStream>>,
+    lines: crate::irc::line::Splitter,
+    /// This member's index (its messages' `s=`).
+    index: usize,
+}
+
+impl IrcMember {
+    /// Connects, registers as `user` (registered already) and waits until
+    /// #general is joined.
+    fn join(server: &BenchServer, user: &str, index: usize) -> IrcMember {
+        use std::os::fd::AsRawFd;
+        let addr = server
+            .irc_addr
+            .as_deref()
+            .expect("an IRC scenario starts the server with --irc-listen");
+        let tcp = std::net::TcpStream::connect(addr).expect("bench IRC client connects");
+        let _ = tcp.set_nodelay(true);
+        let tls = server
+            .connector
+            .connect("localhost", tcp)
+            .expect("bench IRC TLS handshake");
+        tls.get_ref()
+            .set_nonblocking(true)
+            .expect("non-blocking socket");
+        let mut m = IrcMember {
+            conn: crate::connection::Connection::new(tls, 1 << 20),
+            lines: Default::default(),
+            index,
+        };
+        m.conn.queue(
+            format!(
+                "CAP REQ :echo-message\r\nPASS :{PW}\r\nNICK {user}\r\nUSER {user} 0 * :{user}\r\nCAP END\r\n"
+            )
+            .as_bytes(),
+        );
+        let joined = format!(" 366 {user} #general ");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let flushed = m.conn.flush().expect("bench IRC write");
+            let state = m.conn.fill().expect("bench IRC read");
+            let lines = &mut m.lines;
+            m.conn.drain_raw(|b| lines.push(b));
+            while let Some(line) = m.lines.next_line() {
+                if let Ok(line) = line
+                    && find(&line, joined.as_bytes()).is_some()
+                {
+                    return m;
+                }
+            }
+            assert!(
+                state != crate::connection::ReadState::Closed && Instant::now() < deadline,
+                "bench IRC client {user} was not admitted"
+            );
+            let fd = m.conn.get_ref().get_ref().as_raw_fd();
+            let _ = crate::poller::wait(fd, !flushed, None, Some(Duration::from_millis(100)));
+        }
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.conn.get_ref().get_ref().as_raw_fd()
+    }
+
+    fn say(&mut self, body: &str) -> bool {
+        self.conn
+            .queue(format!("PRIVMSG #general :{body}\r\n").as_bytes());
+        self.conn.flush().is_ok()
+    }
+
+    fn drain(&mut self, f: &mut dyn FnMut(Seen)) {
+        // Bytes a full socket did not take go out with the next read.
+        let _ = self.conn.flush();
+        loop {
+            let Ok(state) = self.conn.fill() else { return };
+            let lines = &mut self.lines;
+            self.conn.drain_raw(|b| lines.push(b));
+            while let Some(line) = self.lines.next_line() {
+                let Ok(line) = line else { continue };
+                let Some(t) = number_after(&line, b" :t=") else {
+                    continue;
+                };
+                let sender = number_after(&line, b" s=");
+                if sender == Some(self.index) {
+                    f(Seen::Ack);
+                } else {
+                    f(Seen::Message { sent_at: t, sender });
+                }
+            }
+            if state != crate::connection::ReadState::More {
+                return;
+            }
+        }
+    }
+}
+
 /// [`fanout`] at a paced rate with the room's members spread over several
 /// nodes sharing one database (member `i` on node `i % n`, so senders too
 /// alternate): latency over all deliveries, and over those whose sender is
@@ -582,8 +757,16 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
     let server = nodes[0];
     let n_nodes = nodes.len();
     register_users(server, "recv", p.clients);
-    let members: Vec<Client> = (0..p.clients)
-        .map(|i| nodes[i % n_nodes].user(&format!("recv{i}")))
+    let members: Vec<Member> = (0..p.clients)
+        .map(|i| {
+            let node = nodes[i % n_nodes];
+            let user = format!("recv{i}");
+            if p.irc {
+                Member::Irc(Box::new(IrcMember::join(node, &user, i)))
+            } else {
+                Member::Confab(node.user(&user))
+            }
+        })
         .collect();
     let senders = p.senders.min(p.clients);
     let total_msgs = senders * p.messages;
@@ -596,7 +779,7 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
     let acked = Arc::new(AtomicU64::new(0));
     let last_rx = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(3));
-    let mut groups: Vec<Vec<(usize, Client)>> = vec![Vec::new(), Vec::new()];
+    let mut groups: Vec<Vec<(usize, Member)>> = vec![Vec::new(), Vec::new()];
     for (i, c) in members.into_iter().enumerate() {
         groups[i % 2].push((i, c));
     }
@@ -645,15 +828,8 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
                     }
                     while next_n[k] < msgs && due(*i, next_n[k]) <= now {
                         let n = next_n[k];
-                        let frame = encode_json(&ClientFrame {
-                            req: Some(n as u64 + 1),
-                            request: Request::Say {
-                                room: "general".into(),
-                                body: format!("t={} s={i} n={n} {pad}", now_us()),
-                                reply_to: None,
-                            },
-                        });
-                        if c.send_frame(&frame).is_err() {
+                        let body = format!("t={} s={i} n={n} {pad}", now_us());
+                        if !c.say(n as u64 + 1, &body) {
                             next_n[k] = msgs;
                             break;
                         }
@@ -674,20 +850,19 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
                 for &k in &ready {
                     let mut seen = false;
                     let node = group[k].0 % n_nodes;
-                    let _ = group[k].1.drain_raw(&mut |json| match sent_at(json) {
-                        Some(t) => {
-                            let l = now_us().saturating_sub(t);
+                    group[k].1.drain(&mut |event| match event {
+                        Seen::Message { sent_at, sender } => {
+                            let l = now_us().saturating_sub(sent_at);
                             lat.push(l);
-                            if n_nodes > 1 && sender_of(json).is_some_and(|s| s % n_nodes != node) {
+                            if n_nodes > 1 && sender.is_some_and(|s| s % n_nodes != node) {
                                 cross.push(l);
                             }
                             seen = true;
                         }
-                        None if is_ack(json) => {
+                        Seen::Ack => {
                             acks += 1;
                             seen = true;
                         }
-                        None => {}
                     });
                     if seen {
                         idle_since = Instant::now();
@@ -712,7 +887,7 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
         .map(|m| m.into_inner().unwrap())
         .unwrap_or_default();
     json!({
-        "scenario": if n_nodes > 1 { "cluster" } else { "fanout" },
+        "scenario": if n_nodes > 1 { "cluster" } else if p.irc { "fanout-irc" } else { "fanout" },
         "nodes": n_nodes,
         "cross_node_latency": summary(cross),
         "clients": p.clients, "senders": senders, "messages": total_msgs,
@@ -790,6 +965,7 @@ pub fn login_storm(server: &BenchServer, logins: usize) -> Value {
         messages: 200,
         rate: Some(200.0),
         burst: false,
+        irc: false,
     };
     let base = fanout(server, &quiet);
     let mut c = server.client();
@@ -886,6 +1062,7 @@ pub fn upload(server: &BenchServer) -> Value {
         messages: 200,
         rate: Some(200.0),
         burst: false,
+        irc: false,
     };
     let quiet = fanout(server, &chat);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "confab-bench", about = "Load scenarios for confab-server")]
 struct Args {
-    /// Scenarios: fanout, fanout-fast, burst, store, idle, connect,
+    /// Scenarios: fanout, fanout-fast, fanout-irc, fanout-irc-fast, burst, store, idle, connect,
     /// login-storm, history, upload, crowd, storm-crowded, restart,
     /// login-history, search, cluster, cluster-fast, store-postgres
     /// (default: all; the last three start a PostgreSQL cluster with
@@ -46,6 +46,8 @@ fn main() -> ExitCode {
 const ALL: &[&str] = &[
     "fanout",
     "fanout-fast",
+    "fanout-irc",
+    "fanout-irc-fast",
     "burst",
     "store",
     "idle",
@@ -98,6 +100,7 @@ fn run(args: &Args) -> Result<(), String> {
                     messages: if q { 20 } else { 100 },
                     rate: Some(200.0),
                     burst: false,
+                    irc: false,
                 };
                 bench::fanout(&s, &p)
             }
@@ -109,6 +112,27 @@ fn run(args: &Args) -> Result<(), String> {
                     messages: if q { 20 } else { 250 },
                     rate: Some(1000.0),
                     burst: false,
+                    irc: false,
+                };
+                bench::fanout(&s, &p)
+            }
+            "fanout-irc" | "fanout-irc-fast" => {
+                // The same room over the IRC listener: every member an IRC
+                // client (PASS login, echo-message as its acks).
+                let irc = ["--irc-listen", "127.0.0.1:0", "--max-sessions", "512"];
+                let s = start(&[&cheap[..], &irc[..]].concat())?;
+                let fast = name == "fanout-irc-fast";
+                let p = Fanout {
+                    clients: if q { 10 } else { 200 },
+                    senders: if q { 2 } else { 20 },
+                    messages: match (q, fast) {
+                        (true, _) => 20,
+                        (false, false) => 100,
+                        (false, true) => 250,
+                    },
+                    rate: Some(if fast { 1000.0 } else { 200.0 }),
+                    burst: false,
+                    irc: true,
                 };
                 bench::fanout(&s, &p)
             }
@@ -120,6 +144,7 @@ fn run(args: &Args) -> Result<(), String> {
                     messages: if q { 20 } else { 200 },
                     rate: None,
                     burst: true,
+                    irc: false,
                 };
                 bench::fanout(&s, &p)
             }
@@ -133,6 +158,7 @@ fn run(args: &Args) -> Result<(), String> {
                     messages: if q { 20 } else { 5000 },
                     rate: None,
                     burst: true,
+                    irc: false,
                 };
                 bench::fanout(&s, &p)
             }
@@ -248,6 +274,7 @@ fn run(args: &Args) -> Result<(), String> {
                     },
                     rate: Some(if fast { 1000.0 } else { 200.0 }),
                     burst: false,
+                    irc: false,
                 };
                 let v = bench::fanout_on_nodes(&[&a, &b], &p);
                 drop((a, b));
@@ -262,6 +289,7 @@ fn run(args: &Args) -> Result<(), String> {
                     messages: if q { 20 } else { 5000 },
                     rate: None,
                     burst: true,
+                    irc: false,
                 };
                 let v = bench::fanout(&s, &p);
                 drop(s);
@@ -309,6 +337,13 @@ fn targets(results: &[(String, Value)]) -> String {
             "≤ 2",
             get("fanout-fast", &["latency", "p99_ms"]),
             2.0,
+            true,
+        ),
+        (
+            "over IRC, 200-member room, 1,000 msgs/s: p99 latency (ms)",
+            "≤ 5",
+            get("fanout-irc-fast", &["latency", "p99_ms"]),
+            5.0,
             true,
         ),
         (
@@ -700,7 +735,7 @@ fn report(results: &[(String, Value)], quick: bool, server: &str) -> String {
                 v["server_cpu_us_per_delivery"],
                 v["lost"]
             ),
-            "fanout" | "fanout-fast" | "burst" => format!(
+            "fanout" | "fanout-fast" | "fanout-irc" | "fanout-irc-fast" | "burst" => format!(
                 "{} clients, {} senders, {} msgs{}: {} deliveries/s, p50 {} ms, p99 {} ms, max {} ms, {} µs server CPU per delivery, lost {}",
                 v["clients"],
                 v["senders"],
