@@ -601,7 +601,7 @@ enum Seen {
 
 /// A member of a paced fan-out: a confab session, or an IRC one.
 enum Member {
-    Confab(Client),
+    Confab(Box<Client>),
     Irc(Box<IrcMember>),
 }
 
@@ -764,7 +764,7 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
             if p.irc {
                 Member::Irc(Box::new(IrcMember::join(node, &user, i)))
             } else {
-                Member::Confab(node.user(&user))
+                Member::Confab(Box::new(node.user(&user)))
             }
         })
         .collect();
