@@ -108,9 +108,7 @@ mod tests {
     #[test]
     fn every_outbox_is_woken_whichever_thread_takes_it() {
         let d = Deliverers::spawn(2).unwrap();
-        let boxes: Vec<Arc<Outbox>> = (0..50)
-            .map(|_| Arc::new(Outbox::new(1024).unwrap()))
-            .collect();
+        let boxes: Vec<Arc<Outbox>> = (0..50).map(|_| Arc::new(Outbox::new(1024))).collect();
         for b in &boxes {
             assert_eq!(b.push_deferred(b"x"), Some(true));
         }
@@ -118,14 +116,7 @@ mod tests {
         drop(d); // joins the helpers
         for b in &boxes {
             // No connection to write to: each was woken instead.
-            let ready = crate::poller::wait(
-                b.waker().as_raw_fd(),
-                false,
-                Some(b.waker()),
-                Some(std::time::Duration::ZERO),
-            )
-            .unwrap();
-            assert!(ready.woken);
+            assert!(b.waker().is_raised());
         }
     }
 }

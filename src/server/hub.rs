@@ -4,7 +4,7 @@
 //! **Locking rules.** `Hub` has one `RwLock`. Fan-out takes it for reading;
 //! logins, joins and leaves take it for writing. While it is held, code only
 //! touches memory: it pushes bytes into outboxes (each behind its own short
-//! mutex) and raises wakers (a non-blocking `write(2)` to an eventfd). It is
+//! mutex) and raises wakers (a flag and a non-blocking `pthread_kill`). It is
 //! never held across socket I/O or SQL. Lock order: hub, then an outbox.
 //!
 //! The database is the truth for rooms and membership; the hub mirrors it so
@@ -1026,7 +1026,7 @@ mod tests {
 
     #[test]
     fn outbox_bounds_its_buffer_and_reports_overflow() {
-        let out = Outbox::new(10).unwrap();
+        let out = Outbox::new(10);
         assert!(out.push(b"12345"));
         assert!(out.push(b"67890"));
         assert!(!out.push(b"x"));
@@ -1047,8 +1047,8 @@ mod tests {
             }],
             1000,
         );
-        let a = Arc::new(Outbox::new(1 << 20).unwrap());
-        let b = Arc::new(Outbox::new(1 << 20).unwrap());
+        let a = Arc::new(Outbox::new(1 << 20));
+        let b = Arc::new(Outbox::new(1 << 20));
         hub.attach(10, a.clone());
         hub.attach(20, b.clone());
         hub.login(10, 1, "alice");

@@ -531,8 +531,9 @@ fn accept_loop(
     }
 }
 
-/// Descriptors each session holds: its socket and its waker's eventfd.
-const FDS_PER_SESSION: u64 = 2;
+/// Descriptors each session holds: its socket (its waker is a signal, not
+/// a descriptor; see `poller::ThreadWaker`).
+const FDS_PER_SESSION: u64 = 1;
 
 /// Raises this process's open-file limit as far as it may go (the soft
 /// limit to the hard one; as root, both to the kernel's `nr_open`), since

@@ -6,7 +6,7 @@
 //! frames into the session's [`Outbox`] and raise its waker; the session's
 //! thread takes the bytes and writes them.
 //!
-//! **Direct delivery.** A session thread that goes to sleep in `poll(2)`
+//! **Direct delivery.** A session thread that goes to sleep in `ppoll(2)`
 //! leaves its connection in the outbox's `conn` mutex and takes it back
 //! when it wakes (it holds the lock the whole time it is awake). The message
 //! writer, after queueing a batch, calls [`Outbox::deliver`]: if the lock is
@@ -22,7 +22,7 @@
 //! buffer by whoever holds the connection next (see `connection`).
 
 use super::wire::Wire;
-use crate::poller::Waker;
+use crate::poller::ThreadWaker;
 use crate::protocol::ServerFrame;
 use crate::tls::ServerConnection;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -41,7 +41,7 @@ pub const TAKE_BELOW: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
-    waker: Waker,
+    waker: ThreadWaker,
     limit: usize,
     /// The wire format of the session: what other threads encode for it
     /// (`Wire::index`; an IRC session's style changes with its
@@ -75,14 +75,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Outbox {
     /// An empty outbox holding at most `limit` bytes.
-    pub fn new(limit: usize) -> std::io::Result<Outbox> {
-        Ok(Outbox {
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
             state: Mutex::new(OutboxState::default()),
-            waker: Waker::new()?,
+            waker: ThreadWaker::new(),
             limit,
             wire: AtomicU8::new(Wire::Confab.index()),
             conn: None,
-        })
+        }
     }
 
     /// The wire format the session speaks.
@@ -98,11 +98,11 @@ impl Outbox {
 
     /// An empty outbox that also holds the session's connection, so that
     /// [`Outbox::deliver`] can write to it while the session sleeps.
-    pub fn with_connection(limit: usize, conn: ServerConnection) -> std::io::Result<Outbox> {
-        Ok(Outbox {
+    pub fn with_connection(limit: usize, conn: ServerConnection) -> Outbox {
+        Outbox {
             conn: Some(Mutex::new(conn)),
-            ..Outbox::new(limit)?
-        })
+            ..Outbox::new(limit)
+        }
     }
 
     /// The connection, for the session's thread to lock while it is awake.
@@ -232,7 +232,7 @@ impl Outbox {
     }
 
     /// The waker the owning thread sleeps on.
-    pub fn waker(&self) -> &Waker {
+    pub fn waker(&self) -> &ThreadWaker {
         &self.waker
     }
 }

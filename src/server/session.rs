@@ -6,7 +6,7 @@
 //!
 //! 1. take whatever other threads queued in its [`Outbox`] (deliveries,
 //!    acks, presence) and write it, with its own replies, in one batch;
-//! 2. let go of the connection and sleep in `poll(2)` on the socket and the
+//! 2. let go of the connection and sleep in `ppoll(2)` on the socket and the
 //!    outbox's waker: no CPU while idle. Meanwhile the message writer may
 //!    write deliveries to the socket itself ([`Outbox::deliver`]) and wakes
 //!    this thread only when it cannot;
@@ -68,6 +68,16 @@ struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.hub.detach(self.id);
+    }
+}
+
+/// Detaches the outbox's waker from this pool thread when the session
+/// ends, before the thread serves anything else.
+struct Retire(Arc<Outbox>);
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        self.0.waker().retire();
     }
 }
 
@@ -135,13 +145,14 @@ pub fn start(
 fn serve(conn: ServerConnection, peer: SocketAddr, arrival: Arrival, ctx: &ServerContext) {
     let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
     let svc = &ctx.services;
-    let outbox = match Outbox::with_connection(svc.limits.outbox_limit, conn) {
-        Ok(o) => Arc::new(o),
-        Err(err) => {
-            log::warn!("session {id} from {peer}: cannot create waker: {err}");
-            return;
-        }
-    };
+    let outbox = Arc::new(Outbox::with_connection(svc.limits.outbox_limit, conn));
+    // Other threads wake this one with a signal (no descriptor); it is
+    // forgotten again when the session ends, whichever way.
+    if let Err(err) = outbox.waker().attach() {
+        log::warn!("session {id} from {peer}: cannot set up its wake-up signal: {err}");
+        return;
+    }
+    let _retire = Retire(outbox.clone());
     let is_irc = matches!(arrival, Arrival::Irc(_));
     if is_irc {
         outbox.set_wire(Wire::Irc(Default::default()));
@@ -249,7 +260,7 @@ impl Session<'_> {
             }
             // Asleep, the connection is free for `Outbox::deliver`.
             drop(conn);
-            let ready = poller::wait(fd, !all_written, Some(self.outbox.waker()), timeout);
+            let ready = poller::wait_thread(fd, !all_written, self.outbox.waker(), timeout);
             conn = match outbox.connection() {
                 Some(c) => c,
                 None => return Ok(()),

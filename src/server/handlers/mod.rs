@@ -387,7 +387,7 @@ pub(crate) mod tests {
         /// A session (id `sid`, attached to the hub with an outbox without a
         /// connection) that has not logged in.
         pub(crate) fn anonymous(&self, sid: SessionId) -> TestSession {
-            let outbox = Arc::new(Outbox::new(1 << 20).unwrap());
+            let outbox = Arc::new(Outbox::new(1 << 20));
             self.svc.hub.attach(sid, outbox.clone());
             TestSession {
                 sid,
