@@ -407,3 +407,102 @@ fn the_plaintext_irc_listener_serves_loopback_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback addresses only"), "{err}");
 }
+
+/// Random lines from the IRC vocabulary, before and after registration:
+/// the session answers each (or ignores it), never panics, and still
+/// answers PING at the end.
+#[test]
+fn random_irc_lines_get_answers_and_no_panic() {
+    let s = server();
+    let _nia = s.user("nia");
+    let words = [
+        "CAP",
+        "LS",
+        "REQ",
+        "END",
+        "LIST",
+        "NICK",
+        "USER",
+        "PASS",
+        "AUTHENTICATE",
+        "PLAIN",
+        "*",
+        "+",
+        "JOIN",
+        "PART",
+        "TOPIC",
+        "NAMES",
+        "WHO",
+        "WHOIS",
+        "ISON",
+        "PRIVMSG",
+        "NOTICE",
+        "AWAY",
+        "MODE",
+        "KICK",
+        "CHATHISTORY",
+        "LATEST",
+        "BEFORE",
+        "AFTER",
+        "AROUND",
+        "BETWEEN",
+        "TARGETS",
+        "msgid=1",
+        "msgid=-5",
+        "msgid=99999999999999999999",
+        "timestamp=x",
+        "#general",
+        "#",
+        "#x",
+        "#no-such-room",
+        "nia",
+        "nobody",
+        "0",
+        "-1",
+        "100000",
+        ":",
+        ":a b c",
+        "\u{1}",
+        "\u{1}ACTION",
+        "@tag=1",
+        ":src",
+        "\u{e9}t\u{e9}",
+        "a,b,,#c",
+        "+draft/reply=1",
+        "QUIT",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut line = || {
+        let n = 1 + (next() % 6) as usize;
+        (0..n)
+            .map(|_| words[(next() % words.len() as u64) as usize])
+            .filter(|w| *w != "QUIT")
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // Before registration (without completing it: no NICK/USER pair is
+    // guaranteed, and PASS may be wrong).
+    let mut early = Irc::connect(&s.irc_addr);
+    for _ in 0..300 {
+        let l = line();
+        if !l.starts_with("USER") && !l.starts_with("CAP END") {
+            early.send(&l);
+        }
+    }
+    early.send("PING :alive");
+    early.expect(&["PONG", "alive"]);
+    // After registration.
+    let mut irc = Irc::sasl(&s.irc_addr, "nia", PW, &["batch", "message-tags"]);
+    for _ in 0..1500 {
+        irc.send(&line());
+    }
+    irc.send("PING :still-alive");
+    irc.expect(&["PONG", "still-alive"]);
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}
