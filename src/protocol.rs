@@ -929,6 +929,10 @@ pub enum ServerMsg {
         with: Option<String>,
         /// The newest message read.
         id: i64,
+        /// When that message was sent (ms since the epoch), if it exists
+        /// (IRC's read markers are times).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ts: Option<i64>,
     },
     /// Event, to every session of every member: a room was deleted (its
     /// history and files are gone).

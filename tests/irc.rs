@@ -5,6 +5,7 @@
 
 mod util;
 
+use confab::client::Conversation;
 use confab::protocol::{PresenceEvent, Request, ServerMsg};
 use util::irc::Irc;
 use util::{PW, TestServer, wait_event};
@@ -505,4 +506,55 @@ fn random_irc_lines_get_answers_and_no_panic() {
     irc.send("PING :still-alive");
     irc.expect(&["PONG", "still-alive"]);
     assert!(!s.log().contains("panicked"), "{}", s.log());
+}
+
+#[test]
+fn read_markers_are_confabs_read_state_as_times() {
+    let s = server();
+    let mut oli = s.user("oli");
+    let mut poe = s.user("poe");
+    let first = poe.say("general", "one").unwrap().0;
+    let (second, second_ts) = poe.say("general", "two").unwrap();
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "oli",
+        PW,
+        &["draft/read-marker", "server-time", "message-tags"],
+    );
+    // The marker comes with the join burst, before the end of names.
+    let (marker_at, marker) = irc.expect_from(0, &["MARKREAD #general "]);
+    let (end_at, _) = irc.expect_from(0, &[" 366 oli #general "]);
+    assert!(marker_at < end_at, "MARKREAD before 366");
+    assert!(
+        marker.ends_with(" *") || marker.contains("timestamp="),
+        "{marker}"
+    );
+
+    // Setting it to the second message's time marks confab's read state
+    // there: oli's confab session is told, with the id.
+    let at = confab::irc::events::iso8601(second_ts);
+    irc.send(&format!("MARKREAD #general timestamp={at}"));
+    irc.expect(&[&format!("MARKREAD #general timestamp={at}")]);
+    wait_event(
+        &mut oli,
+        "read",
+        |m| matches!(m, ServerMsg::Read { room: Some(r), id, .. } if r == "general" && *id == second),
+    );
+    // A time before it does not move the marker back.
+    let _ = first;
+    irc.send("MARKREAD #general timestamp=2001-01-01T00:00:00.000Z");
+    irc.expect(&[&format!("MARKREAD #general timestamp={at}")]);
+    irc.send("MARKREAD #general");
+    irc.expect(&[&format!("MARKREAD #general timestamp={at}")]);
+
+    // Read on confab: the IRC session hears it as MARKREAD.
+    let (third, third_ts) = poe.say("general", "three").unwrap();
+    oli.mark_read(&Conversation::Room("general".into()), third)
+        .unwrap();
+    irc.expect(&[&format!(
+        "MARKREAD #general timestamp={}",
+        confab::irc::events::iso8601(third_ts)
+    )]);
+    irc.send("MARKREAD #general timestamp=yesterday");
+    irc.expect(&["FAIL MARKREAD INVALID_PARAMS"]);
 }

@@ -77,6 +77,10 @@ macro_rules! contract {
                 super::read_state(&*make().store);
             }
             #[test]
+            fn read_markers_as_times() {
+                super::read_markers_as_times(&*make().store);
+            }
+            #[test]
             fn resume_tokens() {
                 super::resume_tokens(&*make().store);
             }
@@ -393,6 +397,65 @@ fn read_state(s: &dyn Store) {
     s.mark_dm_read(bob, alice, d2).unwrap();
     s.mark_dm_read(bob, alice, d1).unwrap();
     assert!(unread_of(s, bob, "bob").is_empty());
+}
+
+/// IRC's read markers are times: the message at or before a time, and the
+/// time of the message read up to.
+fn read_markers_as_times(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let g = general(s);
+    let at = |from: UserId, to: Destination, ts: i64| {
+        s.insert_messages(&[NewMessage {
+            sender: from,
+            to,
+            body: format!("at {ts}"),
+            ts,
+            file_id: None,
+            reply_to: None,
+            kind: Default::default(),
+        }])
+        .unwrap()[0]
+    };
+    let m1 = at(alice, Destination::Room(g), 1_000);
+    let m2 = at(alice, Destination::Room(g), 2_000);
+    let m3 = at(bob, Destination::Room(g), 3_000);
+    let room = Destination::Room(g);
+    assert_eq!(s.message_at_or_before(bob, room, 999).unwrap(), None);
+    assert_eq!(s.message_at_or_before(bob, room, 1_000).unwrap(), Some(m1));
+    assert_eq!(s.message_at_or_before(bob, room, 2_500).unwrap(), Some(m2));
+    assert_eq!(s.message_at_or_before(bob, room, 9_000).unwrap(), Some(m3));
+    assert_eq!(s.read_marker_time(bob, room).unwrap(), None);
+    s.mark_room_read(bob, g, m2).unwrap();
+    assert_eq!(s.read_marker_time(bob, room).unwrap(), Some(2_000));
+
+    // A direct conversation, both ways, and nobody else's.
+    let carol = s.create_user("carol", "h").unwrap();
+    let d1 = at(alice, Destination::User(bob), 1_500);
+    let d2 = at(bob, Destination::User(alice), 2_500);
+    at(carol, Destination::User(bob), 2_700);
+    let d3 = at(alice, Destination::User(bob), 3_500);
+    let with_alice = Destination::User(alice);
+    assert_eq!(
+        s.message_at_or_before(bob, with_alice, 1_400).unwrap(),
+        None
+    );
+    assert_eq!(
+        s.message_at_or_before(bob, with_alice, 1_600).unwrap(),
+        Some(d1)
+    );
+    assert_eq!(
+        s.message_at_or_before(bob, with_alice, 3_000).unwrap(),
+        Some(d2)
+    );
+    assert_eq!(
+        s.message_at_or_before(alice, Destination::User(bob), 4_000)
+            .unwrap(),
+        Some(d3)
+    );
+    assert_eq!(s.read_marker_time(bob, with_alice).unwrap(), None);
+    s.mark_dm_read(bob, alice, d2).unwrap();
+    assert_eq!(s.read_marker_time(bob, with_alice).unwrap(), Some(2_500));
 }
 
 fn resume_tokens(s: &dyn Store) {

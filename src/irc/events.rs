@@ -29,6 +29,9 @@ pub struct Style {
     /// echo-message: the session's own messages come back to it once
     /// stored (instead of nothing).
     pub echo: bool,
+    /// draft/read-marker: `MARKREAD` when another session of the user
+    /// reads a conversation.
+    pub read_marker: bool,
 }
 
 /// `user`'s IRC source, `user!user@confab`.
@@ -130,6 +133,17 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
             "*",
             &format!("*** Your turn came after {} s in line", waited_ms / 1000),
         )],
+        ServerMsg::Read {
+            room,
+            with,
+            ts: Some(ts),
+            ..
+        } if style.read_marker => vec![
+            Line::new("MARKREAD")
+                .source(SERVER)
+                .param(&target(room, with))
+                .param(&format!("timestamp={}", iso8601(*ts))),
+        ],
         ServerMsg::Closing { message, .. } => {
             vec![Line::new("ERROR").text(&format!("Closing link: {}", clean(message)))]
         }
@@ -267,6 +281,29 @@ fn notice(to: &str, text: &str) -> Line {
         .text(&clean(text))
 }
 
+/// An IRCv3 timestamp (`2026-12-03T10:00:00.000Z`, UTC; the fraction
+/// may be absent or shorter) as milliseconds since the epoch: the inverse
+/// of [`iso8601`].
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let day = crate::search::day_start(date)?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((hms, frac)) => (hms, frac),
+        None => (time, ""),
+    };
+    let mut parts = hms.splitn(3, ':');
+    let mut field = |max: i64| -> Option<i64> {
+        let v: i64 = parts.next()?.parse().ok()?;
+        (0..=max).contains(&v).then_some(v)
+    };
+    let (h, m, sec) = (field(23)?, field(59)?, field(60)?);
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms = format!("{frac:0<3}")[..3].parse::<i64>().ok()?;
+    Some(day + ((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
 /// Milliseconds since the epoch as IRCv3 `server-time`
 /// (`2026-12-03T10:00:00.000Z`, UTC).
 pub fn iso8601(ms: i64) -> String {
@@ -285,6 +322,30 @@ pub fn iso8601(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_times_parse_back() {
+        for ms in [0, 1_764_756_000_123, 253_402_300_799_999] {
+            assert_eq!(parse_iso8601(&iso8601(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_iso8601("2025-12-03T10:00:00Z"),
+            Some(1_764_756_000_000)
+        );
+        assert_eq!(
+            parse_iso8601("2025-12-03T10:00:00.5Z"),
+            Some(1_764_756_000_500)
+        );
+        for bad in [
+            "",
+            "2026-12-03",
+            "2026-12-03T25:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "x",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
     use crate::protocol::FileInfo;
 
     fn text(msg: &ServerMsg, style: Style) -> String {

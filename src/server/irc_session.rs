@@ -35,6 +35,7 @@ const CAPS: &[&str] = &[
     "away-notify",
     "batch",
     "draft/chathistory",
+    "draft/read-marker",
     "echo-message",
     "message-tags",
     "sasl",
@@ -64,6 +65,7 @@ struct Caps {
     away_notify: bool,
     batch: bool,
     chathistory: bool,
+    read_marker: bool,
     echo: bool,
     message_tags: bool,
     sasl: bool,
@@ -77,6 +79,7 @@ impl Caps {
             "away-notify" => &mut self.away_notify,
             "batch" => &mut self.batch,
             "draft/chathistory" => &mut self.chathistory,
+            "draft/read-marker" => &mut self.read_marker,
             "echo-message" => &mut self.echo,
             "message-tags" => &mut self.message_tags,
             "sasl" => &mut self.sasl,
@@ -150,6 +153,7 @@ impl IrcFront {
             tags: self.caps.message_tags || self.caps.server_time || self.caps.account_tag,
             away_notify: self.caps.away_notify,
             echo: self.caps.echo,
+            read_marker: self.caps.read_marker,
         }
     }
 
@@ -519,11 +523,27 @@ impl IrcFront {
                 .param(&clean(&room.topic))
                 .encode_into(out);
         }
-        self.names(cx, &room.name, out);
+        self.names_then(cx, &room.name, out, |front, cx, out| {
+            // draft/read-marker: the room's marker, before the end of names.
+            if front.caps.read_marker {
+                front.marker_line(cx, &channel(&room.name), out);
+            }
+        });
     }
 
     /// `353` lines of a room's online members, then `366`.
     fn names(&self, cx: &mut Cx, room: &str, out: &mut Vec<u8>) {
+        self.names_then(cx, room, out, |_, _, _| {});
+    }
+
+    /// [`IrcFront::names`], with `before_end` written before the `366`.
+    fn names_then(
+        &self,
+        cx: &mut Cx,
+        room: &str,
+        out: &mut Vec<u8>,
+        before_end: impl FnOnce(&IrcFront, &mut Cx, &mut Vec<u8>),
+    ) {
         let chan = channel(room);
         let head = self.num("353").param("=").param(&chan);
         let room_for_names = MAX_LINE - head.encode().len() - 2;
@@ -541,6 +561,7 @@ impl IrcFront {
         if !names.is_empty() {
             head.param(&names).encode_into(out);
         }
+        before_end(self, cx, out);
         self.num("366")
             .param(&chan)
             .param("End of /NAMES list")
@@ -607,6 +628,7 @@ impl IrcFront {
             "MODE" => self.mode(cx, line, out),
             "KICK" => self.kick(cx, me, line, out),
             "CHATHISTORY" => self.chathistory(cx, me, line, out),
+            "MARKREAD" => self.markread(cx, me, line, out),
             "MOTD" => self
                 .num("422")
                 .param("MOTD File is missing")
@@ -967,16 +989,6 @@ impl IrcFront {
     /// supported).
     fn chathistory(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
         let sub = line.arg(0).unwrap_or("").to_ascii_uppercase();
-        let fail = |code: &str, detail: &[&str], why: &str, out: &mut Vec<u8>| {
-            let mut l = Line::new("FAIL")
-                .source(SERVER)
-                .param("CHATHISTORY")
-                .param(code);
-            for d in detail {
-                l = l.param(d);
-            }
-            l.text(why).encode_into(out);
-        };
         if sub == "TARGETS" {
             // Conversations by time are not kept apart from history.
             let id = self.batch_id();
@@ -985,7 +997,13 @@ impl IrcFront {
             return;
         }
         let (Some(target), Some(first)) = (line.arg(1), line.arg(2)) else {
-            return fail("NEED_MORE_PARAMS", &[&sub], "Missing parameters", out);
+            return self.fail_line(
+                "CHATHISTORY",
+                "NEED_MORE_PARAMS",
+                &[&sub],
+                "Missing parameters",
+                out,
+            );
         };
         let limit_arg = if sub == "BETWEEN" {
             line.arg(4)
@@ -1029,7 +1047,8 @@ impl IrcFront {
                 _ => return self.bad_ref(&sub, first, out),
             },
             _ => {
-                return fail(
+                return self.fail_line(
+                    "CHATHISTORY",
                     "INVALID_PARAMS",
                     &[&sub],
                     "Unknown CHATHISTORY subcommand",
@@ -1047,7 +1066,13 @@ impl IrcFront {
             Ok(Answer::Reply(ServerMsg::History { messages, .. })) => messages,
             Ok(_) => Vec::new(),
             Err(r) => {
-                return fail("INVALID_TARGET", &[&sub, target], &r.message, out);
+                return self.fail_line(
+                    "CHATHISTORY",
+                    "INVALID_TARGET",
+                    &[&sub, target],
+                    &r.message,
+                    out,
+                );
             }
         };
         let id = self.batch_id();
@@ -1057,6 +1082,88 @@ impl IrcFront {
             self.history_lines(m, style, &id, out);
         }
         self.batch_end(&id, out);
+    }
+
+    /// `MARKREAD target [timestamp=...]` (draft/read-marker): sets the
+    /// user's read position in a conversation to the newest message sent at
+    /// or before the time (never backwards, as confab's `mark_read`), and
+    /// answers with the position in force, as a time. Other sessions of the
+    /// user are told (`read`, which IRC sessions see as `MARKREAD`).
+    fn markread(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let Some(target) = line.arg(0) else {
+            return self.fail_line("MARKREAD", "NEED_MORE_PARAMS", &[], "Missing target", out);
+        };
+        let Some(place) = place_of(cx, target) else {
+            return self.fail_line(
+                "MARKREAD",
+                "INVALID_PARAMS",
+                &[target],
+                "No such channel or nick",
+                out,
+            );
+        };
+        if let Some(arg) = line.arg(1) {
+            let Some(at) = arg
+                .strip_prefix("timestamp=")
+                .and_then(crate::irc::events::parse_iso8601)
+            else {
+                return self.fail_line(
+                    "MARKREAD",
+                    "INVALID_PARAMS",
+                    &[target, arg],
+                    "Expected timestamp=YYYY-MM-DDThh:mm:ss.sssZ",
+                    out,
+                );
+            };
+            match cx.svc.store.message_at_or_before(me.id, place, at) {
+                Ok(Some(id)) => {
+                    let (room, with) = if target.starts_with('#') {
+                        (room_name(target), None)
+                    } else {
+                        (None, Some(target.to_owned()))
+                    };
+                    let request = Request::MarkRead { room, with, id };
+                    if let Err(r) = handlers::dispatch(cx, me, request) {
+                        return self.fail("MARKREAD", target, &r, out);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return self.fail("MARKREAD", target, &Refusal::from(e), out),
+            }
+        }
+        self.marker_line(cx, target, out);
+    }
+
+    /// `MARKREAD target timestamp=...` (or `*`): the user's read position
+    /// in a conversation, as a time.
+    fn marker_line(&self, cx: &mut Cx, target: &str, out: &mut Vec<u8>) {
+        let Some(me) = self.nick.as_deref() else {
+            return;
+        };
+        let user = match cx.svc.store.find_user(me) {
+            Ok(Some(u)) => u.id,
+            _ => return,
+        };
+        let at = place_of(cx, target)
+            .and_then(|place| cx.svc.store.read_marker_time(user, place).ok().flatten());
+        let value = at.map_or_else(
+            || "*".to_owned(),
+            |ms| format!("timestamp={}", crate::irc::events::iso8601(ms)),
+        );
+        Line::new("MARKREAD")
+            .source(SERVER)
+            .param(target)
+            .param(&value)
+            .encode_into(out);
+    }
+
+    /// `FAIL command code [details] :why`.
+    fn fail_line(&self, cmd: &str, code: &str, detail: &[&str], why: &str, out: &mut Vec<u8>) {
+        let mut l = Line::new("FAIL").source(SERVER).param(cmd).param(code);
+        for d in detail {
+            l = l.param(d);
+        }
+        l.text(why).encode_into(out);
     }
 
     fn bad_ref(&self, sub: &str, given: &str, out: &mut Vec<u8>) {
@@ -1163,6 +1270,19 @@ fn body_of(text: &str) -> Option<String> {
             ctcp.strip_prefix("ACTION ")
                 .map(|a| format!("{ACTION_PREFIX}{a}"))
         }
+    }
+}
+
+/// The conversation a target names: a room (`#rust`), or the direct one
+/// with a user.
+fn place_of(cx: &Cx, target: &str) -> Option<crate::store::Destination> {
+    if target.starts_with('#') {
+        let room = cx.svc.hub.room(&room_name(target)?)?;
+        Some(crate::store::Destination::Room(room.id))
+    } else {
+        let name = validate::username(target).ok()?;
+        let user = cx.svc.store.find_user(&name).ok()??;
+        Some(crate::store::Destination::User(user.id))
     }
 }
 

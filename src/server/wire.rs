@@ -27,7 +27,7 @@ pub enum Wire {
     /// (docs/PROTOCOL.md).
     #[default]
     Confab,
-    /// IRC lines, written in a style (tags, away-notify): what one IRC
+    /// IRC lines, written in a style (tags, away-notify, read markers): what one IRC
     /// event looks like depends on the recipient's capabilities only, so
     /// an event is still encoded once per style in use.
     Irc(Style),
@@ -35,8 +35,8 @@ pub enum Wire {
 
 impl Wire {
     /// How many wire formats exist (the size of an [`Outgoing`]'s cache):
-    /// confab's, and IRC in each of its four styles.
-    pub const COUNT: usize = 5;
+    /// confab's, and IRC in each of its eight styles.
+    pub const COUNT: usize = 9;
 
     /// A number for this format, to keep it in an atomic.
     pub fn index(self) -> u8 {
@@ -45,7 +45,8 @@ impl Wire {
             Wire::Irc(style) => {
                 1 + u8::from(style.tags)
                     + 2 * u8::from(style.away_notify)
-                    + 4 * u8::from(style.echo)
+                    + 4 * u8::from(style.read_marker)
+                    + 8 * u8::from(style.echo)
             }
         }
     }
@@ -53,10 +54,11 @@ impl Wire {
     /// The format with this [`Wire::index`] (an unknown index is confab's).
     pub fn from_index(i: u8) -> Wire {
         match i {
-            1..=8 => Wire::Irc(Style {
+            1..=16 => Wire::Irc(Style {
                 tags: (i - 1) & 1 != 0,
                 away_notify: (i - 1) & 2 != 0,
-                echo: (i - 1) & 4 != 0,
+                read_marker: (i - 1) & 4 != 0,
+                echo: (i - 1) & 8 != 0,
             }),
             _ => Wire::Confab,
         }
@@ -68,7 +70,11 @@ impl Wire {
     fn slot(self) -> usize {
         match self {
             Wire::Confab => 0,
-            Wire::Irc(style) => 1 + usize::from(style.tags) + 2 * usize::from(style.away_notify),
+            Wire::Irc(style) => {
+                1 + usize::from(style.tags)
+                    + 2 * usize::from(style.away_notify)
+                    + 4 * usize::from(style.read_marker)
+            }
         }
     }
 
@@ -217,14 +223,22 @@ mod tests {
             &encode_json(&ServerFrame::event(ev.msg().clone()))[..],
             "confab's own format beside"
         );
-        let styles = [false, true].into_iter().flat_map(|t| {
-            [false, true].map(move |a| Style {
-                tags: t,
-                away_notify: a,
-                echo: false,
+        let styles: Vec<Style> = (0..16u8)
+            .map(|bits| Style {
+                tags: bits & 1 != 0,
+                away_notify: bits & 2 != 0,
+                read_marker: bits & 4 != 0,
+                echo: bits & 8 != 0,
             })
-        });
-        let mut seen: Vec<usize> = styles.map(|s| Wire::Irc(s).slot()).collect();
+            .collect();
+        for s in &styles {
+            assert_eq!(Wire::from_index(Wire::Irc(*s).index()), Wire::Irc(*s));
+        }
+        let mut seen: Vec<usize> = styles
+            .iter()
+            .filter(|s| !s.echo)
+            .map(|s| Wire::Irc(*s).slot())
+            .collect();
         seen.push(Wire::Confab.slot());
         seen.sort_unstable();
         assert_eq!(seen, (0..Wire::COUNT).collect::<Vec<_>>(), "one slot each");

@@ -559,6 +559,23 @@ pub trait Store: Send + Sync {
     /// joined does not see its whole history as unread.
     fn mark_room_read_to_latest(&self, user: UserId, room: RoomId) -> Result<(), StoreError>;
 
+    /// When the message `user` has read `place` up to was sent (ms since
+    /// the epoch); `None` if they have read nothing there. (IRC's read
+    /// markers are times.) `place` is a room, or the other user of a
+    /// direct conversation.
+    fn read_marker_time(&self, user: UserId, place: Destination)
+    -> Result<Option<i64>, StoreError>;
+
+    /// The newest message of `place` (a room, or `user`'s direct
+    /// conversation with that user) sent at or before `at` (ms): an IRC
+    /// read marker as confab's read position.
+    fn message_at_or_before(
+        &self,
+        user: UserId,
+        place: Destination,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// What `user` (named `name`) has not read: per room and per DM peer,
     /// how many messages and how many mention them. Only non-zero entries.
     fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError>;

@@ -1032,6 +1032,57 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn read_marker_time(
+        &self,
+        user: UserId,
+        place: Destination,
+    ) -> Result<Option<i64>, StoreError> {
+        let (sql, other) = match place {
+            Destination::Room(room) => (
+                "SELECT m.created_at FROM room_reads r JOIN messages m ON m.id = r.last_read
+                 WHERE r.user_id = $1 AND r.room_id = $2",
+                room,
+            ),
+            Destination::User(peer) => (
+                "SELECT m.created_at FROM dm_reads r JOIN messages m ON m.id = r.last_read
+                 WHERE r.user_id = $1 AND r.peer_id = $2",
+                peer,
+            ),
+        };
+        Ok(self
+            .conn()?
+            .query_opt(sql, &[&user, &other])?
+            .map(|row| row.get(0)))
+    }
+
+    fn message_at_or_before(
+        &self,
+        user: UserId,
+        place: Destination,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = match place {
+            Destination::Room(room) => conn.query_opt(
+                "SELECT id FROM messages WHERE room_id = $1 AND created_at <= $2
+                 ORDER BY id DESC LIMIT 1",
+                &[&room, &at],
+            )?,
+            Destination::User(peer) => conn.query_opt(
+                "SELECT max(x) FROM (
+                   SELECT (SELECT id FROM messages
+                           WHERE recipient_id = $1 AND sender_id = $2 AND created_at <= $3
+                           ORDER BY id DESC LIMIT 1) AS x
+                   UNION ALL
+                   SELECT (SELECT id FROM messages
+                           WHERE recipient_id = $2 AND sender_id = $1 AND created_at <= $3
+                           ORDER BY id DESC LIMIT 1)) AS both_ways",
+                &[&user, &peer, &at],
+            )?,
+        };
+        Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)))
+    }
+
     fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {
         let mut conn = self.conn()?;
         let mut out = Vec::new();

@@ -877,6 +877,65 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn read_marker_time(
+        &self,
+        user: UserId,
+        place: Destination,
+    ) -> Result<Option<i64>, StoreError> {
+        let (sql, other) = match place {
+            Destination::Room(room) => (
+                "SELECT m.created_at FROM room_reads r JOIN messages m ON m.id = r.last_read
+                 WHERE r.user_id = ?1 AND r.room_id = ?2",
+                room,
+            ),
+            Destination::User(peer) => (
+                "SELECT m.created_at FROM dm_reads r JOIN messages m ON m.id = r.last_read
+                 WHERE r.user_id = ?1 AND r.peer_id = ?2",
+                peer,
+            ),
+        };
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached(sql)?
+            .query_row(params![user, other], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn message_at_or_before(
+        &self,
+        user: UserId,
+        place: Destination,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        // Newest first through the (room, id) or (recipient, sender, id)
+        // index, stopping at the first message old enough: a read marker
+        // is usually recent, so few rows are read.
+        let conn = self.pool.get()?;
+        let id: Option<i64> = match place {
+            Destination::Room(room) => conn
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE room_id = ?1 AND created_at <= ?2
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(params![room, at], |r| r.get(0))
+                .optional()?,
+            Destination::User(peer) => conn
+                .prepare_cached(
+                    "SELECT max(x) FROM (
+                       SELECT (SELECT id FROM messages
+                               WHERE recipient_id = ?1 AND sender_id = ?2 AND created_at <= ?3
+                               ORDER BY id DESC LIMIT 1) AS x
+                       UNION ALL
+                       SELECT (SELECT id FROM messages
+                               WHERE recipient_id = ?2 AND sender_id = ?1 AND created_at <= ?3
+                               ORDER BY id DESC LIMIT 1))",
+                )?
+                .query_row(params![user, peer, at], |r| r.get(0))?,
+        };
+        Ok(id)
+    }
+
     fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {
         let conn = self.pool.get()?;
         let mut out = Vec::new();

@@ -1134,7 +1134,7 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
                 }
             }
         }
-        NetEvent::Server(ServerMsg::Read { room, with, id }) => {
+        NetEvent::Server(ServerMsg::Read { room, with, id, .. }) => {
             let window = match (room, with) {
                 (Some(r), _) => WindowId::Room(r),
                 (None, Some(w)) => WindowId::Direct(w),

@@ -167,7 +167,8 @@ pub fn mark_read(
             (None, Some(peer.name))
         }
     };
-    let event = Outgoing::event(ServerMsg::Read { room, with, id });
+    let ts = cx.svc.store.message(id)?.map(|m| m.created_at);
+    let event = Outgoing::event(ServerMsg::Read { room, with, id, ts });
     cx.svc.hub.send_to_user(me.id, &event, Some(cx.session));
     Ok(Answer::Reply(ServerMsg::Ok))
 }
