@@ -558,3 +558,42 @@ fn read_markers_are_confabs_read_state_as_times() {
     irc.send("MARKREAD #general timestamp=yesterday");
     irc.expect(&["FAIL MARKREAD INVALID_PARAMS"]);
 }
+
+#[test]
+fn labeled_commands_get_labeled_answers_and_echoes() {
+    let s = server();
+    let _ria = s.user("ria");
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "ria",
+        PW,
+        &["labeled-response", "batch", "echo-message", "message-tags"],
+    );
+    irc.send("@label=p1 PING :x");
+    irc.expect(&["@label=p1 :confab PONG confab :x"]);
+    // Nothing to say: an ACK.
+    irc.send("@label=m1 MODE ria +i");
+    irc.expect(&["@label=m1 :confab ACK"]);
+    // Several lines: a labeled batch.
+    irc.send("@label=n1 NAMES #general");
+    let start = irc.expect(&["@label=n1 :confab BATCH +", "labeled-response"]);
+    let id = start
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_start_matches('+')
+        .to_owned();
+    irc.expect(&[&format!("@batch={id} :confab 353 ria")]);
+    irc.expect(&[&format!("@batch={id} :confab 366 ria")]);
+    irc.expect(&[&format!(":confab BATCH -{id}")]);
+    // A message's echo carries its label, from the writer.
+    irc.send("@label=s1 PRIVMSG #general :labeled hello");
+    let echo = irc.expect(&["PRIVMSG #general :labeled hello"]);
+    assert!(echo.starts_with("@label=s1;"), "{echo}");
+    // An error is the answer too.
+    irc.send("@label=e1 PRIVMSG #nosuch :x");
+    irc.expect(&["@label=e1 :confab 403 ria #nosuch"]);
+    // A history batch carries the label on its start.
+    irc.send("@label=h1 CHATHISTORY LATEST #general * 5");
+    irc.expect(&["@label=h1 :confab BATCH +", "chathistory #general"]);
+}

@@ -209,6 +209,32 @@ pub fn clean(text: &str) -> String {
     text.replace(['\r', '\n', '\0'], " ")
 }
 
+/// Encoded lines with a `label` tag added to the first (IRCv3
+/// labeled-response): merged into its tags, or as its only tag.
+pub fn with_label(lines: &[u8], label: &str) -> Vec<u8> {
+    with_tag(lines, "label", label)
+}
+
+/// Encoded lines with tag `key=value` added to the first line.
+pub fn with_tag(lines: &[u8], key: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.len() + key.len() + value.len() + 8);
+    out.push(b'@');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    escape_tag_into(value, &mut out);
+    match lines.strip_prefix(b"@") {
+        Some(rest) => {
+            out.push(b';');
+            out.extend_from_slice(rest);
+        }
+        None => {
+            out.push(b' ');
+            out.extend_from_slice(lines);
+        }
+    }
+    out
+}
+
 /// A tag value as it travels (IRCv3 escaping).
 fn escape_tag_into(value: &str, out: &mut Vec<u8>) {
     for c in value.chars() {

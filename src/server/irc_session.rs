@@ -21,7 +21,7 @@
 use super::handlers::{self, Answer, Cx, Entry, Handled, Refusal, User, account, messages};
 use super::wire::Wire;
 use crate::irc::events::{SERVER, Style, channel, event_lines, mask, message_lines};
-use crate::irc::line::{Line, LineError, MAX_LINE, clean};
+use crate::irc::line::{Line, LineError, MAX_LINE, clean, with_label, with_tag};
 use crate::protocol::{
     ACTION_PREFIX, ChatMessage, ErrorCode, HISTORY_PAGE_MAX, MAX_TOPIC_LEN, Member, Request,
     RoomInfo, ServerMsg, Unread, WHO_PAGE_MAX,
@@ -37,6 +37,7 @@ const CAPS: &[&str] = &[
     "draft/chathistory",
     "draft/read-marker",
     "echo-message",
+    "labeled-response",
     "message-tags",
     "sasl",
     "server-time",
@@ -67,6 +68,7 @@ struct Caps {
     chathistory: bool,
     read_marker: bool,
     echo: bool,
+    labeled: bool,
     message_tags: bool,
     sasl: bool,
     server_time: bool,
@@ -81,6 +83,7 @@ impl Caps {
             "draft/chathistory" => &mut self.chathistory,
             "draft/read-marker" => &mut self.read_marker,
             "echo-message" => &mut self.echo,
+            "labeled-response" => &mut self.labeled,
             "message-tags" => &mut self.message_tags,
             "sasl" => &mut self.sasl,
             "server-time" => &mut self.server_time,
@@ -209,9 +212,82 @@ impl IrcFront {
             }
             Err(LineError::Empty | LineError::NoCommand) => return Outcome::Continue,
         };
-        let outcome = match (me, line.command.as_str()) {
+        // labeled-response: the answer to a labeled command carries the
+        // label (one line), or comes in a labeled batch (several), or is
+        // an ACK (none); a message's echo carries it from the writer.
+        let label = match (me, self.caps.labeled) {
+            (Some(_), true) => line.tag_value("label").flatten().map(str::to_owned),
+            _ => None,
+        };
+        if let Some(label) = label {
+            cx.label = Some(label.clone());
+            let mut answer = Vec::new();
+            let outcome = self.dispatch_line(cx, me, &line, &mut answer);
+            let echoed = self.caps.echo && matches!(line.command.as_str(), "PRIVMSG" | "NOTICE");
+            if !(answer.is_empty() && echoed) {
+                self.labeled(&label, &answer, out);
+            }
+            return outcome;
+        }
+        let outcome = self.dispatch_line(cx, me, &line, out);
+        if let Outcome::Continue = outcome
+            && me.is_none()
+        {
+            return self.try_complete(cx, out);
+        }
+        outcome
+    }
+
+    /// `answer` (the lines that answer one labeled command) as
+    /// labeled-response wants them.
+    fn labeled(&mut self, label: &str, answer: &[u8], out: &mut Vec<u8>) {
+        let lines: Vec<&[u8]> = answer
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let is_batch = lines
+            .first()
+            .is_some_and(|l| find(l, b" BATCH +").is_some() || l.starts_with(b"BATCH +"));
+        match lines.len() {
+            0 => out.extend(with_label(b":confab ACK\r\n", label)),
+            1 => out.extend(with_label(lines[0], label)),
+            // A batch already (CHATHISTORY): its start line carries it.
+            _ if is_batch => {
+                out.extend(with_label(lines[0], label));
+                for l in &lines[1..] {
+                    out.extend_from_slice(l);
+                }
+            }
+            _ => {
+                let id = self.batch_id();
+                let start = Line::new("BATCH")
+                    .source(SERVER)
+                    .param(&format!("+{id}"))
+                    .param("labeled-response")
+                    .encode();
+                out.extend(with_label(&start, label));
+                for l in lines {
+                    out.extend(with_tag(l, "batch", &id));
+                }
+                Line::new("BATCH")
+                    .source(SERVER)
+                    .param(&format!("-{id}"))
+                    .encode_into(out);
+            }
+        }
+    }
+
+    /// Runs one parsed line.
+    fn dispatch_line(
+        &mut self,
+        cx: &mut Cx,
+        me: Option<&User>,
+        line: &Line,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        match (me, line.command.as_str()) {
             (_, "CAP") => {
-                self.cap(cx, &line, out);
+                self.cap(cx, line, out);
                 Outcome::Continue
             }
             (_, "PING") => {
@@ -224,15 +300,9 @@ impl IrcFront {
             }
             (_, "PONG") => Outcome::Continue,
             (_, "QUIT") => Outcome::Close(ErrorCode::Other, "Quit".into()),
-            (None, _) => self.registration(cx, &line, out),
-            (Some(me), _) => self.command(cx, me, &line, out),
-        };
-        if let Outcome::Continue = outcome
-            && me.is_none()
-        {
-            return self.try_complete(cx, out);
+            (None, _) => self.registration(cx, line, out),
+            (Some(me), _) => self.command(cx, me, line, out),
         }
-        outcome
     }
 
     /// `CAP`, before or after registration.
@@ -1238,6 +1308,10 @@ impl IrcFront {
         };
         line.text(&message).encode_into(out);
     }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `authzid NUL authcid NUL password`, base64-encoded: the user and the

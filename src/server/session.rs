@@ -428,6 +428,7 @@ impl Session<'_> {
             outbox: &self.outbox,
             peer: self.peer,
             state: &mut self.state,
+            label: None,
         };
         let me = match &self.phase {
             Phase::Ready(me) => Some(me),
@@ -455,6 +456,7 @@ impl Session<'_> {
             outbox: &self.outbox,
             peer: self.peer,
             state: &mut self.state,
+            label: None,
         };
         (cx, &self.phase)
     }

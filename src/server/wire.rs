@@ -17,6 +17,7 @@
 //! locks, no SQL.
 
 use crate::irc::events::{Style, away_reply, encode_event};
+use crate::irc::line::with_label;
 use crate::protocol::{ServerFrame, ServerMsg, encode_json};
 use std::cell::OnceCell;
 
@@ -97,7 +98,15 @@ impl Wire {
     /// no acknowledgement).
     /// A direct message to someone away also gets IRC's `301` with their
     /// away message.
-    pub fn encode_ack(self, req: Option<u64>, ack: ServerMsg, message: &Outgoing) -> Vec<u8> {
+    /// With a `label` (IRC's labeled-response), the echo's first line
+    /// carries it.
+    pub fn encode_ack(
+        self,
+        req: Option<u64>,
+        ack: ServerMsg,
+        message: &Outgoing,
+        label: Option<&str>,
+    ) -> Vec<u8> {
         let Wire::Irc(style) = self else {
             return encode_json(&ServerFrame::reply(req, ack));
         };
@@ -113,7 +122,10 @@ impl Wire {
             line.encode_into(&mut out);
         }
         if style.echo {
-            out.extend_from_slice(message.bytes(self));
+            match label {
+                Some(label) => out.extend(with_label(message.bytes(self), label)),
+                None => out.extend_from_slice(message.bytes(self)),
+            }
         }
         out
     }

@@ -81,6 +81,9 @@ pub struct Submission {
     /// Chat, or a topic change kept in history (delivered to the setter's
     /// session too: it has no other copy of the line).
     pub kind: MessageKind,
+    /// The IRC client's label for its request (labeled-response), which
+    /// its echo carries.
+    pub label: Option<String>,
 }
 
 /// What the writer thread is asked to do. (Nearly every job is a
@@ -297,10 +300,12 @@ fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
             Target::User { id: to, .. } => hub.away_message(*to),
             Target::Room { .. } => None,
         };
-        let ack = sub
-            .outbox
-            .wire()
-            .encode_ack(sub.req, ServerMsg::Ack { id, ts, away }, &event);
+        let ack = sub.outbox.wire().encode_ack(
+            sub.req,
+            ServerMsg::Ack { id, ts, away },
+            &event,
+            sub.label.as_deref(),
+        );
         match &sub.target {
             Target::Room { name, .. } => {
                 if run.room.as_deref() != Some(name.as_str()) {

@@ -214,6 +214,7 @@ pub(super) fn submit_kind(
         file,
         reply,
         kind,
+        label: cx.label.clone(),
     };
     cx.svc
         .writer

@@ -104,6 +104,9 @@ pub struct Cx<'a> {
     pub peer: SocketAddr,
     /// The session's own state.
     pub state: &'a mut SessionState,
+    /// An IRC request's label (labeled-response), for the writer's echo;
+    /// `None` for confab's requests.
+    pub label: Option<String>,
 }
 
 impl Cx<'_> {
@@ -427,6 +430,7 @@ pub(crate) mod tests {
                 outbox: &self.outbox,
                 peer: "127.0.0.1:4000".parse().unwrap(),
                 state: &mut self.state,
+                label: None,
             };
             f(&mut cx)
         }
