@@ -500,6 +500,14 @@ fn targets(results: &[(String, Value)]) -> String {
          from one epoll set and read frames raw (a timestamp scan, no JSON decoding). Until 2026-11-25 all 20 \
          senders fired at the same tick, i.e. 20-message bursts every 100 ms, which inflated the p99 at \
          \"200 msgs/s\"; the figures below and in the table use the even pacing.\n\n\
+         **Over IRC** (`fanout-irc`, `fanout-irc-fast`): the same room, pacing and measurement with every member \
+         an IRC client on the IRC listener (TLS, `PASS` login, `echo-message`, whose echo counts as the ack), \
+         reading lines raw. By hand on 2026-12-03, one run each: 200 msgs/s p50 1.6 ms, p99 6.9 ms; 1,000 \
+         msgs/s p50 2.7 ms, p99 9.7 ms at 4.5 µs of server CPU per delivery, nothing lost; confab's own \
+         protocol in the same hour: 200 msgs/s p99 12.1 ms, 1,000 msgs/s p99 10.8 ms at 4.6 µs. So IRC costs the \
+         server what confab's protocol does (one encoding per wire format and style, then the same direct \
+         delivery); issue 19's 5 ms p99 at 1,000 msgs/s is missed for the same reason as issue 16's: the two \
+         cores are saturated by the server and the load generator together.\n\n\
          **What changed, and what holds the fan-out back.** Each session has its own thread (the design's \
          `threadpool`). Deliveries used to be queued in the recipient's outbox and its thread woken to write them: \
          a wake-up and two context switches per delivery, which dominated the server's profile. Now a sleeping \
@@ -548,7 +556,16 @@ fn targets(results: &[(String, Value)]) -> String {
          released while idle (rust-openssl's `SslAcceptor`, which native-tls uses, sets SSL_MODE_RELEASE_BUFFERS). \
          Not counted in the per-session figure: `threadpool` starts all `max_sessions` worker threads at start-up, \
          about 9 KiB RSS each while unused. Reaching 34 KiB needs fewer threads than sessions (several sessions \
-         per poll loop), which the design's thread-per-session pool rules out.\n",
+         per poll loop), which the design's thread-per-session pool rules out.\n\n\
+         Again by hand on 2026-12-03 (server at 8090d8f; 2,000 idle sessions from a Python TLS client, \
+         /proc/<pid>/smaps; 500 under heaptrack): 44.6 KiB per session, of which the session thread's stack \
+         mapping is 15.6 KiB resident (the same for a pool thread that never served anyone: its TLS block, thread \
+         descriptor and the loop's frames; a trial that gave back the stack pages below the sleeping frame with \
+         `madvise(MADV_DONTNEED)` freed nothing and was dropped), and about 29 KiB of heap, ~27.6 KiB of it \
+         OpenSSL's (heaptrack peaks: 15 KiB from libssl, 13 KiB from CRYPTO_zalloc per session) and ~2 KiB \
+         confab's own; `malloc_trim(0)` on the live server gave back 0.8 MiB in all, so it is not glibc \
+         fragmentation. The remaining lever is OpenSSL's per-connection state, which native-tls does not let us \
+         tune (session cache, record layer), or fewer threads than sessions.\n",
     );
     if let (Some(s), Some(b)) = (
         get("connect", &["server_cpu_ms_per_resumed_session"]),
@@ -578,11 +595,15 @@ fn targets(results: &[(String, Value)]) -> String {
          every online member of `general`, each a wake-up, and `joined` carried the whole member list: 1,000 \
          clients took 23.2 s at 37.1 ms of server CPU per login (now 1.5-2.2 s at 1.6-2.4 ms), 3,000 got only \
          2,300 in within 120 s at 64.4 ms per login (now all 3,000 in 4.0-6.5 s at 1.4-2.5 ms), 10,000 got \
-         2,153 in (now 9,988), and the `joined` reply grew to 37 KB (now at most 3.6 KB). **The 10,000 step \
-         stops at 9,988 sessions** on this machine: each session holds two descriptors (its socket and its \
-         waker's eventfd), the hard open-file limit here is 20,000 and the server may not raise it (no \
-         CAP_SYS_RESOURCE); the last 12 wait for the 120 s deadline, which is why that setup time reads 120 \
-         s. The 9,988 were in after about 24 s (from the server log's timestamps). Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
+         2,153 in (now all 10,000), and the `joined` reply grew to 37 KB (now at most 3.6 KB). Until 2026-12-03 \
+         the 10,000 step stopped at 9,988 sessions on this machine: each session held two descriptors (its socket \
+         and its waker's eventfd) under a hard open-file limit of 20,000 that the server may not raise (no \
+         CAP_SYS_RESOURCE), and the last 12 waited for the 120 s deadline. Sessions are now woken by a signal \
+         (`poller::ThreadWaker`), one descriptor each: all 10,000 in, 0 failed, in 15.9 and 17.7 s in two runs \
+         that day (target 15 s), at 1.67-1.86 ms of server CPU per login. In a `perf record -a` of one `crowd` \
+         run that day, the front-door threads' TLS handshakes (libcrypto) were the largest server cost and \
+         `Hub::join` (the `joined` page's walk over the member list) the largest of confab's own, about an \
+         eighth of the session threads' CPU. Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
          3,000 and 1.45-2.6 ms at 10,000: flat within this machine's noise, where it was 5, 37, 64 and 19 ms \
          (the last with only 2,153 in) before, but above the 1 ms target. What is left per login is the TLS \
          handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite statements, a front-door \
