@@ -502,9 +502,10 @@ fn targets(results: &[(String, Value)]) -> String {
          \"200 msgs/s\"; the figures below and in the table use the even pacing.\n\n\
          **Over IRC** (`fanout-irc`, `fanout-irc-fast`): the same room, pacing and measurement with every member \
          an IRC client on the IRC listener (TLS, `PASS` login, `echo-message`, whose echo counts as the ack), \
-         reading lines raw. By hand on 2026-12-03, one run each: 200 msgs/s p50 1.6 ms, p99 6.9 ms; 1,000 \
-         msgs/s p50 2.7 ms, p99 9.7 ms at 4.5 µs of server CPU per delivery, nothing lost; confab's own \
-         protocol in the same hour: 200 msgs/s p99 12.1 ms, 1,000 msgs/s p99 10.8 ms at 4.6 µs. So IRC costs the \
+         reading lines raw. By hand on 2026-12-03: 200 msgs/s p50 1.6 ms, p99 6.9 ms; 1,000 msgs/s p50 \
+         2.6-2.7 ms, p99 8.6-10.5 ms in three runs at 4.5 µs of server CPU per delivery, nothing lost; confab's \
+         own protocol in the same hour: 1,000 msgs/s p99 9.0 and 10.8 ms at 4.6 µs. (That day's `make bench` \
+         gave 36.7 ms once, max 91 ms, between those runs: this VM's noise at saturation.) So IRC costs the \
          server what confab's protocol does (one encoding per wire format and style, then the same direct \
          delivery); issue 19's 5 ms p99 at 1,000 msgs/s is missed for the same reason as issue 16's: the two \
          cores are saturated by the server and the load generator together.\n\n\
@@ -600,7 +601,7 @@ fn targets(results: &[(String, Value)]) -> String {
          and its waker's eventfd) under a hard open-file limit of 20,000 that the server may not raise (no \
          CAP_SYS_RESOURCE), and the last 12 waited for the 120 s deadline. Sessions are now woken by a signal \
          (`poller::ThreadWaker`), one descriptor each: all 10,000 in, 0 failed, in 15.9 and 17.7 s in two runs \
-         that day (target 15 s), at 1.67-1.86 ms of server CPU per login. In a `perf record -a` of one `crowd` \
+         that day (target 15 s), at 1.67-1.86 ms of server CPU per login (`make bench` that day: 17.3 s, 1.8 ms). In a `perf record -a` of one `crowd` \
          run that day, the front-door threads' TLS handshakes (libcrypto) were the largest server cost and \
          `Hub::join` (the `joined` page's walk over the member list) the largest of confab's own, about an \
          eighth of the session threads' CPU. Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
