@@ -81,6 +81,9 @@ struct Room {
     members: BTreeMap<UserId, String>,
     /// The same members by name, for paging through them.
     by_name: BTreeMap<String, UserId>,
+    /// How many members are online (here or on another node), kept as
+    /// users come and go so a join does not walk the member list.
+    online: usize,
 }
 
 impl Room {
@@ -91,6 +94,7 @@ impl Room {
             topic: topic.to_owned(),
             members: BTreeMap::new(),
             by_name: BTreeMap::new(),
+            online: 0,
         };
         for (id, user) in members {
             room.add(id, &user);
@@ -292,6 +296,33 @@ impl HubState {
         Some(event)
     }
 
+    /// A user came online (`true`) or went offline: every room they are
+    /// in counts them.
+    fn count_online(&mut self, user_id: UserId, online: bool) {
+        for room in self.rooms.values_mut() {
+            if room.members.contains_key(&user_id) {
+                if online {
+                    room.online += 1;
+                } else {
+                    room.online = room.online.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// A room made from `members`, with those online counted.
+    fn new_room(
+        &self,
+        id: RoomId,
+        name: &str,
+        topic: &str,
+        members: Vec<(UserId, String)>,
+    ) -> Room {
+        let mut room = Room::new(id, name, topic, members);
+        room.online = room.members.keys().filter(|u| self.is_online(u)).count();
+        room
+    }
+
     /// `user` has a session on `node` (another node).
     fn remote_online(&mut self, node: NodeId, user_id: UserId) {
         let was = self.is_online(&user_id);
@@ -300,6 +331,7 @@ impl HubState {
             nodes.push(node);
         }
         if !was {
+            self.count_online(user_id, true);
             self.announce(user_id, PresenceEvent::Online);
         }
     }
@@ -309,11 +341,13 @@ impl HubState {
         let Some(nodes) = self.remote.get_mut(&user_id) else {
             return;
         };
+        // The user had a session elsewhere, so was online until now.
         nodes.retain(|n| *n != node);
         if nodes.is_empty() {
             self.remote.remove(&user_id);
         }
         if !self.is_online(&user_id) {
+            self.count_online(user_id, false);
             self.away.remove(&user_id);
             self.announce(user_id, PresenceEvent::Offline);
         }
@@ -344,8 +378,12 @@ impl HubState {
     /// Adds a member to a room, telling it if they are new: `None` if no
     /// such room, else whether they are new.
     fn add_member(&mut self, name: &str, user_id: UserId, user: &str) -> Option<bool> {
+        let online = self.is_online(&user_id);
         let room = self.rooms.get_mut(name)?;
         let new = room.add(user_id, user);
+        if new && online {
+            room.online += 1;
+        }
         if new {
             let room = &self.rooms[name];
             self.presence(room, user, user_id, PresenceEvent::Join);
@@ -355,10 +393,14 @@ impl HubState {
 
     /// Removes a member, telling the room; whether they were one.
     fn leave(&mut self, name: &str, user_id: UserId, user: &str) -> bool {
+        let online = self.is_online(&user_id);
         let Some(room) = self.rooms.get_mut(name) else {
             return false;
         };
         let left = room.remove(user_id);
+        if left && online {
+            room.online = room.online.saturating_sub(1);
+        }
         if left {
             let room = &self.rooms[name];
             self.presence(room, user, user_id, PresenceEvent::Leave);
@@ -420,17 +462,23 @@ impl HubState {
 
     /// Up to `limit` members, online ones first, each group by name.
     fn first_page(&self, room: &Room, limit: usize) -> MemberPage {
-        // One pass over the members, allocating only for the page: this
-        // runs at every join of a room of any size.
-        let (mut on, mut off) = (Vec::new(), Vec::new());
-        let mut online = 0u32;
+        // This runs at every join of a room of any size: with the online
+        // count kept, the walk stops once the page is full (after `limit`
+        // members when everyone is online, as in a crowd), not at the end
+        // of the member list.
+        let want_on = limit.min(room.online);
+        let offline = room.members.len().saturating_sub(room.online);
+        let want_off = (limit - want_on).min(offline);
+        let (mut on, mut off) = (Vec::with_capacity(want_on), Vec::with_capacity(want_off));
         for (name, id) in &room.by_name {
+            if on.len() >= want_on && off.len() >= want_off {
+                break;
+            }
             if self.is_online(id) {
-                online += 1;
-                if on.len() < limit {
+                if on.len() < want_on {
                     on.push(self.member(*id, name));
                 }
-            } else if off.len() < limit {
+            } else if off.len() < want_off {
                 off.push(self.member(*id, name));
             }
         }
@@ -438,7 +486,7 @@ impl HubState {
         on.truncate(limit);
         MemberPage {
             members: on,
-            online,
+            online: room.online as u32,
             more: room.by_name.len() > limit,
         }
     }
@@ -456,10 +504,9 @@ impl HubState {
             .collect();
         let more = members.len() > limit;
         members.truncate(limit);
-        let online = room.members.keys().filter(|id| self.is_online(id)).count() as u32;
         MemberPage {
             members,
-            online,
+            online: room.online as u32,
             more,
         }
     }
@@ -568,9 +615,9 @@ impl Hub {
                 creator_id,
                 creator,
             } => {
-                if let std::collections::hash_map::Entry::Vacant(slot) = st.rooms.entry(room) {
-                    let new = Room::new(id, slot.key(), &topic, vec![(creator_id, creator)]);
-                    slot.insert(new);
+                if !st.rooms.contains_key(&room) {
+                    let new = st.new_room(id, &room, &topic, vec![(creator_id, creator)]);
+                    st.rooms.insert(room, new);
                 }
             }
             Shared::Joined {
@@ -686,6 +733,9 @@ impl Hub {
         let sids = st.online.entry(user_id).or_default();
         sids.push(sid);
         let first = sids.len() == 1;
+        if first && !elsewhere {
+            st.count_online(user_id, true);
+        }
         let mut rooms = Vec::new();
         for room in st.rooms.values() {
             if room.members.contains_key(&user_id) {
@@ -725,6 +775,7 @@ impl Hub {
         if last {
             st.online.remove(&user_id);
             if !st.remote.contains_key(&user_id) {
+                st.count_online(user_id, false);
                 st.away.remove(&user_id);
                 st.announce(user_id, PresenceEvent::Offline);
             }
@@ -823,10 +874,8 @@ impl Hub {
     /// Adds a room created in the database.
     pub fn add_room(&self, id: RoomId, name: &str, topic: &str, creator: (UserId, &str)) {
         let mut st = self.write();
-        st.rooms.insert(
-            name.to_owned(),
-            Room::new(id, name, topic, vec![(creator.0, creator.1.to_owned())]),
-        );
+        let room = st.new_room(id, name, topic, vec![(creator.0, creator.1.to_owned())]);
+        st.rooms.insert(name.to_owned(), room);
         self.share(|| Shared::RoomCreated {
             id,
             room: name.to_owned(),
@@ -1069,5 +1118,84 @@ mod tests {
         hub.deliver_presence(hub.presence_queue().take_now());
         let (bytes, _) = a.take();
         assert!(String::from_utf8_lossy(&bytes).contains("\"offline\""));
+    }
+
+    #[test]
+    fn kept_online_counts_match_a_walk_through_any_history_of_comings_and_goings() {
+        let rooms = (1..=3)
+            .map(|r| RoomRecord {
+                id: r,
+                name: format!("room{r}"),
+                topic: String::new(),
+                members: (1..=6)
+                    .filter(|u| (u + r) % 2 == 0)
+                    .map(|u| (u, format!("u{u}")))
+                    .collect(),
+            })
+            .collect();
+        let hub = Hub::new(rooms, 1000);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut sessions: Vec<SessionId> = Vec::new();
+        let mut next_sid = 100;
+        for step in 0..3000 {
+            let user = next(8) as UserId + 1;
+            let name = format!("u{user}");
+            let room = format!("room{}", next(3) + 1);
+            match next(7) {
+                0 | 1 => {
+                    next_sid += 1;
+                    hub.attach(next_sid, Arc::new(Outbox::new(1 << 20)));
+                    hub.login(next_sid, user, &name);
+                    sessions.push(next_sid);
+                }
+                2 if !sessions.is_empty() => {
+                    let sid = sessions.swap_remove(next(sessions.len() as u64) as usize);
+                    hub.detach(sid);
+                }
+                3 => {
+                    hub.add_member(&room, user, &name);
+                }
+                4 => hub.leave(&room, user, &name),
+                5 => hub.apply(
+                    7,
+                    Shared::Online {
+                        user_id: user,
+                        user: name.clone(),
+                    },
+                ),
+                _ => hub.apply(7, Shared::Offline { user_id: user }),
+            }
+            let st = hub.read();
+            for r in st.rooms.values() {
+                let walked = r.members.keys().filter(|u| st.is_online(u)).count();
+                assert_eq!(r.online, walked, "{} after step {step}", r.name);
+                let page = st.first_page(r, 2);
+                let want_online = r
+                    .by_name
+                    .values()
+                    .filter(|u| st.is_online(u))
+                    .take(2)
+                    .count();
+                assert_eq!(
+                    page.members.iter().filter(|m| m.online).count(),
+                    want_online,
+                    "online members first"
+                );
+                assert_eq!(page.members.len(), r.members.len().min(2));
+            }
+            drop(st);
+            // Drain what the outboxes got, so none overflows.
+            for sid in &sessions {
+                if let Some(e) = hub.read().sessions.get(sid) {
+                    e.outbox.take();
+                }
+            }
+        }
     }
 }
