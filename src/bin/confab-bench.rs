@@ -604,12 +604,13 @@ fn targets(results: &[(String, Value)]) -> String {
          that day (target 15 s), at 1.67-1.86 ms of server CPU per login (`make bench` that day: 17.3 s, 1.8 ms). In a `perf record -a` of one `crowd` \
          run that day, the front-door threads' TLS handshakes (libcrypto) were the largest server cost and \
          `Hub::join` (the `joined` page's walk over the member list) the largest of confab's own, about an \
-         eighth of the session threads' CPU. Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
+         eighth of the session threads' CPU; each room now keeps its online count, so the page stops walking \
+         once full (4 runs after that change: 15.8-24.2 s at 1.55-2.15 ms per login at 10,000, the same as \
+         before within this VM's noise that afternoon). Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
          3,000 and 1.45-2.6 ms at 10,000: flat within this machine's noise, where it was 5, 37, 64 and 19 ms \
          (the last with only 2,153 in) before, but above the 1 ms target. What is left per login is the TLS \
-         handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite statements, a front-door \
-         thread, and the `joined` page, which still walks the member list once (O(n), without \
-         allocations).\n\n**How `storm-crowded` and `restart` set up.** `storm-crowded`: 3,000 clients join \
+         handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite statements and a front-door \
+         thread.\n\n**How `storm-crowded` and `restart` set up.** `storm-crowded`: 3,000 clients join \
          `general` as in `crowd` and stay; then 8 threads make 2,000 new sessions that resume one account's \
          token, then 2,000 that register new accounts (each in `general`). Before (b6ecc3b, by hand): only \
          2,300 of the 3,000 got in, then 72 resumed sessions/s at 21.6 ms of server CPU each and 8 \
