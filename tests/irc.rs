@@ -55,21 +55,15 @@ fn a_wrong_password_is_refused_with_904_and_pass_works_without_sasl() {
     irc.expect(&["ERROR"]);
 
     let mut pass = Irc::connect(&s.irc_addr);
-    pass.send(&format!("PASS :{PW}"));
-    pass.send("NICK bob");
-    pass.send("USER bob 0 * :Bob");
+    pass.pass_login(PW, "bob");
     pass.expect(&[" 001 bob "]);
 
     let mut colon = Irc::connect(&s.irc_addr);
-    colon.send(&format!("PASS :bob:{PW}"));
-    colon.send("NICK whatever");
-    colon.send("USER x 0 * :x");
+    colon.pass_login(&format!("bob:{PW}"), "whatever");
     colon.expect(&[" 001 bob "]);
 
     let mut wrong = Irc::connect(&s.irc_addr);
-    wrong.send("PASS nope-nope-nope");
-    wrong.send("NICK bob");
-    wrong.send("USER bob 0 * :Bob");
+    wrong.pass_login("nope-nope-nope", "bob");
     wrong.expect(&[" 464 ", "wrong user name or password"]);
     wrong.expect(&["ERROR"]);
 }
@@ -315,9 +309,7 @@ fn an_irc_session_honours_mutes_bans_kicks_and_flood_control() {
     })
     .unwrap();
     let mut banned = Irc::connect(&s.irc_addr);
-    banned.send(&format!("PASS :{PW}"));
-    banned.send("NICK ivan");
-    banned.send("USER ivan 0 * :ivan");
+    banned.pass_login(PW, "ivan");
     banned.expect(&[" 465 ivan ", "rude"]);
     banned.expect(&["ERROR"]);
 
@@ -346,9 +338,7 @@ fn irc_clients_wait_in_line_with_a_notice_and_register_when_admitted() {
     let mut queued = Irc::connect(&s.irc_addr);
     queued.expect(&["NOTICE * :*** The server is full: you are number 1 of 1 in line"]);
     // What it sends while waiting is answered once it is admitted.
-    queued.send(&format!("PASS :{PW}"));
-    queued.send("NICK kara");
-    queued.send("USER kara 0 * :kara");
+    queued.pass_login(PW, "kara");
     drop(first);
     queued.expect(&["*** Your turn came after"]);
     queued.expect(&[" 001 kara "]);
@@ -370,9 +360,7 @@ fn bad_lines_get_numerics_and_lose_nothing_after_them() {
     let mut early = Irc::connect(&s.irc_addr);
     early.send("JOIN #general");
     early.expect(&[" 451 * "]);
-    early.send(&format!("PASS :{PW}"));
-    early.send("NICK lee");
-    early.send("USER lee 0 * :lee");
+    early.pass_login(PW, "lee");
     early.expect(&[" 001 lee "]);
 }
 
@@ -394,18 +382,17 @@ fn the_plaintext_irc_listener_serves_loopback_only() {
     assert!(welcome.contains(" 001 mia "), "{welcome}");
 
     // Anywhere but loopback is refused at start, saying why.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-server"))
-        .args(["--irc-listen-plain", "0.0.0.0:0", "--listen", "127.0.0.1:0"])
-        .args(["--db", s.dir.path().join("other.db").to_str().unwrap()])
-        .args(["--data-dir", s.dir.path().to_str().unwrap()])
-        .arg("--cert")
-        .arg(util::certs().join("server.pem"))
-        .arg("--key")
-        .arg(util::certs().join("server.key"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let db = s.dir.path().join("other.db");
+    let err = util::start_refused(&[
+        "--irc-listen-plain",
+        "0.0.0.0:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+        "--data-dir",
+        s.dir.path().to_str().unwrap(),
+    ]);
     assert!(err.contains("loopback addresses only"), "{err}");
 }
 
@@ -596,4 +583,39 @@ fn labeled_commands_get_labeled_answers_and_echoes() {
     // A history batch carries the label on its start.
     irc.send("@label=h1 CHATHISTORY LATEST #general * 5");
     irc.expect(&["@label=h1 :confab BATCH +", "chathistory #general"]);
+}
+
+#[test]
+fn sasl_aborts_unknown_mechanisms_overlong_payloads_and_retries() {
+    let s = server();
+    let _una = s.user("una");
+    use base64::Engine;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let mut irc = Irc::connect(&s.irc_addr);
+    irc.send("CAP REQ sasl");
+    irc.send("AUTHENTICATE SCRAM-SHA-256");
+    irc.expect(&[" 908 * PLAIN "]);
+    irc.expect(&[" 904 * "]);
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect(&["AUTHENTICATE +"]);
+    irc.send("AUTHENTICATE *");
+    irc.expect(&[" 906 * "]);
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect(&["AUTHENTICATE +"]);
+    for _ in 0..4 {
+        irc.send(&format!("AUTHENTICATE {}", "A".repeat(400)));
+    }
+    irc.expect(&[" 905 * "]);
+    irc.send("AUTHENTICATE *");
+    irc.send("AUTHENTICATE PLAIN");
+    irc.send(&format!("AUTHENTICATE {}", b64(&format!("una\0una\0{PW}"))));
+    irc.expect(&[" 903 una "]);
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect(&[" 907 una "]);
+    irc.send("NICK una");
+    irc.send("USER una 0 * :una");
+    irc.send("CAP END");
+    irc.expect(&[" 001 una "]);
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect(&[" 907 una "]);
 }

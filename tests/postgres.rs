@@ -52,21 +52,12 @@ fn chat_history_and_search_on_postgres_survive_a_killed_server() {
 
 #[test]
 fn an_unreachable_database_is_a_clear_error_at_start() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-server"))
-        .args([
-            "--db",
-            "postgres://confab:hunter2@127.0.0.1:1/chat",
-            "--listen",
-            "127.0.0.1:0",
-            "--cert",
-        ])
-        .arg(util::certs().join("server.pem"))
-        .arg("--key")
-        .arg(util::certs().join("server.key"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = util::start_refused(&[
+        "--db",
+        "postgres://confab:hunter2@127.0.0.1:1/chat",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(
         err.contains("cannot open database postgres://confab:***@127.0.0.1:1/chat"),
         "{err}"

@@ -92,49 +92,16 @@ fn run(args: &Args) -> Result<(), String> {
     for name in &scenarios {
         let start = |extra: &[&str]| BenchServer::start(&args.server, &certs, extra);
         let result = match name.as_str() {
-            "fanout" => {
+            "fanout" | "fanout-fast" => {
                 let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
-                let p = Fanout {
-                    clients: if q { 10 } else { 200 },
-                    senders: if q { 2 } else { 20 },
-                    messages: if q { 20 } else { 100 },
-                    rate: Some(200.0),
-                    burst: false,
-                    irc: false,
-                };
-                bench::fanout(&s, &p)
-            }
-            "fanout-fast" => {
-                let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
-                let p = Fanout {
-                    clients: if q { 10 } else { 200 },
-                    senders: if q { 2 } else { 20 },
-                    messages: if q { 20 } else { 250 },
-                    rate: Some(1000.0),
-                    burst: false,
-                    irc: false,
-                };
-                bench::fanout(&s, &p)
+                bench::fanout(&s, &paced_room(q, name == "fanout-fast", false))
             }
             "fanout-irc" | "fanout-irc-fast" => {
                 // The same room over the IRC listener: every member an IRC
                 // client (PASS login, echo-message as its acks).
                 let irc = ["--irc-listen", "127.0.0.1:0", "--max-sessions", "512"];
                 let s = start(&[&cheap[..], &irc[..]].concat())?;
-                let fast = name == "fanout-irc-fast";
-                let p = Fanout {
-                    clients: if q { 10 } else { 200 },
-                    senders: if q { 2 } else { 20 },
-                    messages: match (q, fast) {
-                        (true, _) => 20,
-                        (false, false) => 100,
-                        (false, true) => 250,
-                    },
-                    rate: Some(if fast { 1000.0 } else { 200.0 }),
-                    burst: false,
-                    irc: true,
-                };
-                bench::fanout(&s, &p)
+                bench::fanout(&s, &paced_room(q, name == "fanout-irc-fast", true))
             }
             "burst" => {
                 let s = start(&[&cheap[..], &["--max-sessions", "512"]].concat())?;
@@ -264,19 +231,7 @@ fn run(args: &Args) -> Result<(), String> {
                 let extra = [&cheap[..], &["--max-sessions", "512", "--db", &pg.url]].concat();
                 let a = start(&extra)?;
                 let b = start(&extra)?;
-                let p = Fanout {
-                    clients: if q { 10 } else { 200 },
-                    senders: if q { 2 } else { 20 },
-                    messages: match (q, fast) {
-                        (true, _) => 20,
-                        (false, false) => 100,
-                        (false, true) => 250,
-                    },
-                    rate: Some(if fast { 1000.0 } else { 200.0 }),
-                    burst: false,
-                    irc: false,
-                };
-                let v = bench::fanout_on_nodes(&[&a, &b], &p);
+                let v = bench::fanout_on_nodes(&[&a, &b], &paced_room(q, fast, false));
                 drop((a, b));
                 v
             }
@@ -312,6 +267,23 @@ fn run(args: &Args) -> Result<(), String> {
         eprintln!("wrote {}", out.display());
     }
     Ok(())
+}
+
+/// The paced 200-member room (`fanout`, its IRC and cluster variants): 20
+/// senders at 200 msgs/s, or 1,000 when `fast`; small when `quick`.
+fn paced_room(quick: bool, fast: bool, irc: bool) -> Fanout {
+    Fanout {
+        clients: if quick { 10 } else { 200 },
+        senders: if quick { 2 } else { 20 },
+        messages: match (quick, fast) {
+            (true, _) => 20,
+            (false, false) => 100,
+            (false, true) => 250,
+        },
+        rate: Some(if fast { 1000.0 } else { 200.0 }),
+        burst: false,
+        irc,
+    }
 }
 
 /// The targets against what was measured.

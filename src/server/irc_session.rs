@@ -123,7 +123,8 @@ pub struct IrcFront {
     user_seen: bool,
     pass: Option<String>,
     sasl: Sasl,
-    registered: bool,
+    /// The account's id, once registered.
+    user_id: Option<crate::store::UserId>,
     next_req: u64,
     next_batch: u64,
 }
@@ -144,7 +145,7 @@ impl IrcFront {
             user_seen: false,
             pass: None,
             sasl: Sasl::Idle,
-            registered: false,
+            user_id: None,
             next_req: 0,
             next_batch: 0,
         }
@@ -225,7 +226,9 @@ impl IrcFront {
             let outcome = self.dispatch_line(cx, me, &line, &mut answer);
             let echoed = self.caps.echo && matches!(line.command.as_str(), "PRIVMSG" | "NOTICE");
             if !(answer.is_empty() && echoed) {
-                self.labeled(&label, &answer, out);
+                // CHATHISTORY answers in a batch of its own already.
+                let own_batch = self.caps.batch && line.command == "CHATHISTORY";
+                self.labeled(&label, &answer, own_batch, out);
             }
             return outcome;
         }
@@ -238,21 +241,18 @@ impl IrcFront {
         outcome
     }
 
-    /// `answer` (the lines that answer one labeled command) as
-    /// labeled-response wants them.
-    fn labeled(&mut self, label: &str, answer: &[u8], out: &mut Vec<u8>) {
+    /// `answer` (the lines that answer one labeled command; a batch of
+    /// its own when `own_batch`) as labeled-response wants them.
+    fn labeled(&mut self, label: &str, answer: &[u8], own_batch: bool, out: &mut Vec<u8>) {
         let lines: Vec<&[u8]> = answer
             .split_inclusive(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .collect();
-        let is_batch = lines
-            .first()
-            .is_some_and(|l| find(l, b" BATCH +").is_some() || l.starts_with(b"BATCH +"));
         match lines.len() {
             0 => out.extend(with_label(b":confab ACK\r\n", label)),
             1 => out.extend(with_label(lines[0], label)),
-            // A batch already (CHATHISTORY): its start line carries it.
-            _ if is_batch => {
+            // A batch already: its start line carries it.
+            _ if own_batch => {
                 out.extend(with_label(lines[0], label));
                 for l in &lines[1..] {
                     out.extend_from_slice(l);
@@ -318,7 +318,7 @@ impl IrcFront {
         };
         match sub.as_str() {
             "LS" => {
-                if !self.registered {
+                if self.user_id.is_none() {
                     self.cap_open = true;
                 }
                 let v302 = line.arg(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
@@ -333,7 +333,7 @@ impl IrcFront {
             }
             "LIST" => reply("LIST", &self.caps.enabled().join(" ")).encode_into(out),
             "REQ" => {
-                if !self.registered {
+                if self.user_id.is_none() {
                     self.cap_open = true;
                 }
                 let asked = line.arg(1).unwrap_or("");
@@ -477,7 +477,7 @@ impl IrcFront {
     /// negotiation was started) are in: checks `PASS` unless SASL already
     /// logged in, then enters the session and writes the welcome.
     fn try_complete(&mut self, cx: &mut Cx, out: &mut Vec<u8>) -> Outcome {
-        if self.registered || self.cap_open || !self.user_seen {
+        if self.user_id.is_some() || self.cap_open || !self.user_seen {
             return Outcome::Continue;
         }
         let Some(nick) = self.nick.clone() else {
@@ -515,8 +515,8 @@ impl IrcFront {
         };
         match account::enter_checked(cx, user) {
             Ok(Answer::Entered(entry)) => {
-                self.registered = true;
                 self.nick = Some(entry.user.name.clone());
+                self.user_id = Some(entry.user.id);
                 cx.outbox.set_wire(Wire::Irc(self.style()));
                 self.welcome(cx, &entry, out);
                 Outcome::Entered(entry.user)
@@ -933,7 +933,7 @@ impl IrcFront {
             return self.num("431").param("No nickname given").encode_into(out);
         };
         let user = nick.to_ascii_lowercase();
-        match user_status(cx, nick).zip(cx.svc.store.find_user(&user).ok().flatten()) {
+        match account(cx, nick).map(|r| (cx.svc.hub.status(r.id), r)) {
             Some(((true, away), record)) => {
                 self.num("311")
                     .param(&user)
@@ -1207,12 +1207,8 @@ impl IrcFront {
     /// `MARKREAD target timestamp=...` (or `*`): the user's read position
     /// in a conversation, as a time.
     fn marker_line(&self, cx: &mut Cx, target: &str, out: &mut Vec<u8>) {
-        let Some(me) = self.nick.as_deref() else {
+        let Some(user) = self.user_id else {
             return;
-        };
-        let user = match cx.svc.store.find_user(me) {
-            Ok(Some(u)) => u.id,
-            _ => return,
         };
         let at = place_of(cx, target)
             .and_then(|place| cx.svc.store.read_marker_time(user, place).ok().flatten());
@@ -1310,10 +1306,6 @@ impl IrcFront {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// `authzid NUL authcid NUL password`, base64-encoded: the user and the
 /// password (an authzid other than the user is not supported).
 fn plain_credentials(b64: &str) -> Option<(String, String)> {
@@ -1354,17 +1346,19 @@ fn place_of(cx: &Cx, target: &str) -> Option<crate::store::Destination> {
         let room = cx.svc.hub.room(&room_name(target)?)?;
         Some(crate::store::Destination::Room(room.id))
     } else {
-        let name = validate::username(target).ok()?;
-        let user = cx.svc.store.find_user(&name).ok()??;
-        Some(crate::store::Destination::User(user.id))
+        Some(crate::store::Destination::User(account(cx, target)?.id))
     }
 }
 
 /// Whether a user exists and is online, and their away message.
 fn user_status(cx: &Cx, nick: &str) -> Option<(bool, Option<String>)> {
+    Some(cx.svc.hub.status(account(cx, nick)?.id))
+}
+
+/// The account a nick names, if any.
+fn account(cx: &Cx, nick: &str) -> Option<crate::store::UserRecord> {
     let name = validate::username(nick).ok()?;
-    let record = cx.svc.store.find_user(&name).ok()??;
-    Some(cx.svc.hub.status(record.id))
+    cx.svc.store.find_user(&name).ok()?
 }
 
 /// A room's online members, every page of them.

@@ -99,10 +99,10 @@ struct Session<'a> {
     /// token's digest, transfers in progress.
     state: SessionState,
     /// For an IRC connection: its front end (`None` for confab's protocol,
-    /// and while a line is being handled) and its input cut into lines.
+    /// which is how the loop tells the two apart; taken out only while
+    /// one line is handled) and its input cut into lines.
     irc: Option<Box<IrcFront>>,
     lines: Splitter,
-    is_irc: bool,
 }
 
 /// What a connection brings to its session: which protocol it speaks, and
@@ -173,7 +173,6 @@ fn serve(conn: ServerConnection, peer: SocketAddr, arrival: Arrival, ctx: &Serve
         state: SessionState::new(svc, now),
         irc: is_irc.then(|| Box::new(IrcFront::new())),
         lines: Splitter::default(),
-        is_irc,
     };
     log::debug!("session {id} from {peer}: started");
     match arrival {
@@ -276,7 +275,7 @@ impl Session<'_> {
             }
             if ready.socket_readable || read_state == ReadState::More {
                 read_state = conn.fill()?;
-                if self.is_irc {
+                if self.irc.is_some() {
                     let lines = &mut self.lines;
                     conn.drain_raw(|bytes| lines.push(bytes));
                     while self.closing.is_none() {
@@ -289,7 +288,7 @@ impl Session<'_> {
                         }
                     }
                 }
-                while !self.is_irc && self.closing.is_none() {
+                while self.irc.is_none() && self.closing.is_none() {
                     match conn.next_frame() {
                         Ok(Some(frame)) => {
                             self.handle_frame(frame);
@@ -421,20 +420,16 @@ impl Session<'_> {
             return;
         };
         let req = Some(front.next_req());
-        let mut cx = Cx {
-            svc: &self.ctx.services,
-            req,
-            session: self.id,
-            outbox: &self.outbox,
-            peer: self.peer,
-            state: &mut self.state,
-            label: None,
-        };
-        let me = match &self.phase {
+        // The replies go to `out`, which `cx` cannot lend while it holds
+        // the session.
+        let mut out = std::mem::take(&mut self.out);
+        let (mut cx, phase) = self.cx(req);
+        let me = match phase {
             Phase::Ready(me) => Some(me),
             _ => None,
         };
-        let outcome = front.line(&mut cx, me, line, &mut self.out);
+        let outcome = front.line(&mut cx, me, line, &mut out);
+        self.out = out;
         self.irc = Some(front);
         // As for a confab request: other nodes see the changes first.
         self.ctx.services.share_changes();

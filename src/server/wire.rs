@@ -148,11 +148,6 @@ impl Outgoing {
         }
     }
 
-    /// The event itself, in a frame.
-    pub fn frame(&self) -> &ServerFrame {
-        &self.frame
-    }
-
     /// An unsolicited event (no request id).
     pub fn event(msg: ServerMsg) -> Outgoing {
         Outgoing::new(ServerFrame::event(msg))

@@ -35,6 +35,13 @@ impl Irc {
         self.send_bytes(format!("{line}\r\n").as_bytes());
     }
 
+    /// Registers without SASL: `PASS :pass`, `NICK nick`, `USER`.
+    pub fn pass_login(&mut self, pass: &str, nick: &str) {
+        self.send(&format!("PASS :{pass}"));
+        self.send(&format!("NICK {nick}"));
+        self.send(&format!("USER {nick} 0 * :{nick}"));
+    }
+
     /// Sends raw bytes, as they are.
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         let s = self.reader.get_mut();

@@ -40,6 +40,21 @@ pub fn history_ids(c: &mut Client, room: &str, page: u32) -> Vec<i64> {
     }
 }
 
+/// Runs `confab-server` with the test certificates and `args`, expects it
+/// to refuse to start, and returns what it said on stderr.
+pub fn start_refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .args(args)
+        .arg("--cert")
+        .arg(certs().join("server.pem"))
+        .arg("--key")
+        .arg(certs().join("server.key"))
+        .output()
+        .expect("run confab-server");
+    assert!(!out.status.success(), "the server started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The next event from `c` that `want` accepts, skipping others; panics
 /// (saying `what` and what was seen) if none comes within [`WAIT`].
 pub fn wait_event(c: &mut Client, what: &str, want: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
