@@ -97,9 +97,85 @@ fn clean(s: &str, one_line: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The longest URL made a hyperlink (the length OSC 8's terminals agree
+/// on; a longer one stays plain text, which terminals still show).
+pub const MAX_URL: usize = 2083;
+
+/// Where the web addresses in `text` are (`http://` and `https://`), as
+/// byte ranges, in order. An address runs to the next space or non-ASCII
+/// character (a hyperlink's target must be plain ASCII) and leaves out
+/// punctuation that ends a sentence around it (`see https://x.org/a.`,
+/// `(https://x.org/a)`), as terminals' own URL matching does.
+pub fn urls(text: &str) -> Vec<std::ops::Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("http").map(|i| i + from) {
+        let rest = &text[at..];
+        let scheme = if rest.starts_with("https://") {
+            8
+        } else if rest.starts_with("http://") {
+            7
+        } else {
+            from = at + 4;
+            continue;
+        };
+        // "xhttp://" is not an address start.
+        if at > 0 && bytes[at - 1].is_ascii_alphanumeric() {
+            from = at + scheme;
+            continue;
+        }
+        let mut end = at + scheme;
+        while end < bytes.len() && bytes[end].is_ascii_graphic() {
+            end += 1;
+        }
+        // Trailing punctuation, and a closing bracket the address did not
+        // open, belong to the sentence.
+        loop {
+            let url = &text[at..end];
+            match url.as_bytes().last() {
+                Some(b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'>') => end -= 1,
+                Some(b')') if url.matches('(').count() < url.matches(')').count() => end -= 1,
+                Some(b']') if url.matches('[').count() < url.matches(']').count() => end -= 1,
+                _ => break,
+            }
+        }
+        if end > at + scheme && end - at <= MAX_URL {
+            found.push(at..end);
+        }
+        from = end.max(at + scheme);
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url_strings(text: &str) -> Vec<&str> {
+        urls(text).into_iter().map(|r| &text[r]).collect()
+    }
+
+    #[test]
+    fn web_addresses_are_found_without_the_sentence_around_them() {
+        assert_eq!(
+            url_strings("see https://example.org/a?b=1&c=2#x, and http://x.io."),
+            ["https://example.org/a?b=1&c=2#x", "http://x.io"]
+        );
+        assert_eq!(
+            url_strings("(https://en.wikipedia.org/wiki/Rust_(language))"),
+            ["https://en.wikipedia.org/wiki/Rust_(language)"]
+        );
+        assert_eq!(url_strings("[https://x.org/a]"), ["https://x.org/a"]);
+        assert_eq!(url_strings("<https://x.org/>"), ["https://x.org/"]);
+        // Not addresses: no host, a scheme glued to a word, other schemes.
+        assert!(url_strings("https:// xhttp://a.b ftp://a.b http").is_empty());
+        // Non-ASCII ends one (a hyperlink target is ASCII).
+        assert_eq!(url_strings("https://a.b/c\u{e9}d"), ["https://a.b/c"]);
+        assert_eq!(url_strings("https://a.b\nhttps://c.d"), ["https://a.b", "https://c.d"]);
+        let long = format!("https://a.b/{}", "x".repeat(MAX_URL));
+        assert!(urls(&long).is_empty());
+    }
 
     #[test]
     fn a_right_to_left_override_cannot_disguise_an_extension() {

@@ -1029,3 +1029,77 @@ fn the_terminal_title_carries_the_unread_count() {
     bob.say("general", "more news").unwrap();
     title_is("(2) confab: confab");
 }
+
+#[test]
+fn web_addresses_are_hyperlinks_even_where_wrapping_cuts_them() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    let output = home.path().join("terminal-output");
+    tmux.record_output(&output);
+    // 100 columns leave 60 for messages: the long address is cut in two.
+    let short = "https://example.org/confab";
+    let long = format!("https://example.org/{}/end", "long-path".repeat(8));
+    bob.say("general", &format!("see {short}, and {long} please"))
+        .unwrap();
+    tmux.wait_for("please");
+    let opening = |url: &str| format!(";{url}\x1b\\");
+    let read = || String::from_utf8_lossy(&std::fs::read(&output).unwrap_or_default()).into_owned();
+    util::eventually(
+        || format!("hyperlinks in what the client wrote:\n{:?}", read()),
+        || {
+            let written = read();
+            written.matches(&opening(short)).count() >= 1
+                && written.matches(&opening(&long)).count() >= 2
+        },
+    );
+    let written = read();
+    // Each link is closed again, and the screen shows the text as text.
+    assert!(written.contains("\x1b]8;;\x1b\\"), "{written:?}");
+    let screen = tmux.screen();
+    assert!(screen.contains(short), "{screen}");
+    assert!(!screen.contains("]8;"), "{screen}");
+}
+
+#[test]
+fn a_mention_in_a_me_line_is_highlighted_like_any_mention() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.user("bob");
+    let tmux = registered(&server, "alice", home.path());
+    bob.say("general", "/me waves at nobody").unwrap();
+    bob.say("general", "/me waves at alice").unwrap();
+    bob.say("general", "plain alice mention").unwrap();
+    tmux.wait_for("plain alice mention");
+    let styled = tmux.screen_styled();
+    // The mention colour is light yellow (colour 11) unless configured:
+    // the text itself, not only the nick, is drawn in it.
+    let coloured = |text: &str| styled.contains(&format!("\x1b[38;5;11m{text}"));
+    assert!(coloured("waves at alice"), "{styled:?}");
+    assert!(coloured("plain alice mention"), "{styled:?}");
+    assert!(!coloured("waves at nobody"), "{styled:?}");
+}
+
+#[test]
+fn registering_with_an_empty_password_says_what_is_wrong() {
+    let server = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    let tmux = Tmux::run(&confab_with(
+        &format!("--ca {} newbie@localhost:{}", ca.display(), port(&server)),
+        home.path(),
+        Some(""),
+    ));
+    tmux.wait_for("Log in to confab");
+    // Register with the field left empty: the password is empty.
+    tmux.keys(&["Tab", "Tab", "Enter"]);
+    let screen = tmux.wait_for("passwords are 8 to 128 characters");
+    let dialog = row_of(&screen, "passwords are");
+    let said = screen.lines().nth(dialog).unwrap();
+    assert!(said.contains("choose another password"), "{screen}");
+    assert!(!said.contains("refused"), "{screen}");
+    // Nothing was sent: the account does not exist.
+    let mut check = server.client();
+    assert!(check.login("newbie", PW).is_err());
+}

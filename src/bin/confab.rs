@@ -116,6 +116,7 @@ fn run(args: &Args) -> Result<(), String> {
     };
     // (`mouse` is read before the settings move into the UI state.)
     let mouse = settings.terminal.mouse;
+    let hyperlinks = settings.terminal.hyperlinks;
     tui::view::set_time_format(&settings.display.timestamp)?;
     tui::view::set_colors(settings.theme.colors()?);
     let mut siv = cursive::Cursive::new();
@@ -143,7 +144,7 @@ fn run(args: &Args) -> Result<(), String> {
         App::new(Model::new(&user), handle).with_notifications(notifier, settings, settings_path),
     );
     let ran = siv
-        .try_run_with(|| tui::terminal::Terminal::init(mouse))
+        .try_run_with(|| tui::terminal::Terminal::init(mouse, hyperlinks))
         .map_err(|e| format!("terminal error: {e}"));
     // Give the network thread a moment to say goodbye to the server.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);

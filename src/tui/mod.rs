@@ -220,7 +220,7 @@ pub fn setup(siv: &mut Cursive, app: App) {
 /// shown window as read).
 pub fn render(s: &mut Cursive) {
     let width = view::message_width(s.screen_size().x);
-    let Some((title, status, windows, messages, users)) = with_app(s, |app| {
+    let Some((title, status, windows, messages, users, links)) = with_app(s, |app| {
         app.report_read();
         let m = &app.model;
         // The terminal title (OSC 2) carries the unread count, so news
@@ -239,6 +239,7 @@ pub fn render(s: &mut Cursive) {
             view::render_windows(m),
             view::render_messages(m.current(), &m.me, m.selected, width),
             view::render_users(m.current()),
+            view::links_in(m.current()),
         )
     }) else {
         return;
@@ -250,6 +251,7 @@ pub fn render(s: &mut Cursive) {
         let title = crate::text::for_terminal_line(&title);
         terminal::write_raw(format!("\x1b]2;{title}\x07").as_bytes());
     }
+    terminal::set_links(links);
     s.call_on_name(view::STATUS, |v: &mut TextView| v.set_content(status));
     s.call_on_name(view::WINDOWS, |v: &mut TextView| v.set_content(windows));
     s.call_on_name(view::MESSAGES, |v: &mut TextView| v.set_content(messages));

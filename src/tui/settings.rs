@@ -33,6 +33,7 @@
 //! [terminal]
 //! mouse = false        # capture the mouse (click, wheel); off keeps the
 //!                      # terminal's own selection and URL clicking
+//! hyperlinks = true    # web addresses as OSC 8 links (whole when wrapped)
 //! ```
 //!
 //! `/sound`, `/mute`, `/unmute`, `/dnd`, `/ignore` and `/unignore` change
@@ -164,12 +165,24 @@ impl Default for PasteSettings {
 }
 
 /// The `[terminal]` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TerminalSettings {
     /// Capture the mouse (off by default, so that selecting text and
     /// clicking URLs work as in any terminal program).
     pub mouse: bool,
+    /// Web addresses in messages as OSC 8 hyperlinks (on by default;
+    /// terminals that do not know OSC 8 ignore it).
+    pub hyperlinks: bool,
+}
+
+impl Default for TerminalSettings {
+    fn default() -> Self {
+        TerminalSettings {
+            mouse: false,
+            hyperlinks: true,
+        }
+    }
 }
 
 /// `$XDG_CONFIG_HOME/confab/config.toml`, or `~/.config/confab/config.toml`.

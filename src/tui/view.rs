@@ -304,6 +304,98 @@ pub fn wrap(text: &str, width: usize, indent: usize) -> String {
     out
 }
 
+/// The web addresses in a window's messages (for the terminal's
+/// hyperlinks: see [`crate::tui::terminal`]).
+pub fn links_in(w: &Window) -> Vec<String> {
+    let mut links = Vec::new();
+    for line in &w.lines {
+        if let Line::Message { body, .. } = line {
+            let body = for_terminal(body);
+            links.extend(crate::text::urls(&body).into_iter().map(|r| body[r].to_owned()));
+        }
+    }
+    links.sort_unstable();
+    links.dedup();
+    links
+}
+
+/// Appends a message's text wrapped under itself (see [`wrap`]), its web
+/// addresses in the link colour and underlined, so they stand out and the
+/// terminal backend makes them hyperlinks (OSC 8) whatever the wrapping
+/// did to them.
+fn append_body(out: &mut StyledString, text: &str, width: usize, indent: usize, style: Style) {
+    let wrapped = wrap(text, width, indent);
+    let urls = crate::text::urls(text);
+    if urls.is_empty() {
+        out.append_styled(wrapped, style);
+        return;
+    }
+    let link = style
+        .combine(Style::from(colors().link))
+        .combine(Effect::Underline);
+    let mut start = 0;
+    for (range, is_link) in link_runs(text, &wrapped, &urls, indent) {
+        if range.start > start {
+            out.append_styled(&wrapped[start..range.start], style);
+        }
+        out.append_styled(&wrapped[range.clone()], if is_link { link } else { style });
+        start = range.end;
+    }
+    if start < wrapped.len() {
+        out.append_styled(&wrapped[start..], style);
+    }
+}
+
+/// The runs of `wrapped` (what [`wrap`] made of `text` with `indent`) that
+/// belong to the address ranges `urls` of `text`, and the runs between
+/// them, in order: `(range in wrapped, is a link)`. A line break that
+/// wrapping put inside an address splits it into two link runs.
+fn link_runs(
+    text: &str,
+    wrapped: &str,
+    urls: &[std::ops::Range<usize>],
+    indent: usize,
+) -> Vec<(std::ops::Range<usize>, bool)> {
+    let pad = format!("\n{}", " ".repeat(indent));
+    let in_url = |i: usize| urls.iter().any(|r| r.contains(&i));
+    let mut runs: Vec<(std::ops::Range<usize>, bool)> = Vec::new();
+    let mut push = |range: std::ops::Range<usize>, link: bool| match runs.last_mut() {
+        Some((last, l)) if *l == link && last.end == range.start => last.end = range.end,
+        _ => runs.push((range, link)),
+    };
+    let mut w = 0;
+    for (i, c) in text.char_indices() {
+        // `wrap` turns the text's own line breaks into the padding, keeps
+        // every other character, turns a space into the padding where a
+        // line ends and puts the padding inside a word longer than a line.
+        loop {
+            let rest = &wrapped[w..];
+            if c == '\n' || (c == ' ' && rest.starts_with(&pad)) {
+                push(w..w + pad.len(), false);
+                w += pad.len();
+                break;
+            }
+            if rest.starts_with(c) {
+                push(w..w + c.len_utf8(), in_url(i));
+                w += c.len_utf8();
+                break;
+            }
+            if rest.starts_with(&pad) {
+                push(w..w + pad.len(), false);
+                w += pad.len();
+                continue;
+            }
+            // Not what `wrap` makes: leave the rest unstyled.
+            push(w..wrapped.len(), false);
+            return runs;
+        }
+    }
+    if w < wrapped.len() {
+        push(w..wrapped.len(), false);
+    }
+    runs
+}
+
 /// The message area's text for a window; `width` is the area's width in
 /// columns, to wrap lines under their text (0: unknown).
 pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize) -> StyledString {
@@ -415,13 +507,13 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                     out.append_plain("* ");
                     out.append_styled(nick, nick_style);
                     out.append_plain(" ");
-                    out.append_styled(wrap(&for_terminal(action), width, indent), text_style);
+                    append_body(&mut out, &for_terminal(action), width, indent, text_style);
                 } else {
                     let indent = stamp_width + 3 + nick_width;
                     out.append_plain("<");
                     out.append_styled(nick, nick_style);
                     out.append_plain("> ");
-                    out.append_styled(wrap(&for_terminal(body), width, indent), text_style);
+                    append_body(&mut out, &for_terminal(body), width, indent, text_style);
                 }
                 if let Some(file_id) = file {
                     out.append_styled(
@@ -527,6 +619,63 @@ mod tests {
 
     fn source(s: &StyledString) -> String {
         s.source().to_owned()
+    }
+
+    #[test]
+    fn web_addresses_are_link_runs_even_when_wrapping_cuts_them() {
+        let links = |text: &str, width: usize, indent: usize| -> Vec<String> {
+            let wrapped = wrap(text, width, indent);
+            link_runs(text, &wrapped, &crate::text::urls(text), indent)
+                .into_iter()
+                .filter(|(_, link)| *link)
+                .map(|(r, _)| wrapped[r].to_owned())
+                .collect()
+        };
+        assert_eq!(
+            links("see https://example.org/a, ok", 0, 4),
+            ["https://example.org/a"]
+        );
+        // A line break between words, then an address cut where the line
+        // ends: two runs, neither with the padding.
+        let url = format!("https://example.org/{}", "x".repeat(30));
+        let text = format!("look at this page {url} now");
+        let runs = links(&text, 30, 6);
+        assert!(runs.len() >= 2, "{runs:?}");
+        assert_eq!(runs.concat(), url);
+        // Every run of the output is the wrapped text, in order.
+        let wrapped = wrap(&text, 30, 6);
+        let all: String = link_runs(&text, &wrapped, &crate::text::urls(&text), 6)
+            .into_iter()
+            .map(|(r, _)| &wrapped[r])
+            .collect();
+        assert_eq!(all, wrapped);
+        // A multi-line message keeps its own line breaks out of the link.
+        assert_eq!(
+            links("one\nhttps://a.b/c\ntwo", 40, 6),
+            ["https://a.b/c"]
+        );
+    }
+
+    #[test]
+    fn an_address_in_a_message_is_drawn_as_a_link() {
+        let mut m = Model::new("alice");
+        m.on_message(&ChatMessage {
+            room: Some("general".into()),
+            ..ChatMessage::new(1, "bob".into(), "read https://a.b/c please".into(), 0)
+        });
+        m.select(1);
+        let out = render_messages(m.current(), "alice", None, 0);
+        let linked: Vec<&str> = out
+            .spans()
+            .filter(|s| {
+                s.attr
+                    .effects
+                    .resolve(Default::default())
+                    .contains(Effect::Underline)
+            })
+            .map(|s| s.content)
+            .collect();
+        assert_eq!(linked, ["https://a.b/c"]);
     }
 
     #[test]

@@ -52,6 +52,35 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The screen with its colours and effects as escape sequences
+    /// (`capture-pane -e`).
+    pub fn screen_styled(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-e"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Copies every byte the program writes to its terminal from now on
+    /// into `file` (`pipe-pane`), for what a screen capture does not keep
+    /// (hyperlinks).
+    pub fn record_output(&self, file: &std::path::Path) {
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "pipe-pane",
+                "-O",
+                "-t",
+                "0",
+                &format!("cat >> '{}'", file.display()),
+            ])
+            .status()
+            .expect("pipe-pane");
+        assert!(status.success(), "tmux pipe-pane failed");
+    }
+
     /// Waits until `done(screen)` holds and returns that screen; fails
     /// the test with the screen after WAIT, saying what was awaited.
     pub fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
