@@ -934,6 +934,21 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ts: Option<i64>,
     },
+    /// Event, to the user's other sessions: this user joined a room (in
+    /// another session), so every session shows the same rooms.
+    YouJoined {
+        /// Room name.
+        room: String,
+        /// The user (for front ends that name the joiner, as IRC's JOIN).
+        user: String,
+    },
+    /// Event, to the user's other sessions: this user left a room.
+    YouLeft {
+        /// Room name.
+        room: String,
+        /// The user.
+        user: String,
+    },
     /// Event, to every session of every member: a room was deleted (its
     /// history and files are gone).
     RoomDeleted {

@@ -172,7 +172,10 @@ mod tests {
         assert!(url_strings("https:// xhttp://a.b ftp://a.b http").is_empty());
         // Non-ASCII ends one (a hyperlink target is ASCII).
         assert_eq!(url_strings("https://a.b/c\u{e9}d"), ["https://a.b/c"]);
-        assert_eq!(url_strings("https://a.b\nhttps://c.d"), ["https://a.b", "https://c.d"]);
+        assert_eq!(
+            url_strings("https://a.b\nhttps://c.d"),
+            ["https://a.b", "https://c.d"]
+        );
         let long = format!("https://a.b/{}", "x".repeat(MAX_URL));
         assert!(urls(&long).is_empty());
     }

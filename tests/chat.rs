@@ -301,3 +301,45 @@ fn concurrent_senders_reach_every_member_once_and_in_id_order() {
         );
     }
 }
+
+#[test]
+fn rooms_joined_or_left_in_one_session_reach_the_others_and_logins_list_them_in_join_order() {
+    let server = TestServer::start();
+    let mut laptop = server.user("alice");
+    let mut phone = server.login("alice");
+    laptop.create_room("zoo", "").unwrap();
+    let you_joined = |name: &'static str| move |e: &ServerMsg| matches!(e, ServerMsg::YouJoined { room, user } if room == name && user == "alice");
+    util::wait_event(&mut phone, "you_joined zoo", you_joined("zoo"));
+    let mut bob = server.user("bob");
+    bob.create_room("art", "").unwrap();
+    laptop.join("art").unwrap();
+    util::wait_event(&mut phone, "you_joined art", you_joined("art"));
+
+    // Fetching a room one is in already (as clients do at login) tells
+    // nobody: the laptop sees bob's marker and no you_joined before it.
+    phone.join("art").unwrap();
+    bob.say("general", "marker").unwrap();
+    let seen = util::wait_event(&mut laptop, "the marker", |e| {
+        matches!(e, ServerMsg::YouJoined { .. })
+            || matches!(e, ServerMsg::Message(m) if m.body == "marker")
+    });
+    assert!(matches!(seen, ServerMsg::Message(_)), "{seen:?}");
+
+    // A new session lists the rooms in the order they were joined, not by
+    // name, so every device numbers them alike.
+    let mut third = server.client();
+    let session = third.login("alice", util::PW).unwrap();
+    let names: Vec<&str> = session.rooms.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["general", "zoo", "art"]);
+
+    laptop
+        .request(confab::protocol::Request::Leave { room: "zoo".into() })
+        .unwrap();
+    for other in [&mut phone, &mut third] {
+        util::wait_event(
+            other,
+            "you_left zoo",
+            |e| matches!(e, ServerMsg::YouLeft { room, .. } if room == "zoo"),
+        );
+    }
+}

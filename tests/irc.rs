@@ -619,3 +619,25 @@ fn sasl_aborts_unknown_mechanisms_overlong_payloads_and_retries() {
     irc.send("AUTHENTICATE PLAIN");
     irc.expect(&[" 907 una "]);
 }
+
+#[test]
+fn a_room_joined_or_left_in_a_confab_session_is_joined_or_parted_on_irc() {
+    let s = server();
+    let mut alice = s.user("alice");
+    let mut irc = Irc::sasl(&s.irc_addr, "alice", PW, &[]);
+    irc.expect_seen(&[" 366 alice #general "]);
+    alice.create_room("zoo", "").unwrap();
+    irc.expect_seen(&[":alice!alice@confab JOIN #zoo"]);
+    alice
+        .request(Request::Leave { room: "zoo".into() })
+        .unwrap();
+    irc.expect_seen(&[":alice!alice@confab PART #zoo"]);
+    // And the other way: a JOIN from IRC reaches the confab session.
+    irc.send("JOIN #art");
+    irc.expect_seen(&[" 366 alice #art "]);
+    wait_event(
+        &mut alice,
+        "you_joined art",
+        |e| matches!(e, ServerMsg::YouJoined { room, .. } if room == "art"),
+    );
+}

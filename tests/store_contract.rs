@@ -204,9 +204,23 @@ fn rooms_and_membership(s: &dyn Store) {
         vec![(alice, "alice".to_string()), (bob, "bob".to_string())]
     );
 
+    // Rooms are listed in the order the user joined them (times are in
+    // ms: the pauses keep the joins apart), not by name; joining again
+    // keeps the first place.
+    let art = s.create_room("art", "", alice).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    s.add_member(art, bob).unwrap();
+    s.add_member(rust, bob).unwrap();
+    assert_eq!(
+        s.rooms_in_join_order(bob).unwrap(),
+        ["general", "rust", "art"]
+    );
+    s.remove_member(art, bob).unwrap();
+
     s.remove_member(rust, bob).unwrap();
     assert!(!s.is_member(rust, bob).unwrap());
     assert_eq!(s.room_count(bob).unwrap(), 1);
+    assert_eq!(s.rooms_in_join_order(bob).unwrap(), ["general"]);
 }
 
 fn messages_and_history_paging(s: &dyn Store) {

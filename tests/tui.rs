@@ -1103,3 +1103,45 @@ fn registering_with_an_empty_password_says_what_is_wrong() {
     let mut check = server.client();
     assert!(check.login("newbie", PW).is_err());
 }
+
+/// Two sessions of one user (two devices): rooms have the same numbers in
+/// both, a room joined in one appears in the other at that number, and one
+/// left in one closes in the other; a DM window opened earlier does not
+/// push a later room's number apart.
+#[test]
+fn two_sessions_of_a_user_number_their_rooms_alike() {
+    let server = TestServer::start();
+    let mut bob = server.user("bob");
+    bob.create_room("zoo", "").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let laptop = registered(&server, "alice", home.path());
+    let phone_home = tempfile::tempdir().unwrap();
+    let ca = util::certs().join("ca.pem");
+    let phone = Tmux::run(&confab(
+        &format!("--ca {} alice@localhost:{}", ca.display(), port(&server)),
+        phone_home.path(),
+    ));
+    phone.wait_for("[alice online] #general");
+    // The laptop has a DM window before the room is joined.
+    bob.dm("alice", "psst").unwrap();
+    laptop.wait_for("3 @bob");
+    laptop.type_text("/join zoo");
+    laptop.keys(&["Enter"]);
+    let screen = laptop.wait_for("3 #zoo");
+    assert!(screen.contains("4 @bob"), "{screen}");
+    let screen = phone.wait_for("3 #zoo");
+    assert!(screen.contains("2 #general"), "{screen}");
+    // The phone did not switch to it: it stays in the window it shows.
+    assert!(
+        screen
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("#general"),
+        "{screen}"
+    );
+    laptop.type_text("/leave zoo");
+    laptop.keys(&["Enter"]);
+    laptop.wait_for("you left #zoo");
+    phone.wait_until("#zoo gone from the window list", |s| !s.contains("3 #zoo"));
+}

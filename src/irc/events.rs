@@ -76,6 +76,15 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                 .param(&channel(room))
                 .text(&clean(topic)),
         ],
+        // Another session of the account joined or left: as IRC servers
+        // that let several clients share an account (ergo's multiclient)
+        // tell the others, the account's own JOIN or PART.
+        ServerMsg::YouJoined { room, user } => {
+            vec![Line::new("JOIN").source(&mask(user)).param(&channel(room))]
+        }
+        ServerMsg::YouLeft { room, user } => {
+            vec![Line::new("PART").source(&mask(user)).param(&channel(room))]
+        }
         ServerMsg::RoomDeleted { room, by } => vec![notice(
             &channel(room),
             &format!("#{room} was deleted by {by}"),

@@ -432,6 +432,10 @@ pub trait Store: Send + Sync {
     /// Records that `user` left `room`.
     fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError>;
 
+    /// The names of the rooms `user` is in, in the order they joined them
+    /// (then by name): the order every session of theirs lists them in.
+    fn rooms_in_join_order(&self, user: UserId) -> Result<Vec<String>, StoreError>;
+
     /// Sets a room's topic.
     fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError>;
 

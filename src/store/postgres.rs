@@ -590,6 +590,19 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn rooms_in_join_order(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query(
+                "SELECT r.name FROM room_members m JOIN rooms r ON r.id = m.room_id
+                 WHERE m.user_id = $1 ORDER BY m.joined_at, r.name",
+                &[&user],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
     fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError> {
         self.conn()?.execute(
             "UPDATE rooms SET topic = $2 WHERE id = $1",

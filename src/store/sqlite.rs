@@ -416,6 +416,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn rooms_in_join_order(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .pool
+            .get()?
+            .prepare_cached(
+                "SELECT r.name FROM room_members m JOIN rooms r ON r.id = m.room_id
+             WHERE m.user_id = ?1 ORDER BY m.joined_at, r.name",
+            )?
+            .query_map([user], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
     fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), StoreError> {
         self.pool
             .get()?

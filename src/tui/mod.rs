@@ -1190,6 +1190,17 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             messages,
             id,
         } => m.on_jumped(&window, &messages, id),
+        // Another session of ours joined or left a room: this one shows
+        // the same rooms, with the same numbers.
+        NetEvent::Server(ServerMsg::YouJoined { room, .. }) => {
+            m.open(WindowId::Room(room.clone()));
+            m.status_notice(format!("you joined #{room} in another session"));
+            app.net.send(NetCommand::Fetch(room));
+        }
+        NetEvent::Server(ServerMsg::YouLeft { room, .. }) => {
+            m.close(&WindowId::Room(room.clone()));
+            m.status_notice(format!("you left #{room} in another session"));
+        }
         NetEvent::Server(ServerMsg::RoomDeleted { room, by }) => {
             m.close(&WindowId::Room(room.clone()));
             m.status_notice(format!("#{room} was deleted by {by}"));

@@ -336,16 +336,33 @@ impl Model {
         &self.windows[self.current]
     }
 
-    /// Index of a window, creating it if needed. A new window goes last,
-    /// so no window's number (Alt-N) ever changes when another opens, as
-    /// in irssi; at login the rooms open in the server's order (by name),
-    /// so two sessions of a user start with the same numbers.
+    /// Index of a window, creating it if needed. Rooms come first, after
+    /// the status window, in the order the user joined them (the server
+    /// lists them so at login, and a room joined later, here or in
+    /// another session, goes after the others): a room has the same
+    /// number (Alt-N) in every session of the user, on any device, and it
+    /// never changes while the user stays in the rooms before it.
+    /// Conversations, mentions and search results follow the rooms, each
+    /// new one last, as irssi's query windows do; their numbers move up by
+    /// one when a room is joined.
     pub fn open(&mut self, id: WindowId) -> usize {
         if let Some(i) = self.windows.iter().position(|w| w.id == id) {
             return i;
         }
-        self.windows.push(Window::new(id));
-        self.windows.len() - 1
+        let at = match id {
+            WindowId::Room(_) => self
+                .windows
+                .iter()
+                .rposition(|w| matches!(w.id, WindowId::Status | WindowId::Room(_)))
+                .map_or(0, |i| i + 1),
+            _ => self.windows.len(),
+        };
+        self.windows.insert(at, Window::new(id));
+        // The shown window stays shown.
+        if at <= self.current && self.windows.len() > 1 {
+            self.current += 1;
+        }
+        at
     }
 
     /// Index of an existing window.
@@ -1370,16 +1387,30 @@ mod tests {
         let labels =
             |m: &Model| -> Vec<String> { m.windows.iter().map(|w| w.id.label()).collect() };
         assert_eq!(labels(&m), ["confab", "#general", "#rust", "@amy", "@zed"]);
-        // Mentions, search, a new room, a new DM: each goes last.
+        // Mentions and a new DM go last; a new room goes after the rooms
+        // (the order it was joined in, as the server lists rooms at the
+        // next login), and the window shown stays shown.
         m.open(WindowId::Mentions);
+        m.select(4);
         m.open(WindowId::Room("art".into()));
+        assert_eq!(m.current().id, WindowId::Direct("zed".into()));
         m.open(WindowId::Direct("bob".into()));
         assert_eq!(
             labels(&m),
             [
-                "confab", "#general", "#rust", "@amy", "@zed", "mentions", "#art", "@bob"
+                "confab", "#general", "#rust", "#art", "@amy", "@zed", "mentions", "@bob"
             ]
         );
+        // A second session logging in now has the same room numbers.
+        let mut other = Model::new("alice");
+        let room = |name: &str| RoomInfo {
+            name: name.into(),
+            topic: String::new(),
+            members: 2,
+        };
+        other.on_rooms(&[room("general"), room("rust"), room("art")]);
+        assert_eq!(labels(&other)[..4], labels(&m)[..4]);
+        m.select(0);
         m.prev();
         assert_eq!(m.current().id, WindowId::Direct("bob".into()));
         m.next();

@@ -100,6 +100,9 @@ pub enum NetCommand {
     },
     /// Join a room, creating it if it does not exist.
     Join(String),
+    /// Fetch a room another session of ours joined (its members and
+    /// history), without showing it.
+    Fetch(String),
     /// Leave a room.
     Leave(String),
     /// Delete a room.
@@ -886,6 +889,15 @@ impl Net {
                     })
                 })
             }
+            NetCommand::Fetch(room) => client.join(&room).map(|j| {
+                emit(NetEvent::Joined {
+                    room: j.room,
+                    members: j.members,
+                    history: j.history,
+                    focus: false,
+                    live_presence: j.live_presence,
+                })
+            }),
             NetCommand::Leave(room) => client
                 .request(Request::Leave { room: room.clone() })
                 .map(|_| emit(NetEvent::Left(room))),

@@ -90,7 +90,12 @@ impl Terminal {
         if !mouse {
             crossterm::execute!(tty, cev::DisableMouseCapture)?;
         }
-        Ok(Box::new(Terminal::wrap(inner, Some(tty), mouse, hyperlinks)))
+        Ok(Box::new(Terminal::wrap(
+            inner,
+            Some(tty),
+            mouse,
+            hyperlinks,
+        )))
     }
 
     fn wrap(
@@ -273,10 +278,10 @@ impl Terminal {
                 self.inner.print(OSC8_CLOSE);
             }
             // Back to the style cursive believes is set.
-            if colors != shadow.colors {
-                if let Some(c) = shadow.colors {
-                    self.inner.set_color(c);
-                }
+            if colors != shadow.colors
+                && let Some(c) = shadow.colors
+            {
+                self.inner.set_color(c);
             }
             self.set_effects(effects, shadow.effects);
             let pos = shadow.pos;
@@ -532,7 +537,9 @@ mod tests {
             Vec2::new(20, 3)
         }
         fn move_to(&self, pos: Vec2) {
-            self.0.borrow_mut().push_str(&format!("@{},{}", pos.x, pos.y));
+            self.0
+                .borrow_mut()
+                .push_str(&format!("@{},{}", pos.x, pos.y));
         }
         fn print(&self, text: &str) {
             self.0.borrow_mut().push_str(text);
@@ -581,8 +588,14 @@ mod tests {
         let open = osc8_open(url);
         assert_eq!(frame.matches(open.as_str()).count(), 2, "{frame}");
         assert_eq!(frame.matches(OSC8_CLOSE).count(), 2, "{frame}");
-        assert!(frame.contains(&format!("@2,0{open}+6https://a.b/")), "{frame}");
-        assert!(frame.contains(&format!("@2,1{open}cdefgh{OSC8_CLOSE}")), "{frame}");
+        assert!(
+            frame.contains(&format!("@2,0{open}+6https://a.b/")),
+            "{frame}"
+        );
+        assert!(
+            frame.contains(&format!("@2,1{open}cdefgh{OSC8_CLOSE}")),
+            "{frame}"
+        );
         assert!(!frame.contains("plain"), "{frame}");
         // Back to what cursive set last: no underline, the cursor where
         // cursive left it.

@@ -311,7 +311,11 @@ pub fn links_in(w: &Window) -> Vec<String> {
     for line in &w.lines {
         if let Line::Message { body, .. } = line {
             let body = for_terminal(body);
-            links.extend(crate::text::urls(&body).into_iter().map(|r| body[r].to_owned()));
+            links.extend(
+                crate::text::urls(&body)
+                    .into_iter()
+                    .map(|r| body[r].to_owned()),
+            );
         }
     }
     links.sort_unstable();
@@ -650,10 +654,7 @@ mod tests {
             .collect();
         assert_eq!(all, wrapped);
         // A multi-line message keeps its own line breaks out of the link.
-        assert_eq!(
-            links("one\nhttps://a.b/c\ntwo", 40, 6),
-            ["https://a.b/c"]
-        );
+        assert_eq!(links("one\nhttps://a.b/c\ntwo", 40, 6), ["https://a.b/c"]);
     }
 
     #[test]

@@ -326,7 +326,19 @@ fn enter(cx: &mut Cx, user_id: UserId, user: String, token: Option<String>) -> H
     // Rooms, members and presence changed on other nodes up to now
     // (again: the password check took a while).
     cx.svc.catch_up();
-    let rooms = cx.svc.hub.login(cx.session, user_id, &user);
+    let mut rooms = cx.svc.hub.login(cx.session, user_id, &user);
+    // In the order the user joined them, so every session of theirs, on
+    // any device, numbers its room windows alike (the hub lists them by
+    // name; a room the database has not listed yet goes last).
+    let order: std::collections::HashMap<String, usize> = cx
+        .svc
+        .store
+        .rooms_in_join_order(user_id)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| (name, i))
+        .collect();
+    rooms.sort_by_key(|r| order.get(&r.name).copied().unwrap_or(usize::MAX));
     let dms = cx.svc.store.undelivered_dms(user_id, OFFLINE_DM_REPLAY)?;
     let unread = cx.svc.store.unread(user_id, &user)?;
     if let Some(last) = dms.last().map(|m| m.id)

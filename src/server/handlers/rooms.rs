@@ -32,7 +32,16 @@ pub fn create(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
         Err(err) => return Err(err.into()),
     };
     cx.svc.hub.add_room(id, &room, topic, (me.id, &me.name));
-    joined(cx, me, &room)
+    let answer = joined(cx, me, &room)?;
+    tell_other_sessions(
+        cx,
+        me,
+        ServerMsg::YouJoined {
+            room,
+            user: me.name.clone(),
+        },
+    );
+    Ok(answer)
 }
 
 /// Joins a room (or, for a member, fetches it again).
@@ -47,7 +56,18 @@ pub fn join(cx: &mut Cx, me: &User, room: &str) -> Handled {
         // History from before joining is not "unread".
         cx.svc.store.mark_room_read_to_latest(me.id, room.id)?;
     }
-    joined(cx, me, &room.name)
+    let answer = joined(cx, me, &room.name)?;
+    if !was_member {
+        tell_other_sessions(
+            cx,
+            me,
+            ServerMsg::YouJoined {
+                room: room.name,
+                user: me.name.clone(),
+            },
+        );
+    }
+    Ok(answer)
 }
 
 /// Leaves a room.
@@ -55,7 +75,23 @@ pub fn leave(cx: &mut Cx, me: &User, room: &str) -> Handled {
     let room = member_room(cx.svc, room, me.id)?;
     cx.svc.store.remove_member(room.id, me.id)?;
     cx.svc.hub.leave(&room.name, me.id, &me.name);
+    tell_other_sessions(
+        cx,
+        me,
+        ServerMsg::YouLeft {
+            room: room.name,
+            user: me.name.clone(),
+        },
+    );
     Ok(Answer::Reply(ServerMsg::Ok))
+}
+
+/// Tells the caller's other sessions (on every node) that they joined or
+/// left a room, so each shows the same rooms (and numbers its windows
+/// alike).
+fn tell_other_sessions(cx: &mut Cx, me: &User, event: ServerMsg) {
+    let event = crate::server::wire::Outgoing::event(event);
+    cx.svc.hub.send_to_user(me.id, &event, Some(cx.session));
 }
 
 /// Sets a room's topic; its members are told.
