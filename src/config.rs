@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// ::1 only; for tests, irctest and local bridges). Off unless given.
     #[arg(long, env = "CONFAB_IRC_LISTEN_PLAIN")]
     pub irc_listen_plain: Option<SocketAddr>,
+    /// The server's name on IRC (the source of its numerics, PONG, the
+    /// host part of every nick!user@host), usually its host name. [default: confab]
+    #[arg(long, env = "CONFAB_IRC_SERVER_NAME")]
+    pub irc_server_name: Option<String>,
     /// SQLite database file (created if missing), or a PostgreSQL URL
     /// (postgres://user@host/dbname; see docs/SCALING.md). [default: DATA_DIR/confab.db]
     #[arg(long, env = "CONFAB_DB")]
@@ -236,6 +240,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     irc_listen: Option<SocketAddr>,
     irc_listen_plain: Option<SocketAddr>,
+    irc_server_name: Option<String>,
     db: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     cert: Option<PathBuf>,
@@ -275,6 +280,8 @@ pub struct ServerConfig {
     pub irc_listen: Option<SocketAddr>,
     /// The plaintext IRC listener's address (loopback only), if any.
     pub irc_listen_plain: Option<SocketAddr>,
+    /// The server's name on IRC.
+    pub irc_server_name: String,
     /// Database file.
     pub db: PathBuf,
     /// Data directory.
@@ -337,6 +344,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             irc_listen: None,
             irc_listen_plain: None,
+            irc_server_name: "confab".into(),
             db: PathBuf::from("data/confab.db"),
             data_dir: PathBuf::from("data"),
             cert: PathBuf::from("certs/server.pem"),
@@ -382,6 +390,10 @@ impl ServerConfig {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             irc_listen: args.irc_listen.or(file.irc_listen),
             irc_listen_plain: args.irc_listen_plain.or(file.irc_listen_plain),
+            irc_server_name: args
+                .irc_server_name
+                .or(file.irc_server_name)
+                .unwrap_or(d.irc_server_name),
             db: args
                 .db
                 .or(file.db)
@@ -531,6 +543,17 @@ impl ServerConfig {
                 crate::protocol::MAX_FRAME_LEN
             )));
         }
+        let name = &self.irc_server_name;
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "irc_server_name {name:?} must be 1 to 63 letters, digits, dots and dashes (a host name)"
+            )));
+        }
         if self.outbox_limit < crate::protocol::MAX_FRAME_LEN {
             return Err(ConfigError::Invalid(format!(
                 "outbox_limit must be at least one frame ({} bytes)",
@@ -563,6 +586,7 @@ mod tests {
         let d = ServerConfig::default();
         for (flag, value) in [
             ("listen", d.listen.to_string()),
+            ("irc-server-name", d.irc_server_name.clone()),
             ("password-iterations", d.password_iterations.to_string()),
             ("max-sessions", d.max_sessions.to_string()),
             (

@@ -917,6 +917,10 @@ pub enum ServerMsg {
         user: String,
         /// What happened.
         event: PresenceEvent,
+        /// The away message, with `away` (absent from servers before it
+        /// was added).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// Event: another session of this user read a room or conversation up
     /// to `id`.

@@ -137,7 +137,7 @@ fn presence_and_topic_events_reach_room_members() {
     bob.join("ops").unwrap();
     // Bob's registration put him in general first; alice sees both joins.
     let joined_ops = wait_for(&mut alice, |ev| {
-        matches!(ev, ServerMsg::Presence { room, user, event: PresenceEvent::Join }
+        matches!(ev, ServerMsg::Presence { room, user, event: PresenceEvent::Join, .. }
             if room == "ops" && user == "bob")
     });
     assert!(joined_ops, "alice is told bob joined #ops");

@@ -43,7 +43,7 @@ fn wait_for(
 
 /// Whether `ev` is presence `event` of `user` in `room`.
 fn presence(ev: &ServerMsg, room: &str, user: &str, event: PresenceEvent) -> bool {
-    matches!(ev, ServerMsg::Presence { room: r, user: u, event: e }
+    matches!(ev, ServerMsg::Presence { room: r, user: u, event: e, .. }
         if r == room && u == user && *e == event)
 }
 

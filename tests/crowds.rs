@@ -33,6 +33,7 @@ impl View {
             room: r,
             user,
             event,
+            ..
         } = msg
         {
             if r != room {
@@ -147,15 +148,19 @@ fn a_room_over_the_presence_limit_sends_no_presence() {
         .any(|(room, user, _): &(String, String, PresenceEvent)| room == "small" && user == "carol")
     {
         assert!(Instant::now() < deadline, "no presence in small: {seen:?}");
-        if let Some(ServerMsg::Presence { room, user, event }) =
-            alice.next_event(Duration::from_millis(200)).unwrap()
+        if let Some(ServerMsg::Presence {
+            room, user, event, ..
+        }) = alice.next_event(Duration::from_millis(200)).unwrap()
         {
             seen.push((room, user, event));
         }
     }
     // Dave's registration made general too big before it was announced.
     while let Some(ev) = alice.next_event(Duration::from_millis(300)).unwrap() {
-        if let ServerMsg::Presence { room, user, event } = ev {
+        if let ServerMsg::Presence {
+            room, user, event, ..
+        } = ev
+        {
             seen.push((room, user, event));
         }
     }

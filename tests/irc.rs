@@ -228,18 +228,23 @@ fn away_topic_names_who_whois_list_and_mode_answer_sensibly() {
         message: Some("lunch".into()),
     })
     .unwrap();
-    irc.expect(&[":gina!gina@confab AWAY"]);
+    irc.expect(&[":gina!gina@confab AWAY :lunch"]);
     irc.send("WHOIS gina");
     irc.expect(&[" 311 hank gina gina confab * :gina"]);
     irc.expect(&[" 301 hank gina :lunch"]);
     irc.expect(&[" 318 hank gina "]);
+    // Someone away who joins a channel is seen away at once (away-notify).
+    irc.send("JOIN #late");
+    irc.expect(&[" 366 hank #late "]);
+    gina.join("late").unwrap();
+    irc.expect(&[":gina!gina@confab JOIN #late"]);
+    irc.expect(&[":gina!gina@confab AWAY :lunch"]);
     irc.send("AWAY :in a meeting");
     irc.expect(&[" 306 hank "]);
-    wait_event(
-        &mut gina,
-        "event",
-        |m| matches!(m, ServerMsg::Presence { user, event: PresenceEvent::Away, .. } if user == "hank"),
-    );
+    wait_event(&mut gina, "event", |m| {
+        matches!(m, ServerMsg::Presence { user, event: PresenceEvent::Away, message: Some(text), .. }
+            if user == "hank" && text == "in a meeting")
+    });
     let who = gina.who("ops").unwrap();
     let hank = who.iter().find(|m| m.user == "hank").unwrap();
     assert_eq!(hank.away.as_deref(), Some("in a meeting"));
@@ -640,4 +645,52 @@ fn a_room_joined_or_left_in_a_confab_session_is_joined_or_parted_on_irc() {
         "you_joined art",
         |e| matches!(e, ServerMsg::YouJoined { room, .. } if room == "art"),
     );
+}
+
+/// Points irctest checks (docs/IRC.md, "Conformance"): the configured
+/// server name, PING without a token, a USER without a realname, an empty
+/// PRIVMSG, too many client tags, and the multi-prefix and
+/// userhost-in-names capabilities.
+#[test]
+fn the_server_name_is_configurable_and_small_conformance_points_hold() {
+    let s = TestServer::start_with(&[
+        "--irc-listen",
+        "127.0.0.1:0",
+        "--irc-server-name",
+        "chat.example.org",
+    ]);
+    let _alice = s.user("alice");
+    let _bob = s.user("bob");
+    // A realname is required.
+    let mut early = Irc::connect(&s.irc_addr);
+    early.send(&format!("PASS alice:{PW}"));
+    early.send("NICK alice");
+    early.send("USER alice 0 * :");
+    early.expect(&[":chat.example.org 461 ", "USER"]);
+
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "alice",
+        PW,
+        &["multi-prefix", "userhost-in-names"],
+    );
+    irc.expect_seen(&[":chat.example.org 001 alice "]);
+    irc.expect_seen(&[":chat.example.org 004 alice chat.example.org "]);
+    irc.send("PING :abc");
+    irc.expect(&[":chat.example.org PONG chat.example.org :abc"]);
+    irc.send("PING");
+    irc.expect(&[" 461 alice PING "]);
+    irc.send("PRIVMSG #general :");
+    irc.expect(&[" 412 alice "]);
+    let tags = "x".repeat(4094);
+    irc.send(&format!("@+a={tags} PRIVMSG #general :hi"));
+    irc.expect(&[" 417 alice "]);
+    // NAMES with userhost-in-names: full masks, with this server's name.
+    let _bob_irc = Irc::sasl(&s.irc_addr, "bob", PW, &[]);
+    irc.send("NAMES #general");
+    irc.expect(&[
+        " 353 alice = #general :",
+        "alice!alice@chat.example.org",
+        "bob!bob@chat.example.org",
+    ]);
 }

@@ -15,8 +15,21 @@
 use super::line::{Line, MAX_LINE, clean};
 use crate::protocol::{ACTION_PREFIX, ChatMessage, MessageKind, PresenceEvent, ServerMsg};
 
-/// The server's name as the source of its own lines.
-pub const SERVER: &str = "confab";
+/// The server's name on IRC, as [`set_server_name`] set it (`confab`
+/// until then).
+static SERVER_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the server's name on IRC (the `irc_server_name` setting), once per
+/// process, before any IRC session starts; `false` if it was set already.
+pub fn set_server_name(name: &str) -> bool {
+    SERVER_NAME.set(name.to_owned()).is_ok()
+}
+
+/// The server's name: the source of its own lines and the host part of
+/// every user's mask.
+pub fn server() -> &'static str {
+    SERVER_NAME.get().map_or("confab", String::as_str)
+}
 
 /// How one IRC session wants events written (from the capabilities it
 /// negotiated).
@@ -36,7 +49,7 @@ pub struct Style {
 
 /// `user`'s IRC source, `user!user@confab`.
 pub fn mask(user: &str) -> String {
-    format!("{user}!{user}@{SERVER}")
+    format!("{user}!{user}@{}", server())
 }
 
 /// A room's channel name.
@@ -50,7 +63,12 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
         // A topic change is also a `topic_changed` event: one TOPIC line.
         ServerMsg::Message(m) if m.kind == MessageKind::Topic => Vec::new(),
         ServerMsg::Message(m) => message_lines(m, style),
-        ServerMsg::Presence { room, user, event } => {
+        ServerMsg::Presence {
+            room,
+            user,
+            event,
+            message,
+        } => {
             let from = mask(user);
             let line = match event {
                 PresenceEvent::Join | PresenceEvent::Online => {
@@ -61,10 +79,9 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                     .source(&from)
                     .param(&channel(room))
                     .text("offline"),
-                // The message itself is in `who`; the hub's event has none.
-                PresenceEvent::Away if style.away_notify => {
-                    Line::new("AWAY").source(&from).text("away")
-                }
+                PresenceEvent::Away if style.away_notify => Line::new("AWAY")
+                    .source(&from)
+                    .text(&clean(message.as_deref().unwrap_or("away"))),
                 PresenceEvent::Back if style.away_notify => Line::new("AWAY").source(&from),
                 PresenceEvent::Away | PresenceEvent::Back => return Vec::new(),
             };
@@ -149,7 +166,7 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
             ..
         } if style.read_marker => vec![
             Line::new("MARKREAD")
-                .source(SERVER)
+                .source(server())
                 .param(&target(room, with))
                 .param(&format!("timestamp={}", iso8601(*ts))),
         ],
@@ -174,7 +191,7 @@ pub fn encode_event(msg: &ServerMsg, style: Style) -> Vec<u8> {
 pub fn away_reply(m: &ChatMessage, away: &str) -> Option<Line> {
     let to = m.to.as_deref()?;
     let mut line = Line::new("301")
-        .source(SERVER)
+        .source(server())
         .param(&m.from)
         .param(to)
         .param(&clean(away));
@@ -285,7 +302,7 @@ fn target(room: &Option<String>, to: &Option<String>) -> String {
 /// A notice from the server.
 fn notice(to: &str, text: &str) -> Line {
     Line::new("NOTICE")
-        .source(SERVER)
+        .source(server())
         .param(to)
         .text(&clean(text))
 }
@@ -447,6 +464,7 @@ mod tests {
             room: "rust".into(),
             user: "bob".into(),
             event,
+            message: (event == PresenceEvent::Away).then(|| "lunch".into()),
         };
         let plain = Style::default();
         assert_eq!(
@@ -464,7 +482,7 @@ mod tests {
         };
         assert_eq!(
             text(&p(PresenceEvent::Away), away),
-            ":bob!bob@confab AWAY :away\r\n"
+            ":bob!bob@confab AWAY :lunch\r\n"
         );
         assert_eq!(
             text(&p(PresenceEvent::Back), away),

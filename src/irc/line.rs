@@ -13,6 +13,11 @@ pub const MAX_LINE: usize = 512;
 /// Longest tags part, from `@` to the space after it (IRCv3).
 pub const MAX_TAGS: usize = 8191;
 
+/// Most tag data (between `@` and the space) a client may send: the
+/// message-tags spec leaves the rest of [`MAX_TAGS`] to the server, and
+/// has it answer more with `417` (ERR_INPUTTOOLONG).
+pub const MAX_CLIENT_TAGS: usize = 4094;
+
 /// Why bytes are not an IRC line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
@@ -101,7 +106,7 @@ impl Line {
         let mut line = Line::default();
         if let Some(after) = rest.strip_prefix('@') {
             let (tags, tail) = after.split_once(' ').ok_or(LineError::NoCommand)?;
-            if tags.len() + 2 > MAX_TAGS {
+            if tags.len() > MAX_CLIENT_TAGS {
                 return Err(LineError::TooLong);
             }
             for tag in tags.split(';').filter(|t| !t.is_empty()) {
@@ -387,6 +392,11 @@ mod tests {
         assert_eq!(Line::parse(long.as_bytes()), Err(LineError::TooLong));
         let tags = format!("@a={} PING", "x".repeat(MAX_TAGS));
         assert_eq!(Line::parse(tags.as_bytes()), Err(LineError::TooLong));
+        // A client's tag data: 4,094 bytes at most.
+        let most = format!("@+a={} PING", "x".repeat(MAX_CLIENT_TAGS - 3));
+        assert!(Line::parse(most.as_bytes()).is_ok());
+        let over = format!("@+a={} PING", "x".repeat(MAX_CLIENT_TAGS - 2));
+        assert_eq!(Line::parse(over.as_bytes()), Err(LineError::TooLong));
         // Long tags do not count against the 512 bytes of the rest.
         let ok = format!("@a={} PRIVMSG #a :{}", "x".repeat(4000), "y".repeat(400));
         assert!(Line::parse(ok.as_bytes()).is_ok());

@@ -254,11 +254,17 @@ impl HubState {
         if !self.live_presence(room) {
             return;
         }
+        // An away event carries the message, as IRC's away-notify does.
+        let message = match event {
+            PresenceEvent::Away => self.away.get(&user_id).cloned(),
+            _ => None,
+        };
         self.presence.record(Change {
             room: room.name.clone(),
             user_id,
             user: user.to_owned(),
             event,
+            message,
         });
     }
 
@@ -387,6 +393,11 @@ impl HubState {
         if new {
             let room = &self.rooms[name];
             self.presence(room, user, user_id, PresenceEvent::Join);
+            // Someone away who joins is seen away (IRC's away-notify does
+            // the same).
+            if self.away.contains_key(&user_id) {
+                self.presence(room, user, user_id, PresenceEvent::Away);
+            }
         }
         Some(new)
     }
@@ -676,6 +687,7 @@ impl Hub {
                 room: c.room.clone(),
                 user: c.user,
                 event: c.event,
+                message: c.message,
             });
             match by_room.iter_mut().find(|(room, _)| *room == c.room) {
                 Some((_, events)) => events.push((c.user_id, event)),

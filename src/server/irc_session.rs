@@ -20,7 +20,7 @@
 
 use super::handlers::{self, Answer, Cx, Entry, Handled, Refusal, User, account, messages};
 use super::wire::Wire;
-use crate::irc::events::{SERVER, Style, channel, event_lines, mask, message_lines};
+use crate::irc::events::{Style, channel, event_lines, mask, message_lines, server};
 use crate::irc::line::{Line, LineError, MAX_LINE, clean, with_label, with_tag};
 use crate::protocol::{
     ACTION_PREFIX, ChatMessage, ErrorCode, HISTORY_PAGE_MAX, MAX_TOPIC_LEN, Member, Request,
@@ -39,8 +39,10 @@ const CAPS: &[&str] = &[
     "echo-message",
     "labeled-response",
     "message-tags",
+    "multi-prefix",
     "sasl",
     "server-time",
+    "userhost-in-names",
 ];
 
 /// SASL payloads come in chunks of this many base64 characters.
@@ -70,8 +72,13 @@ struct Caps {
     echo: bool,
     labeled: bool,
     message_tags: bool,
+    /// Accepted for clients that ask; confab shows no channel prefixes,
+    /// so every prefix a member has is none.
+    multi_prefix: bool,
     sasl: bool,
     server_time: bool,
+    /// NAMES lists `nick!user@host`.
+    userhost_in_names: bool,
 }
 
 impl Caps {
@@ -85,8 +92,10 @@ impl Caps {
             "echo-message" => &mut self.echo,
             "labeled-response" => &mut self.labeled,
             "message-tags" => &mut self.message_tags,
+            "multi-prefix" => &mut self.multi_prefix,
             "sasl" => &mut self.sasl,
             "server-time" => &mut self.server_time,
+            "userhost-in-names" => &mut self.userhost_in_names,
             _ => return None,
         })
     }
@@ -175,14 +184,14 @@ impl IrcFront {
     /// A numeric from the server to this client (its last parameter
     /// written as trailing text, as servers do).
     fn num(&self, code: &str) -> Line {
-        let mut line = Line::new(code).source(SERVER).param(self.me());
+        let mut line = Line::new(code).source(server()).param(self.me());
         line.trailing = true;
         line
     }
 
     /// A numeric whose parameters are all words (`004`, `324`, `221`).
     fn num_words(&self, code: &str) -> Line {
-        Line::new(code).source(SERVER).param(self.me())
+        Line::new(code).source(server()).param(self.me())
     }
 
     /// Handles one line from the client; `me` is the logged-in user, once
@@ -204,7 +213,7 @@ impl IrcFront {
             }
             Err(LineError::NotUtf8) => {
                 Line::new("FAIL")
-                    .source(SERVER)
+                    .source(server())
                     .param("*")
                     .param("INVALID_UTF8")
                     .text("confab speaks UTF-8 only; the line was dropped")
@@ -261,7 +270,7 @@ impl IrcFront {
             _ => {
                 let id = self.batch_id();
                 let start = Line::new("BATCH")
-                    .source(SERVER)
+                    .source(server())
                     .param(&format!("+{id}"))
                     .param("labeled-response")
                     .encode();
@@ -270,7 +279,7 @@ impl IrcFront {
                     out.extend(with_tag(l, "batch", &id));
                 }
                 Line::new("BATCH")
-                    .source(SERVER)
+                    .source(server())
                     .param(&format!("-{id}"))
                     .encode_into(out);
             }
@@ -290,10 +299,14 @@ impl IrcFront {
                 self.cap(cx, line, out);
                 Outcome::Continue
             }
+            (_, "PING") if line.params.is_empty() => {
+                self.need_more(line, out);
+                Outcome::Continue
+            }
             (_, "PING") => {
                 Line::new("PONG")
-                    .source(SERVER)
-                    .param(SERVER)
+                    .source(server())
+                    .param(server())
                     .text(line.arg(0).unwrap_or(""))
                     .encode_into(out);
                 Outcome::Continue
@@ -311,7 +324,7 @@ impl IrcFront {
         let me = self.me().to_owned();
         let reply = |sub: &str, caps: &str| {
             Line::new("CAP")
-                .source(SERVER)
+                .source(server())
                 .param(&me)
                 .param(sub)
                 .text(caps)
@@ -382,7 +395,10 @@ impl IrcFront {
                         .encode_into(out),
                 },
             },
-            "USER" if line.params.len() < 4 => self.need_more(line, out),
+            // A realname is required, if only one character.
+            "USER" if line.params.len() < 4 || line.params[3].is_empty() => {
+                self.need_more(line, out)
+            }
             "USER" => self.user_seen = true,
             "PASS" => match line.arg(0) {
                 Some(p) => self.pass = Some(p.to_owned()),
@@ -535,13 +551,16 @@ impl IrcFront {
             .param(&format!("Welcome to confab, {me}"))
             .encode_into(out);
         self.num("002")
-            .param(&format!("Your host is {SERVER}, running version {version}"))
+            .param(&format!(
+                "Your host is {}, running version {version}",
+                server()
+            ))
             .encode_into(out);
         self.num("003")
             .param("This server stores every message: scroll back with CHATHISTORY")
             .encode_into(out);
         self.num_words("004")
-            .param(SERVER)
+            .param(server())
             .param(&version)
             .param("i")
             .param("nt")
@@ -574,7 +593,7 @@ impl IrcFront {
 
     fn server_notice(&self, text: &str, out: &mut Vec<u8>) {
         Line::new("NOTICE")
-            .source(SERVER)
+            .source(server())
             .param(self.me())
             .text(&clean(text))
             .encode_into(out);
@@ -619,14 +638,19 @@ impl IrcFront {
         let room_for_names = MAX_LINE - head.encode().len() - 2;
         let mut names = String::new();
         for m in online_members(cx, room) {
-            if !names.is_empty() && names.len() + 1 + m.user.len() > room_for_names {
+            let name = if self.caps.userhost_in_names {
+                mask(&m.user)
+            } else {
+                m.user
+            };
+            if !names.is_empty() && names.len() + 1 + name.len() > room_for_names {
                 head.clone().param(&names).encode_into(out);
                 names.clear();
             }
             if !names.is_empty() {
                 names.push(' ');
             }
-            names.push_str(&m.user);
+            names.push_str(&name);
         }
         if !names.is_empty() {
             head.param(&names).encode_into(out);
@@ -713,7 +737,7 @@ impl IrcFront {
             "VERSION" => self
                 .num("351")
                 .param(&format!("confab-{}", env!("CARGO_PKG_VERSION")))
-                .param(SERVER)
+                .param(server())
                 .param("an IRC front end to confab")
                 .encode_into(out),
             "NICK" => match line.arg(0) {
@@ -746,7 +770,8 @@ impl IrcFront {
     fn privmsg(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) -> Outcome {
         let cmd = line.command.as_str();
         let notice = cmd == "NOTICE";
-        let (Some(targets), Some(text)) = (line.arg(0), line.arg(1)) else {
+        let (Some(targets), Some(text)) = (line.arg(0), line.arg(1).filter(|t| !t.is_empty()))
+        else {
             if !notice {
                 let code = if line.params.is_empty() { "411" } else { "412" };
                 self.num(code)
@@ -905,8 +930,8 @@ impl IrcFront {
             self.num("352")
                 .param(chan)
                 .param(user)
-                .param(SERVER)
-                .param(SERVER)
+                .param(server())
+                .param(server())
                 .param(user)
                 .param(if away { "G" } else { "H" })
                 .param(&format!("0 {user}"))
@@ -938,7 +963,7 @@ impl IrcFront {
                 self.num("311")
                     .param(&user)
                     .param(&user)
-                    .param(SERVER)
+                    .param(server())
                     .param("*")
                     .param(&user)
                     .encode_into(out);
@@ -957,7 +982,7 @@ impl IrcFront {
                 }
                 self.num("312")
                     .param(&user)
-                    .param(SERVER)
+                    .param(server())
                     .param("confab")
                     .encode_into(out);
                 if let Some(away) = away {
@@ -1217,7 +1242,7 @@ impl IrcFront {
             |ms| format!("timestamp={}", crate::irc::events::iso8601(ms)),
         );
         Line::new("MARKREAD")
-            .source(SERVER)
+            .source(server())
             .param(target)
             .param(&value)
             .encode_into(out);
@@ -1225,7 +1250,7 @@ impl IrcFront {
 
     /// `FAIL command code [details] :why`.
     fn fail_line(&self, cmd: &str, code: &str, detail: &[&str], why: &str, out: &mut Vec<u8>) {
-        let mut l = Line::new("FAIL").source(SERVER).param(cmd).param(code);
+        let mut l = Line::new("FAIL").source(server()).param(cmd).param(code);
         for d in detail {
             l = l.param(d);
         }
@@ -1234,7 +1259,7 @@ impl IrcFront {
 
     fn bad_ref(&self, sub: &str, given: &str, out: &mut Vec<u8>) {
         Line::new("FAIL")
-            .source(SERVER)
+            .source(server())
             .param("CHATHISTORY")
             .param("INVALID_PARAMS")
             .param(sub)
@@ -1267,7 +1292,7 @@ impl IrcFront {
             return;
         }
         let mut l = Line::new("BATCH")
-            .source(SERVER)
+            .source(server())
             .param(&format!("+{id}"))
             .param(kind);
         for p in params {
@@ -1279,7 +1304,7 @@ impl IrcFront {
     fn batch_end(&self, id: &str, out: &mut Vec<u8>) {
         if self.caps.batch {
             Line::new("BATCH")
-                .source(SERVER)
+                .source(server())
                 .param(&format!("-{id}"))
                 .encode_into(out);
         }
@@ -1298,7 +1323,7 @@ impl IrcFront {
             ErrorCode::Forbidden if target.starts_with('#') => self.num("482").param(target),
             ErrorCode::Forbidden => self.num("481"),
             _ => Line::new("FAIL")
-                .source(SERVER)
+                .source(server())
                 .param(cmd)
                 .param(&r.code.to_string().to_ascii_uppercase()),
         };

@@ -321,6 +321,8 @@ impl Server {
         })?;
         let mut irc_listeners = Vec::new();
         let mut irc_dups = Vec::new();
+        // One server per process: its IRC name is process-wide.
+        crate::irc::events::set_server_name(&config.irc_server_name);
         for (addr, tls) in [(config.irc_listen, true), (config.irc_listen_plain, false)] {
             let Some(addr) = addr else { continue };
             let what = if tls { "IRC" } else { "plaintext IRC" };

@@ -40,6 +40,8 @@ pub struct Change {
     pub user: String,
     /// What happened.
     pub event: PresenceEvent,
+    /// The away message, with [`PresenceEvent::Away`].
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +155,7 @@ mod tests {
             user_id: user,
             user: format!("u{user}"),
             event,
+            message: None,
         }
     }
 

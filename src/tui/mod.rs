@@ -1144,9 +1144,12 @@ pub fn apply(app: &mut App, ev: NetEvent) -> bool {
             };
             m.on_read(&window, id);
         }
-        NetEvent::Server(ServerMsg::Presence { room, user, event }) => {
-            m.on_presence(&room, &user, event)
-        }
+        NetEvent::Server(ServerMsg::Presence {
+            room,
+            user,
+            event,
+            message,
+        }) => m.on_presence(&room, &user, event, message),
         NetEvent::Server(ServerMsg::TopicChanged { room, topic, by }) => {
             m.on_topic(&room, &topic, &by)
         }

@@ -772,7 +772,13 @@ impl Model {
     }
 
     /// Someone joined, left, came or went, or changed away status.
-    pub fn on_presence(&mut self, room: &str, user: &str, event: PresenceEvent) {
+    pub fn on_presence(
+        &mut self,
+        room: &str,
+        user: &str,
+        event: PresenceEvent,
+        message: Option<String>,
+    ) {
         let Some(i) = self.index_of(&WindowId::Room(room.to_owned())) else {
             return;
         };
@@ -806,7 +812,7 @@ impl Model {
                 None
             }
             (PresenceEvent::Away, Some(m)) => {
-                m.away = Some(String::new());
+                m.away = Some(message.unwrap_or_default());
                 None
             }
             (PresenceEvent::Back, Some(m)) => {
@@ -1437,19 +1443,19 @@ mod tests {
             &[],
             true,
         );
-        m.on_presence("r", "bob", PresenceEvent::Join);
-        m.on_presence("r", "bob", PresenceEvent::Away);
+        m.on_presence("r", "bob", PresenceEvent::Join, None);
+        m.on_presence("r", "bob", PresenceEvent::Away, Some("lunch".into()));
         let w = &m.windows[m.index_of(&WindowId::Room("r".into())).unwrap()];
         assert_eq!(w.members.len(), 2);
         assert!(
             w.members
                 .iter()
-                .any(|x| x.user == "bob" && x.away.is_some())
+                .any(|x| x.user == "bob" && x.away.as_deref() == Some("lunch"))
         );
         assert!(
             matches!(w.lines.last(), Some(Line::Notice { text, .. }) if text == "bob joined #r")
         );
-        m.on_presence("r", "bob", PresenceEvent::Leave);
+        m.on_presence("r", "bob", PresenceEvent::Leave, None);
         let w = &m.windows[m.index_of(&WindowId::Room("r".into())).unwrap()];
         assert_eq!(w.members.len(), 1);
     }
