@@ -186,7 +186,7 @@ fn chathistory_pages_through_a_room_by_msgid_in_a_batch() {
     let mark = irc.seen.len();
     irc.send(&format!("CHATHISTORY AFTER #general msgid={oldest} 2"));
     irc.expect_from(mark, &["PRIVMSG #general :line 22"]);
-    irc.send("CHATHISTORY BEFORE #general timestamp=2026-01-01T00:00:00.000Z 5");
+    irc.send("CHATHISTORY BEFORE #general timestamp=yesterday 5");
     irc.expect(&["FAIL CHATHISTORY INVALID_PARAMS"]);
     irc.send("CHATHISTORY LATEST #nosuchroom * 5");
     irc.expect(&["FAIL CHATHISTORY INVALID_TARGET"]);
@@ -693,4 +693,107 @@ fn the_server_name_is_configurable_and_small_conformance_points_hold() {
         "alice!alice@chat.example.org",
         "bob!bob@chat.example.org",
     ]);
+}
+
+/// CHATHISTORY by time (`timestamp=`), as senpai and irctest ask: before
+/// and after a time exclude it, BETWEEN excludes both ends in either
+/// order, AROUND centres on the message at the time.
+#[test]
+fn chathistory_finds_messages_by_timestamp() {
+    let s = server();
+    let mut erin = s.user("erin");
+    let _fred = s.user("fred");
+    for i in 1..=12 {
+        erin.say("general", &format!("line {i}")).unwrap();
+        // Each message in a millisecond of its own, so times order them.
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "fred",
+        PW,
+        &["batch", "server-time", "message-tags", "draft/chathistory"],
+    );
+    irc.send("CHATHISTORY LATEST #general * 20");
+    let (end, _) = irc.expect_from(0, &["BATCH -"]);
+    let time_of = |n: u32| -> String {
+        irc.seen[..end]
+            .iter()
+            .find(|l| l.ends_with(&format!(":line {n}")))
+            .and_then(|l| {
+                l.split(['@', ';', ' '])
+                    .find_map(|t| t.strip_prefix("time="))
+            })
+            .unwrap_or_else(|| panic!("line {n} has no time"))
+            .to_owned()
+    };
+    let (t5, t9) = (time_of(5), time_of(9));
+    let mut page = |irc: &mut Irc, request: String| -> Vec<String> {
+        let mark = irc.seen.len();
+        irc.send(&request);
+        let (end, _) = irc.expect_from(mark, &["BATCH -"]);
+        irc.seen[mark..end]
+            .iter()
+            .filter(|l| l.contains("PRIVMSG"))
+            .map(|l| l.rsplit(" :").next().unwrap().to_owned())
+            .collect()
+    };
+    let lines = |ns: &[u32]| -> Vec<String> { ns.iter().map(|n| format!("line {n}")).collect() };
+    assert_eq!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY BEFORE #general timestamp={t5} 3")
+        ),
+        lines(&[2, 3, 4])
+    );
+    assert_eq!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY AFTER #general timestamp={t5} 2")
+        ),
+        lines(&[6, 7])
+    );
+    assert_eq!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY LATEST #general timestamp={t9} 10")
+        ),
+        lines(&[10, 11, 12])
+    );
+    let between = lines(&[6, 7, 8]);
+    assert_eq!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY BETWEEN #general timestamp={t5} timestamp={t9} 10")
+        ),
+        between
+    );
+    assert_eq!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY BETWEEN #general timestamp={t9} timestamp={t5} 10")
+        ),
+        between
+    );
+    let around = page(
+        &mut irc,
+        format!("CHATHISTORY AROUND #general timestamp={t5} 3"),
+    );
+    assert!(around.contains(&"line 5".to_owned()), "{around:?}");
+    // A time before everything: nothing before it, everything after it.
+    let early = "2000-01-01T00:00:00.000Z";
+    assert!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY BEFORE #general timestamp={early} 5")
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        page(
+            &mut irc,
+            format!("CHATHISTORY AFTER #general timestamp={early} 2")
+        ),
+        lines(&[1, 2])
+    );
 }

@@ -1109,35 +1109,64 @@ impl IrcFront {
             .and_then(|l| l.parse::<u32>().ok())
             .unwrap_or(HISTORY_PAGE_MAX)
             .clamp(1, HISTORY_PAGE_MAX);
-        let msgid = |r: &str| -> Option<i64> { r.strip_prefix("msgid=")?.parse().ok() };
+        // A reference is `msgid=ID` or `timestamp=ISO-8601`; a time is
+        // turned into ids through the store (`Bound`).
+        let place = place_of(cx, target);
+        let bound = |r: &str| -> Option<Bound> {
+            if let Some(id) = r.strip_prefix("msgid=") {
+                let id = id.parse().ok()?;
+                return Some(Bound {
+                    lower: id,
+                    upper: id,
+                });
+            }
+            let at = crate::irc::events::parse_iso8601(r.strip_prefix("timestamp=")?)?;
+            let newest_at = |t: i64| -> i64 {
+                place
+                    .and_then(|p| cx.svc.store.message_at_or_before(me.id, p, t).ok())
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            // After the time: past the newest message at or before it.
+            // Before the time: below the first message at or after it.
+            Some(Bound {
+                lower: newest_at(at),
+                upper: newest_at(at - 1) + 1,
+            })
+        };
         let (window, keep): (messages::Window, Box<dyn Fn(i64) -> bool>) = match sub.as_str() {
             "LATEST" if first == "*" => (messages::Window::Before(None), Box::new(|_| true)),
-            "LATEST" => match msgid(first) {
-                Some(after) => (
+            "LATEST" => match bound(first) {
+                Some(b) => (
                     messages::Window::Before(None),
-                    Box::new(move |id| id > after),
+                    Box::new(move |id| id > b.lower),
                 ),
                 None => return self.bad_ref(&sub, first, out),
             },
-            "BEFORE" => match msgid(first) {
-                Some(id) => (messages::Window::Before(Some(id)), Box::new(|_| true)),
+            "BEFORE" => match bound(first) {
+                Some(b) => (messages::Window::Before(Some(b.upper)), Box::new(|_| true)),
                 None => return self.bad_ref(&sub, first, out),
             },
-            "AFTER" => match msgid(first) {
-                Some(id) => (messages::Window::After(id), Box::new(|_| true)),
+            "AFTER" => match bound(first) {
+                Some(b) => (messages::Window::After(b.lower), Box::new(|_| true)),
                 None => return self.bad_ref(&sub, first, out),
             },
-            "AROUND" => match msgid(first) {
-                Some(id) => (messages::Window::Around(id), Box::new(|_| true)),
+            "AROUND" => match bound(first) {
+                // Around the message at (or just before) the reference.
+                Some(b) if b.lower > 0 => (messages::Window::Around(b.lower), Box::new(|_| true)),
+                Some(_) => (messages::Window::After(0), Box::new(|_| true)),
                 None => return self.bad_ref(&sub, first, out),
             },
-            "BETWEEN" => match (msgid(first), line.arg(3).and_then(msgid)) {
-                (Some(a), Some(b)) if a < b => {
-                    (messages::Window::After(a), Box::new(move |id| id < b))
-                }
+            "BETWEEN" => match (bound(first), line.arg(3).and_then(bound)) {
+                // Oldest first when the first reference is the earlier one,
+                // newest first otherwise; both ends excluded.
+                (Some(a), Some(b)) if a.lower <= b.lower => (
+                    messages::Window::After(a.lower),
+                    Box::new(move |id| id < b.upper),
+                ),
                 (Some(a), Some(b)) => (
-                    messages::Window::Before(Some(a)),
-                    Box::new(move |id| id > b),
+                    messages::Window::Before(Some(a.upper)),
+                    Box::new(move |id| id > b.lower),
                 ),
                 _ => return self.bad_ref(&sub, first, out),
             },
@@ -1264,7 +1293,7 @@ impl IrcFront {
             .param("INVALID_PARAMS")
             .param(sub)
             .param(given)
-            .text("confab finds history by msgid=ID (timestamps are not supported)")
+            .text("a reference is msgid=ID or timestamp=YYYY-MM-DDThh:mm:ss.sssZ")
             .encode_into(out);
     }
 
@@ -1373,6 +1402,16 @@ fn place_of(cx: &Cx, target: &str) -> Option<crate::store::Destination> {
     } else {
         Some(crate::store::Destination::User(account(cx, target)?.id))
     }
+}
+
+/// A CHATHISTORY reference as message ids: messages after it have ids
+/// above `lower`, messages before it ids below `upper` (the same id for a
+/// `msgid=`; for a time, the newest message at or before it, and the first
+/// at or after it).
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    lower: i64,
+    upper: i64,
 }
 
 /// Whether a user exists and is online, and their away message.
