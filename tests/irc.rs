@@ -728,7 +728,7 @@ fn chathistory_finds_messages_by_timestamp() {
             .to_owned()
     };
     let (t5, t9) = (time_of(5), time_of(9));
-    let mut page = |irc: &mut Irc, request: String| -> Vec<String> {
+    let page = |irc: &mut Irc, request: String| -> Vec<String> {
         let mark = irc.seen.len();
         irc.send(&request);
         let (end, _) = irc.expect_from(mark, &["BATCH -"]);
