@@ -219,7 +219,7 @@ fn away_topic_names_who_whois_list_and_mode_answer_sensibly() {
     irc.expect(&[" 322 hank #ops 2 :deploys at noon"]);
     irc.expect(&[" 323 hank "]);
     irc.send("MODE #ops");
-    irc.expect(&[" 324 hank #ops +nt"]);
+    irc.expect(&[" 324 hank #ops +n"]);
     irc.send("MODE #ops +o gina");
     irc.expect(&[" 482 hank #ops "]);
 
@@ -796,4 +796,25 @@ fn chathistory_finds_messages_by_timestamp() {
         ),
         lines(&[1, 2])
     );
+}
+
+/// Lines are answered in order: the echo of a PRIVMSG (sent once the
+/// message is stored) comes before the answer to the line after it, even
+/// when both lines arrive together.
+#[test]
+fn an_echo_comes_before_the_answer_to_the_next_line() {
+    let s = server();
+    let _ivy = s.user("ivy");
+    let mut irc = Irc::sasl(&s.irc_addr, "ivy", PW, &["echo-message"]);
+    for i in 0..20 {
+        let mark = irc.seen.len();
+        irc.send_bytes(format!("PRIVMSG #general :line {i}\r\nPING :after {i}\r\n").as_bytes());
+        let (echo, _) = irc.expect_from(mark, &[&format!("PRIVMSG #general :line {i}")]);
+        let (pong, _) = irc.expect_from(mark, &[&format!("PONG confab :after {i}")]);
+        assert!(
+            echo < pong,
+            "the PONG came before the echo:\n{:#?}",
+            irc.seen
+        );
+    }
 }

@@ -563,7 +563,7 @@ impl IrcFront {
             .param(server())
             .param(&version)
             .param("i")
-            .param("nt")
+            .param("n")
             .encode_into(out);
         for tokens in isupport(cx).chunks(12) {
             let mut line = self.num("005");
@@ -1035,7 +1035,7 @@ impl IrcFront {
                 None => self
                     .num_words("324")
                     .param(target)
-                    .param("+nt")
+                    .param("+n")
                     .encode_into(out),
                 Some("b" | "+b") if line.params.len() == 2 => self
                     .num("368")
@@ -1450,14 +1450,17 @@ fn isupport(cx: &Cx) -> Vec<String> {
         format!("AWAYLEN={MAX_TOPIC_LEN}"),
         "CASEMAPPING=ascii".into(),
         format!("CHANLIMIT=#:{}", limits.max_rooms_per_user),
-        "CHANMODES=,,,nt".into(),
+        // No +t: any member may set a room's topic.
+        "CHANMODES=,,,n".into(),
         format!("CHANNELLEN={}", validate::ROOM_LEN.1 + 1),
         "CHANTYPES=#".into(),
         format!("CHATHISTORY={HISTORY_PAGE_MAX}"),
         "MSGREFTYPES=msgid".into(),
         "NETWORK=confab".into(),
         format!("NICKLEN={}", validate::USERNAME_LEN.1),
-        "PREFIX=(o)@".into(),
+        // confab has no channel operators (administrators are
+        // server-wide), so no member carries a prefix.
+        "PREFIX=".into(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
         "UTF8ONLY".into(),
         format!("LINELEN={MAX_LINE}"),

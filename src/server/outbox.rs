@@ -41,6 +41,9 @@ pub const TAKE_BELOW: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
+    /// Signalled when the message writer answers the last message of this
+    /// session that it had not answered (see [`Outbox::wait_for_acks`]).
+    acked: std::sync::Condvar,
     waker: ThreadWaker,
     limit: usize,
     /// The wire format of the session: what other threads encode for it
@@ -56,6 +59,9 @@ struct OutboxState {
     buf: Vec<u8>,
     overflowed: bool,
     closing: bool,
+    /// Messages of this session handed to the writer and not yet answered
+    /// (acked or refused).
+    unanswered: usize,
 }
 
 /// What the owner of an outbox must do besides writing its bytes.
@@ -78,6 +84,7 @@ impl Outbox {
     pub fn new(limit: usize) -> Outbox {
         Outbox {
             state: Mutex::new(OutboxState::default()),
+            acked: std::sync::Condvar::new(),
             waker: ThreadWaker::new(),
             limit,
             wire: AtomicU8::new(Wire::Confab.index()),
@@ -192,6 +199,42 @@ impl Outbox {
         let was_empty = st.buf.is_empty();
         st.buf.extend_from_slice(frame);
         Some(was_empty)
+    }
+
+    /// Records that a message of this session went to the writer, which
+    /// will answer it with [`Outbox::push_answer`].
+    pub fn expect_answer(&self) {
+        lock(&self.state).unanswered += 1;
+    }
+
+    /// The writer's answer to a message (its ack, or an error), queued like
+    /// [`Outbox::push_deferred`], counted as answered in the same step.
+    pub fn push_answer(&self, frame: &[u8]) -> Option<bool> {
+        let queued = self.push_deferred(frame);
+        let mut st = lock(&self.state);
+        st.unanswered = st.unanswered.saturating_sub(1);
+        if st.unanswered == 0 {
+            self.acked.notify_all();
+        }
+        queued
+    }
+
+    /// Whether the writer still owes this session an answer.
+    pub fn awaits_answers(&self) -> bool {
+        lock(&self.state).unanswered > 0
+    }
+
+    /// Waits until the writer has answered every message of this session
+    /// (the answers are then in the buffer), or `limit` passed; whether it
+    /// has. An IRC session waits so that its echo comes before its answer
+    /// to the next line, as IRC clients expect of a server.
+    pub fn wait_for_answers(&self, limit: std::time::Duration) -> bool {
+        let st = lock(&self.state);
+        let (st, _) = self
+            .acked
+            .wait_timeout_while(st, limit, |st| st.unanswered > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        st.unanswered == 0
     }
 
     /// Wakes the owning session's thread (see also [`Outbox::deliver`]).

@@ -45,6 +45,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// How long an IRC session waits for the writer to answer its message
+/// before it goes on with its next line anyway.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a closing session may take to flush its last words.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -283,6 +287,7 @@ impl Session<'_> {
                             break;
                         };
                         self.handle_line(line);
+                        self.await_answers(&mut conn);
                         if self.replies_overflow(&conn) {
                             return Ok(());
                         }
@@ -329,6 +334,23 @@ impl Session<'_> {
             self.id
         );
         true
+    }
+
+    /// After each IRC line: queues its replies, then what was delivered
+    /// meanwhile, first waiting for the writer's answer (the echo, an
+    /// error) if the line sent a message, so an IRC client sees its lines
+    /// answered in order (a PING sent after a PRIVMSG is answered after its
+    /// echo). The wait is a group commit: a millisecond or so.
+    fn await_answers(&mut self, conn: &mut ServerConnection) {
+        self.move_replies(conn);
+        if self.outbox.awaits_answers() && !self.outbox.wait_for_answers(ANSWER_WAIT) {
+            log::warn!("session {}: no answer from the message writer", self.id);
+        }
+        let (bytes, flags) = self.outbox.take();
+        conn.queue_vec(bytes);
+        if flags.closing && self.closing.is_none() {
+            self.closing = Some(Instant::now() + CLOSE_GRACE);
+        }
     }
 
     /// Moves this thread's replies into the connection.

@@ -224,11 +224,21 @@ fn index(store: &dyn Store, unindexed: &mut usize) {
 /// Answers messages that arrived after shutdown began: not stored, not sent.
 fn refuse(batch: &mut Vec<Submission>) {
     for sub in batch.drain(..) {
-        sub.outbox.push_frame(&ServerFrame::error(
-            sub.req,
-            ErrorCode::ShuttingDown,
-            "the server is shutting down; the message was not sent",
-        ));
+        answer(
+            &sub.outbox,
+            &ServerFrame::error(
+                sub.req,
+                ErrorCode::ShuttingDown,
+                "the server is shutting down; the message was not sent",
+            ),
+        );
+    }
+}
+
+/// Answers a message with an error frame (and wakes its session).
+fn answer(outbox: &Outbox, frame: &ServerFrame) {
+    if outbox.push_answer(&outbox.wire().encode(frame)) == Some(true) {
+        outbox.wake();
     }
 }
 
@@ -258,11 +268,14 @@ fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
         Err(err) => {
             log::error!("storing {} messages failed: {err}", batch.len());
             for sub in batch.drain(..) {
-                sub.outbox.push_frame(&ServerFrame::error(
-                    sub.req,
-                    ErrorCode::ServerError,
-                    "the message could not be stored; it was not sent",
-                ));
+                answer(
+                    &sub.outbox,
+                    &ServerFrame::error(
+                        sub.req,
+                        ErrorCode::ServerError,
+                        "the message could not be stored; it was not sent",
+                    ),
+                );
             }
             return;
         }
@@ -332,7 +345,7 @@ fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
                     // at the recipient's next login (a duplicate, not a loss).
                     log::warn!("advancing DM cursor failed: {err}");
                 }
-                if sub.outbox.push_deferred(&ack) == Some(true) {
+                if sub.outbox.push_answer(&ack) == Some(true) {
                     wake.push(sub.outbox);
                 }
             }
@@ -361,7 +374,7 @@ impl Run {
         }
         self.events.clear();
         for (outbox, ack) in self.acks.drain(..) {
-            if outbox.push_deferred(&ack) == Some(true) {
+            if outbox.push_answer(&ack) == Some(true) {
                 wake.push(outbox);
             }
         }

@@ -216,10 +216,13 @@ pub(super) fn submit_kind(
         kind,
         label: cx.label.clone(),
     };
-    cx.svc
-        .writer
-        .submit(sub)
-        .map_err(|_| Refusal::new(ErrorCode::ServerError, "the message store is not running"))?;
+    let outbox = cx.outbox.clone();
+    outbox.expect_answer();
+    cx.svc.writer.submit(sub).map_err(|_| {
+        // Nothing will answer it.
+        outbox.push_answer(&[]);
+        Refusal::new(ErrorCode::ServerError, "the message store is not running")
+    })?;
     Ok(Answer::Later)
 }
 
