@@ -1300,7 +1300,9 @@ impl IrcFront {
     /// One stored message as history lines, in the batch if the client
     /// negotiated batches.
     fn history_lines(&self, m: ChatMessage, style: Style, batch: &str, out: &mut Vec<u8>) {
-        if m.deleted {
+        // A topic change is an event, not a message: without
+        // draft/event-playback (not offered) history leaves it out.
+        if m.deleted || m.kind == crate::protocol::MessageKind::Topic {
             return;
         }
         for mut l in message_lines(&m, style) {

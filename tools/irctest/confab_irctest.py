@@ -34,6 +34,7 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import time
 import tempfile
 from pathlib import Path
@@ -124,12 +125,30 @@ class ConfabController(BaseServerController, DirectoryBasedController):
         username: str,
         password: Optional[str] = None,
     ) -> None:
-        register(self.confab_addr, self.ca, username, padded(password or AUTO_PASSWORD))
+        password = padded(password or AUTO_PASSWORD)
+        if not register(self.confab_addr, self.ca, username, password):
+            # Made earlier for a bare NICK/USER of that name: give it the
+            # password the case will use.
+            assert self.directory
+            subprocess.run(
+                [
+                    os.environ.get("CONFAB_SERVER", "confab-server"),
+                    "--db",
+                    str(self.directory / "confab.db"),
+                    "admin",
+                    "reset-password",
+                    username,
+                ],
+                input=password + "\n",
+                text=True,
+                check=True,
+                capture_output=True,
+            )
 
 
-def register(addr: str, ca: Path, user: str, password: str) -> None:
-    """Creates an account over confab's own protocol (an existing one is
-    left as it is)."""
+def register(addr: str, ca: Path, user: str, password: str) -> bool:
+    """Creates an account over confab's own protocol; `False` if it existed
+    (it is left as it is)."""
     host, port = addr.rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(ca))
     # The server may still be starting.
@@ -161,6 +180,7 @@ def register(addr: str, ca: Path, user: str, password: str) -> None:
             )
             if reply["type"] == "error" and reply.get("code") != "user_exists":
                 raise RuntimeError(f"confab refused to register {user}: {reply}")
+            return reply["type"] != "error"
 
 
 def padded(password: str) -> str:
