@@ -610,6 +610,11 @@ fn sasl_aborts_unknown_mechanisms_overlong_payloads_and_retries() {
     for _ in 0..4 {
         irc.send(&format!("AUTHENTICATE {}", "A".repeat(400)));
     }
+    irc.expect(&[" 904 * "]);
+    // One line longer than a chunk is 905.
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect(&["AUTHENTICATE +"]);
+    irc.send(&format!("AUTHENTICATE {}", "A".repeat(401)));
     irc.expect(&[" 905 * "]);
     irc.send("AUTHENTICATE *");
     irc.send("AUTHENTICATE PLAIN");

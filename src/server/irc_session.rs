@@ -446,13 +446,19 @@ impl IrcFront {
                 self.sasl_failed("unknown mechanism", out);
             }
             Sasl::Plain(mut so_far) => {
+                // One line over a chunk is 905 (ERR_SASLTOOLONG); chunks
+                // adding up to more than any credentials need, a failure.
+                if arg.len() > SASL_CHUNK {
+                    self.num("905")
+                        .param("SASL message too long")
+                        .encode_into(out);
+                    return;
+                }
                 if arg != "+" {
                     so_far.push_str(arg);
                 }
                 if so_far.len() > SASL_MAX {
-                    self.num("905")
-                        .param("SASL message too long")
-                        .encode_into(out);
+                    self.sasl_failed("credentials too long", out);
                     return;
                 }
                 if arg.len() == SASL_CHUNK {

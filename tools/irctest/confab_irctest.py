@@ -1,14 +1,18 @@
 """irctest controller for confab (https://github.com/progval/irctest).
 
 Run by hand from an irctest checkout outside this repository (docs/IRC.md,
-"Conformance"):
+"Conformance"), after `make build certs` in confab and `pip install
+'pytest<9' filelock` for irctest:
 
     cd /path/to/irctest
     CONFAB_SERVER=/path/to/confab/target/release/confab-server \
     CONFAB_CERTS=/path/to/confab/certs \
     PYTHONPATH=/path/to/confab/tools/irctest \
-    python3 -m pytest --controller confab_irctest -k 'not deprecated' \
-        irctest/server_tests/connection_registration.py ...
+    python3 -m pytest -p no:cacheprovider --controller confab_irctest \
+        -m 'not implementation-specific and not deprecated and not strict' \
+        irctest/server_tests/{connection_registration,cap,sasl,messages}.py ...
+
+`CONFAB_IRCTEST_LOG=FILE` keeps the servers' logs.
 
 Each test gets a fresh confab-server on a temporary database, serving IRC in
 plaintext on the address irctest picks (`--irc-listen-plain`, loopback only)
