@@ -823,3 +823,44 @@ fn an_echo_comes_before_the_answer_to_the_next_line() {
         );
     }
 }
+
+/// CHATHISTORY TARGETS lists the rooms and people whose newest message is
+/// in a span, oldest first, with its time (senpai asks this to find
+/// conversations at connection).
+#[test]
+fn chathistory_targets_lists_conversations_by_time() {
+    let s = server();
+    let mut erin = s.user("erin");
+    let _fred = s.user("fred");
+    erin.say("general", "in the room").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    erin.dm("fred", "just for you").unwrap();
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "fred",
+        PW,
+        &["batch", "server-time", "draft/chathistory"],
+    );
+    let all = "timestamp=2000-01-01T00:00:00.000Z timestamp=2262-01-01T00:00:00.000Z";
+    let mark = irc.seen.len();
+    irc.send(&format!("CHATHISTORY TARGETS {all} 10"));
+    irc.expect_from(mark, &["BATCH +", "draft/chathistory-targets"]);
+    let (end, _) = irc.expect_from(mark, &["BATCH -"]);
+    let targets: Vec<String> = irc.seen[mark..end]
+        .iter()
+        .filter(|l| l.contains("CHATHISTORY TARGETS"))
+        .map(|l| l.split(' ').nth(4).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(targets, ["#general", "erin"], "{:#?}", irc.seen);
+    // The limit keeps the oldest.
+    let mark = irc.seen.len();
+    irc.send(&format!("CHATHISTORY TARGETS {all} 1"));
+    let (end, _) = irc.expect_from(mark, &["BATCH -"]);
+    let n = irc.seen[mark..end]
+        .iter()
+        .filter(|l| l.contains("CHATHISTORY TARGETS #general "))
+        .count();
+    assert_eq!(n, 1, "{:#?}", &irc.seen[mark..]);
+    irc.send("CHATHISTORY TARGETS msgid=1 timestamp=2262-01-01T00:00:00.000Z 5");
+    irc.expect(&["FAIL CHATHISTORY INVALID_PARAMS TARGETS"]);
+}

@@ -69,6 +69,10 @@ macro_rules! contract {
                 super::direct_messages_and_cursors(&*make().store);
             }
             #[test]
+            fn conversations_by_time() {
+                super::conversations_by_time(&*make().store);
+            }
+            #[test]
             fn files() {
                 super::files(&*make().store);
             }
@@ -135,6 +139,74 @@ fn say(s: &dyn Store, from: UserId, to: Destination, body: &str) -> i64 {
         kind: Default::default(),
     }])
     .unwrap()[0]
+}
+
+/// A message of `from` at time `ts`.
+fn say_at(s: &dyn Store, from: UserId, to: Destination, body: &str, ts: i64) -> i64 {
+    s.insert_messages(&[NewMessage {
+        sender: from,
+        to,
+        body: body.into(),
+        ts,
+        file_id: None,
+        reply_to: None,
+        kind: Default::default(),
+    }])
+    .unwrap()[0]
+}
+
+/// Rooms and direct conversations by the time of their newest message in
+/// a span (IRC's CHATHISTORY TARGETS).
+fn conversations_by_time(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let bob = s.create_user("bob", "h").unwrap();
+    let carol = s.create_user("carol", "h").unwrap();
+    let dave = s.create_user("dave", "h").unwrap();
+    let rust = s.create_room("rust", "", bob).unwrap();
+    s.add_member(rust, alice).unwrap();
+    let art = s.create_room("art", "", bob).unwrap(); // alice is not in it
+    say_at(s, bob, Destination::Room(rust), "r1", 1_000);
+    say_at(s, alice, Destination::User(bob), "to bob", 2_000); // only sent
+    say_at(s, carol, Destination::User(alice), "from carol", 3_000); // only received
+    say_at(s, bob, Destination::Room(rust), "r2", 4_000);
+    say_at(s, bob, Destination::Room(art), "not alice's", 4_500);
+    say_at(s, dave, Destination::User(bob), "not alice's either", 4_600);
+    say_at(s, bob, Destination::User(alice), "reply", 5_000);
+    let got = |after, before, limit| -> Vec<(String, i64)> {
+        s.conversations_between(alice, after, before, limit)
+            .unwrap()
+            .into_iter()
+            .map(|c| {
+                (
+                    c.room.map_or_else(|| c.with.unwrap(), |r| format!("#{r}")),
+                    c.newest,
+                )
+            })
+            .collect()
+    };
+    let pair = |n: &str, t: i64| (n.to_owned(), t);
+    // Each with its newest message in the span, oldest first; #general
+    // (no messages) and #art (not a member) are not there.
+    assert_eq!(
+        got(0, 10_000, 10),
+        [
+            pair("carol", 3_000),
+            pair("#rust", 4_000),
+            pair("bob", 5_000)
+        ]
+    );
+    assert_eq!(
+        got(0, 10_000, 2),
+        [pair("carol", 3_000), pair("#rust", 4_000)]
+    );
+    // Both ends left out; a conversation whose newest message is later
+    // than the span is not in it.
+    assert_eq!(
+        got(1_000, 5_000, 10),
+        [pair("carol", 3_000), pair("#rust", 4_000)]
+    );
+    assert_eq!(got(1_000, 3_500, 10), [pair("carol", 3_000)]);
+    assert_eq!(got(3_000, 4_000, 10), []);
 }
 
 /// A 1,234-byte PNG file record.

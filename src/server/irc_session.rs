@@ -1091,11 +1091,7 @@ impl IrcFront {
     fn chathistory(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
         let sub = line.arg(0).unwrap_or("").to_ascii_uppercase();
         if sub == "TARGETS" {
-            // Conversations by time are not kept apart from history.
-            let id = self.batch_id();
-            self.batch_start(&id, "draft/chathistory-targets", &[], out);
-            self.batch_end(&id, out);
-            return;
+            return self.chathistory_targets(cx, me, line, out);
         }
         let (Some(target), Some(first)) = (line.arg(1), line.arg(2)) else {
             return self.fail_line(
@@ -1210,6 +1206,61 @@ impl IrcFront {
         let style = self.style();
         for m in found.into_iter().filter(|m| keep(m.id)) {
             self.history_lines(m, style, &id, out);
+        }
+        self.batch_end(&id, out);
+    }
+
+    /// `CHATHISTORY TARGETS timestamp=A timestamp=B limit`: the rooms
+    /// and people whose newest message was sent between the two times
+    /// (either order), with that time, oldest first.
+    fn chathistory_targets(&mut self, cx: &mut Cx, me: &User, line: &Line, out: &mut Vec<u8>) {
+        let time = |i: usize| {
+            line.arg(i)
+                .and_then(|r| r.strip_prefix("timestamp="))
+                .and_then(crate::irc::events::parse_iso8601)
+        };
+        let (Some(a), Some(b)) = (time(1), time(2)) else {
+            return self.bad_ref("TARGETS", line.arg(1).unwrap_or("*"), out);
+        };
+        let limit = line
+            .arg(3)
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(HISTORY_PAGE_MAX as usize)
+            .clamp(1, HISTORY_PAGE_MAX as usize);
+        let found = match cx
+            .svc
+            .store
+            .conversations_between(me.id, a.min(b), a.max(b), limit)
+        {
+            Ok(found) => found,
+            Err(err) => {
+                log::error!("CHATHISTORY TARGETS for {}: {err}", me.name);
+                return self.fail_line(
+                    "CHATHISTORY",
+                    "MESSAGE_ERROR",
+                    &["TARGETS"],
+                    "history could not be read",
+                    out,
+                );
+            }
+        };
+        let id = self.batch_id();
+        self.batch_start(&id, "draft/chathistory-targets", &[], out);
+        for c in found {
+            let target = match (&c.room, &c.with) {
+                (Some(room), _) => channel(room),
+                (None, Some(with)) => with.clone(),
+                _ => continue,
+            };
+            let mut l = Line::new("CHATHISTORY")
+                .source(server())
+                .param("TARGETS")
+                .param(&target)
+                .param(&crate::irc::events::iso8601(c.newest));
+            if self.caps.batch {
+                l.tags.insert(0, ("batch".into(), Some(id.clone())));
+            }
+            l.encode_into(out);
         }
         self.batch_end(&id, out);
     }

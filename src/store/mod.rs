@@ -139,6 +139,42 @@ pub struct RoomRecord {
     pub members: Vec<(UserId, String)>,
 }
 
+/// A conversation and when its newest message (in some span) was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationTime {
+    /// The room, or ...
+    pub room: Option<String>,
+    /// ... the other person of a direct conversation.
+    pub with: Option<String>,
+    /// When (ms since the epoch).
+    pub newest: i64,
+}
+
+/// The rooms and direct conversations from the two queries every backend
+/// runs (`(name, time of the newest message)`), put in order: those whose
+/// time is strictly between `after` and `before`, oldest first, at most
+/// `limit`.
+pub(crate) fn conversations_in_span(
+    rooms: Vec<(String, Option<i64>)>,
+    peers: Vec<(String, Option<i64>)>,
+    after: i64,
+    before: i64,
+    limit: usize,
+) -> Vec<ConversationTime> {
+    let mut all: Vec<ConversationTime> = rooms
+        .into_iter()
+        .map(|(name, t)| (Some(name), None, t))
+        .chain(peers.into_iter().map(|(name, t)| (None, Some(name), t)))
+        .filter_map(|(room, with, t)| {
+            t.filter(|t| *t > after && *t < before)
+                .map(|newest| ConversationTime { room, with, newest })
+        })
+        .collect();
+    all.sort_by_key(|c| c.newest);
+    all.truncate(limit);
+    all
+}
+
 /// Where a new message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
@@ -583,6 +619,19 @@ pub trait Store: Send + Sync {
     /// What `user` (named `name`) has not read: per room and per DM peer,
     /// how many messages and how many mention them. Only non-zero entries.
     fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError>;
+
+    /// The rooms `user` is in and the people they exchanged direct
+    /// messages with whose newest message was sent strictly between
+    /// `after` and `before` (ms), with that time: oldest first, at most
+    /// `limit` (IRC's `CHATHISTORY TARGETS`; a conversation with a newer
+    /// message is not in an earlier span).
+    fn conversations_between(
+        &self,
+        user: UserId,
+        after: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<ConversationTime>, StoreError>;
 
     // --- Security: secrets, passwords, tokens, admins, bans, mutes, audit ---
     /// The secret that keys resume-token digests, made on first use.

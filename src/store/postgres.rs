@@ -18,10 +18,10 @@
 //! always verified (against the system's roots, or `SSL_CERT_FILE`).
 
 use super::{
-    AuditEntry, Ban, ClusterEvent, Destination, FileRecord, Heads, Heartbeat, MessageRecord,
-    MessageWatch, NewBan, NewFile, NewMessage, NodeId, Page, Reacted, RoomId, RoomRecord,
-    SearchSpec, Store, StoreError, StoredMessage, UserId, UserRecord, kind_column, kind_of, now_ms,
-    paged, search_filters,
+    AuditEntry, Ban, ClusterEvent, ConversationTime, Destination, FileRecord, Heads, Heartbeat,
+    MessageRecord, MessageWatch, NewBan, NewFile, NewMessage, NodeId, Page, Reacted, RoomId,
+    RoomRecord, SearchSpec, Store, StoreError, StoredMessage, UserId, UserRecord,
+    conversations_in_span, kind_column, kind_of, now_ms, paged, search_filters,
 };
 use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use crate::search::{Term, Terms};
@@ -423,6 +423,44 @@ const MENTION_BODIES: &str = "SELECT body FROM messages
 
 /// Per sender of direct messages to $1 (hopping from one sender to the
 /// next through messages_by_dm, as in SQLite): last read, unread, newest.
+/// The rooms a user is in, with the time of their newest message.
+const ROOMS_NEWEST: &str = "SELECT r.name,
+        (SELECT m.created_at FROM messages m
+          WHERE m.room_id = rm.room_id AND m.deleted_at IS NULL
+          ORDER BY m.id DESC LIMIT 1)
+     FROM room_members rm JOIN rooms r ON r.id = rm.room_id
+     WHERE rm.user_id = $1";
+
+/// The people a user exchanged direct messages with, with the newest
+/// message either way (as SQLite's, which explains it).
+const PEERS_NEWEST: &str = "WITH RECURSIVE
+     senders(id) AS (
+       SELECT (SELECT min(sender_id) FROM messages WHERE recipient_id = $1)
+       UNION ALL
+       SELECT (SELECT min(sender_id) FROM messages
+                WHERE recipient_id = $1 AND sender_id > senders.id)
+       FROM senders WHERE senders.id IS NOT NULL),
+     recipients(id) AS (
+       SELECT (SELECT min(recipient_id) FROM messages WHERE recipient_id IS NOT NULL)
+       UNION ALL
+       SELECT (SELECT min(recipient_id) FROM messages WHERE recipient_id > recipients.id)
+       FROM recipients WHERE recipients.id IS NOT NULL),
+     peers(id) AS (
+       SELECT id FROM senders WHERE id IS NOT NULL
+       UNION
+       SELECT id FROM recipients WHERE id IS NOT NULL AND EXISTS
+         (SELECT 1 FROM messages WHERE recipient_id = recipients.id AND sender_id = $1))
+     SELECT u.name, greatest(
+        coalesce((SELECT m.created_at FROM messages m
+                   WHERE m.recipient_id = $1 AND m.sender_id = p.id
+                     AND m.deleted_at IS NULL
+                   ORDER BY m.id DESC LIMIT 1), 0),
+        coalesce((SELECT m.created_at FROM messages m
+                   WHERE m.recipient_id = p.id AND m.sender_id = $1
+                     AND m.deleted_at IS NULL
+                   ORDER BY m.id DESC LIMIT 1), 0))
+     FROM peers p JOIN users u ON u.id = p.id";
+
 const UNREAD_DMS: &str = "WITH RECURSIVE peers(id) AS (
                  SELECT (SELECT min(sender_id) FROM messages WHERE recipient_id = $1)
                  UNION ALL
@@ -1094,6 +1132,27 @@ impl Store for PostgresStore {
             )?,
         };
         Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)))
+    }
+
+    fn conversations_between(
+        &self,
+        user: UserId,
+        after: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<ConversationTime>, StoreError> {
+        let mut conn = self.conn()?;
+        let rooms = conn
+            .query(ROOMS_NEWEST, &[&user])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let peers = conn
+            .query(PEERS_NEWEST, &[&user])?
+            .iter()
+            .map(|r| (r.get(0), Some(r.get::<_, i64>(1)).filter(|t| *t > 0)))
+            .collect();
+        Ok(conversations_in_span(rooms, peers, after, before, limit))
     }
 
     fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {

@@ -10,10 +10,10 @@
 //! session threads, and messages come from one writer thread.
 
 use super::{
-    AuditEntry, Ban, ClusterEvent, Destination, FileRecord, Heartbeat, MessageRecord, MessageWatch,
-    NewBan, NewFile, NewMessage, NodeId, Page, Reacted, RoomId, RoomRecord, SearchSpec, Store,
-    StoreError, StoredMessage, UserId, UserRecord, kind_column, kind_of, now_ms, paged,
-    search_filters,
+    AuditEntry, Ban, ClusterEvent, ConversationTime, Destination, FileRecord, Heartbeat,
+    MessageRecord, MessageWatch, NewBan, NewFile, NewMessage, NodeId, Page, Reacted, RoomId,
+    RoomRecord, SearchSpec, Store, StoreError, StoredMessage, UserId, UserRecord,
+    conversations_in_span, kind_column, kind_of, now_ms, paged, search_filters,
 };
 use crate::protocol::{ChatMessage, FileInfo, ReactionCount, ReplyRef, SharedFile, Unread};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -170,6 +170,46 @@ const UNREAD_DMS: &str = "WITH RECURSIVE peers(id) AS (
              LEFT JOIN dm_reads d ON d.user_id = ?1 AND d.peer_id = p.id
              WHERE p.id IS NOT NULL AND newest > lr
              ORDER BY s.name";
+
+/// The rooms a user is in, with the time of their newest message.
+const ROOMS_NEWEST: &str = "SELECT r.name,
+        (SELECT m.created_at FROM messages m
+          WHERE m.room_id = rm.room_id AND m.deleted_at IS NULL
+          ORDER BY m.id DESC LIMIT 1)
+     FROM room_members rm JOIN rooms r ON r.id = rm.room_id
+     WHERE rm.user_id = ?1";
+
+/// The people a user exchanged direct messages with (those who wrote to
+/// them, by hopping through the (recipient, sender, id) index, and those
+/// they wrote to, among everyone who ever received one), with the time
+/// of the newest message either way.
+const PEERS_NEWEST: &str = "WITH RECURSIVE
+     senders(id) AS (
+       SELECT (SELECT min(sender_id) FROM messages WHERE recipient_id = ?1)
+       UNION ALL
+       SELECT (SELECT min(sender_id) FROM messages
+                WHERE recipient_id = ?1 AND sender_id > senders.id)
+       FROM senders WHERE senders.id IS NOT NULL),
+     recipients(id) AS (
+       SELECT (SELECT min(recipient_id) FROM messages WHERE recipient_id IS NOT NULL)
+       UNION ALL
+       SELECT (SELECT min(recipient_id) FROM messages WHERE recipient_id > recipients.id)
+       FROM recipients WHERE recipients.id IS NOT NULL),
+     peers(id) AS (
+       SELECT id FROM senders WHERE id IS NOT NULL
+       UNION
+       SELECT id FROM recipients WHERE id IS NOT NULL AND EXISTS
+         (SELECT 1 FROM messages WHERE recipient_id = recipients.id AND sender_id = ?1))
+     SELECT u.name, max(
+        coalesce((SELECT m.created_at FROM messages m
+                   WHERE m.recipient_id = ?1 AND m.sender_id = p.id
+                     AND m.deleted_at IS NULL
+                   ORDER BY m.id DESC LIMIT 1), 0),
+        coalesce((SELECT m.created_at FROM messages m
+                   WHERE m.recipient_id = p.id AND m.sender_id = ?1
+                     AND m.deleted_at IS NULL
+                   ORDER BY m.id DESC LIMIT 1), 0))
+     FROM peers p JOIN users u ON u.id = p.id";
 
 /// The SQLite database behind an r2d2 pool; cheap to clone.
 #[derive(Clone)]
@@ -946,6 +986,27 @@ impl Store for SqliteStore {
                 .query_row(params![user, peer, at], |r| r.get(0))?,
         };
         Ok(id)
+    }
+
+    fn conversations_between(
+        &self,
+        user: UserId,
+        after: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<ConversationTime>, StoreError> {
+        let conn = self.pool.get()?;
+        let rooms = conn
+            .prepare_cached(ROOMS_NEWEST)?
+            .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let peers = conn
+            .prepare_cached(PEERS_NEWEST)?
+            .query_map([user], |r| {
+                Ok((r.get(0)?, Some(r.get::<_, i64>(1)?).filter(|t| *t > 0)))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(conversations_in_span(rooms, peers, after, before, limit))
     }
 
     fn unread(&self, user: UserId, name: &str) -> Result<Vec<Unread>, StoreError> {
