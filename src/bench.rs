@@ -514,6 +514,7 @@ pub fn fanout(server: &BenchServer, p: &Fanout) -> Value {
                             room: room.clone(),
                             body: format!("t={} s={si} n={n} {pad}", now_us()),
                             reply_to: None,
+                            notice: false,
                         },
                     }));
                 }
@@ -624,6 +625,7 @@ impl Member {
                         room: "general".into(),
                         body: body.to_owned(),
                         reply_to: None,
+                        notice: false,
                     },
                 });
                 c.send_frame(&frame).is_ok()
@@ -1278,12 +1280,14 @@ fn fill_history(server: &BenchServer, n: usize) {
                                 to: "reader".into(),
                                 body: body.into(),
                                 reply_to: None,
+                                notice: false,
                             }
                         } else {
                             Request::Say {
                                 room: "general".into(),
                                 body: body.into(),
                                 reply_to: None,
+                                notice: false,
                             }
                         };
                         batch.extend_from_slice(&encode_json(&ClientFrame {
@@ -1420,6 +1424,7 @@ pub fn search(server: &BenchServer, messages: usize, rooms: usize, queries: usiz
                                 room: room((rng.next() % rooms as u64) as usize),
                                 body: body.join(" "),
                                 reply_to: None,
+                                notice: false,
                             },
                         }));
                     }
@@ -1489,6 +1494,7 @@ mod tests {
                 deleted: false,
                 reactions: Vec::new(),
                 kind: Default::default(),
+                notice: false,
             },
         ))))
         .unwrap();

@@ -723,11 +723,13 @@ impl Client {
                 room: room.clone(),
                 body: body.into(),
                 reply_to,
+                notice: false,
             },
             Conversation::User(to) => Request::Dm {
                 to: to.clone(),
                 body: body.into(),
                 reply_to,
+                notice: false,
             },
         };
         let msg = self.request(request)?;

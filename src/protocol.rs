@@ -438,6 +438,9 @@ pub enum Request {
         /// The id of the message (in the same room) this one answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<i64>,
+        /// A notice (IRC's NOTICE): nobody may answer it automatically.
+        #[serde(default, skip_serializing_if = "is_false")]
+        notice: bool,
     },
     /// Sends a direct message to a user, online or not.
     Dm {
@@ -449,6 +452,9 @@ pub enum Request {
         /// answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<i64>,
+        /// A notice, as with `say`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        notice: bool,
     },
     /// Replaces the text of one of the caller's own messages (within the
     /// server's `edit_window_s`).
@@ -1113,6 +1119,10 @@ pub struct ChatMessage {
     /// kept in history (`body` is the new topic, `from` who set it).
     #[serde(default, skip_serializing_if = "MessageKind::is_chat")]
     pub kind: MessageKind,
+    /// Sent as a notice (IRC's NOTICE, or `say`/`dm` with `notice`):
+    /// clients show it as one and never answer it automatically.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notice: bool,
 }
 
 impl ChatMessage {
@@ -1131,6 +1141,7 @@ impl ChatMessage {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         }
     }
 }
@@ -1477,6 +1488,7 @@ mod tests {
                 room: "general".into(),
                 body: "hi".into(),
                 reply_to: None,
+                notice: false,
             },
         };
         let json = serde_json::to_string(&frame).unwrap();
@@ -1575,6 +1587,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         })));
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),

@@ -306,6 +306,7 @@ fn a_client_that_drops_mid_frame_loses_nothing_for_others() {
                 room: "general".into(),
                 body: "half".into(),
                 reply_to: None,
+                notice: false,
             },
         });
         bob.send_frame(&frame[..frame.len() / 2]).unwrap();

@@ -362,6 +362,7 @@ fn sigterm_tells_everyone_exits_cleanly_and_keeps_every_acked_message() {
                     room: "general".into(),
                     body: format!("pipelined {i}"),
                     reply_to: None,
+                    notice: false,
                 },
             ))
             .unwrap();

@@ -252,6 +252,7 @@ fn concurrent_senders_reach_every_member_once_and_in_id_order() {
                             room: "general".into(),
                             body: format!("s{si} n{n}"),
                             reply_to: None,
+                            notice: false,
                         },
                     }));
                 }

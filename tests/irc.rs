@@ -864,3 +864,42 @@ fn chathistory_targets_lists_conversations_by_time() {
     irc.send("CHATHISTORY TARGETS msgid=1 timestamp=2262-01-01T00:00:00.000Z 5");
     irc.expect(&["FAIL CHATHISTORY INVALID_PARAMS TARGETS"]);
 }
+
+/// A NOTICE stays a notice: stored as one, relayed and echoed as NOTICE,
+/// replayed by CHATHISTORY as NOTICE, and marked for confab clients, which
+/// must not answer it automatically.
+#[test]
+fn a_notice_stays_a_notice() {
+    let s = server();
+    let mut kim = s.user("kim");
+    let _lee = s.user("lee");
+    let mut lee = Irc::sasl(
+        &s.irc_addr,
+        "lee",
+        PW,
+        &["echo-message", "draft/chathistory"],
+    );
+    let _moe = s.user("moe");
+    let mut moe = Irc::sasl(&s.irc_addr, "moe", PW, &[]);
+    lee.send("NOTICE #general :bot says hi");
+    lee.expect(&[":lee!lee@confab NOTICE #general :bot says hi"]);
+    moe.expect(&[":lee!lee@confab NOTICE #general :bot says hi"]);
+    let got = wait_event(
+        &mut kim,
+        "the notice",
+        |m| matches!(m, ServerMsg::Message(m) if m.body == "bot says hi"),
+    );
+    assert!(matches!(&got, ServerMsg::Message(m) if m.notice), "{got:?}");
+    // A confab client's notice, in a DM, reaches IRC as NOTICE too.
+    kim.request(Request::Dm {
+        to: "moe".into(),
+        body: "notice for moe".into(),
+        reply_to: None,
+        notice: true,
+    })
+    .unwrap();
+    moe.expect(&[":kim!kim@confab NOTICE moe :notice for moe"]);
+    let mark = lee.seen.len();
+    lee.send("CHATHISTORY LATEST #general * 5");
+    lee.expect_from(mark, &["NOTICE #general :bot says hi"]);
+}

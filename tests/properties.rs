@@ -18,12 +18,14 @@ fn request() -> impl Strategy<Value = Request> {
                 room,
                 body,
                 reply_to,
+                notice: false,
             }
         }),
         (s(), s()).prop_map(|(to, body)| Request::Dm {
             to,
             body,
-            reply_to: None
+            reply_to: None,
+            notice: false,
         }),
         (
             proptest::option::of(s()),

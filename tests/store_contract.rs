@@ -69,6 +69,10 @@ macro_rules! contract {
                 super::direct_messages_and_cursors(&*make().store);
             }
             #[test]
+            fn notices_stay_notices() {
+                super::notices_stay_notices(&*make().store);
+            }
+            #[test]
             fn conversations_by_time() {
                 super::conversations_by_time(&*make().store);
             }
@@ -137,6 +141,7 @@ fn say(s: &dyn Store, from: UserId, to: Destination, body: &str) -> i64 {
         file_id: None,
         reply_to: None,
         kind: Default::default(),
+        notice: false,
     }])
     .unwrap()[0]
 }
@@ -151,8 +156,42 @@ fn say_at(s: &dyn Store, from: UserId, to: Destination, body: &str, ts: i64) -> 
         file_id: None,
         reply_to: None,
         kind: Default::default(),
+        notice: false,
     }])
     .unwrap()[0]
+}
+
+/// A notice (IRC's NOTICE) is stored as one and read back as one.
+fn notices_stay_notices(s: &dyn Store) {
+    let alice = s.create_user("alice", "h").unwrap();
+    let room = general(s);
+    let ids = s
+        .insert_messages(&[
+            NewMessage {
+                sender: alice,
+                to: Destination::Room(room),
+                body: "a notice".into(),
+                ts: now_ms(),
+                file_id: None,
+                reply_to: None,
+                kind: Default::default(),
+                notice: true,
+            },
+            NewMessage {
+                sender: alice,
+                to: Destination::Room(room),
+                body: "chat".into(),
+                ts: now_ms(),
+                file_id: None,
+                reply_to: None,
+                kind: Default::default(),
+                notice: false,
+            },
+        ])
+        .unwrap();
+    let (page, _) = s.room_history(room, Page::Before(None), 10, alice).unwrap();
+    let flags: Vec<(i64, bool)> = page.iter().map(|m| (m.id, m.notice)).collect();
+    assert_eq!(flags, [(ids[0], true), (ids[1], false)]);
 }
 
 /// Rooms and direct conversations by the time of their newest message in
@@ -311,6 +350,7 @@ fn messages_and_history_paging(s: &dyn Store) {
             file_id: None,
             reply_to: None,
             kind: Default::default(),
+            notice: false,
         })
         .collect();
     let ids = s.insert_messages(&batch).unwrap();
@@ -430,6 +470,7 @@ fn files(s: &dyn Store) {
         file_id: Some(f1),
         reply_to: None,
         kind: Default::default(),
+        notice: false,
     }])
     .unwrap();
     let (history, _) = s.room_history(g, Page::Before(None), 1, 0).unwrap();
@@ -500,6 +541,7 @@ fn read_markers_as_times(s: &dyn Store) {
             file_id: None,
             reply_to: None,
             kind: Default::default(),
+            notice: false,
         }])
         .unwrap()[0]
     };
@@ -654,6 +696,7 @@ fn deleting_a_room(s: &dyn Store) {
         file_id: Some(file),
         reply_to: None,
         kind: Default::default(),
+        notice: false,
     }])
     .unwrap();
     let kept = say(s, bob, Destination::Room(go), "elsewhere");
@@ -748,6 +791,7 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
             file_id: None,
             reply_to: Some(id),
             kind: Default::default(),
+            notice: false,
         }])
         .unwrap()[0];
     let (page, _) = s.room_history(g, Page::Before(None), 10, bob).unwrap();
@@ -804,6 +848,7 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
             file_id: Some(f),
             reply_to: None,
             kind: Default::default(),
+            notice: false,
         }])
         .unwrap()[0];
     assert_eq!(s.delete_message(announce, 40).unwrap(), Some("ab12".into()));

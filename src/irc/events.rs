@@ -227,7 +227,8 @@ pub fn message_lines(m: &ChatMessage, style: Style) -> Vec<Line> {
         ts: m.ts,
         account: &m.from,
     };
-    text_lines("PRIVMSG", &from, &to, &body, Some(meta), style)
+    let command = if m.notice { "NOTICE" } else { "PRIVMSG" };
+    text_lines(command, &from, &to, &body, Some(meta), style)
 }
 
 /// What the tags of a message's lines say.

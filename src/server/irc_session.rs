@@ -804,11 +804,13 @@ impl IrcFront {
                     room,
                     body: body.clone(),
                     reply_to,
+                    notice,
                 },
                 _ => Request::Dm {
                     to: target.to_owned(),
                     body: body.clone(),
                     reply_to,
+                    notice,
                 },
             };
             match handlers::dispatch(cx, me, request) {

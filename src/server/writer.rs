@@ -81,6 +81,8 @@ pub struct Submission {
     /// Chat, or a topic change kept in history (delivered to the setter's
     /// session too: it has no other copy of the line).
     pub kind: MessageKind,
+    /// A notice (IRC's NOTICE).
+    pub notice: bool,
     /// The IRC client's label for its request (labeled-response), which
     /// its echo carries.
     pub label: Option<String>,
@@ -261,6 +263,7 @@ fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
             file_id: s.file.as_ref().map(|f| f.id),
             reply_to: s.reply.as_ref().map(|r| r.id),
             kind: s.kind,
+            notice: s.notice,
         })
         .collect();
     let ids = match store.insert_messages(&rows) {
@@ -305,6 +308,7 @@ fn commit_and_deliver(w: &Writer, batch: &mut Vec<Submission>) {
             file: sub.file,
             reply_to: sub.reply,
             kind: sub.kind,
+            notice: sub.notice,
             ..ChatMessage::new(id, sub.sender.1, sub.body, ts)
         })));
         // The ack has one recipient: encoded here, in its session's format.

@@ -202,6 +202,8 @@ pub struct NewMessage {
     pub reply_to: Option<i64>,
     /// Chat, or a topic change.
     pub kind: crate::protocol::MessageKind,
+    /// A notice (IRC's NOTICE): stored as such, shown as such.
+    pub notice: bool,
 }
 
 /// A stored message as the checks of edit, delete, react and reply see it.
@@ -769,18 +771,21 @@ pub(crate) fn paged(
 }
 
 /// `messages.kind` for a message kind: NULL for chat.
-pub(crate) fn kind_column(kind: MessageKind) -> Option<&'static str> {
+pub(crate) fn kind_column(kind: MessageKind, notice: bool) -> Option<&'static str> {
     match kind {
+        MessageKind::Chat if notice => Some("notice"),
         MessageKind::Chat => None,
         MessageKind::Topic => Some("topic"),
     }
 }
 
-/// A message kind from `messages.kind` (an unknown value is chat).
-pub(crate) fn kind_of(column: Option<String>) -> MessageKind {
+/// A message kind from `messages.kind` (an unknown value is chat), and
+/// whether it is a notice.
+pub(crate) fn kind_of(column: Option<String>) -> (MessageKind, bool) {
     match column.as_deref() {
-        Some("topic") => MessageKind::Topic,
-        _ => MessageKind::Chat,
+        Some("topic") => (MessageKind::Topic, false),
+        Some("notice") => (MessageKind::Chat, true),
+        _ => (MessageKind::Chat, false),
     }
 }
 

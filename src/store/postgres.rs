@@ -669,7 +669,10 @@ impl Store for PostgresStore {
         let times: Vec<i64> = batch.iter().map(|m| m.ts).collect();
         let files: Vec<Option<i64>> = batch.iter().map(|m| m.file_id).collect();
         let replies: Vec<Option<i64>> = batch.iter().map(|m| m.reply_to).collect();
-        let kinds: Vec<Option<&str>> = batch.iter().map(|m| kind_column(m.kind)).collect();
+        let kinds: Vec<Option<&str>> = batch
+            .iter()
+            .map(|m| kind_column(m.kind, m.notice))
+            .collect();
         // One prepared statement, its own transaction: one round trip (see
         // INSERT_BATCH).
         let mut conn = self.conn()?;
@@ -800,7 +803,7 @@ impl Store for PostgresStore {
                 body: r.get(6),
                 created_at: r.get(7),
                 deleted: r.get(8),
-                kind: kind_of(r.get(9)),
+                kind: kind_of(r.get(9)).0,
             }
         }))
     }
@@ -1719,6 +1722,7 @@ fn chat_message(r: &Row) -> ChatMessage {
         deleted: r.get::<_, Option<bool>>(14).unwrap_or(true),
     });
     let room: Option<String> = r.get(1);
+    let (kind, notice) = kind_of(r.get(17));
     ChatMessage {
         id: r.get(0),
         to: if room.is_some() { None } else { r.get(2) },
@@ -1731,7 +1735,8 @@ fn chat_message(r: &Row) -> ChatMessage {
         edited_at: r.get(15),
         deleted: r.get(16),
         reactions: Vec::new(),
-        kind: kind_of(r.get(17)),
+        kind,
+        notice,
     }
 }
 

@@ -499,7 +499,7 @@ impl Store for SqliteStore {
                     m.ts,
                     m.file_id,
                     m.reply_to,
-                    kind_column(m.kind)
+                    kind_column(m.kind, m.notice)
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -619,7 +619,7 @@ impl Store for SqliteStore {
                     body: r.get(6)?,
                     created_at: r.get(7)?,
                     deleted: r.get(8)?,
-                    kind: kind_of(r.get(9)?),
+                    kind: kind_of(r.get(9)?).0,
                 })
             })
             .optional()?)
@@ -1467,6 +1467,7 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         }),
         None => None,
     };
+    let (kind, notice) = kind_of(r.get(17)?);
     Ok(ChatMessage {
         id: r.get(0)?,
         room: r.get(1)?,
@@ -1483,7 +1484,8 @@ fn chat_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         edited_at: r.get(15)?,
         deleted: r.get(16)?,
         reactions: Vec::new(),
-        kind: kind_of(r.get(17)?),
+        kind,
+        notice,
     })
 }
 
@@ -1546,6 +1548,7 @@ mod tests {
                 file_id: None,
                 reply_to: None,
                 kind: Default::default(),
+                notice: false,
             })
             .collect();
         let ids = store.insert_messages(&batch).unwrap();
@@ -1571,6 +1574,7 @@ mod tests {
                 file_id: None,
                 reply_to: None,
                 kind: Default::default(),
+                notice: false,
             }])
             .unwrap()[0];
         assert_eq!(store.undelivered_dms(b, 10).unwrap().len(), 1);

@@ -1504,6 +1504,7 @@ mod tests {
                     deleted: false,
                     reactions: Vec::new(),
                     kind: Default::default(),
+                    notice: false,
                 }],
                 focus: false,
                 live_presence: true,
@@ -1673,6 +1674,7 @@ mod tests {
                 deleted: false,
                 reactions: Vec::new(),
                 kind: Default::default(),
+                notice: false,
             },
         ))));
         assert!(screen.text().contains("3 @bob (1)"));
@@ -1731,6 +1733,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         };
         screen.post(NetEvent::History {
             window: WindowId::Room("general".into()),

@@ -69,6 +69,8 @@ pub struct Extras {
     pub origin: Option<WindowId>,
     /// A topic change kept in history (the text is the new topic).
     pub topic: bool,
+    /// A notice (shown `-nick- text`, as irssi shows notices).
+    pub notice: bool,
 }
 
 impl Extras {
@@ -80,6 +82,7 @@ impl Extras {
             reactions: m.reactions.clone(),
             origin: None,
             topic: m.kind == crate::protocol::MessageKind::Topic,
+            notice: m.notice,
         }
     }
 }
@@ -1202,6 +1205,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         }
     }
 
@@ -1219,6 +1223,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         }
     }
 

@@ -513,10 +513,16 @@ pub fn render_messages(w: &Window, me: &str, selected: Option<i64>, width: usize
                     out.append_plain(" ");
                     append_body(&mut out, &for_terminal(action), width, indent, text_style);
                 } else {
+                    // A notice is `-nick-`, as irssi shows one.
+                    let (open, close) = if extra.notice {
+                        ("-", "- ")
+                    } else {
+                        ("<", "> ")
+                    };
                     let indent = stamp_width + 3 + nick_width;
-                    out.append_plain("<");
+                    out.append_plain(open);
                     out.append_styled(nick, nick_style);
-                    out.append_plain("> ");
+                    out.append_plain(close);
                     append_body(&mut out, &for_terminal(body), width, indent, text_style);
                 }
                 if let Some(file_id) = file {
@@ -658,6 +664,19 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_is_drawn_with_dashes_as_irssi_does() {
+        let mut m = Model::new("alice");
+        m.on_message(&ChatMessage {
+            room: Some("general".into()),
+            notice: true,
+            ..ChatMessage::new(1, "bot".into(), "build passed".into(), 0)
+        });
+        m.select(1);
+        let text = source(&render_messages(m.current(), "alice", None, 0));
+        assert!(text.contains("-bot- build passed"), "{text}");
+    }
+
+    #[test]
     fn an_address_in_a_message_is_drawn_as_a_link() {
         let mut m = Model::new("alice");
         m.on_message(&ChatMessage {
@@ -775,6 +794,7 @@ mod tests {
                 deleted: false,
                 reactions: Vec::new(),
                 kind: Default::default(),
+                notice: false,
             });
         }
         m.select(i);
@@ -808,6 +828,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         });
         m.select(i);
         m.status_notice("notice \u{1b}[31mred\u{2066}");
@@ -882,6 +903,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             kind: Default::default(),
+            notice: false,
         });
         let text = source(&render_windows(&m));
         assert_eq!(text, "1 confab\n2 #general\n3 @bob (1)\n");

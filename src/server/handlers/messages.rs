@@ -21,7 +21,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A message to a room the caller is in.
-pub fn say(cx: &mut Cx, me: &User, room: &str, body: String, reply_to: Option<i64>) -> Handled {
+pub fn say(
+    cx: &mut Cx,
+    me: &User,
+    room: &str,
+    body: String,
+    reply_to: Option<i64>,
+    notice: bool,
+) -> Handled {
     let room = member_room(cx.svc, room, me.id)?;
     if cx.svc.mutes.is_muted(room.id, me.id) {
         return Err(Refusal::new(
@@ -41,11 +48,26 @@ pub fn say(cx: &mut Cx, me: &User, room: &str, body: String, reply_to: Option<i6
         id: room.id,
         name: room.name,
     };
-    submit(cx, me, target, body, None, reply)
+    submit_draft(
+        cx,
+        me,
+        Draft {
+            reply,
+            notice,
+            ..Draft::chat(target, body)
+        },
+    )
 }
 
 /// A direct message to another user (stored for them if they are offline).
-pub fn dm(cx: &mut Cx, me: &User, to: &str, body: String, reply_to: Option<i64>) -> Handled {
+pub fn dm(
+    cx: &mut Cx,
+    me: &User,
+    to: &str,
+    body: String,
+    reply_to: Option<i64>,
+    notice: bool,
+) -> Handled {
     validate::body_within(&body, cx.svc.limits.max_message_len)?;
     let peer = existing_user(cx.svc, to)?;
     let reply = match reply_to {
@@ -61,7 +83,15 @@ pub fn dm(cx: &mut Cx, me: &User, to: &str, body: String, reply_to: Option<i64>)
         id: peer.id,
         name: peer.name,
     };
-    submit(cx, me, target, body, None, reply)
+    submit_draft(
+        cx,
+        me,
+        Draft {
+            reply,
+            notice,
+            ..Draft::chat(target, body)
+        },
+    )
 }
 
 /// The message a new one replies to: visible to the caller, not deleted,
@@ -173,6 +203,33 @@ pub fn mark_read(
     Ok(Answer::Reply(ServerMsg::Ok))
 }
 
+/// A message for the writer, besides who sends it: where it goes, its
+/// text, the file it announces, the message it answers, what it is.
+pub(super) struct Draft {
+    pub target: Target,
+    pub body: String,
+    pub file: Option<protocol::FileInfo>,
+    pub reply: Option<ReplyRef>,
+    /// Chat, or a topic change.
+    pub kind: protocol::MessageKind,
+    /// A notice (IRC's NOTICE).
+    pub notice: bool,
+}
+
+impl Draft {
+    /// A chat message: no file, no reply, not a notice.
+    pub fn chat(target: Target, body: String) -> Draft {
+        Draft {
+            target,
+            body,
+            file: None,
+            reply: None,
+            kind: protocol::MessageKind::Chat,
+            notice: false,
+        }
+    }
+}
+
 /// Hands a message (possibly announcing a stored file) to the writer,
 /// which stores it, delivers it, and acks the request.
 pub(super) fn submit(
@@ -183,27 +240,28 @@ pub(super) fn submit(
     file: Option<protocol::FileInfo>,
     reply: Option<ReplyRef>,
 ) -> Handled {
-    submit_kind(
+    submit_draft(
         cx,
         me,
+        Draft {
+            file,
+            reply,
+            ..Draft::chat(target, body)
+        },
+    )
+}
+
+/// [`submit`] for a message of any kind (a topic change is one), or a
+/// notice.
+pub(super) fn submit_draft(cx: &mut Cx, me: &User, draft: Draft) -> Handled {
+    let Draft {
         target,
         body,
         file,
         reply,
-        protocol::MessageKind::Chat,
-    )
-}
-
-/// [`submit`] for a message of any kind (a topic change is one).
-pub(super) fn submit_kind(
-    cx: &mut Cx,
-    me: &User,
-    target: Target,
-    body: String,
-    file: Option<protocol::FileInfo>,
-    reply: Option<ReplyRef>,
-    kind: protocol::MessageKind,
-) -> Handled {
+        kind,
+        notice,
+    } = draft;
     let sub = Submission {
         req: cx.req,
         session: cx.session,
@@ -214,6 +272,7 @@ pub(super) fn submit_kind(
         file,
         reply,
         kind,
+        notice,
         label: cx.label.clone(),
     };
     let outbox = cx.outbox.clone();

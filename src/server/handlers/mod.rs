@@ -220,8 +220,14 @@ pub fn dispatch(cx: &mut Cx, me: &User, request: Request) -> Handled {
             room,
             body,
             reply_to,
-        } => messages::say(cx, me, &room, body, reply_to),
-        Request::Dm { to, body, reply_to } => messages::dm(cx, me, &to, body, reply_to),
+            notice,
+        } => messages::say(cx, me, &room, body, reply_to, notice),
+        Request::Dm {
+            to,
+            body,
+            reply_to,
+            notice,
+        } => messages::dm(cx, me, &to, body, reply_to, notice),
         Request::Edit { id, body } => editing::edit(cx, me, id, body),
         Request::Delete { id, reason } => editing::delete(cx, me, id, &reason),
         Request::React { id, emoji } => editing::react(cx, me, id, &emoji),
@@ -475,6 +481,7 @@ pub(crate) mod tests {
                 room: "general".into(),
                 body: "hello bob".into(),
                 reply_to: None,
+                notice: false,
             },
         );
         assert!(matches!(said, Ok(Answer::Later)), "{said:?}");
@@ -517,6 +524,7 @@ pub(crate) mod tests {
             room: room.into(),
             body: "hi".into(),
             reply_to: None,
+            notice: false,
         };
         assert_eq!(
             code(bob.request(&server, say("rust"))),

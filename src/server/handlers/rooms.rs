@@ -102,17 +102,17 @@ pub fn topic(cx: &mut Cx, me: &User, room: &str, topic: &str) -> Handled {
     cx.svc.hub.set_topic(&room.name, topic, &me.name);
     // Kept in history as a message of kind `topic`, stored and delivered
     // by the writer like any other; its ack answers the request.
-    super::messages::submit_kind(
+    let target = crate::server::writer::Target::Room {
+        id: room.id,
+        name: room.name.clone(),
+    };
+    super::messages::submit_draft(
         cx,
         me,
-        crate::server::writer::Target::Room {
-            id: room.id,
-            name: room.name.clone(),
+        super::messages::Draft {
+            kind: crate::protocol::MessageKind::Topic,
+            ..super::messages::Draft::chat(target, topic.to_owned())
         },
-        topic.to_owned(),
-        None,
-        None,
-        crate::protocol::MessageKind::Topic,
     )
 }
 
