@@ -42,7 +42,7 @@ pub const TAKE_BELOW: usize = 256 * 1024;
 pub struct Outbox {
     state: Mutex<OutboxState>,
     /// Signalled when the message writer answers the last message of this
-    /// session that it had not answered (see [`Outbox::wait_for_acks`]).
+    /// session that it had not answered (see [`Outbox::wait_for_answers`]).
     acked: std::sync::Condvar,
     waker: ThreadWaker,
     limit: usize,
@@ -187,11 +187,15 @@ impl Outbox {
     /// a non-empty buffer is picked up by a take that has not happened yet:
     /// only the empty -> non-empty edge (or an overflow) needs a wake-up.
     pub fn push_deferred(&self, frame: &[u8]) -> Option<bool> {
-        let mut st = lock(&self.state);
+        Self::push_into(&mut lock(&self.state), self.limit, frame)
+    }
+
+    /// [`Outbox::push_deferred`] with the state locked.
+    fn push_into(st: &mut OutboxState, limit: usize, frame: &[u8]) -> Option<bool> {
         if st.overflowed || st.closing {
             return None;
         }
-        if st.buf.len() + frame.len() > self.limit {
+        if st.buf.len() + frame.len() > limit {
             st.overflowed = true;
             st.buf.clear();
             return Some(true);
@@ -210,8 +214,8 @@ impl Outbox {
     /// The writer's answer to a message (its ack, or an error), queued like
     /// [`Outbox::push_deferred`], counted as answered in the same step.
     pub fn push_answer(&self, frame: &[u8]) -> Option<bool> {
-        let queued = self.push_deferred(frame);
         let mut st = lock(&self.state);
+        let queued = Self::push_into(&mut st, self.limit, frame);
         st.unanswered = st.unanswered.saturating_sub(1);
         if st.unanswered == 0 {
             self.acked.notify_all();
