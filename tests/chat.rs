@@ -344,3 +344,37 @@ fn rooms_joined_or_left_in_one_session_reach_the_others_and_logins_list_them_in_
         );
     }
 }
+
+/// In a small room, presence comes in order with messages: someone who
+/// joins and speaks at once is seen joining first (IRC clients rely on
+/// it; large rooms coalesce presence instead, PROTOCOL.md).
+#[test]
+fn someone_who_joins_and_speaks_at_once_is_seen_joining_first() {
+    let server = TestServer::start();
+    let mut bob = server.user("bob");
+    bob.create_room("order", "").unwrap();
+    for i in 0..5 {
+        let name = format!("quick{i}");
+        let mut c = server.user(&name);
+        c.join("order").unwrap();
+        c.say("order", "first words").unwrap();
+        let joined = std::cell::Cell::new(false);
+        let seen = util::wait_event(&mut bob, "their message", |e| match e {
+            ServerMsg::Presence {
+                room,
+                user,
+                event: PresenceEvent::Join,
+                ..
+            } if room == "order" && *user == name => {
+                joined.set(true);
+                false
+            }
+            ServerMsg::Message(m) => m.from == name,
+            _ => false,
+        });
+        assert!(
+            joined.get(),
+            "{name}'s message came before their join: {seen:?}"
+        );
+    }
+}

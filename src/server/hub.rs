@@ -32,6 +32,13 @@ pub type SessionId = u64;
 /// to every session, the sender's included.
 pub const NO_SESSION: SessionId = 0;
 
+/// Rooms with at most this many members get presence changes at once, in
+/// order with everything else (a member who joins and speaks is seen
+/// joining first, as IRC clients expect); larger ones through the presence
+/// thread's 50 ms coalescing, which keeps a crowd's logins from costing
+/// O(n²) deliveries.
+pub const IMMEDIATE_PRESENCE_MEMBERS: usize = 100;
+
 /// A map keyed by ids the server hands out (session and user ids), hashed
 /// by one multiplication instead of SipHash: fan-out looks up two of these
 /// per recipient, and the keys are not chosen by clients, so there is no
@@ -247,9 +254,10 @@ impl HubState {
         }
     }
 
-    /// Records a presence change for the presence thread, which
-    /// coalesces and delivers it; nothing for a room too large for
-    /// per-user presence.
+    /// Delivers a presence change to a small room's other members now, or
+    /// records it for the presence thread, which coalesces and delivers it
+    /// (see [`IMMEDIATE_PRESENCE_MEMBERS`]); nothing for a room too large
+    /// for per-user presence.
     fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
         if !self.live_presence(room) {
             return;
@@ -259,6 +267,16 @@ impl HubState {
             PresenceEvent::Away => self.away.get(&user_id).cloned(),
             _ => None,
         };
+        if room.members.len() <= IMMEDIATE_PRESENCE_MEMBERS {
+            let event = Outgoing::event(ServerMsg::Presence {
+                room: room.name.clone(),
+                user: user.to_owned(),
+                event,
+                message,
+            });
+            self.send_to_room(room, &event, Some(user_id));
+            return;
+        }
         self.presence.record(Change {
             room: room.name.clone(),
             user_id,
