@@ -149,6 +149,49 @@ struct HubState {
     presence: Arc<PresenceQueue>,
     /// Rooms with more members than this get no presence events.
     presence_limit: usize,
+    /// Outboxes given a small room's presence event under the lock, to be
+    /// delivered when it is released ([`HubWrite`]'s drop): written
+    /// straight to sleeping sessions' sockets, as the writer does, rather
+    /// than waking each of them.
+    undelivered: std::sync::Mutex<Vec<Arc<Outbox>>>,
+}
+
+/// The hub's write lock; on release it delivers what was queued under it
+/// for direct delivery (`HubState::undelivered`).
+struct HubWrite<'a> {
+    guard: Option<std::sync::RwLockWriteGuard<'a, HubState>>,
+}
+
+impl std::ops::Deref for HubWrite<'_> {
+    type Target = HubState;
+    fn deref(&self) -> &HubState {
+        // Present until drop.
+        self.guard.as_ref().expect("the guard lives until drop")
+    }
+}
+
+impl std::ops::DerefMut for HubWrite<'_> {
+    fn deref_mut(&mut self) -> &mut HubState {
+        self.guard.as_mut().expect("the guard lives until drop")
+    }
+}
+
+impl Drop for HubWrite<'_> {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let outboxes = std::mem::take(
+            &mut *guard
+                .undelivered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(guard);
+        for outbox in outboxes {
+            outbox.deliver();
+        }
+    }
 }
 
 /// A page of a room's members, with counts over all of them.
@@ -274,7 +317,14 @@ impl HubState {
                 event,
                 message,
             });
-            self.send_to_room(room, &event, Some(user_id));
+            let mut wake = Vec::new();
+            for member in room.members.keys().filter(|m| **m != user_id) {
+                self.send_to_user_deferred(*member, &event, None, &mut wake);
+            }
+            self.undelivered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(wake);
             return;
         }
         self.presence.record(Change {
@@ -730,8 +780,10 @@ impl Hub {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HubState> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> HubWrite<'_> {
+        HubWrite {
+            guard: Some(self.state.write().unwrap_or_else(PoisonError::into_inner)),
+        }
     }
 
     /// Registers a session that holds a slot, so the server can reach it
