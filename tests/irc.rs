@@ -903,3 +903,46 @@ fn a_notice_stays_a_notice() {
     lee.send("CHATHISTORY LATEST #general * 5");
     lee.expect_from(mark, &["NOTICE #general :bot says hi"]);
 }
+
+/// A status change of someone sharing several channels is one line on
+/// IRC, not one per channel: one `AWAY`, one `AWAY` back, one `QUIT`.
+#[test]
+fn away_and_quit_come_once_for_all_shared_channels() {
+    let s = server();
+    let mut nia = s.user("nia");
+    nia.create_room("one", "").unwrap();
+    nia.create_room("two", "").unwrap();
+    let _oz = s.user("ozzy");
+    let mut irc = Irc::sasl(&s.irc_addr, "ozzy", PW, &["away-notify"]);
+    irc.send("JOIN #one,#two");
+    irc.expect(&[" 366 ozzy #two "]);
+    let count = |irc: &mut Irc, what: &str| -> usize {
+        let mark = irc.seen.len();
+        irc.send("PING :count");
+        let (end, _) = irc.expect_from(mark, &["PONG", ":count"]);
+        irc.seen[mark..end]
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    nia.request(Request::Away {
+        message: Some("lunch".into()),
+    })
+    .unwrap();
+    assert_eq!(
+        count(&mut irc, ":nia!nia@confab AWAY :lunch"),
+        1,
+        "{:#?}",
+        irc.seen
+    );
+    nia.request(Request::Away { message: None }).unwrap();
+    assert_eq!(
+        count(&mut irc, ":nia!nia@confab AWAY"),
+        1,
+        "{:#?}",
+        irc.seen
+    );
+    nia.quit().unwrap();
+    irc.expect(&[":nia!nia@confab QUIT :offline"]);
+    assert_eq!(count(&mut irc, "QUIT"), 0, "a second QUIT: {:#?}", irc.seen);
+}

@@ -8,7 +8,7 @@
 //! is cut at character boundaries into several (as bouncers do); with
 //! IRCv3 tags on, the first carries the confab id as `msgid`, each carries
 //! `time` and `account`. Presence maps to what IRC clients show: a member
-//! coming online `JOIN`s, going offline `PART`s with "offline"; away and
+//! coming online `JOIN`s, going offline `QUIT`s with "offline"; away and
 //! back are `AWAY` lines (IRCv3 away-notify). Room membership of offline
 //! users (confab keeps it) is not shown on IRC.
 
@@ -75,10 +75,9 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                     Line::new("JOIN").source(&from).param(&channel(room))
                 }
                 PresenceEvent::Leave => Line::new("PART").source(&from).param(&channel(room)),
-                PresenceEvent::Offline => Line::new("PART")
-                    .source(&from)
-                    .param(&channel(room))
-                    .text("offline"),
+                // Gone from the server, still a member: a QUIT (sent once
+                // for all the channels shared with them, as IRC does).
+                PresenceEvent::Offline => Line::new("QUIT").source(&from).text("offline"),
                 PresenceEvent::Away if style.away_notify => Line::new("AWAY")
                     .source(&from)
                     .text(&clean(message.as_deref().unwrap_or("away"))),
@@ -474,7 +473,7 @@ mod tests {
         );
         assert_eq!(
             text(&p(PresenceEvent::Offline), plain),
-            ":bob!bob@confab PART #rust :offline\r\n"
+            ":bob!bob@confab QUIT :offline\r\n"
         );
         assert_eq!(text(&p(PresenceEvent::Away), plain), "", "no away-notify");
         let away = Style {

@@ -18,7 +18,7 @@
 use super::cluster::{OnlineUser, Outbound, Shared};
 use super::outbox::Outbox;
 use super::presence::{Change, PresenceQueue};
-use super::wire::{Concatenated, Outgoing};
+use super::wire::{Concatenated, Outgoing, Wire};
 use crate::protocol::{Member, PresenceEvent, RoomInfo, ServerMsg};
 use crate::store::{NodeId, RoomId, RoomRecord, UserId};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -302,6 +302,21 @@ impl HubState {
     /// (see [`IMMEDIATE_PRESENCE_MEMBERS`]); nothing for a room too large
     /// for per-user presence.
     fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
+        self.presence_once(room, user, user_id, event, &mut HashSet::new());
+    }
+
+    /// [`HubState::presence`] for one of several rooms told of the same
+    /// change of a user's status (`offline`, `away`, `back`): an IRC session
+    /// in `told` has had it from another room already and does not get it
+    /// again (on IRC it is one `QUIT` or `AWAY` line, not one per channel).
+    fn presence_once(
+        &self,
+        room: &Room,
+        user: &str,
+        user_id: UserId,
+        event: PresenceEvent,
+        told: &mut HashSet<SessionId>,
+    ) {
         if !self.live_presence(room) {
             return;
         }
@@ -317,9 +332,27 @@ impl HubState {
                 event,
                 message,
             });
+            let per_user = matches!(
+                event.msg(),
+                ServerMsg::Presence {
+                    event: PresenceEvent::Offline | PresenceEvent::Away | PresenceEvent::Back,
+                    ..
+                }
+            );
             let mut wake = Vec::new();
             for member in room.members.keys().filter(|m| **m != user_id) {
-                self.send_to_user_deferred(*member, &event, None, &mut wake);
+                for sid in self.online.get(member).into_iter().flatten() {
+                    let Some(s) = self.sessions.get(sid) else {
+                        continue;
+                    };
+                    let wire = s.outbox.wire();
+                    if per_user && matches!(wire, Wire::Irc(_)) && !told.insert(*sid) {
+                        continue;
+                    }
+                    if s.outbox.push_deferred(event.bytes(wire)) == Some(true) {
+                        wake.push(s.outbox.clone());
+                    }
+                }
             }
             self.undelivered
                 .lock()
@@ -347,9 +380,10 @@ impl HubState {
 
     /// Records a presence change of `user` in every room they are in.
     fn announce(&self, user_id: UserId, event: PresenceEvent) {
+        let mut told = HashSet::new();
         for room in self.rooms.values() {
             if let Some(name) = room.members.get(&user_id) {
-                self.presence(room, name, user_id, event);
+                self.presence_once(room, name, user_id, event, &mut told);
             }
         }
     }
