@@ -402,6 +402,10 @@ pub enum Request {
     Leave {
         /// Room name.
         room: String,
+        /// Why, for the others (IRC's PART message); one line, at most 256
+        /// characters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Sets a room's topic.
     Topic {

@@ -158,8 +158,11 @@ fn presence_and_topic_events_reach_room_members() {
             .any(|r| r.name == "ops" && r.topic == "deploy at 5" && r.members == 2)
     );
 
-    bob.request(confab::protocol::Request::Leave { room: "ops".into() })
-        .unwrap();
+    bob.request(confab::protocol::Request::Leave {
+        room: "ops".into(),
+        reason: None,
+    })
+    .unwrap();
     let members = alice.who("ops").unwrap();
     assert_eq!(members.len(), 1);
     let err = bob.say("ops", "still here?").unwrap_err();
@@ -334,7 +337,10 @@ fn rooms_joined_or_left_in_one_session_reach_the_others_and_logins_list_them_in_
     assert_eq!(names, ["general", "zoo", "art"]);
 
     laptop
-        .request(confab::protocol::Request::Leave { room: "zoo".into() })
+        .request(confab::protocol::Request::Leave {
+            room: "zoo".into(),
+            reason: None,
+        })
         .unwrap();
     for other in [&mut phone, &mut third] {
         util::wait_event(

@@ -320,6 +320,7 @@ fn presence_rooms_topics_edits_and_read_markers_cross_nodes() {
     alice
         .request(Request::Leave {
             room: "made-on-b".into(),
+            reason: None,
         })
         .unwrap();
     wait_for(&mut bob, WAIT, "alice's leave on B", |ev| {

@@ -194,6 +194,7 @@ fn presence_through_a_storm_of_joins_and_leaves_ends_in_the_true_state() {
                     if (i + round) % 3 != 0 {
                         c.request(Request::Leave {
                             room: "busy".into(),
+                            reason: None,
                         })
                         .unwrap();
                     }

@@ -186,6 +186,7 @@ fn search_shows_only_the_users_rooms_and_own_direct_messages() {
     // Leaving a room takes its messages out of the user's results.
     bob.request(confab::protocol::Request::Leave {
         room: "hidden".into(),
+        reason: None,
     })
     .unwrap();
     assert_eq!(

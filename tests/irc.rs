@@ -639,7 +639,10 @@ fn a_room_joined_or_left_in_a_confab_session_is_joined_or_parted_on_irc() {
     alice.create_room("zoo", "").unwrap();
     irc.expect_seen(&[":alice!alice@confab JOIN #zoo"]);
     alice
-        .request(Request::Leave { room: "zoo".into() })
+        .request(Request::Leave {
+            room: "zoo".into(),
+            reason: None,
+        })
         .unwrap();
     irc.expect_seen(&[":alice!alice@confab PART #zoo"]);
     // And the other way: a JOIN from IRC reaches the confab session.
@@ -945,4 +948,32 @@ fn away_and_quit_come_once_for_all_shared_channels() {
     nia.quit().unwrap();
     irc.expect(&[":nia!nia@confab QUIT :offline"]);
     assert_eq!(count(&mut irc, "QUIT"), 0, "a second QUIT: {:#?}", irc.seen);
+}
+
+/// A PART message reaches the channel's other members: as the PART's text
+/// on IRC, as the `leave` presence's message for confab clients.
+#[test]
+fn a_part_message_reaches_the_others() {
+    let s = server();
+    let mut pia = s.user("pia");
+    pia.create_room("talk", "").unwrap();
+    let _quin = s.user("quin");
+    let mut irc = Irc::sasl(&s.irc_addr, "quin", PW, &[]);
+    irc.send("JOIN #talk");
+    irc.expect(&[" 366 quin #talk "]);
+    irc.send("PART #talk :bye everyone");
+    irc.expect(&[":quin!quin@confab PART #talk :bye everyone"]);
+    wait_event(&mut pia, "the leave", |m| {
+        matches!(m, ServerMsg::Presence { event: PresenceEvent::Leave, message: Some(r), .. }
+            if r == "bye everyone")
+    });
+    // And the other way.
+    irc.send("JOIN #talk");
+    irc.expect(&[" 366 quin #talk "]);
+    pia.request(Request::Leave {
+        room: "talk".into(),
+        reason: Some("lunch".into()),
+    })
+    .unwrap();
+    irc.expect(&[":pia!pia@confab PART #talk :lunch"]);
 }

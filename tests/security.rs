@@ -608,7 +608,9 @@ fn room_creation_is_bounded_and_rooms_can_be_deleted_with_their_history() {
     for i in 0..3 {
         let room = format!("r{i}");
         alice.create_room(&room, "").unwrap();
-        alice.request(Request::Leave { room }).unwrap();
+        alice
+            .request(Request::Leave { room, reason: None })
+            .unwrap();
     }
     assert_eq!(
         code(alice.create_room("r3", "")),

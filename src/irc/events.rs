@@ -74,7 +74,13 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                 PresenceEvent::Join | PresenceEvent::Online => {
                     Line::new("JOIN").source(&from).param(&channel(room))
                 }
-                PresenceEvent::Leave => Line::new("PART").source(&from).param(&channel(room)),
+                PresenceEvent::Leave => {
+                    let part = Line::new("PART").source(&from).param(&channel(room));
+                    match message {
+                        Some(reason) => part.text(&clean(reason)),
+                        None => part,
+                    }
+                }
                 // Gone from the server, still a member: a QUIT (sent once
                 // for all the channels shared with them, as IRC does).
                 PresenceEvent::Offline => Line::new("QUIT").source(&from).text("offline"),

@@ -136,6 +136,9 @@ pub enum Shared {
         user_id: UserId,
         /// Name.
         user: String,
+        /// Why (IRC's PART message), for the others.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A room's topic changed.
     Topic {

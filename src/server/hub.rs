@@ -302,7 +302,12 @@ impl HubState {
     /// (see [`IMMEDIATE_PRESENCE_MEMBERS`]); nothing for a room too large
     /// for per-user presence.
     fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
-        self.presence_once(room, user, user_id, event, &mut HashSet::new());
+        // An away event carries the message, as IRC's away-notify does.
+        let message = match event {
+            PresenceEvent::Away => self.away.get(&user_id).cloned(),
+            _ => None,
+        };
+        self.presence_once(room, user, user_id, event, message, &mut HashSet::new());
     }
 
     /// [`HubState::presence`] for one of several rooms told of the same
@@ -315,16 +320,12 @@ impl HubState {
         user: &str,
         user_id: UserId,
         event: PresenceEvent,
+        message: Option<String>,
         told: &mut HashSet<SessionId>,
     ) {
         if !self.live_presence(room) {
             return;
         }
-        // An away event carries the message, as IRC's away-notify does.
-        let message = match event {
-            PresenceEvent::Away => self.away.get(&user_id).cloned(),
-            _ => None,
-        };
         if room.members.len() <= IMMEDIATE_PRESENCE_MEMBERS {
             let event = Outgoing::event(ServerMsg::Presence {
                 room: room.name.clone(),
@@ -381,9 +382,13 @@ impl HubState {
     /// Records a presence change of `user` in every room they are in.
     fn announce(&self, user_id: UserId, event: PresenceEvent) {
         let mut told = HashSet::new();
+        let message = match event {
+            PresenceEvent::Away => self.away.get(&user_id).cloned(),
+            _ => None,
+        };
         for room in self.rooms.values() {
             if let Some(name) = room.members.get(&user_id) {
-                self.presence_once(room, name, user_id, event, &mut told);
+                self.presence_once(room, name, user_id, event, message.clone(), &mut told);
             }
         }
     }
@@ -505,7 +510,7 @@ impl HubState {
     }
 
     /// Removes a member, telling the room; whether they were one.
-    fn leave(&mut self, name: &str, user_id: UserId, user: &str) -> bool {
+    fn leave(&mut self, name: &str, user_id: UserId, user: &str, reason: Option<&str>) -> bool {
         let online = self.is_online(&user_id);
         let Some(room) = self.rooms.get_mut(name) else {
             return false;
@@ -516,7 +521,9 @@ impl HubState {
         }
         if left {
             let room = &self.rooms[name];
-            self.presence(room, user, user_id, PresenceEvent::Leave);
+            let reason = reason.map(str::to_owned);
+            let told = &mut HashSet::new();
+            self.presence_once(room, user, user_id, PresenceEvent::Leave, reason, told);
         }
         left
     }
@@ -744,8 +751,9 @@ impl Hub {
                 room,
                 user_id,
                 user,
+                reason,
             } => {
-                st.leave(&room, user_id, &user);
+                st.leave(&room, user_id, &user, reason.as_deref());
             }
             Shared::Topic { room, topic, by } => {
                 st.set_topic(&room, &topic, &by);
@@ -1054,13 +1062,14 @@ impl Hub {
     }
 
     /// Removes a member (already removed in the database) and tells the room.
-    pub fn leave(&self, name: &str, user_id: UserId, user: &str) {
+    pub fn leave(&self, name: &str, user_id: UserId, user: &str, reason: Option<&str>) {
         let mut st = self.write();
-        if st.leave(name, user_id, user) {
+        if st.leave(name, user_id, user, reason) {
             self.share(|| Shared::Left {
                 room: name.to_owned(),
                 user_id,
                 user: user.to_owned(),
+                reason: reason.map(str::to_owned),
             });
         }
     }
@@ -1277,7 +1286,7 @@ mod tests {
                 3 => {
                     hub.add_member(&room, user, &name);
                 }
-                4 => hub.leave(&room, user, &name),
+                4 => hub.leave(&room, user, &name, None),
                 5 => hub.apply(
                     7,
                     Shared::Online {

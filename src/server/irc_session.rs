@@ -864,7 +864,8 @@ impl IrcFront {
         };
         for chan in list.split(',').filter(|c| !c.is_empty()) {
             let room = room_name(chan).unwrap_or_default();
-            match handlers::dispatch(cx, me, Request::Leave { room }) {
+            let reason = line.arg(1).filter(|r| !r.is_empty()).map(str::to_owned);
+            match handlers::dispatch(cx, me, Request::Leave { room, reason }) {
                 Ok(_) => {
                     let mut part = Line::new("PART").source(&mask(&me.name)).param(chan);
                     if let Some(reason) = line.arg(1) {

@@ -803,7 +803,10 @@ impl Model {
             }
             (PresenceEvent::Leave, _) => {
                 w.members.retain(|m| m.user != user);
-                Some(format!("{user} left #{room}"))
+                Some(match &message {
+                    Some(reason) => format!("{user} left #{room} ({reason})"),
+                    None => format!("{user} left #{room}"),
+                })
             }
             (PresenceEvent::Online, Some(m)) => {
                 m.online = true;

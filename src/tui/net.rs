@@ -899,7 +899,10 @@ impl Net {
                 })
             }),
             NetCommand::Leave(room) => client
-                .request(Request::Leave { room: room.clone() })
+                .request(Request::Leave {
+                    room: room.clone(),
+                    reason: None,
+                })
                 .map(|_| emit(NetEvent::Left(room))),
             NetCommand::DeleteRoom(room) => {
                 client.request(Request::DeleteRoom { room }).map(|_| ())

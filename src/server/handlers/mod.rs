@@ -212,7 +212,7 @@ pub fn dispatch(cx: &mut Cx, me: &User, request: Request) -> Handled {
         Request::Rooms => rooms::list(cx),
         Request::CreateRoom { room, topic } => rooms::create(cx, me, &room, &topic),
         Request::Join { room } => rooms::join(cx, me, &room),
-        Request::Leave { room } => rooms::leave(cx, me, &room),
+        Request::Leave { room, reason } => rooms::leave(cx, me, &room, reason.as_deref()),
         Request::Topic { room, topic } => rooms::topic(cx, me, &room, &topic),
         Request::DeleteRoom { room } => rooms::delete(cx, me, &room),
         Request::Who { room, after, limit } => rooms::who(cx, &room, after.as_deref(), limit),

@@ -71,10 +71,14 @@ pub fn join(cx: &mut Cx, me: &User, room: &str) -> Handled {
 }
 
 /// Leaves a room.
-pub fn leave(cx: &mut Cx, me: &User, room: &str) -> Handled {
+pub fn leave(cx: &mut Cx, me: &User, room: &str, reason: Option<&str>) -> Handled {
     let room = member_room(cx.svc, room, me.id)?;
+    // The same rules as an away message: one line, at most 256 characters.
+    if let Some(r) = reason {
+        validate::topic(r)?;
+    }
     cx.svc.store.remove_member(room.id, me.id)?;
-    cx.svc.hub.leave(&room.name, me.id, &me.name);
+    cx.svc.hub.leave(&room.name, me.id, &me.name, reason);
     tell_other_sessions(
         cx,
         me,
