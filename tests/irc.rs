@@ -977,3 +977,16 @@ fn a_part_message_reaches_the_others() {
     .unwrap();
     irc.expect(&[":pia!pia@confab PART #talk :lunch"]);
 }
+
+/// A QUIT message reaches the others as the QUIT's text.
+#[test]
+fn a_quit_message_reaches_the_others() {
+    let s = server();
+    // ria's only session will be the IRC one.
+    drop(s.user("ria"));
+    let _sal = s.user("sal");
+    let mut sal = Irc::sasl(&s.irc_addr, "sal", PW, &[]);
+    let mut ria = Irc::sasl(&s.irc_addr, "ria", PW, &[]);
+    ria.send("QUIT :see you tomorrow");
+    sal.expect(&[":ria!ria@confab QUIT :see you tomorrow"]);
+}

@@ -83,7 +83,9 @@ pub fn event_lines(msg: &ServerMsg, style: Style) -> Vec<Line> {
                 }
                 // Gone from the server, still a member: a QUIT (sent once
                 // for all the channels shared with them, as IRC does).
-                PresenceEvent::Offline => Line::new("QUIT").source(&from).text("offline"),
+                PresenceEvent::Offline => Line::new("QUIT")
+                    .source(&from)
+                    .text(&clean(message.as_deref().unwrap_or("offline"))),
                 PresenceEvent::Away if style.away_notify => Line::new("AWAY")
                     .source(&from)
                     .text(&clean(message.as_deref().unwrap_or("away"))),

@@ -77,6 +77,9 @@ struct SessionEntry {
     /// The user's name, once logged in.
     name: String,
     outbox: Arc<Outbox>,
+    /// What the client said when it quit (IRC's QUIT message), for the
+    /// `offline` event if this is the user's last session.
+    quit_message: Option<String>,
 }
 
 /// A room in memory.
@@ -381,11 +384,17 @@ impl HubState {
 
     /// Records a presence change of `user` in every room they are in.
     fn announce(&self, user_id: UserId, event: PresenceEvent) {
-        let mut told = HashSet::new();
         let message = match event {
             PresenceEvent::Away => self.away.get(&user_id).cloned(),
             _ => None,
         };
+        self.announce_with(user_id, event, message);
+    }
+
+    /// [`HubState::announce`] with the event's message (an offline user's
+    /// quit message).
+    fn announce_with(&self, user_id: UserId, event: PresenceEvent, message: Option<String>) {
+        let mut told = HashSet::new();
         for room in self.rooms.values() {
             if let Some(name) = room.members.get(&user_id) {
                 self.presence_once(room, name, user_id, event, message.clone(), &mut told);
@@ -837,6 +846,7 @@ impl Hub {
                 user_id: None,
                 name: String::new(),
                 outbox,
+                quit_message: None,
             },
         );
     }
@@ -901,9 +911,17 @@ impl Hub {
             if !st.remote.contains_key(&user_id) {
                 st.count_online(user_id, false);
                 st.away.remove(&user_id);
-                st.announce(user_id, PresenceEvent::Offline);
+                st.announce_with(user_id, PresenceEvent::Offline, entry.quit_message);
             }
             self.share(|| Shared::Offline { user_id });
+        }
+    }
+
+    /// Keeps what a session's client said when it quit, for the `offline`
+    /// event its end may cause.
+    pub fn set_quit_message(&self, sid: SessionId, message: &str) {
+        if let Some(entry) = self.write().sessions.get_mut(&sid) {
+            entry.quit_message = Some(message.to_owned());
         }
     }
 

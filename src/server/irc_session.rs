@@ -312,7 +312,15 @@ impl IrcFront {
                 Outcome::Continue
             }
             (_, "PONG") => Outcome::Continue,
-            (_, "QUIT") => Outcome::Close(ErrorCode::Other, "Quit".into()),
+            (_, "QUIT") => {
+                // The others see it as the QUIT's text (one line, cut as an
+                // away message is).
+                if let Some(reason) = line.arg(0).filter(|r| !r.is_empty()) {
+                    let reason: String = clean(reason).chars().take(MAX_TOPIC_LEN).collect();
+                    cx.svc.hub.set_quit_message(cx.session, &reason);
+                }
+                Outcome::Close(ErrorCode::Other, "Quit".into())
+            }
             (None, _) => self.registration(cx, line, out),
             (Some(me), _) => self.command(cx, me, line, out),
         }
