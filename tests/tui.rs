@@ -1145,3 +1145,23 @@ fn two_sessions_of_a_user_number_their_rooms_alike() {
     laptop.wait_for("you left #zoo");
     phone.wait_until("#zoo gone from the window list", |s| !s.contains("3 #zoo"));
 }
+
+/// `/leave #room reason`, as irssi's `/part`: the others see the reason.
+#[test]
+fn leave_with_a_reason_tells_the_others_why() {
+    let server = TestServer::start();
+    let mut bob = server.user("bob");
+    bob.create_room("pub", "").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let tmux = registered(&server, "alice", home.path());
+    tmux.type_text("/join pub");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("3 #pub");
+    tmux.type_text("/leave #pub time for lunch");
+    tmux.keys(&["Enter"]);
+    wait_event(&mut bob, |e| {
+        matches!(e, ServerMsg::Presence { user, event: confab::protocol::PresenceEvent::Leave, message: Some(r), .. }
+            if user == "alice" && r == "time for lunch")
+    });
+    tmux.wait_for("you left #pub");
+}

@@ -25,8 +25,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "leave",
-        args: "[ROOM]",
-        help: "leave the current room, or ROOM",
+        args: "[ROOM] [REASON]",
+        help: "leave the current room, or ROOM; the others see the reason (a room after the first word needs its #)",
     },
     CommandSpec {
         name: "rooms",
@@ -226,8 +226,15 @@ pub const KEYS: &[(&str, &str)] = &[
 pub enum Command {
     /// `/join ROOM`
     Join(String),
-    /// `/leave [ROOM]`
-    Leave(Option<String>),
+    /// `/leave [ROOM] [REASON]`, as irssi's `/part [#channel] [message]`:
+    /// one word is a room; with more, a first word starting with `#` is
+    /// the room and the rest the reason, else it is all the reason.
+    Leave {
+        /// The room, if not the current one.
+        room: Option<String>,
+        /// What the others see.
+        reason: Option<String>,
+    },
     /// `/rooms`
     Rooms,
     /// `/deleteroom ROOM`
@@ -360,7 +367,23 @@ pub fn parse(line: &str) -> Result<Option<Input>, String> {
     };
     let command = match name.to_ascii_lowercase().as_str() {
         "join" | "j" => Command::Join(arg(rest).ok_or_else(|| usage("join"))?),
-        "leave" | "part" => Command::Leave(arg(rest)),
+        "leave" | "part" => {
+            let rest = rest.trim();
+            match rest.split_once(' ') {
+                Some((room, reason)) if room.starts_with('#') => Command::Leave {
+                    room: Some(room.to_owned()),
+                    reason: arg(reason),
+                },
+                Some(_) => Command::Leave {
+                    room: None,
+                    reason: arg(rest),
+                },
+                None => Command::Leave {
+                    room: arg(rest),
+                    reason: None,
+                },
+            }
+        }
         "rooms" | "list" => Command::Rooms,
         "deleteroom" => Command::DeleteRoom(arg(rest).ok_or_else(|| usage("deleteroom"))?),
         "msg" | "query" => {
@@ -524,7 +547,17 @@ mod tests {
     fn commands_parse_with_their_arguments_and_aliases() {
         assert_eq!(cmd("/join #rust"), Command::Join("#rust".into()));
         assert_eq!(cmd("/j rust"), Command::Join("rust".into()));
-        assert_eq!(cmd("/leave"), Command::Leave(None));
+        let leave = |room: Option<&str>, reason: Option<&str>| Command::Leave {
+            room: room.map(Into::into),
+            reason: reason.map(Into::into),
+        };
+        assert_eq!(cmd("/leave"), leave(None, None));
+        assert_eq!(cmd("/leave rust"), leave(Some("rust"), None));
+        assert_eq!(
+            cmd("/part #rust see you all"),
+            leave(Some("#rust"), Some("see you all"))
+        );
+        assert_eq!(cmd("/leave see you all"), leave(None, Some("see you all")));
         assert_eq!(
             cmd("/msg bob see you at 5"),
             Command::Msg {

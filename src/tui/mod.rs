@@ -842,9 +842,9 @@ pub fn handle_line(app: &mut App, line: &str) -> AfterLine {
                 Ok(room) => app.net.send(NetCommand::Join(room)),
                 Err(e) => m.error(e.message),
             },
-            Command::Leave(room) => match room.or(current_room) {
+            Command::Leave { room, reason } => match room.or(current_room) {
                 Some(room) => match validate::room(&room) {
-                    Ok(room) => app.net.send(NetCommand::Leave(room)),
+                    Ok(room) => app.net.send(NetCommand::Leave { room, reason }),
                     Err(e) => m.error(e.message),
                 },
                 None => m.error("not in a room: /leave ROOM"),

@@ -103,8 +103,13 @@ pub enum NetCommand {
     /// Fetch a room another session of ours joined (its members and
     /// history), without showing it.
     Fetch(String),
-    /// Leave a room.
-    Leave(String),
+    /// Leave a room, saying why (or not).
+    Leave {
+        /// The room.
+        room: String,
+        /// What the others see.
+        reason: Option<String>,
+    },
     /// Delete a room.
     DeleteRoom(String),
     /// Changes our password; later reconnects use the new one.
@@ -898,10 +903,10 @@ impl Net {
                     live_presence: j.live_presence,
                 })
             }),
-            NetCommand::Leave(room) => client
+            NetCommand::Leave { room, reason } => client
                 .request(Request::Leave {
                     room: room.clone(),
-                    reason: None,
+                    reason,
                 })
                 .map(|_| emit(NetEvent::Left(room))),
             NetCommand::DeleteRoom(room) => {
