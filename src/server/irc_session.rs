@@ -1135,10 +1135,17 @@ impl IrcFront {
             }
             let at = crate::irc::events::parse_iso8601(r.strip_prefix("timestamp=")?)?;
             let newest_at = |t: i64| -> i64 {
-                place
-                    .and_then(|p| cx.svc.store.message_at_or_before(me.id, p, t).ok())
-                    .flatten()
-                    .unwrap_or(0)
+                let found = place.map(|p| cx.svc.store.message_at_or_before(me.id, p, t));
+                match found {
+                    Some(Ok(id)) => id.unwrap_or(0),
+                    // Read as "no message": the page comes out empty or
+                    // short, never wrong.
+                    Some(Err(err)) => {
+                        log::error!("CHATHISTORY timestamp for {}: {err}", me.name);
+                        0
+                    }
+                    None => 0,
+                }
             };
             // After the time: past the newest message at or before it.
             // Before the time: below the first message at or after it.
