@@ -1138,8 +1138,8 @@ impl IrcFront {
                 let found = place.map(|p| cx.svc.store.message_at_or_before(me.id, p, t));
                 match found {
                     Some(Ok(id)) => id.unwrap_or(0),
-                    // Read as "no message": the page comes out empty or
-                    // short, never wrong.
+                    // Read as "no message" (a page from the start, or
+                    // none), and said in the log.
                     Some(Err(err)) => {
                         log::error!("CHATHISTORY timestamp for {}: {err}", me.name);
                         0
