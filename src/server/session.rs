@@ -286,6 +286,8 @@ impl Session<'_> {
                         let Some(line) = self.lines.next_line() else {
                             break;
                         };
+                        // What was delivered before this line goes first.
+                        self.queue_outbox(&mut conn);
                         self.handle_line(line);
                         self.await_answers(&mut conn);
                         if self.replies_overflow(&conn) {
@@ -346,8 +348,17 @@ impl Session<'_> {
         if self.outbox.awaits_answers() && !self.outbox.wait_for_answers(ANSWER_WAIT) {
             log::warn!("session {}: no answer from the message writer", self.id);
         }
+        self.queue_outbox(conn);
+    }
+
+    /// Queues what other threads delivered to this session so far (an IRC
+    /// session, between lines, so that events come in order with its
+    /// answers).
+    fn queue_outbox(&mut self, conn: &mut ServerConnection) {
         let (bytes, flags) = self.outbox.take();
-        conn.queue_vec(bytes);
+        if !bytes.is_empty() {
+            conn.queue_vec(bytes);
+        }
         if flags.closing && self.closing.is_none() {
             self.closing = Some(Instant::now() + CLOSE_GRACE);
         }
