@@ -305,12 +305,17 @@ impl HubState {
     /// (see [`IMMEDIATE_PRESENCE_MEMBERS`]); nothing for a room too large
     /// for per-user presence.
     fn presence(&self, room: &Room, user: &str, user_id: UserId, event: PresenceEvent) {
-        // An away event carries the message, as IRC's away-notify does.
-        let message = match event {
+        let message = self.away_message_of(user_id, event);
+        self.presence_once(room, user, user_id, event, message, &mut HashSet::new());
+    }
+
+    /// An away event carries the user's away message, as IRC's away-notify
+    /// does; other events none.
+    fn away_message_of(&self, user_id: UserId, event: PresenceEvent) -> Option<String> {
+        match event {
             PresenceEvent::Away => self.away.get(&user_id).cloned(),
             _ => None,
-        };
-        self.presence_once(room, user, user_id, event, message, &mut HashSet::new());
+        }
     }
 
     /// [`HubState::presence`] for one of several rooms told of the same
@@ -330,19 +335,16 @@ impl HubState {
             return;
         }
         if room.members.len() <= IMMEDIATE_PRESENCE_MEMBERS {
+            let per_user = matches!(
+                event,
+                PresenceEvent::Offline | PresenceEvent::Away | PresenceEvent::Back
+            );
             let event = Outgoing::event(ServerMsg::Presence {
                 room: room.name.clone(),
                 user: user.to_owned(),
                 event,
                 message,
             });
-            let per_user = matches!(
-                event.msg(),
-                ServerMsg::Presence {
-                    event: PresenceEvent::Offline | PresenceEvent::Away | PresenceEvent::Back,
-                    ..
-                }
-            );
             let mut wake = Vec::new();
             for member in room.members.keys().filter(|m| **m != user_id) {
                 for sid in self.online.get(member).into_iter().flatten() {
@@ -384,11 +386,7 @@ impl HubState {
 
     /// Records a presence change of `user` in every room they are in.
     fn announce(&self, user_id: UserId, event: PresenceEvent) {
-        let message = match event {
-            PresenceEvent::Away => self.away.get(&user_id).cloned(),
-            _ => None,
-        };
-        self.announce_with(user_id, event, message);
+        self.announce_with(user_id, event, self.away_message_of(user_id, event));
     }
 
     /// [`HubState::announce`] with the event's message (an offline user's

@@ -1118,10 +1118,7 @@ impl IrcFront {
         } else {
             line.arg(3)
         };
-        let limit = limit_arg
-            .and_then(|l| l.parse::<u32>().ok())
-            .unwrap_or(HISTORY_PAGE_MAX)
-            .clamp(1, HISTORY_PAGE_MAX);
+        let limit = page_limit(limit_arg);
         // A reference is `msgid=ID` or `timestamp=ISO-8601`; a time is
         // turned into ids through the store (`Bound`).
         let place = place_of(cx, target);
@@ -1240,11 +1237,7 @@ impl IrcFront {
         let (Some(a), Some(b)) = (time(1), time(2)) else {
             return self.bad_ref("TARGETS", line.arg(1).unwrap_or("*"), out);
         };
-        let limit = line
-            .arg(3)
-            .and_then(|l| l.parse::<usize>().ok())
-            .unwrap_or(HISTORY_PAGE_MAX as usize)
-            .clamp(1, HISTORY_PAGE_MAX as usize);
+        let limit = page_limit(line.arg(3)) as usize;
         let found = match cx
             .svc
             .store
@@ -1479,6 +1472,14 @@ fn place_of(cx: &Cx, target: &str) -> Option<crate::store::Destination> {
     } else {
         Some(crate::store::Destination::User(account(cx, target)?.id))
     }
+}
+
+/// A CHATHISTORY page size: the client's, within 1 and the largest page
+/// (which it also gets when it gives none, or nonsense).
+fn page_limit(arg: Option<&str>) -> u32 {
+    arg.and_then(|l| l.parse::<u32>().ok())
+        .unwrap_or(HISTORY_PAGE_MAX)
+        .clamp(1, HISTORY_PAGE_MAX)
 }
 
 /// A CHATHISTORY reference as message ids: messages after it have ids

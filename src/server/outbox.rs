@@ -223,11 +223,6 @@ impl Outbox {
         queued
     }
 
-    /// Whether the writer still owes this session an answer.
-    pub fn awaits_answers(&self) -> bool {
-        lock(&self.state).unanswered > 0
-    }
-
     /// Waits until the writer has answered every message of this session
     /// (the answers are then in the buffer), or `limit` passed; whether it
     /// has. An IRC session waits so that its echo comes before its answer

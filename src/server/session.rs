@@ -345,7 +345,7 @@ impl Session<'_> {
     /// echo). The wait is a group commit: a millisecond or so.
     fn await_answers(&mut self, conn: &mut ServerConnection) {
         self.move_replies(conn);
-        if self.outbox.awaits_answers() && !self.outbox.wait_for_answers(ANSWER_WAIT) {
+        if !self.outbox.wait_for_answers(ANSWER_WAIT) {
             log::warn!("session {}: no answer from the message writer", self.id);
         }
         self.queue_outbox(conn);
