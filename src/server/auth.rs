@@ -1,9 +1,13 @@
-//! Authentication work: password hashing on a small bounded pool, login
+//! Authentication work: password hashing bounded to a few cores, login
 //! throttling per account and per address, and resume tokens.
 //!
-//! - PBKDF2 (~70 ms per hash at 600,000 iterations) runs on `hash_threads`
-//!   threads only, never on more: a storm of logins queues there instead of
-//!   taking every core from the sessions that are chatting.
+//! - PBKDF2 (~70 ms per hash at 600,000 iterations) runs on at most
+//!   `hash_threads` threads at once: a session hashes on its own thread
+//!   once it holds one of `hash_threads` permits ([`HashPermits`]), so a
+//!   storm of logins waits there instead of taking every core from the
+//!   sessions that are chatting, and a login costs no hand-off to another
+//!   thread and back (two cross-core wake-ups, about a tenth of a
+//!   1,000-iteration login's server CPU on the reference VM).
 //! - [`Throttle`] counts failed logins over ten minutes per account and
 //!   address, per address, and (looser, and not for addresses the account
 //!   uses) per account; past a bound, further attempts wait 1, 2, 4 ...
@@ -22,10 +26,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-use threadpool::ThreadPool;
 
 /// Failures within this window count.
 const WINDOW: Duration = Duration::from_secs(600);
@@ -306,9 +308,50 @@ impl Drop for Attempt<'_> {
     }
 }
 
+/// At most `n` holders at once: the bound on threads hashing passwords.
+/// A waiting thread sleeps on the condition variable until a permit is
+/// given back.
+struct HashPermits {
+    free: Mutex<usize>,
+    returned: Condvar,
+}
+
+/// A held permit; dropping it (also while unwinding) gives it back.
+struct HashPermit<'a>(&'a HashPermits);
+
+impl HashPermits {
+    fn new(n: usize) -> HashPermits {
+        HashPermits {
+            free: Mutex::new(n.max(1)),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> HashPermit<'_> {
+        // The count stays right even if a holder panicked: a permit is
+        // returned by its guard's drop, never inside the critical section.
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .returned
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        HashPermit(self)
+    }
+}
+
+impl Drop for HashPermit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.returned.notify_one();
+    }
+}
+
 /// The server's authentication helper; shared by all sessions.
 pub struct Auth {
-    pool: Mutex<ThreadPool>,
+    permits: HashPermits,
     throttle: Mutex<Throttle>,
     secret: Vec<u8>,
     /// Iterations for new hashes.
@@ -319,17 +362,12 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// An authenticator with `threads` hashing threads and the server's
+    /// An authenticator letting `threads` threads hash at once, with the server's
     /// token secret, allowing `free_failures` failed logins per ten minutes
     /// before throttling (0: off).
     pub fn new(threads: usize, iterations: u32, secret: Vec<u8>, free_failures: usize) -> Auth {
         Auth {
-            pool: Mutex::new(
-                threadpool::Builder::new()
-                    .num_threads(threads.max(1))
-                    .thread_name("pbkdf2".into())
-                    .build(),
-            ),
+            permits: HashPermits::new(threads),
             throttle: Mutex::new(Throttle::new(free_failures)),
             secret,
             iterations,
@@ -349,33 +387,24 @@ impl Auth {
             .count(user, ip, account, Instant::now());
     }
 
-    fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (tx, rx) = sync_channel(1);
-        self.pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .execute(move || {
-                let _ = tx.send(job());
-            });
-        rx.recv().ok()
+    /// Runs `job` on this thread once a hashing permit is free.
+    fn run<T>(&self, job: impl FnOnce() -> T) -> T {
+        let _permit = self.permits.acquire();
+        job()
     }
 
-    /// Hashes a new password on the hashing pool.
+    /// Hashes a new password (waiting for a hashing permit).
     pub fn hash(&self, pw: &str) -> Result<String, password::PasswordError> {
-        let (pw, iterations) = (pw.to_owned(), self.iterations);
-        self.run(move || password::hash(&pw, iterations))
-            .unwrap_or(Err(password::PasswordError::Random))
+        self.run(|| password::hash(pw, self.iterations))
     }
 
-    /// Checks a password on the hashing pool. `stored` is `None` for an
-    /// unknown user: a dummy hash is checked, so both cost the same.
+    /// Checks a password (waiting for a hashing permit). `stored` is
+    /// `None` for an unknown user: a dummy hash is checked, so both cost
+    /// the same.
     pub fn verify(&self, pw: &str, stored: Option<&str>) -> bool {
-        let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
-        let known = stored != self.dummy_hash;
-        let pw = pw.to_owned();
-        let ok = self
-            .run(move || password::verify(&pw, &stored).unwrap_or(false))
-            .unwrap_or(false);
+        let known = stored.is_some_and(|s| s != self.dummy_hash);
+        let stored = stored.unwrap_or(&self.dummy_hash);
+        let ok = self.run(|| password::verify(pw, stored).unwrap_or(false));
         ok && known
     }
 
@@ -584,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn verification_runs_on_the_pool_and_unknown_users_never_pass() {
+    fn verification_checks_the_hash_and_unknown_users_never_pass() {
         let auth = Auth::new(1, 10, b"s".to_vec(), 5);
         let h = auth.hash("correct horse").unwrap();
         assert!(auth.verify("correct horse", Some(&h)));
@@ -593,5 +622,45 @@ mod tests {
         assert!(!auth.needs_rehash(&h));
         let stronger = Auth::new(1, 20, b"s".to_vec(), 5);
         assert!(stronger.needs_rehash(&h));
+    }
+
+    #[test]
+    fn no_more_than_the_permitted_threads_hash_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let auth = Arc::new(Auth::new(2, 10, b"s".to_vec(), 5));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (auth, now, most) = (auth.clone(), now.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        auth.run(|| {
+                            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(n, Ordering::SeqCst);
+                            std::thread::yield_now();
+                            now.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= 2, "{most} threads hashed at once");
+        assert!(most >= 1);
+    }
+
+    #[test]
+    fn a_panic_while_hashing_gives_the_permit_back() {
+        let auth = Auth::new(1, 10, b"s".to_vec(), 5);
+        let hit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            auth.run(|| panic!("hashing failed"))
+        }));
+        assert!(hit.is_err());
+        // With the only permit lost, this would wait for ever.
+        let h = auth.hash("correct horse").unwrap();
+        assert!(auth.verify("correct horse", Some(&h)));
     }
 }

@@ -4,6 +4,7 @@
 
 use super::per_ip::PerIpLimit;
 use super::services::Services;
+use super::spare_threads::SpareThreads;
 use native_tls::TlsAcceptor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -22,8 +23,11 @@ pub struct ServerContext {
     pub next_session: AtomicU64,
     /// Connections per client address, counted at accept.
     pub per_ip: Arc<PerIpLimit>,
-    /// Threads doing handshakes or waiting in line now.
+    /// Connections doing handshakes or waiting in line now (each on a
+    /// front-door thread).
     pub front_door_threads: AtomicUsize,
+    /// The front door's threads, kept between connections.
+    pub front_door: SpareThreads,
 }
 
 impl std::fmt::Debug for ServerContext {

@@ -5,9 +5,11 @@
 //! (`per_ip`), on the accept thread, before anything else: an address over
 //! its limit gets a few connections answered `too_many_connections` and the
 //! rest closed at once, so no address can hold more than a handful of
-//! threads beyond its limit. Then it gets a short-lived thread of its own
-//! (not a pool thread), so a client that connects and says nothing, or
-//! stalls mid-handshake, holds neither the accept loop nor a session slot.
+//! threads beyond its limit. Then it gets a thread of its own (not a
+//! session-pool thread; one left from an earlier connection if one is
+//! waiting, see `spare_threads`), so a client that connects and says
+//! nothing, or stalls mid-handshake, holds neither the accept loop nor a
+//! session slot.
 //! The thread:
 //!
 //! 1. completes the TLS handshake within `handshake_timeout`;
@@ -52,7 +54,10 @@ const QUEUED_UNSENT_MAX: usize = 64 * 1024;
 /// What a queued IRC client may send before its turn (its registration).
 const QUEUED_IRC_INPUT_MAX: usize = 16 * 1024;
 /// Stack of front-door threads; they do a handshake and little else.
-const STACK: usize = 256 * 1024;
+pub const STACK: usize = 256 * 1024;
+/// How long a front-door thread waits for the next connection before it
+/// ends (see `spare_threads`).
+pub const KEEP_SPARE: Duration = Duration::from_secs(30);
 
 /// Counts a front-door thread; dropping it uncounts it.
 struct ThreadCount(Arc<ServerContext>);
@@ -93,17 +98,14 @@ pub fn admit(tcp: TcpStream, peer: SocketAddr, listener: Listener, ctx: &Arc<Ser
         return;
     }
     let count = ThreadCount(ctx.clone());
-    let ctx = ctx.clone();
-    let spawned = std::thread::Builder::new()
-        .name("front-door".into())
-        .stack_size(STACK)
-        .spawn(move || {
-            let _count = count;
-            let door = || front_door(tcp, peer, ip_guard, listener, &ctx);
-            if catch_unwind(AssertUnwindSafe(door)).is_err() {
-                log::error!("front door for {peer} panicked; other clients are unaffected");
-            }
-        });
+    let job_ctx = ctx.clone();
+    let spawned = ctx.front_door.run(Box::new(move || {
+        let _count = count;
+        let door = || front_door(tcp, peer, ip_guard, listener, &job_ctx);
+        if catch_unwind(AssertUnwindSafe(door)).is_err() {
+            log::error!("front door for {peer} panicked; other clients are unaffected");
+        }
+    }));
     if let Err(err) = spawned {
         // The closure (and its counter guard) is dropped with the error.
         log::warn!("cannot start a thread for {peer}: {err}");

@@ -44,6 +44,7 @@ mod per_ip;
 mod presence;
 mod services;
 mod session;
+mod spare_threads;
 mod transfer;
 mod wait_queue;
 mod wire;
@@ -359,6 +360,11 @@ impl Server {
             next_session: AtomicU64::new(1),
             per_ip: PerIpLimit::new(config.max_per_ip),
             front_door_threads: AtomicUsize::new(0),
+            front_door: spare_threads::SpareThreads::new(
+                "front-door",
+                front_door::STACK,
+                front_door::KEEP_SPARE,
+            ),
         });
         Ok(Server {
             listener,
@@ -485,11 +491,14 @@ impl Server {
                     next_stats += STATS_INTERVAL;
                     let s = ctx.services.stats();
                     log::info!(
-                        "stats: {} active / {} slots, {} queued, {} logged in; totals: {} admitted, {} queued, {} rejected, {} rate-limited, {} slow consumers",
+                        "stats: {} active / {} slots, {} queued, {} logged in; front door: {} connections, {} threads ({} spare); totals: {} admitted, {} queued, {} rejected, {} rate-limited, {} slow consumers",
                         s.active,
                         s.max_sessions,
                         s.queued,
                         ctx.services.hub.logged_in_count(),
+                        ctx.front_door_threads.load(Ordering::Relaxed),
+                        ctx.front_door.alive(),
+                        ctx.front_door.idle(),
                         s.admitted_total,
                         s.queued_total,
                         s.rejected_total,
