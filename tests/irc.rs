@@ -192,6 +192,106 @@ fn chathistory_pages_through_a_room_by_msgid_in_a_batch() {
     irc.expect(&["FAIL CHATHISTORY INVALID_TARGET"]);
 }
 
+/// History lines in the batch that starts at or after `mark`.
+fn history_batch(irc: &mut Irc, mark: usize) -> Vec<String> {
+    let (start_at, start) = irc.expect_from(mark, &["BATCH +", "chathistory"]);
+    let batch = start
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_start_matches('+')
+        .to_owned();
+    let (end_at, _) = irc.expect_from(start_at, &[&format!("BATCH -{batch}")]);
+    irc.seen[start_at..end_at]
+        .iter()
+        .filter(|l| l.contains(&format!("batch={batch}")))
+        .cloned()
+        .collect()
+}
+
+/// Topic changes and deleted messages are left out of IRC history; a page
+/// is still full when they are, so a client does not take a page of them
+/// for the end of history (it stops paging at a short or empty page).
+#[test]
+fn chathistory_pages_stay_full_across_topic_changes_and_deletions() {
+    let s = server();
+    let mut erin = s.user("erin");
+    let _fred = s.user("fred");
+    for i in 1..=6 {
+        erin.say("general", &format!("line {i}")).unwrap();
+    }
+    // More hidden entries than a page: 12 topic changes and 3 deletions.
+    for i in 1..=12 {
+        erin.request(Request::Topic {
+            room: "general".into(),
+            topic: format!("topic {i}"),
+        })
+        .unwrap();
+    }
+    let (doomed, _) = erin.say("general", "deleted soon").unwrap();
+    erin.delete_message(doomed, "").unwrap();
+    for i in 7..=9 {
+        erin.say("general", &format!("line {i}")).unwrap();
+    }
+    for i in 1..=2 {
+        let (id, _) = erin.say("general", &format!("gone {i}")).unwrap();
+        erin.delete_message(id, "").unwrap();
+    }
+    let mut irc = Irc::sasl(
+        &s.irc_addr,
+        "fred",
+        PW,
+        &["batch", "server-time", "message-tags", "draft/chathistory"],
+    );
+    let texts = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.rsplit_once(" :").unwrap().1.to_owned())
+            .collect()
+    };
+    let mark = irc.seen.len();
+    irc.send("CHATHISTORY LATEST #general * 5");
+    let latest = history_batch(&mut irc, mark);
+    assert_eq!(
+        texts(&latest),
+        ["line 5", "line 6", "line 7", "line 8", "line 9"],
+        "{latest:#?}"
+    );
+    // Paging back from line 5 crosses the 12 topic changes.
+    let msgid = |l: &str| {
+        l.split(['@', ';', ' '])
+            .find_map(|t| t.strip_prefix("msgid="))
+            .unwrap()
+            .to_owned()
+    };
+    let mark = irc.seen.len();
+    irc.send(&format!(
+        "CHATHISTORY BEFORE #general msgid={} 3",
+        msgid(&latest[3])
+    ));
+    let before = history_batch(&mut irc, mark);
+    assert_eq!(
+        texts(&before),
+        ["line 5", "line 6", "line 7"],
+        "{before:#?}"
+    );
+    let mark = irc.seen.len();
+    irc.send(&format!(
+        "CHATHISTORY AFTER #general msgid={} 3",
+        msgid(&before[1])
+    ));
+    let after = history_batch(&mut irc, mark);
+    assert_eq!(texts(&after), ["line 7", "line 8", "line 9"], "{after:#?}");
+    // Past the end, a short page: nothing hidden is shown to fill it.
+    let mark = irc.seen.len();
+    irc.send(&format!(
+        "CHATHISTORY AFTER #general msgid={} 5",
+        msgid(&after[1])
+    ));
+    let end = history_batch(&mut irc, mark);
+    assert_eq!(texts(&end), ["line 9"], "{end:#?}");
+}
+
 #[test]
 fn away_topic_names_who_whois_list_and_mode_answer_sensibly() {
     let s = server();

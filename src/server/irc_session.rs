@@ -1202,10 +1202,8 @@ impl IrcFront {
         } else {
             (None, Some(target.to_owned()))
         };
-        let handled: Handled = messages::history(cx, me, room, with, window, Some(limit));
-        let found = match handled {
-            Ok(Answer::Reply(ServerMsg::History { messages, .. })) => messages,
-            Ok(_) => Vec::new(),
+        let found = match history_page(cx, me, room, with, window, limit, &*keep) {
+            Ok(found) => found,
             Err(r) => {
                 return self.fail_line(
                     "CHATHISTORY",
@@ -1219,7 +1217,7 @@ impl IrcFront {
         let id = self.batch_id();
         self.batch_start(&id, "chathistory", &[target], out);
         let style = self.style();
-        for m in found.into_iter().filter(|m| keep(m.id)) {
+        for m in found {
             self.history_lines(m, style, &id, out);
         }
         self.batch_end(&id, out);
@@ -1368,9 +1366,7 @@ impl IrcFront {
     /// One stored message as history lines, in the batch if the client
     /// negotiated batches.
     fn history_lines(&self, m: ChatMessage, style: Style, batch: &str, out: &mut Vec<u8>) {
-        // A topic change is an event, not a message: without
-        // draft/event-playback (not offered) history leaves it out.
-        if m.deleted || m.kind == crate::protocol::MessageKind::Topic {
+        if !shown_in_history(&m) {
             return;
         }
         for mut l in message_lines(&m, style) {
@@ -1476,6 +1472,91 @@ fn place_of(cx: &Cx, target: &str) -> Option<crate::store::Destination> {
 
 /// A CHATHISTORY page size: the client's, within 1 and the largest page
 /// (which it also gets when it gives none, or nonsense).
+/// Whether a stored message becomes lines in IRC history. A topic change
+/// is an event, not a message: without draft/event-playback (not offered)
+/// history leaves it out, as it does deleted messages.
+fn shown_in_history(m: &ChatMessage) -> bool {
+    !m.deleted && m.kind != crate::protocol::MessageKind::Topic
+}
+
+/// Store pages read for one `CHATHISTORY` page at most: enough to skip
+/// runs of topic changes and deleted messages several pages long, bounded
+/// so that one request cannot walk a whole history.
+const HISTORY_ROUNDS: usize = 8;
+
+/// Up to `limit` messages of a conversation that IRC history shows, in the
+/// window, that `keep` accepts, oldest first. A store page whose messages
+/// are partly hidden (topic changes, deleted messages) is followed by the
+/// next one in the same direction, so a page comes back short only where
+/// the history (or the window) ends: an IRC client takes a short or empty
+/// page for the end of history and stops paging.
+fn history_page(
+    cx: &mut Cx,
+    me: &User,
+    room: Option<String>,
+    with: Option<String>,
+    mut window: messages::Window,
+    limit: u32,
+    keep: &dyn Fn(i64) -> bool,
+) -> Result<Vec<ChatMessage>, Refusal> {
+    use messages::Window;
+    let want = limit as usize;
+    let mut found: Vec<ChatMessage> = Vec::new();
+    for _ in 0..HISTORY_ROUNDS {
+        let handled: Handled =
+            messages::history(cx, me, room.clone(), with.clone(), window, Some(limit));
+        let (page, older, newer) = match handled? {
+            Answer::Reply(ServerMsg::History {
+                messages,
+                more,
+                newer,
+                ..
+            }) => (messages, more, newer),
+            _ => return Ok(found),
+        };
+        let (Some(oldest), Some(newest)) = (page.first(), page.last()) else {
+            break;
+        };
+        let (oldest, newest) = (oldest.id, newest.id);
+        // Past the window's far end (`keep`): nothing further can be kept.
+        let crossed = page.iter().any(|m| !keep(m.id));
+        let shown = page
+            .into_iter()
+            .filter(|m| keep(m.id) && shown_in_history(m));
+        let (next, more) = match window {
+            Window::Before(_) => {
+                let mut older_first: Vec<ChatMessage> = shown.collect();
+                older_first.append(&mut found);
+                found = older_first;
+                (Window::Before(Some(oldest)), older)
+            }
+            Window::After(_) => {
+                found.extend(shown);
+                (Window::After(newest), newer)
+            }
+            // Around a message: one page, as it comes.
+            Window::Around(_) => {
+                found.extend(shown);
+                break;
+            }
+        };
+        if found.len() >= want || crossed || !more {
+            break;
+        }
+        window = next;
+    }
+    // The page's own end: the newest `limit` before, the oldest after.
+    if found.len() > want {
+        match window {
+            Window::Before(_) => {
+                found.drain(..found.len() - want);
+            }
+            _ => found.truncate(want),
+        }
+    }
+    Ok(found)
+}
+
 fn page_limit(arg: Option<&str>) -> u32 {
     arg.and_then(|l| l.parse::<u32>().ok())
         .unwrap_or(HISTORY_PAGE_MAX)
