@@ -199,7 +199,7 @@ fn run(args: &Args) -> Result<(), String> {
             "login-history" => {
                 let empty = start(&cheap)?;
                 let full = start(&cheap)?;
-                let (messages, logins) = if q { (2_000, 20) } else { (1_000_000, 300) };
+                let (messages, logins) = if q { (2_000, 20) } else { (1_000_000, 2_000) };
                 let v = bench::login_history(&empty, &full, messages, logins);
                 let p99 = |k: &str| v[k]["p99_ms"].as_f64().unwrap_or(0.0);
                 let mut v = v.clone();
@@ -580,9 +580,23 @@ fn targets(results: &[(String, Value)]) -> String {
          once full (4 runs after that change: 15.8-24.2 s at 1.55-2.15 ms per login at 10,000, the same as \
          before within this VM's noise that afternoon). Server CPU per login over three runs: 1.3-1.6 ms at 100 clients, 1.6-2.4 ms at 1,000, 1.4-2.5 ms at \
          3,000 and 1.45-2.6 ms at 10,000: flat within this machine's noise, where it was 5, 37, 64 and 19 ms \
-         (the last with only 2,153 in) before, but above the 1 ms target. What is left per login is the TLS \
-         handshake (~0.35 ms), PBKDF2 at 1,000 iterations, half a dozen SQLite statements and a front-door \
-         thread.\n\n**How `storm-crowded` and `restart` set up.** `storm-crowded`: 3,000 clients join \
+         (the last with only 2,153 in) before, but above the 1 ms target. On 2026-12-08 a `perf record -a` of `crowd` showed \
+         two costs of moving a login between threads, both larger on this VM than the work they carry (a \
+         wake-up on the other core is an inter-processor interrupt, i.e. a VM exit): each connection's \
+         front-door thread was started and ended (`clone3`, `mmap`/`mprotect` of its stack, glibc's \
+         `madvise` of the stack at exit with its TLB shoot-down), and each password was handed to a `pbkdf2` \
+         thread and the result handed back. Front-door threads are now kept between connections \
+         (`spare_threads`), and a session hashes on its own thread under one of `hash_threads` permits (the \
+         same bound on cores hashing at once). A/B by hand that day, two runs each, \
+         `confab-bench --server <binary> crowd connect storm-crowded`: server CPU per login at 10,000 online \
+         1.29 and 1.43 -> 1.15 and 1.15 ms (setup 12.2 and 13.0 -> 11.4 and 11.5 s), per resumed session \
+         0.77 and 0.80 -> 0.68 and 0.67 ms, resumed sessions/s in the storm 1,230 and 1,119 -> 1,360 and \
+         1,223, registrations/s 939 and 950 -> 989 and 1,001. What is left per login is the TLS handshake \
+         (~0.35 ms, OpenSSL 3.0 on the front-door thread), PBKDF2 at 1,000 iterations (~0.12 ms), half a \
+         dozen SQLite statements and the replies' TCP sends (on loopback the receiving side's TCP work is \
+         charged to the sender). SQLite's `mmap_size` (reads without `pread`) was tried the same day: no \
+         change in `crowd` beyond noise, and 1.7 KiB more RSS per idle session (the mapped file), so it was \
+         left out.\n\n**How `storm-crowded` and `restart` set up.** `storm-crowded`: 3,000 clients join \
          `general` as in `crowd` and stay; then 8 threads make 2,000 new sessions that resume one account's \
          token, then 2,000 that register new accounts (each in `general`). Before (b6ecc3b, by hand): only \
          2,300 of the 3,000 got in, then 72 resumed sessions/s at 21.6 ms of server CPU each and 8 \
@@ -596,14 +610,22 @@ fn targets(results: &[(String, Value)]) -> String {
          CPU, as in `connect`.\n\n**How `login-history` sets up.** Two servers: one empty, one filled \
          through the protocol with 1,000,000 messages by 4 pipelining senders (9 in 10 to `general`, 1 in 10 \
          DMs to the measured user), after which the user's offline DMs are delivered (logins until none are \
-         left) and everything is marked read, as on a long-running server. Then 300 password logins on each. \
+         left) and everything is marked read, as on a long-running server. Then, once a login on the filled server \
+         is quick (its search index is built when it goes idle), 2,000 password logins on each, interleaved \
+         (one on each server in turn, which one first alternating), so that the machine's slow moments fall \
+         on both alike; until 2026-12-08 it was 300 on the empty one, then 300 on the full one, and the p99 \
+         (the third-slowest login) moved by a few hundred µs from run to run. \
          Before (b6ecc3b): p50 0.61 / p99 1.61 ms empty against p50 39.6 / p99 56.7 ms with 1,000,000 \
          messages: the DM summary and the offline-DM replay read every DM the user had ever received. Now the \
          summary hops between senders through the (recipient, sender, id) index and the replay uses a \
          (recipient, id) index: p99 0.9-1.2 ms on 1,000,000 against 0.7-1.6 ms empty over two runs (ratios \
          1.24 and 0.75: noise of a few hundred µs on a sub-ms figure). \
          `login_path_queries_cost_the_same_on_a_long_history` in `make test` checks the same thing without \
-         timing, by SQLite's step counts.\n",
+         timing, by SQLite's step counts. Interleaved, 2,000 logins each (by hand on 2026-12-08, three runs, \
+         one with SQLite's `mmap_size` on): p50 the same (0.37-0.40 ms on both), p99 0.66-0.69 ms empty \
+         against 0.78-0.84 ms full (ratios 1.13-1.25). So about 0.1-0.17 ms of the slowest 1% of logins is \
+         real and not explained yet: the statements take the same steps, so the suspects are the deeper \
+         B-trees of a 1,000,000-row file and page-cache misses in the pool's connections.\n",
     );
     md.push_str(
         "\n**Search and its index** (`search`, and `store` with the index on). The fill stores 1,000,000 \
