@@ -513,3 +513,45 @@ fn a_client_that_never_reads_its_replies_is_cut_off_with_bounded_memory() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The server runs with a small per-thread allocator cache (so idle
+/// sessions do not each keep one full of freed memory), set by running
+/// itself again: same process, same arguments, still serving. An
+/// operator's own tcache tunable is kept as it is. (Read from the server's
+/// start-up log: glibc 2.36 rewrites the tunables in the copy of the
+/// environment that /proc/PID/environ shows, so that file cannot tell.)
+#[test]
+fn the_server_runs_with_a_small_allocator_cache_unless_the_operator_set_one() {
+    let said = |s: &TestServer| -> String {
+        util::eventually(
+            || format!("no allocator line in the log:\n{}", s.log()),
+            || s.log().contains("allocator: "),
+        );
+        let log = s.log();
+        let line = log.lines().find(|l| l.contains("allocator: ")).unwrap();
+        line[line.find("allocator: ").unwrap()..].to_owned()
+    };
+    let s = TestServer::start();
+    assert_eq!(
+        said(&s),
+        format!(
+            "allocator: GLIBC_TUNABLES={}",
+            confab::server::allocator::TCACHE_TUNABLE
+        )
+    );
+    let mut c = s.user("alice");
+    c.say("general", "still serving after the exec").unwrap();
+
+    let mine = "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0";
+    let s = TestServer::start_with_env(&[], &[("GLIBC_TUNABLES", mine)]);
+    assert_eq!(said(&s), format!("allocator: GLIBC_TUNABLES={mine}"));
+    let mut c = s.user("bob");
+    c.say("general", "served untouched").unwrap();
+
+    let other = "glibc.malloc.arena_max=2";
+    let s = TestServer::start_with_env(&[], &[("GLIBC_TUNABLES", other)]);
+    assert_eq!(
+        said(&s),
+        "allocator: GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.tcache_max=64"
+    );
+}

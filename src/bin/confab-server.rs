@@ -7,6 +7,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First of all: this may run the program again with a tuned allocator
+    // (see `allocator`); it returns at once when that is done.
+    if let confab::server::allocator::Tuning::ExecFailed(err) = confab::server::allocator::tune() {
+        eprintln!(
+            "confab-server: cannot restart with a small allocator cache ({err}); going on with glibc's defaults"
+        );
+    }
     // Before any thread starts, so that every thread inherits the mask and
     // only the signal thread below receives SIGINT and SIGTERM.
     if let Err(err) = confab::server::block_termination_signals() {
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .format_timestamp_millis()
         .init();
+    log::info!("{}", confab::server::allocator::describe());
     let server = match Server::bind(&config) {
         Ok(s) => s,
         Err(err) => {

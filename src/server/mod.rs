@@ -29,6 +29,7 @@
 //! client, never the server. Shutdown is requested through a
 //! [`ShutdownHandle`] (the binary wires SIGINT and SIGTERM to it).
 
+pub mod allocator;
 mod auth;
 mod cluster;
 mod context;
