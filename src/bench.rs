@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -410,6 +410,9 @@ pub struct Fanout {
     /// Members are IRC clients on the IRC listener (paced runs only):
     /// confab's fan-out over IRC, as IRC servers are measured.
     pub irc: bool,
+    /// The room (paced runs): `general`, which everyone is in, or another
+    /// that the members create and join (confab members only).
+    pub room: &'static str,
 }
 
 /// A fan-out run; reports deliveries/s, latency percentiles, server CPU
@@ -614,15 +617,15 @@ impl Member {
         }
     }
 
-    /// Sends `body` to #general as request `req`; `false` if the
-    /// connection failed.
-    fn say(&mut self, req: u64, body: &str) -> bool {
+    /// Sends `body` to `room` (#general for IRC members) as request
+    /// `req`; `false` if the connection failed.
+    fn say(&mut self, room: &str, req: u64, body: &str) -> bool {
         match self {
             Member::Confab(c) => {
                 let frame = encode_json(&ClientFrame {
                     req: Some(req),
                     request: Request::Say {
-                        room: "general".into(),
+                        room: room.into(),
                         body: body.to_owned(),
                         reply_to: None,
                         notice: false,
@@ -759,6 +762,15 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
     let server = nodes[0];
     let n_nodes = nodes.len();
     register_users(server, "recv", p.clients);
+    let room = p.room;
+    assert!(
+        room == "general" || !p.irc,
+        "IRC members chat in #general only"
+    );
+    if room != "general" {
+        // Made once; later runs on the same server find it there.
+        let _ = server.user("recv0").create_room(room, "");
+    }
     let members: Vec<Member> = (0..p.clients)
         .map(|i| {
             let node = nodes[i % n_nodes];
@@ -766,7 +778,11 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
             if p.irc {
                 Member::Irc(Box::new(IrcMember::join(node, &user, i)))
             } else {
-                Member::Confab(Box::new(node.user(&user)))
+                let mut c = node.user(&user);
+                if room != "general" {
+                    c.join(room).expect("bench member joins the room");
+                }
+                Member::Confab(Box::new(c))
             }
         })
         .collect();
@@ -831,7 +847,7 @@ pub fn fanout_on_nodes(nodes: &[&BenchServer], p: &Fanout) -> Value {
                     while next_n[k] < msgs && due(*i, next_n[k]) <= now {
                         let n = next_n[k];
                         let body = format!("t={} s={i} n={n} {pad}", now_us());
-                        if !c.say(n as u64 + 1, &body) {
+                        if !c.say(room, n as u64 + 1, &body) {
                             next_n[k] = msgs;
                             break;
                         }
@@ -968,6 +984,7 @@ pub fn login_storm(server: &BenchServer, logins: usize) -> Value {
         rate: Some(200.0),
         burst: false,
         irc: false,
+        room: "general",
     };
     let base = fanout(server, &quiet);
     let mut c = server.client();
@@ -1065,6 +1082,7 @@ pub fn upload(server: &BenchServer) -> Value {
         rate: Some(200.0),
         burst: false,
         irc: false,
+        room: "general",
     };
     let quiet = fanout(server, &chat);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1139,7 +1157,7 @@ fn crowd_join(server: &BenchServer, n: usize, deadline: Duration) -> (Value, Vec
 /// New sessions while `online` clients sit in `general`: `k` resumed
 /// sessions, then `k` registrations, each by 8 threads as fast as they go.
 /// Logins in a crowded room must cost what they cost in an empty one.
-pub fn storm_crowded(server: &BenchServer, online: usize, k: usize) -> Value {
+pub fn storm_crowded(server: &BenchServer, online: usize, k: usize, chat_msgs: usize) -> Value {
     let (crowd, kept) = crowd_join(server, online, Duration::from_secs(120));
     let mut c = server.client();
     let token = c
@@ -1165,10 +1183,54 @@ pub fn storm_crowded(server: &BenchServer, online: usize, k: usize) -> Value {
     };
     let (resumed, resumed_cpu) = storm(false);
     let (registered, registered_cpu) = storm(true);
+    // Chat in a busy room (50 members, 5 of them sending 200 msgs/s in
+    // all), first with the crowd online and idle, then while the storm
+    // goes on: 8 threads alternating resumes and registrations until the
+    // chat run ends.
+    let chat = Fanout {
+        clients: 50,
+        senders: 5,
+        messages: chat_msgs,
+        rate: Some(200.0),
+        burst: false,
+        irc: false,
+        room: "busy",
+    };
+    let quiet = fanout(server, &chat);
+    let chatting = AtomicBool::new(true);
+    let stormed = AtomicU64::new(0);
+    let t0 = Instant::now();
+    let during = std::thread::scope(|s| {
+        for t in 0..8 {
+            let (chatting, stormed, token) = (&chatting, &stormed, &token);
+            s.spawn(move || {
+                let mut n = 0usize;
+                while chatting.load(Ordering::Relaxed) {
+                    let mut c = server.client();
+                    let ok = if n.is_multiple_of(2) {
+                        c.resume("stormer", token).is_ok()
+                    } else {
+                        c.register(&format!("chatstorm{t}_{n}"), PW).is_ok()
+                    };
+                    stormed.fetch_add(u64::from(ok), Ordering::Relaxed);
+                    n += 1;
+                }
+            });
+        }
+        let during = fanout(server, &chat);
+        chatting.store(false, Ordering::Relaxed);
+        during
+    });
+    let storm_rate = stormed.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
     drop(kept);
+    let p99 = |v: &Value| v["latency"]["p99_ms"].as_f64().unwrap_or(0.0);
+    let lost = |v: &Value| v["lost"].as_u64().unwrap_or(0);
     json!({"scenario": "storm-crowded", "online": crowd["joined"], "sessions": k, "threads": 8,
            "resumed_per_s": resumed, "server_cpu_ms_per_resumed": resumed_cpu,
-           "registered_per_s": registered, "server_cpu_ms_per_registered": registered_cpu})
+           "registered_per_s": registered, "server_cpu_ms_per_registered": registered_cpu,
+           "chat_p99_ms_quiet": p99(&quiet), "chat_p99_ms_during_storm": p99(&during),
+           "chat_lost": lost(&quiet) + lost(&during),
+           "storm_sessions_per_s_during_chat": storm_rate.round()})
 }
 
 /// `n` clients online with resume tokens; the server is stopped (SIGTERM)

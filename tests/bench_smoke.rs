@@ -54,3 +54,33 @@ fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
         "{version} not in:\n{report}"
     );
 }
+
+/// `storm-crowded` in small: the storm's rates, and chat in a room of its
+/// own measured quiet and during a storm, with nothing lost.
+#[test]
+fn the_storm_scenario_measures_chat_during_the_storm_and_loses_nothing() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+        .args(["--quick", "--server", env!("CARGO_BIN_EXE_confab-server")])
+        .arg("storm-crowded")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("confab-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["scenario"], "storm-crowded", "{v}");
+    assert_eq!(v["chat_lost"], 0, "{v}");
+    for figure in [
+        "resumed_per_s",
+        "registered_per_s",
+        "chat_p99_ms_quiet",
+        "chat_p99_ms_during_storm",
+        "storm_sessions_per_s_during_chat",
+    ] {
+        assert!(v[figure].as_f64().unwrap() > 0.0, "{figure}: {v}");
+    }
+}

@@ -58,6 +58,11 @@ pub const STACK: usize = 256 * 1024;
 /// How long a front-door thread waits for the next connection before it
 /// ends (see `spare_threads`).
 pub const KEEP_SPARE: Duration = Duration::from_secs(30);
+/// Front-door threads run this many nice levels below the rest of the
+/// server: when both cores are busy, chat (session threads, the writer,
+/// delivery) goes first and handshakes take what is left, so a storm of
+/// connections slows logins rather than everyone's messages.
+pub const NICER: i32 = 10;
 
 /// Counts a front-door thread; dropping it uncounts it.
 struct ThreadCount(Arc<ServerContext>);

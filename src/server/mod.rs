@@ -365,7 +365,8 @@ impl Server {
                 "front-door",
                 front_door::STACK,
                 front_door::KEEP_SPARE,
-            ),
+            )
+            .nicer_by(front_door::NICER),
         });
         Ok(Server {
             listener,

@@ -49,6 +49,7 @@ pub struct SpareThreads {
     name: String,
     stack: usize,
     keep: Duration,
+    nicer: i32,
 }
 
 impl SpareThreads {
@@ -63,7 +64,18 @@ impl SpareThreads {
             name: name.to_owned(),
             stack,
             keep,
+            nicer: 0,
         }
+    }
+
+    /// Each thread lowers its own scheduling priority by `by` nice levels
+    /// when it starts (up to 19), so that under full load the kernel
+    /// prefers the other threads of the process. A thread cannot raise its
+    /// priority again without privileges, which is why this is a property
+    /// of the threads and not of a job.
+    pub fn nicer_by(mut self, by: i32) -> SpareThreads {
+        self.nicer = by;
+        self
     }
 
     /// Runs `job` on a waiting thread, or on a new one if none waits. Fails
@@ -81,12 +93,15 @@ impl SpareThreads {
             }
             state.alive += 1;
         }
-        let (shared, keep) = (self.shared.clone(), self.keep);
+        let (shared, keep, nicer) = (self.shared.clone(), self.keep, self.nicer);
         let spawned = std::thread::Builder::new()
             .name(self.name.clone())
             .stack_size(self.stack)
             .spawn(move || {
                 let _alive = Alive(&shared);
+                if nicer > 0 {
+                    lower_priority(nicer);
+                }
                 work(job, &shared, keep)
             });
         if spawned.is_err() {
@@ -112,6 +127,30 @@ impl Drop for SpareThreads {
         self.shared.lock().closed = true;
         self.shared.wake.notify_all();
     }
+}
+
+/// Lowers the calling thread's priority by `by` nice levels (at most to
+/// 19). On Linux `setpriority(PRIO_PROCESS, tid)` applies to one thread.
+/// A failure only leaves the priority as it was.
+fn lower_priority(by: i32) {
+    // SAFETY: gettid, getpriority and setpriority take plain integers and
+    // touch no memory of ours.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).min(19));
+    }
+}
+
+/// The calling thread's nice value (tests).
+#[cfg(test)]
+fn priority() -> i32 {
+    // SAFETY: as in `lower_priority`.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
 }
 
 /// Uncounts a thread when it ends, also by a panic.
@@ -240,6 +279,20 @@ mod tests {
         wait_until("the idle thread to end", || threads.alive() == 0);
         assert_eq!(threads.idle(), 0);
         assert_ne!(thread_id_of(&threads), first);
+    }
+
+    #[test]
+    fn threads_can_run_at_a_lower_priority() {
+        let here = priority();
+        let threads =
+            SpareThreads::new("spare-test", 64 * 1024, Duration::from_secs(60)).nicer_by(5);
+        let (tx, rx) = channel();
+        threads
+            .run(Box::new(move || tx.send(priority()).unwrap()))
+            .unwrap();
+        let there = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(there, (here + 5).min(19));
+        assert_eq!(priority(), here, "the caller's own priority is untouched");
     }
 
     #[test]
