@@ -642,7 +642,13 @@ fn targets(results: &[(String, Value)]) -> String {
          during the storm 11.5-12.4 -> 6.4-7.4 ms, with the storm going on at the same rate (919-962 and \
          894-979 sessions/s). What is left is mostly the load generator's own storm clients (their TLS \
          handshakes run on the same two cores at normal priority; on a network they would be other \
-         machines') and the session threads' share of a login (PBKDF2, the account's rows).\n\n**How `login-history` sets up.** Two servers: one empty, one filled \
+         machines') and the session threads' share of a login (PBKDF2, the account's rows). An `strace` of \
+         the same run showed the session threads sleeping in SQLite's busy handler (190 sleeps of 100 ms in \
+         12 s: SQLite's own backoff goes 1, 2, 5 ... 100 ms while another connection holds the write lock for \
+         a few hundred µs); the store now retries after 20 µs, doubling up to 1 ms. The message writer was \
+         never among the sleepers, so chat did not wait there; logins did: `crowd` by hand, two runs each, \
+         10,000 in 12.2-12.8 -> 11.0-11.2 s, and chat during the storm 6.5 and 8.9 -> 5.6 and 6.8 ms (noise \
+         is large at this size).\n\n**How `login-history` sets up.** Two servers: one empty, one filled \
          through the protocol with 1,000,000 messages by 4 pipelining senders (9 in 10 to `general`, 1 in 10 \
          DMs to the measured user), after which the user's offline DMs are delivered (logins until none are \
          left) and everything is marked read, as on a long-running server. Then, once a login on the filled server \
