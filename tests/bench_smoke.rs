@@ -1,20 +1,12 @@
 //! A tiny run of the load generator, so `make test` proves `make bench`
 //! works: it starts a server, fans messages out, and loses none.
 
-#[test]
-fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
-    // Issue 14: `--certs DIR` is made if absent, as --help says, and the
-    // report names the measured server's own version and commit.
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs-made-here");
-    let report = dir.path().join("report.md");
+/// Runs `confab-bench --quick` against this build's server with `args`;
+/// its stdout's JSON objects, one a line.
+fn run_quick(args: &[&std::ffi::OsStr]) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-bench"))
         .args(["--quick", "--server", env!("CARGO_BIN_EXE_confab-server")])
-        .arg("--certs")
-        .arg(&certs)
-        .arg("--out")
-        .arg(&report)
-        .args(["fanout", "burst"])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("confab-bench runs");
@@ -24,10 +16,27 @@ fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = stdout
+    stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
+    // Issue 14: `--certs DIR` is made if absent, as --help says, and the
+    // report names the measured server's own version and commit.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs-made-here");
+    let report = dir.path().join("report.md");
+    let lines = run_quick(&[
+        "--certs".as_ref(),
+        certs.as_os_str(),
+        "--out".as_ref(),
+        report.as_os_str(),
+        "fanout".as_ref(),
+        "burst".as_ref(),
+    ]);
     assert_eq!(lines.len(), 2);
     for v in &lines {
         assert_eq!(v["lost"], 0, "{v}");
@@ -59,19 +68,9 @@ fn the_bench_tool_runs_a_small_fanout_and_loses_nothing() {
 /// own measured quiet and during a storm, with nothing lost.
 #[test]
 fn the_storm_scenario_measures_chat_during_the_storm_and_loses_nothing() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab-bench"))
-        .args(["--quick", "--server", env!("CARGO_BIN_EXE_confab-server")])
-        .arg("storm-crowded")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("confab-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    let lines = run_quick(&["storm-crowded".as_ref()]);
+    assert_eq!(lines.len(), 1);
+    let v = &lines[0];
     assert_eq!(v["scenario"], "storm-crowded", "{v}");
     assert_eq!(v["chat_lost"], 0, "{v}");
     for figure in [

@@ -149,29 +149,13 @@ fn chathistory_pages_through_a_room_by_msgid_in_a_batch() {
         &["batch", "server-time", "message-tags", "draft/chathistory"],
     );
     irc.send("CHATHISTORY LATEST #general * 10");
-    let start = irc.expect(&["BATCH +", "chathistory #general"]);
-    let batch = start
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .trim_start_matches('+')
-        .to_owned();
-    let end = format!("BATCH -{batch}");
-    let (end_at, _) = irc.expect_from(0, &[&end]);
-    let lines: Vec<String> = irc.seen[..end_at]
-        .iter()
-        .filter(|l| l.contains(&format!("batch={batch}")))
-        .cloned()
-        .collect();
+    let lines = history_batch(&mut irc, 0);
+    assert!(lines.iter().all(|l| l.contains("PRIVMSG #general")));
     assert_eq!(lines.len(), 10, "{lines:#?}");
     assert!(lines[0].ends_with(":line 21"), "{}", lines[0]);
     assert!(lines[9].ends_with(":line 30"), "{}", lines[9]);
     // The oldest one's msgid pages further back.
-    let oldest = lines[0]
-        .split(['@', ';', ' '])
-        .find_map(|t| t.strip_prefix("msgid="))
-        .unwrap()
-        .to_owned();
+    let oldest = msgid_of(&lines[0]);
     let mark = irc.seen.len();
     irc.send(&format!("CHATHISTORY BEFORE #general msgid={oldest} 5"));
     irc.expect_from(mark, &["PRIVMSG #general :line 16"]);
@@ -190,6 +174,14 @@ fn chathistory_pages_through_a_room_by_msgid_in_a_batch() {
     irc.expect(&["FAIL CHATHISTORY INVALID_PARAMS"]);
     irc.send("CHATHISTORY LATEST #nosuchroom * 5");
     irc.expect(&["FAIL CHATHISTORY INVALID_TARGET"]);
+}
+
+/// The `msgid` tag of a line.
+fn msgid_of(line: &str) -> String {
+    line.split(['@', ';', ' '])
+        .find_map(|t| t.strip_prefix("msgid="))
+        .unwrap()
+        .to_owned()
 }
 
 /// History lines in the batch that starts at or after `mark`.
@@ -258,12 +250,7 @@ fn chathistory_pages_stay_full_across_topic_changes_and_deletions() {
         "{latest:#?}"
     );
     // Paging back from line 5 crosses the 12 topic changes.
-    let msgid = |l: &str| {
-        l.split(['@', ';', ' '])
-            .find_map(|t| t.strip_prefix("msgid="))
-            .unwrap()
-            .to_owned()
-    };
+    let msgid = |l: &str| msgid_of(l);
     let mark = irc.seen.len();
     irc.send(&format!(
         "CHATHISTORY BEFORE #general msgid={} 3",
