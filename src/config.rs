@@ -110,8 +110,9 @@ pub struct ServerArgs {
     /// Messages per second a session may sustain. [default: 5]
     #[arg(long, env = "CONFAB_FLOOD_RATE")]
     pub flood_rate: Option<f64>,
-    /// Threads that hash passwords (PBKDF2); logins beyond that wait in line
-    /// instead of taking every core from chat. [default: 1]
+    /// Logins that may hash a password (PBKDF2) at once, each on its own
+    /// session thread; the others wait in line instead of taking every core
+    /// from chat. [default: 1]
     #[arg(long, env = "CONFAB_HASH_THREADS")]
     pub hash_threads: Option<usize>,
     /// Failed logins allowed per account and per address in ten minutes
@@ -314,7 +315,7 @@ pub struct ServerConfig {
     pub admins: Vec<String>,
     /// File size cap and allowed types.
     pub file_rules: crate::file_rules::FileRules,
-    /// Password hashing threads.
+    /// Logins that may hash a password at once.
     pub hash_threads: usize,
     /// Failed logins allowed before throttling (0: off).
     pub login_failures: usize,

@@ -3,7 +3,7 @@
 //!
 //! Logins go through `Auth`: the throttle is checked first, the PBKDF2
 //! verification (or a dummy one, for an unknown name, so both cost the
-//! same) runs on the hashing pool, and every outcome is audited. A
+//! same) runs under the hashing bound (`Auth`), and every outcome is audited. A
 //! successful login ends in [`enter`], which registers the session with
 //! the hub and gathers what the user missed.
 
@@ -119,7 +119,7 @@ pub fn check_password(cx: &mut Cx, user: &str, pw: &str) -> Result<User, Refusal
         Ok(name) => cx.svc.store.find_user(&name)?,
         Err(_) => None,
     };
-    // Verified even for unknown users, on the hashing pool, so both cases
+    // Verified even for unknown users, under the hashing bound, so both cases
     // cost the same and a login storm cannot take every core.
     let ok = cx
         .svc
