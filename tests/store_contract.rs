@@ -866,6 +866,16 @@ fn edits_deletions_replies_and_reactions(s: &dyn Store) {
     let dm2 = say(s, bob, Destination::User(alice), "dm two");
     let (after, newer) = s.dm_history(alice, bob, Page::After(dm), 5).unwrap();
     assert_eq!((after[0].id, after.len(), newer), (dm2, 1, false));
+    // Listed in the order first given, also when given within one
+    // millisecond (each pair's names sort against their order).
+    for n in 0..10 {
+        let m = say(s, alice, Destination::Room(g), &format!("pair {n}"));
+        assert_eq!(s.react(m, bob, "zz", 5).unwrap(), Reacted::Added(1));
+        assert_eq!(s.react(m, alice, "aa", 5).unwrap(), Reacted::Added(1));
+        let (page, _) = s.room_history(g, Page::Before(None), 1, bob).unwrap();
+        let order: Vec<&str> = page[0].reactions.iter().map(|r| r.emoji.as_str()).collect();
+        assert_eq!(order, ["zz", "aa"], "pair {n}");
+    }
 }
 
 fn search(s: &dyn Store) {

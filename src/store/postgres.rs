@@ -905,8 +905,12 @@ impl Store for PostgresStore {
                 return Ok(Reacted::Full);
             }
         }
+        // In the order first given even within one millisecond (see the
+        // SQLite store).
         tx.execute(
-            "INSERT INTO reactions (message_id, emoji, user_id, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO reactions (message_id, emoji, user_id, created_at)
+             VALUES ($1, $2, $3, GREATEST($4, coalesce(
+                 (SELECT max(created_at) + 1 FROM reactions WHERE message_id = $1), 0)))",
             &[&id, &emoji, &user, &now_ms()],
         )?;
         tx.commit()?;

@@ -751,8 +751,14 @@ impl Store for SqliteStore {
                 return Ok(Reacted::Full);
             }
         }
+        // Reactions are listed in the order first given, by time: a
+        // reaction given within the same millisecond as the message's
+        // newest one is stamped a millisecond after it, so ties cannot put
+        // a later one first.
         tx.prepare_cached(
-            "INSERT INTO reactions (message_id, emoji, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO reactions (message_id, emoji, user_id, created_at)
+             VALUES (?1, ?2, ?3, max(?4, coalesce(
+                 (SELECT max(created_at) + 1 FROM reactions WHERE message_id = ?1), 0)))",
         )?
         .execute(params![id, emoji, user, now_ms()])?;
         tx.commit()?;
