@@ -277,6 +277,23 @@ fn chathistory_pages_stay_full_across_topic_changes_and_deletions() {
     ));
     let end = history_batch(&mut irc, mark);
     assert_eq!(texts(&end), ["line 9"], "{end:#?}");
+    // One request reads at most 8 store pages: 13 hidden entries stand
+    // between line 7 and line 6, more than 8 pages of 1 (an empty page),
+    // fewer than 8 of 2 (the newest 2 of what those pages showed).
+    let mark = irc.seen.len();
+    irc.send(&format!(
+        "CHATHISTORY BEFORE #general msgid={} 1",
+        msgid(&after[0])
+    ));
+    let bounded = history_batch(&mut irc, mark);
+    assert!(bounded.is_empty(), "{bounded:#?}");
+    let mark = irc.seen.len();
+    irc.send(&format!(
+        "CHATHISTORY BEFORE #general msgid={} 2",
+        msgid(&after[0])
+    ));
+    let two = history_batch(&mut irc, mark);
+    assert_eq!(texts(&two), ["line 5", "line 6"], "{two:#?}");
 }
 
 #[test]

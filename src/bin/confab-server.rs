@@ -7,13 +7,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // First of all: this may run the program again with a tuned allocator
-    // (see `allocator`); it returns at once when that is done.
-    if let confab::server::allocator::Tuning::ExecFailed(err) = confab::server::allocator::tune() {
-        eprintln!(
-            "confab-server: cannot restart with a small allocator cache ({err}); going on with glibc's defaults"
-        );
-    }
     // Before any thread starts, so that every thread inherits the mask and
     // only the signal thread below receives SIGINT and SIGTERM.
     if let Err(err) = confab::server::block_termination_signals() {
@@ -45,6 +38,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    // Serving, then: run the program again with a tuned allocator (see
+    // `allocator`), before any thread starts; it returns at once when that
+    // is done. (Manual pages and admin commands are short-lived and keep
+    // glibc's defaults.)
+    if let confab::server::allocator::Tuning::ExecFailed(err) = confab::server::allocator::tune() {
+        eprintln!(
+            "confab-server: cannot restart with a small allocator cache ({err}); going on with glibc's defaults"
+        );
     }
     env_logger::Builder::new()
         .parse_filters(&config.log)

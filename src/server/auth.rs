@@ -669,7 +669,7 @@ mod tests {
 
     #[test]
     fn no_more_than_the_permitted_threads_hash_at_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::AtomicUsize;
         let auth = Arc::new(Auth::new(2, 10, b"s".to_vec(), 5));
         let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let threads: Vec<_> = (0..8)

@@ -1364,11 +1364,9 @@ impl IrcFront {
     }
 
     /// One stored message as history lines, in the batch if the client
-    /// negotiated batches.
+    /// negotiated batches. (`history_page` has left out what IRC history
+    /// does not show.)
     fn history_lines(&self, m: ChatMessage, style: Style, batch: &str, out: &mut Vec<u8>) {
-        if !shown_in_history(&m) {
-            return;
-        }
         for mut l in message_lines(&m, style) {
             if self.caps.batch {
                 l.tags.insert(0, ("batch".into(), Some(batch.to_owned())));
@@ -1470,8 +1468,6 @@ fn place_of(cx: &Cx, target: &str) -> Option<crate::store::Destination> {
     }
 }
 
-/// A CHATHISTORY page size: the client's, within 1 and the largest page
-/// (which it also gets when it gives none, or nonsense).
 /// Whether a stored message becomes lines in IRC history. A topic change
 /// is an event, not a message: without draft/event-playback (not offered)
 /// history leaves it out, as it does deleted messages.
@@ -1557,6 +1553,8 @@ fn history_page(
     Ok(found)
 }
 
+/// A CHATHISTORY page size: the client's, within 1 and the largest page
+/// (which it also gets when it gives none, or nonsense).
 fn page_limit(arg: Option<&str>) -> u32 {
     arg.and_then(|l| l.parse::<u32>().ok())
         .unwrap_or(HISTORY_PAGE_MAX)

@@ -43,20 +43,11 @@ pub fn say(
         })?),
         None => None,
     };
-    flood_check(cx)?;
     let target = Target::Room {
         id: room.id,
         name: room.name,
     };
-    submit_draft(
-        cx,
-        me,
-        Draft {
-            reply,
-            notice,
-            ..Draft::chat(target, body)
-        },
-    )
+    send(cx, me, target, body, reply, notice)
 }
 
 /// A direct message to another user (stored for them if they are offline).
@@ -78,11 +69,24 @@ pub fn dm(
         })?),
         None => None,
     };
-    flood_check(cx)?;
     let target = Target::User {
         id: peer.id,
         name: peer.name,
     };
+    send(cx, me, target, body, reply, notice)
+}
+
+/// The end of `say` and `dm` once the message is allowed: flood control,
+/// then the message goes to the writer.
+fn send(
+    cx: &mut Cx,
+    me: &User,
+    target: Target,
+    body: String,
+    reply: Option<ReplyRef>,
+    notice: bool,
+) -> Handled {
+    flood_check(cx)?;
     submit_draft(
         cx,
         me,
